@@ -1,0 +1,175 @@
+//! `ApiError`: the only type that becomes an HTTP error answer, as npm-shaped JSON (SPEC §14).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::auth::AuthError;
+use crate::packages::RegistryError;
+use crate::store::StoreError;
+
+/// An error answer: `{"error": <message>, "code": <stable code>, "status": <status>}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    www_authenticate: Option<&'static str>,
+}
+
+impl ApiError {
+    /// A failure the caller can act on (4xx).
+    pub fn user(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            www_authenticate: None,
+        }
+    }
+
+    /// A 400 for a malformed request.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::user(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// A 404 naming what was not found.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::user(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// A 401 whose `WWW-Authenticate` tells npm which message to print (npm-protocol.md §8.7).
+    pub fn unauthorized(challenge: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            www_authenticate: Some(challenge),
+            ..Self::user(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        }
+    }
+
+    /// A server-side failure: the cause is logged once here, the caller gets a generic message.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "request failed");
+        Self::user(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; the request id in X-Request-Id identifies it in the server log",
+        )
+    }
+
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "error": self.message,
+            "code": self.code,
+            "status": self.status.as_u16(),
+        });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(challenge) = self.www_authenticate {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        Self::internal(err)
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        let message = err.to_string();
+        match err {
+            AuthError::MissingToken | AuthError::InvalidToken => {
+                Self::unauthorized("Bearer realm=\"packr\"", message)
+            }
+            AuthError::BadPassword => Self::unauthorized("Basic realm=\"packr\"", message),
+            AuthError::NoSuchUser(_) => Self::bad_request("no_such_user", message),
+            AuthError::Forbidden { .. } | AuthError::OutsideScope { .. } => {
+                Self::user(StatusCode::FORBIDDEN, "forbidden", message)
+            }
+            AuthError::SignupClosed => Self::user(StatusCode::FORBIDDEN, "signup_closed", message),
+            AuthError::Invalid(_) => Self::bad_request("invalid", message),
+            AuthError::Store(inner) => Self::internal(inner),
+            AuthError::Internal(inner) => Self::internal(inner),
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(err: RegistryError) -> Self {
+        use RegistryError as E;
+        let err = match err {
+            E::Auth(inner) => return inner.into(),
+            other => other,
+        };
+        let (status, code) = match &err {
+            E::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_publish"),
+            E::Name(_) => (StatusCode::BAD_REQUEST, "invalid_name"),
+            E::Version(_) => (StatusCode::BAD_REQUEST, "invalid_version"),
+            E::Tarball(_) => (StatusCode::BAD_REQUEST, "invalid_tarball"),
+            E::Integrity(_) => (StatusCode::BAD_REQUEST, "integrity_mismatch"),
+            E::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            E::VersionExists(_) | E::VersionRetired(_) => {
+                (StatusCode::FORBIDDEN, "version_exists")
+            }
+            E::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            E::NotMaintainer { .. } | E::UnpublishWindow { .. } => {
+                (StatusCode::FORBIDDEN, "forbidden")
+            }
+            E::Auth(_) | E::Store(_) | E::Blob(_) | E::Internal(_) => {
+                return Self::internal(err);
+            }
+        };
+        Self::user(status, code, err.to_string())
+    }
+}
+
+/// The JSON answer for routes that do not exist, so even a wrong URL gets npm-shaped JSON.
+pub async fn fallback_not_found() -> ApiError {
+    ApiError::not_found("Not found")
+}
+
+/// Maps rejections from axum's own extractors and layers (413, 405) into npm-shaped JSON.
+pub async fn json_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "request entity too large".to_owned(),
+        StatusCode::METHOD_NOT_ALLOWED => "method not allowed on this path".to_owned(),
+        other => other
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_lowercase(),
+    };
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        _ => "request_failed",
+    };
+    let mut out = ApiError::user(status, code, message).into_response();
+    for name in [header::WWW_AUTHENTICATE, header::RETRY_AFTER, header::ALLOW] {
+        if let Some(value) = response.headers().get(&name) {
+            out.headers_mut().insert(name, value.clone());
+        }
+    }
+    out
+}

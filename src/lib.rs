@@ -1,0 +1,24 @@
+//! Packr: a private package registry that speaks the npm wire protocol.
+//!
+//! # Layout
+//!
+//! Dependencies go one way: the edges call the core, and the core calls the stores.
+//!
+//! - edges: [`cli`] (the `packr` subcommands) and [`npm`] (the npm wire protocol over HTTP);
+//!   [`server`] wires them together, [`error`] is the only place that turns failures into HTTP answers.
+//! - core: [`auth`] (who is calling and what they may do) and [`packages`] (the registry's rules:
+//!   names, versions, tarballs, publish, dist-tags, packuments). The core never imports axum or hyper.
+//! - [`store`]: the metadata store (SQLite) and the blob store (filesystem). SQL appears only there.
+//! - [`config`], [`telemetry`] and [`clock`] are used by all of the above.
+
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod npm;
+pub mod packages;
+pub mod server;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,126 @@
+//! Extractors: the caller's token, the public base URL, JSON bodies and package names, each
+//! rejecting with an npm-shaped [`ApiError`].
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde_json::Value;
+
+use crate::auth::{AuthError, Caller, Permission};
+use crate::error::ApiError;
+use crate::packages::PackageName;
+use crate::server::AppState;
+
+fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| AuthError::InvalidToken)?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(Some(token.trim())),
+        _ => Err(ApiError::unauthorized(
+            "Bearer realm=\"packr\"",
+            "only token authentication is supported: put an _authToken in your .npmrc (npm login)",
+        )),
+    }
+}
+
+/// A caller with a valid token; requests without one get 401.
+pub struct Authenticated(pub Caller);
+
+/// The caller if a token was sent (an invalid token is still a 401).
+pub struct MaybeAuthenticated(pub Option<Caller>);
+
+impl FromRequestParts<AppState> for MaybeAuthenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match bearer(parts)? {
+            None => Ok(Self(None)),
+            Some(token) => Ok(Self(Some(state.tokens.authenticate(token).await?))),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match MaybeAuthenticated::from_request_parts(parts, state).await?.0 {
+            Some(caller) => Ok(Self(caller)),
+            None => Err(AuthError::MissingToken.into()),
+        }
+    }
+}
+
+/// Permission to read packages: a token with `read`, or none when anonymous reads are on.
+pub struct ReadAccess;
+
+impl FromRequestParts<AppState> for ReadAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match MaybeAuthenticated::from_request_parts(parts, state).await?.0 {
+            Some(caller) => caller.require(Permission::Read).map(|()| Self).map_err(Into::into),
+            None if state.config.anonymous_read => Ok(Self),
+            None => Err(AuthError::MissingToken.into()),
+        }
+    }
+}
+
+/// The public base URL tarball URLs are built on: `PACKR_PUBLIC_URL`, else `http://<Host>`.
+pub struct BaseUrl(pub String);
+
+impl FromRequestParts<AppState> for BaseUrl {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(url) = &state.config.public_url {
+            return Ok(Self(url.clone()));
+        }
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| {
+                !h.is_empty()
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+            })
+            .ok_or_else(|| {
+                ApiError::bad_request("bad_host", "a valid Host header is required (or set PACKR_PUBLIC_URL)")
+            })?;
+        Ok(Self(format!("http://{host}")))
+    }
+}
+
+/// A JSON body; an empty body counts as `{}` (yarn 4's login POST has none).
+pub struct NpmJson(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for NpmJson {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            let status = rejection.status();
+            ApiError::user(status, "bad_body", rejection.body_text())
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(Value::Object(Default::default())));
+        }
+        serde_json::from_slice(&bytes)
+            .map(Self)
+            .map_err(|e| ApiError::bad_request("bad_json", format!("the request body is not valid JSON: {e}")))
+    }
+}
+
+/// Parses the `{pkg}` path segment; a name that could never exist is simply not found.
+pub fn package_name(raw: &str) -> Result<PackageName, ApiError> {
+    PackageName::parse(raw).map_err(|err| ApiError::not_found(format!("package not found: {raw} ({err})")))
+}
+
+/// Parses the package name of a write; a bad name is a 400 the person can act on.
+pub fn package_name_for_write(raw: &str) -> Result<PackageName, ApiError> {
+    PackageName::parse(raw).map_err(|err| ApiError::bad_request("invalid_name", err.to_string()))
+}

@@ -1,0 +1,47 @@
+//! `GET /:pkg/-/:file`: streamed tarball bytes with immutable cache headers.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::extract::{ReadAccess, package_name};
+use crate::error::ApiError;
+use crate::server::AppState;
+
+/// Cache policy of tarballs: the bytes behind a tarball URL never change.
+pub const IMMUTABLE: &str = "private, max-age=31536000, immutable";
+
+/// `GET /:pkg/-/:file`.
+pub async fn get_tarball(
+    State(app): State<AppState>,
+    _read: ReadAccess,
+    Path((pkg, file)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let name = package_name(&pkg)?;
+    let tarball = app.registry.tarball(&name, &file).await?;
+    let etag = format!("\"{}\"", tarball.shasum);
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag));
+    let mut response = if unchanged {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut response = Body::from_stream(tarball.blob.body).into_response();
+        let out = response.headers_mut();
+        out.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        out.insert(header::CONTENT_LENGTH, HeaderValue::from(tarball.blob.length));
+        response
+    };
+    let out = response.headers_mut();
+    out.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    if let Ok(etag) = HeaderValue::from_str(&etag) {
+        out.insert(header::ETAG, etag);
+    }
+    Ok(response)
+}

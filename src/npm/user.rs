@@ -1,0 +1,147 @@
+//! Login, identity and logout: legacy CouchDB login/adduser, `POST /-/v1/login` with a password,
+//! whoami, ping, logout and the user document `npm owner add` reads (npm-protocol.md §8).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::extract::{Authenticated, NpmJson};
+use crate::auth::AuthError;
+use crate::auth::tokens::login_token_request;
+use crate::error::ApiError;
+use crate::server::AppState;
+
+const USER_PREFIX: &str = "org.couchdb.user:";
+
+/// The routes of this module.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/-/ping", get(get_ping))
+        .route("/-/whoami", get(get_whoami))
+        .route("/-/v1/login", post(post_login))
+        .route("/-/user/{user}", put(put_user).get(get_user))
+        .route("/-/user/{user}/-rev/{rev}", put(put_user_rev))
+        .route("/-/user/token/{token}", delete(delete_token))
+}
+
+fn user_from_path(raw: &str) -> Result<&str, ApiError> {
+    raw.strip_prefix(USER_PREFIX)
+        .filter(|name| !name.is_empty())
+        .ok_or_else(|| ApiError::not_found(format!("no such user document: {raw}")))
+}
+
+fn string_field<'a>(body: &'a Value, field: &str) -> Option<&'a str> {
+    body.get(field).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// Logs in with a password, or signs up (`npm adduser` sends an e-mail) when sign-up is open.
+async fn log_in_or_sign_up(app: &AppState, name: &str, body: &Value) -> Result<String, ApiError> {
+    let password = string_field(body, "password")
+        .ok_or_else(|| ApiError::bad_request("missing_password", "a password is required"))?;
+    let user = match app.accounts.login(name, password).await {
+        Ok(user) => user,
+        Err(AuthError::NoSuchUser(_)) if string_field(body, "email").is_some() => {
+            if !app.config.allow_signup {
+                return Err(AuthError::SignupClosed.into());
+            }
+            let email = string_field(body, "email").unwrap_or_default();
+            app.accounts.sign_up(name, email, password.to_owned()).await?
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let token = app.tokens.issue(&user, login_token_request(&user, "npm login")).await?;
+    tracing::info!(user = %user.name, "logged in");
+    Ok(token)
+}
+
+/// `PUT /-/user/org.couchdb.user:NAME`: legacy `npm login` / `npm adduser`.
+async fn put_user(
+    State(app): State<AppState>,
+    Path(user): Path<String>,
+    NpmJson(body): NpmJson,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let name = user_from_path(&user)?;
+    if let Some(body_name) = string_field(&body, "name")
+        && body_name != name
+    {
+        return Err(ApiError::bad_request(
+            "name_mismatch",
+            format!("the body names {body_name} but the URL names {name}"),
+        ));
+    }
+    let token = log_in_or_sign_up(&app, name, &body).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "ok": true,
+            "id": format!("{USER_PREFIX}{name}"),
+            "rev": "_we_dont_use_revs_any_more",
+            "token": token,
+        })),
+    ))
+}
+
+/// `PUT /-/user/org.couchdb.user:NAME/-rev/REV`: the same login, for clients that retry with a rev.
+async fn put_user_rev(
+    state: State<AppState>,
+    Path((user, _rev)): Path<(String, String)>,
+    body: NpmJson,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    put_user(state, Path(user), body).await
+}
+
+/// `GET /-/user/org.couchdb.user:NAME`: name and e-mail, as `npm owner add` needs.
+async fn get_user(
+    State(app): State<AppState>,
+    Authenticated(_caller): Authenticated,
+    Path(user): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let name = user_from_path(&user)?;
+    let user = app
+        .accounts
+        .find(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("there is no user named {name}")))?;
+    Ok(Json(json!({
+        "_id": format!("{USER_PREFIX}{}", user.name),
+        "name": user.name,
+        "email": user.email,
+    })))
+}
+
+/// `POST /-/v1/login`: with `{name, password}` returns a 30-day token. Without credentials
+/// (npm's web login) it answers 404, which makes npm fall back to asking for a password.
+async fn post_login(
+    State(app): State<AppState>,
+    NpmJson(body): NpmJson,
+) -> Result<Json<Value>, ApiError> {
+    let Some(name) = string_field(&body, "name") else {
+        return Err(ApiError::not_found(
+            "web login is not available on this registry; log in with a username and password",
+        ));
+    };
+    let token = log_in_or_sign_up(&app, name, &body).await?;
+    Ok(Json(json!({ "token": token })))
+}
+
+/// `GET /-/whoami`.
+async fn get_whoami(Authenticated(caller): Authenticated) -> Json<Value> {
+    Json(json!({ "username": caller.name }))
+}
+
+/// `GET /-/ping`.
+async fn get_ping() -> Json<Value> {
+    Json(json!({}))
+}
+
+/// `DELETE /-/user/token/:token`: `npm logout`. Holding the token is the proof, and revoking an
+/// already revoked token succeeds, so a logout never leaves a dead token in `.npmrc`.
+async fn delete_token(
+    State(app): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    app.tokens.revoke(&token).await?;
+    Ok(Json(json!({ "ok": true })))
+}

@@ -1,0 +1,171 @@
+//! The `Registry` service: the stores it works on, and the read operations (packuments, tarballs).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::cache::{PackumentCache, PackumentSet};
+use super::tarball::TarballLimits;
+use super::{PackageName, RegistryError, packument};
+use crate::auth::Caller;
+use crate::store::blob::Blob;
+use crate::store::sqlite::packages as rows;
+use crate::store::{BlobKey, BlobStore, Sqlite};
+
+/// Policy settings of the registry core.
+#[derive(Debug, Clone)]
+pub struct RegistrySettings {
+    /// Unpublish is refused for versions older than this (admins excepted).
+    pub unpublish_window: Duration,
+    /// Limits on published tarballs.
+    pub tarball_limits: TarballLimits,
+}
+
+/// The registry: publishes, reads and edits packages.
+#[derive(Clone)]
+pub struct Registry {
+    pub(super) db: Sqlite,
+    pub(super) blobs: Arc<dyn BlobStore>,
+    pub(super) cache: Arc<PackumentCache>,
+    pub(super) settings: Arc<RegistrySettings>,
+}
+
+/// A tarball ready to stream.
+pub struct Tarball {
+    /// The bytes.
+    pub blob: Blob,
+    /// Hex SHA-1, used as the ETag.
+    pub shasum: String,
+}
+
+impl Registry {
+    /// The registry on its stores.
+    pub fn new(db: Sqlite, blobs: Arc<dyn BlobStore>, settings: RegistrySettings) -> Self {
+        Self {
+            db,
+            blobs,
+            cache: Arc::new(PackumentCache::default()),
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// The rendered packuments of a package for a public base URL, from the cache when fresh.
+    pub async fn packuments(
+        &self,
+        name: &PackageName,
+        base_url: &str,
+    ) -> Result<Arc<PackumentSet>, RegistryError> {
+        if let Some(set) = self.cache.get(name.as_str(), base_url) {
+            return Ok(set);
+        }
+        let epoch = self.cache.epoch(name.as_str());
+        let record = self.load(name).await?;
+        let base = base_url.to_owned();
+        let set = tokio::task::spawn_blocking(move || packument::render(&record, &base))
+            .await
+            .map_err(|e| RegistryError::Internal(e.to_string()))??;
+        let set = Arc::new(set);
+        self.cache
+            .insert(name.as_str(), base_url, epoch, Arc::clone(&set));
+        Ok(set)
+    }
+
+    /// One version object (full form) by version or dist-tag.
+    pub async fn version_document(
+        &self,
+        name: &PackageName,
+        version_or_tag: &str,
+        base_url: &str,
+    ) -> Result<serde_json::Value, RegistryError> {
+        let record = self.load(name).await?;
+        let version = record
+            .dist_tags
+            .get(version_or_tag)
+            .map_or(version_or_tag, String::as_str);
+        let row = record
+            .versions
+            .iter()
+            .find(|v| v.version == version)
+            .ok_or_else(|| {
+                RegistryError::NotFound(format!("version not found: {name}@{version_or_tag}"))
+            })?;
+        packument::version_object(&record.name, row, base_url)
+    }
+
+    /// Opens the tarball named `file` of a package.
+    pub async fn tarball(&self, name: &PackageName, file: &str) -> Result<Tarball, RegistryError> {
+        let not_found = || RegistryError::NotFound(format!("tarball not found: {name}/-/{file}"));
+        let version = name.version_from_tarball_file(file).ok_or_else(not_found)?;
+        let (package, version) = (name.as_str().to_owned(), version.to_owned());
+        let found = self
+            .db
+            .read(move |conn| rows::find_tarball(conn, &package, &version))
+            .await?;
+        let (key, _size, shasum) = found.ok_or_else(not_found)?;
+        let key = BlobKey::parse(&key)
+            .ok_or_else(|| RegistryError::Internal(format!("stored blob key is malformed: {key}")))?;
+        let blob = self.blobs.get(&key).await?.ok_or_else(|| {
+            RegistryError::Internal(format!("blob {} is missing for {name}/-/{file}", key.as_str()))
+        })?;
+        Ok(Tarball { blob, shasum })
+    }
+
+    /// Loads a package's record, or a not-found error naming it.
+    pub(super) async fn load(&self, name: &PackageName) -> Result<rows::PackageRecord, RegistryError> {
+        let package = name.as_str().to_owned();
+        self.db
+            .read(move |conn| rows::load(conn, &package))
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("package not found: {name}")))
+    }
+
+    /// Requires the caller to maintain an existing package (admins maintain everything).
+    pub(super) async fn require_maintainer(
+        &self,
+        caller: &Caller,
+        name: &PackageName,
+    ) -> Result<(), RegistryError> {
+        let package = name.as_str().to_owned();
+        let user_id = caller.user_id;
+        let (exists, maintains) = self
+            .db
+            .read(move |conn| {
+                Ok((
+                    rows::exists(conn, &package)?,
+                    rows::is_maintainer(conn, &package, user_id)?,
+                ))
+            })
+            .await?;
+        if !exists {
+            return Err(RegistryError::NotFound(format!("package not found: {name}")));
+        }
+        if maintains || caller.is_admin() {
+            Ok(())
+        } else {
+            Err(RegistryError::NotMaintainer {
+                user: caller.name.clone(),
+                package: name.to_string(),
+            })
+        }
+    }
+
+    /// Forgets cached packuments of a package after a write.
+    pub(super) fn invalidate(&self, name: &PackageName) {
+        self.cache.invalidate(name.as_str());
+    }
+
+    /// Deletes blobs no version references any more; failures only leave garbage, so they are logged.
+    pub(super) async fn delete_blobs(&self, keys: Vec<String>) {
+        for key in keys.iter().filter_map(|k| BlobKey::parse(k)) {
+            if let Err(err) = self.blobs.delete(&key).await {
+                tracing::warn!(error = %err, key = key.as_str(), "could not delete an unreferenced blob");
+            }
+        }
+    }
+
+    /// Answers whether both stores work (for `/health/ready`).
+    pub async fn check(&self) -> Result<(), RegistryError> {
+        self.db.check().await?;
+        self.blobs.check().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,53 @@
+//! The blob store: tarball bytes under content addresses, on the local filesystem (S3 later).
+
+pub mod fs;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+
+/// A content address: the hex SHA-512 of the bytes, so writes are idempotent and a failed
+/// publish can never overwrite another publish's file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BlobKey(String);
+
+impl BlobKey {
+    /// Accepts 128 lower-case hex characters.
+    pub fn parse(text: &str) -> Option<Self> {
+        let valid = text.len() == 128 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        valid.then(|| Self(text.to_owned()))
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A blob being read: its length and a stream of its bytes.
+pub struct Blob {
+    /// Total length in bytes.
+    pub length: u64,
+    /// The bytes, in chunks.
+    pub body: BoxStream<'static, std::io::Result<Bytes>>,
+}
+
+/// A failure of the blob store.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// Local I/O failed.
+    #[error("blob storage I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Where tarballs live.
+#[async_trait::async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Stores bytes under a key; storing the same key twice is harmless.
+    async fn put(&self, key: &BlobKey, bytes: Bytes) -> Result<(), BlobError>;
+    /// Opens a blob for streaming, or `None` when absent.
+    async fn get(&self, key: &BlobKey) -> Result<Option<Blob>, BlobError>;
+    /// Deletes a blob; deleting an absent blob is not an error.
+    async fn delete(&self, key: &BlobKey) -> Result<(), BlobError>;
+    /// Answers whether the store is usable (for `/health/ready`).
+    async fn check(&self) -> Result<(), BlobError>;
+}

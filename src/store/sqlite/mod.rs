@@ -1,0 +1,113 @@
+//! The SQLite metadata store: one writer connection, a pool of readers, all calls off the async threads.
+
+pub mod packages;
+pub mod tokens;
+pub mod users;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use tokio::task::spawn_blocking;
+
+use super::StoreError;
+
+const SCHEMA: &str = include_str!("../../../schema.sql");
+
+/// The embedded metadata store (WAL mode, so readers never wait for the writer).
+#[derive(Clone)]
+pub struct Sqlite {
+    writer: Arc<Mutex<Connection>>,
+    readers: r2d2::Pool<SqliteConnectionManager>,
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+impl Sqlite {
+    /// Opens (creating if needed) `packr.db` in `dir` and applies `schema.sql`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join("packr.db");
+        let writer = Connection::open(&path)?;
+        configure(&writer)?;
+        writer.execute_batch(SCHEMA)?;
+        let manager = SqliteConnectionManager::file(&path)
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_init(|conn| {
+                conn.busy_timeout(Duration::from_secs(10))?;
+                conn.pragma_update(None, "foreign_keys", "ON")
+            });
+        let readers = r2d2::Pool::builder()
+            .max_size(8)
+            .min_idle(Some(1))
+            .build(manager)?;
+        Ok(Self {
+            writer: Arc::new(Mutex::new(writer)),
+            readers,
+        })
+    }
+
+    /// Runs `work` in one IMMEDIATE transaction on the writer, off the async threads.
+    pub async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let writer = Arc::clone(&self.writer);
+        let span = tracing::Span::current();
+        spawn_blocking(move || {
+            span.in_scope(|| {
+                let mut conn = writer
+                    .lock()
+                    .map_err(|_| StoreError::Task("writer connection poisoned".into()))?;
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let value = work(&tx)?;
+                tx.commit()?;
+                Ok(value)
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Runs `work` on a pooled read-only connection, off the async threads.
+    pub async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let span = tracing::Span::current();
+        spawn_blocking(move || {
+            span.in_scope(|| {
+                let conn = readers.get()?;
+                work(&conn)
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Answers whether the database takes queries (for `/health/ready`).
+    pub async fn check(&self) -> Result<(), StoreError> {
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+}
+
+/// Whether `err` is a UNIQUE or PRIMARY KEY violation, which callers translate into a domain conflict.
+pub fn is_unique_violation(err: &rusqlite::Error) -> bool {
+    matches!(
+        err,
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+    )
+}

@@ -1,0 +1,89 @@
+//! Queries on `users`.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::store::StoreError;
+
+/// A stored account.
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    /// Database id.
+    pub id: i64,
+    /// Login name.
+    pub name: String,
+    /// E-mail shown as maintainer contact.
+    pub email: String,
+    /// Argon2 PHC string; `None` for accounts without a local password.
+    pub password_hash: Option<String>,
+    /// `admin`, `maintainer` or `reader`.
+    pub role: String,
+}
+
+const COLUMNS: &str = "id, name, email, password_hash, role";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok(UserRow {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        email: row.get(2)?,
+        password_hash: row.get(3)?,
+        role: row.get(4)?,
+    })
+}
+
+/// Looks a user up by login name.
+pub fn find_by_name(conn: &Connection, name: &str) -> Result<Option<UserRow>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE name = ?1");
+    Ok(conn.query_row(&sql, [name], from_row).optional()?)
+}
+
+/// Looks users up by login names, keeping the order given; unknown names are skipped.
+pub fn find_many(conn: &Connection, names: &[String]) -> Result<Vec<UserRow>, StoreError> {
+    let mut found = Vec::with_capacity(names.len());
+    for name in names {
+        if let Some(user) = find_by_name(conn, name)? {
+            found.push(user);
+        }
+    }
+    Ok(found)
+}
+
+/// Creates a user, or updates e-mail, password and role when the name exists; returns its id.
+pub fn upsert(
+    conn: &Connection,
+    name: &str,
+    email: &str,
+    password_hash: &str,
+    role: &str,
+    now: i64,
+) -> Result<i64, StoreError> {
+    let id = conn.query_row(
+        "INSERT INTO users (name, email, password_hash, role, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(name) DO UPDATE SET email = excluded.email,
+             password_hash = excluded.password_hash, role = excluded.role
+         RETURNING id",
+        params![name, email, password_hash, role, now],
+        |row| row.get(0),
+    )?;
+    Ok(id)
+}
+
+/// Creates a user; `None` when the name is taken.
+pub fn insert(
+    conn: &Connection,
+    name: &str,
+    email: &str,
+    password_hash: &str,
+    role: &str,
+    now: i64,
+) -> Result<Option<i64>, StoreError> {
+    let id = conn
+        .query_row(
+            "INSERT INTO users (name, email, password_hash, role, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(name) DO NOTHING RETURNING id",
+            params![name, email, password_hash, role, now],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(id)
+}
