@@ -70,9 +70,10 @@ impl IntoResponse for ApiError {
         });
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(challenge) = self.www_authenticate {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         response
     }
@@ -118,9 +119,7 @@ impl From<RegistryError> for ApiError {
             E::Tarball(_) => (StatusCode::BAD_REQUEST, "invalid_tarball"),
             E::Integrity(_) => (StatusCode::BAD_REQUEST, "integrity_mismatch"),
             E::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            E::VersionExists(_) | E::VersionRetired(_) => {
-                (StatusCode::FORBIDDEN, "version_exists")
-            }
+            E::VersionExists(_) | E::VersionRetired(_) => (StatusCode::FORBIDDEN, "version_exists"),
             E::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             E::NotMaintainer { .. } | E::UnpublishWindow { .. } => {
                 (StatusCode::FORBIDDEN, "forbidden")

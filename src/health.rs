@@ -23,7 +23,11 @@ async fn readiness(app: &AppState) -> (StatusCode, Value) {
         Err(_) => ("unavailable", "unknown"),
     };
     let ready = database == "ok" && blobs == "ok";
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (
         status,
         json!({

@@ -111,7 +111,9 @@ impl Server {
         );
         axum::serve(
             self.listener,
-            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(service),
+            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                SocketAddr,
+            >(service),
         )
         .with_graceful_shutdown(stop.cancelled_owned())
         .await

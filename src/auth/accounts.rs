@@ -69,7 +69,12 @@ impl Accounts {
     }
 
     /// Creates an account through `npm adduser` (when sign-up is open) as a reader-less maintainer.
-    pub async fn sign_up(&self, name: &str, email: &str, password: String) -> Result<UserRow, AuthError> {
+    pub async fn sign_up(
+        &self,
+        name: &str,
+        email: &str,
+        password: String,
+    ) -> Result<UserRow, AuthError> {
         validate_user_name(name)?;
         validate_password(&password)?;
         let hash = password::hash(password).await?;
@@ -80,7 +85,10 @@ impl Accounts {
             .write(move |tx| users::insert(tx, &name_owned, &email, &hash, role, clock::now_ms()))
             .await?;
         match id {
-            Some(_) => self.find(name).await?.ok_or(AuthError::NoSuchUser(name.to_owned())),
+            Some(_) => self
+                .find(name)
+                .await?
+                .ok_or(AuthError::NoSuchUser(name.to_owned())),
             None => Err(AuthError::BadPassword),
         }
     }
@@ -104,7 +112,10 @@ impl Accounts {
     /// Looks a user up by name.
     pub async fn find(&self, name: &str) -> Result<Option<UserRow>, AuthError> {
         let name = name.to_owned();
-        Ok(self.db.read(move |conn| users::find_by_name(conn, &name)).await?)
+        Ok(self
+            .db
+            .read(move |conn| users::find_by_name(conn, &name))
+            .await?)
     }
 }
 

@@ -16,7 +16,9 @@ use crate::store::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// No credentials were sent where they are needed.
-    #[error("authentication required: add an _authToken for this registry to your .npmrc (npm login)")]
+    #[error(
+        "authentication required: add an _authToken for this registry to your .npmrc (npm login)"
+    )]
     MissingToken,
     /// The token is malformed, forged, revoked, expired or belongs to a deleted user.
     #[error("your token is invalid, expired or revoked; log in again with npm login")]
@@ -31,7 +33,9 @@ pub enum AuthError {
     #[error("sign-up is disabled on this registry; ask an admin to run `packr user add`")]
     SignupClosed,
     /// The token's role lacks a permission.
-    #[error("this token ({role}) lacks the {permission} permission; create a token with a role that has it")]
+    #[error(
+        "this token ({role}) lacks the {permission} permission; create a token with a role that has it"
+    )]
     Forbidden {
         /// The token's role.
         role: Role,
@@ -39,7 +43,9 @@ pub enum AuthError {
         permission: Permission,
     },
     /// The token's scope restriction excludes the package.
-    #[error("this token may only {action} under {scopes}; create a token scoped to {wanted} to change {package}")]
+    #[error(
+        "this token may only {action} under {scopes}; create a token scoped to {wanted} to change {package}"
+    )]
     OutsideScope {
         /// What was attempted (`publish`, `unpublish`, ...).
         action: &'static str,

@@ -225,19 +225,31 @@ mod tests {
     #[test]
     fn a_scoped_token_publishes_only_under_its_scope() {
         let ci = caller(Role::CiPublish, &["@acme"]);
-        assert!(ci.require_for(Permission::Publish, "publish", "@acme/b").is_ok());
+        assert!(
+            ci.require_for(Permission::Publish, "publish", "@acme/b")
+                .is_ok()
+        );
         let err = ci
             .require_for(Permission::Publish, "publish", "@other/b")
             .unwrap_err();
         assert!(err.to_string().contains("@acme"), "{err}");
         assert!(err.to_string().contains("@other"), "{err}");
-        assert!(ci.require_for(Permission::Publish, "publish", "left-pad").is_err());
+        assert!(
+            ci.require_for(Permission::Publish, "publish", "left-pad")
+                .is_err()
+        );
     }
 
     #[test]
     fn an_unscoped_token_publishes_anywhere() {
         let ci = caller(Role::CiPublish, &[]);
-        assert!(ci.require_for(Permission::Publish, "publish", "left-pad").is_ok());
-        assert!(ci.require_for(Permission::Unpublish, "unpublish", "left-pad").is_err());
+        assert!(
+            ci.require_for(Permission::Publish, "publish", "left-pad")
+                .is_ok()
+        );
+        assert!(
+            ci.require_for(Permission::Unpublish, "unpublish", "left-pad")
+                .is_err()
+        );
     }
 }

@@ -11,8 +11,9 @@ pub fn load_or_create(data_dir: &Path, file: &str) -> anyhow::Result<Vec<u8>> {
     let path = dir.join(file);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            return hex::decode(text.trim())
-                .with_context(|| format!("{} is not hex; delete it to regenerate", path.display()));
+            return hex::decode(text.trim()).with_context(|| {
+                format!("{} is not hex; delete it to regenerate", path.display())
+            });
         }
         Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
             return Err(err).with_context(|| format!("reading {}", path.display()));
@@ -33,7 +34,9 @@ pub fn load_or_create(data_dir: &Path, file: &str) -> anyhow::Result<Vec<u8>> {
             Ok(secret)
         }
         // Another process created it first: use theirs.
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => load_or_create(data_dir, file),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            load_or_create(data_dir, file)
+        }
         Err(err) => Err(err).with_context(|| format!("creating {}", path.display())),
     }
 }

@@ -43,11 +43,12 @@ pub(super) fn run(command: TokenCommand) -> anyhow::Result<()> {
     let role = Role::parse(&args.role).context("unknown role")?;
     super::runtime()?.block_on(async move {
         let services = Services::open(&args.data.data_dir)?;
-        let user = services
-            .accounts
-            .find(&args.user)
-            .await?
-            .with_context(|| format!("there is no user named {}; create it with packr user add", args.user))?;
+        let user = services.accounts.find(&args.user).await?.with_context(|| {
+            format!(
+                "there is no user named {}; create it with packr user add",
+                args.user
+            )
+        })?;
         let allowed = user_role(&user).max_token_role();
         if role > allowed {
             bail!(

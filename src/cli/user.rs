@@ -40,7 +40,9 @@ pub(super) fn run(command: UserCommand) -> anyhow::Result<()> {
         .context("reading the password from standard input")?;
     let password = input.lines().next().unwrap_or("").to_owned();
     if password.is_empty() {
-        bail!("no password on standard input: echo \"$PASSWORD\" | packr user add NAME --password-stdin");
+        bail!(
+            "no password on standard input: echo \"$PASSWORD\" | packr user add NAME --password-stdin"
+        );
     }
     let role = UserRole::parse(&args.role).context("unknown role")?;
     super::runtime()?.block_on(async move {

@@ -39,7 +39,10 @@ pub async fn put_dist_tag(
             "the body must be the version as a JSON string, e.g. \"1.2.3\"",
         ));
     };
-    let tags = app.registry.set_dist_tag(&caller, &name, &tag, &version).await?;
+    let tags = app
+        .registry
+        .set_dist_tag(&caller, &name, &tag, &version)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "ok": true, "id": name, "dist-tags": tags })),

@@ -47,7 +47,10 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match MaybeAuthenticated::from_request_parts(parts, state).await?.0 {
+        match MaybeAuthenticated::from_request_parts(parts, state)
+            .await?
+            .0
+        {
             Some(caller) => Ok(Self(caller)),
             None => Err(AuthError::MissingToken.into()),
         }
@@ -61,8 +64,14 @@ impl FromRequestParts<AppState> for ReadAccess {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match MaybeAuthenticated::from_request_parts(parts, state).await?.0 {
-            Some(caller) => caller.require(Permission::Read).map(|()| Self).map_err(Into::into),
+        match MaybeAuthenticated::from_request_parts(parts, state)
+            .await?
+            .0
+        {
+            Some(caller) => caller
+                .require(Permission::Read)
+                .map(|()| Self)
+                .map_err(Into::into),
             None if state.config.anonymous_read => Ok(Self),
             None => Err(AuthError::MissingToken.into()),
         }
@@ -89,7 +98,10 @@ impl FromRequestParts<AppState> for BaseUrl {
                         .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
             })
             .ok_or_else(|| {
-                ApiError::bad_request("bad_host", "a valid Host header is required (or set PACKR_PUBLIC_URL)")
+                ApiError::bad_request(
+                    "bad_host",
+                    "a valid Host header is required (or set PACKR_PUBLIC_URL)",
+                )
             })?;
         Ok(Self(format!("http://{host}")))
     }
@@ -102,22 +114,28 @@ impl<S: Send + Sync> FromRequest<S> for NpmJson {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            let status = rejection.status();
-            ApiError::user(status, "bad_body", rejection.body_text())
-        })?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                let status = rejection.status();
+                ApiError::user(status, "bad_body", rejection.body_text())
+            })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(Value::Object(Default::default())));
         }
-        serde_json::from_slice(&bytes)
-            .map(Self)
-            .map_err(|e| ApiError::bad_request("bad_json", format!("the request body is not valid JSON: {e}")))
+        serde_json::from_slice(&bytes).map(Self).map_err(|e| {
+            ApiError::bad_request(
+                "bad_json",
+                format!("the request body is not valid JSON: {e}"),
+            )
+        })
     }
 }
 
 /// Parses the `{pkg}` path segment; a name that could never exist is simply not found.
 pub fn package_name(raw: &str) -> Result<PackageName, ApiError> {
-    PackageName::parse(raw).map_err(|err| ApiError::not_found(format!("package not found: {raw} ({err})")))
+    PackageName::parse(raw)
+        .map_err(|err| ApiError::not_found(format!("package not found: {raw} ({err})")))
 }
 
 /// Parses the package name of a write; a bad name is a 400 the person can act on.

@@ -18,10 +18,7 @@ use crate::server::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(user::routes())
-        .route(
-            "/-/package/{pkg}/dist-tags",
-            get(dist_tags::get_dist_tags),
-        )
+        .route("/-/package/{pkg}/dist-tags", get(dist_tags::get_dist_tags))
         .route(
             "/-/package/{pkg}/dist-tags/{tag}",
             put(dist_tags::put_dist_tag).delete(dist_tags::delete_dist_tag),
@@ -36,5 +33,8 @@ pub fn routes() -> Router<AppState> {
             "/{pkg}/-rev/{rev}",
             put(unpublish::put_package_rev).delete(unpublish::delete_package),
         )
-        .route("/{pkg}/-/{file}/-rev/{rev}", delete(unpublish::delete_tarball))
+        .route(
+            "/{pkg}/-/{file}/-rev/{rev}",
+            delete(unpublish::delete_tarball),
+        )
 }

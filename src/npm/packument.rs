@@ -24,7 +24,10 @@ fn wants_gzip(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|e| e.trim() == "gzip" || e.trim().starts_with("gzip;") && !e.contains("q=0")))
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|e| e.trim() == "gzip" || e.trim().starts_with("gzip;") && !e.contains("q=0"))
+        })
 }
 
 /// Whether `If-None-Match` names this representation (either encoding, weak or strong).
@@ -33,9 +36,9 @@ fn not_modified(headers: &HeaderMap, rendered: &Rendered) -> bool {
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
-            v.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| {
-                t == "*" || t == rendered.etag || t == rendered.gzip_etag
-            })
+            v.split(',')
+                .map(|t| t.trim().trim_start_matches("W/"))
+                .any(|t| t == "*" || t == rendered.etag || t == rendered.gzip_etag)
         })
 }
 
@@ -51,7 +54,10 @@ pub async fn get_packument(
     let name = package_name(&pkg)?;
     let set = app.registry.packuments(&name, &base).await?;
     let write = query.write.as_deref() == Some("true");
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     // `?write=true` always gets the full document with `_rev` (npm-protocol.md §3.2).
     let (rendered, content_type) = if !write && accept.contains(ABBREVIATED) {
         (&set.abbreviated, ABBREVIATED)
@@ -59,11 +65,19 @@ pub async fn get_packument(
         (&set.full, "application/json")
     };
     let gzip = wants_gzip(&headers);
-    let etag = if gzip { &rendered.gzip_etag } else { &rendered.etag };
+    let etag = if gzip {
+        &rendered.gzip_etag
+    } else {
+        &rendered.etag
+    };
     let mut response = if not_modified(&headers, rendered) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let body = if gzip { rendered.gzip.clone() } else { rendered.plain.clone() };
+        let body = if gzip {
+            rendered.gzip.clone()
+        } else {
+            rendered.plain.clone()
+        };
         let mut response = body.into_response();
         let out = response.headers_mut();
         out.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -80,7 +94,10 @@ pub async fn get_packument(
         out.insert(header::LAST_MODIFIED, date);
     }
     // no-cache, not max-age: a cached packument would hide a version published a second ago.
-    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    out.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
     out.insert(
         header::VARY,
         HeaderValue::from_static("Accept, Accept-Encoding, Authorization"),
@@ -96,6 +113,9 @@ pub async fn get_version(
     Path((pkg, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let name = package_name(&pkg)?;
-    let document = app.registry.version_document(&name, &version, &base).await?;
+    let document = app
+        .registry
+        .version_document(&name, &version, &base)
+        .await?;
     Ok(Json(document).into_response())
 }

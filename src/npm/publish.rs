@@ -37,5 +37,8 @@ pub async fn put_package(
             "the body is neither a publish (no _attachments) nor a metadata update (no versions)",
         ));
     };
-    Ok((status, Json(json!({ "ok": true, "success": true, "id": name }))))
+    Ok((
+        status,
+        Json(json!({ "ok": true, "success": true, "id": name })),
+    ))
 }

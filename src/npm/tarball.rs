@@ -25,7 +25,10 @@ pub async fn get_tarball(
     let unchanged = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == etag)
+        });
     let mut response = if unchanged {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
@@ -35,7 +38,10 @@ pub async fn get_tarball(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         );
-        out.insert(header::CONTENT_LENGTH, HeaderValue::from(tarball.blob.length));
+        out.insert(
+            header::CONTENT_LENGTH,
+            HeaderValue::from(tarball.blob.length),
+        );
         response
     };
     let out = response.headers_mut();

@@ -53,6 +53,8 @@ pub async fn delete_tarball(
     Path((pkg, file, _rev)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let name = package_name_for_write(&pkg)?;
-    app.registry.unpublish_tarball(&caller, &name, &file).await?;
+    app.registry
+        .unpublish_tarball(&caller, &name, &file)
+        .await?;
     Ok(ok(name.as_str()))
 }

@@ -33,7 +33,9 @@ fn user_from_path(raw: &str) -> Result<&str, ApiError> {
 }
 
 fn string_field<'a>(body: &'a Value, field: &str) -> Option<&'a str> {
-    body.get(field).and_then(Value::as_str).filter(|s| !s.is_empty())
+    body.get(field)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 /// Logs in with a password, or signs up (`npm adduser` sends an e-mail) when sign-up is open.
@@ -47,11 +49,16 @@ async fn log_in_or_sign_up(app: &AppState, name: &str, body: &Value) -> Result<S
                 return Err(AuthError::SignupClosed.into());
             }
             let email = string_field(body, "email").unwrap_or_default();
-            app.accounts.sign_up(name, email, password.to_owned()).await?
+            app.accounts
+                .sign_up(name, email, password.to_owned())
+                .await?
         }
         Err(err) => return Err(err.into()),
     };
-    let token = app.tokens.issue(&user, login_token_request(&user, "npm login")).await?;
+    let token = app
+        .tokens
+        .issue(&user, login_token_request(&user, "npm login"))
+        .await?;
     tracing::info!(user = %user.name, "logged in");
     Ok(token)
 }

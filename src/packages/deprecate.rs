@@ -14,7 +14,9 @@ pub fn deprecation_changes(
     body: &Value,
 ) -> Result<Vec<(String, Option<String>)>, RegistryError> {
     let Some(Value::Object(versions)) = body.get("versions") else {
-        return Err(RegistryError::Invalid("the body has no `versions` object".into()));
+        return Err(RegistryError::Invalid(
+            "the body has no `versions` object".into(),
+        ));
     };
     let mut changes = Vec::new();
     for (version, object) in versions {

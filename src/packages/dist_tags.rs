@@ -9,14 +9,24 @@ use crate::store::sqlite::packages as rows;
 
 impl Registry {
     /// The dist-tags of a package.
-    pub async fn dist_tags(&self, name: &PackageName) -> Result<BTreeMap<String, String>, RegistryError> {
+    pub async fn dist_tags(
+        &self,
+        name: &PackageName,
+    ) -> Result<BTreeMap<String, String>, RegistryError> {
         let package = name.as_str().to_owned();
         let (exists, tags) = self
             .db
-            .read(move |conn| Ok((rows::exists(conn, &package)?, rows::dist_tags(conn, &package)?)))
+            .read(move |conn| {
+                Ok((
+                    rows::exists(conn, &package)?,
+                    rows::dist_tags(conn, &package)?,
+                ))
+            })
             .await?;
         if !exists {
-            return Err(RegistryError::NotFound(format!("package not found: {name}")));
+            return Err(RegistryError::NotFound(format!(
+                "package not found: {name}"
+            )));
         }
         Ok(tags)
     }
@@ -34,12 +44,17 @@ impl Registry {
         let version = Version::parse(version.trim())?;
         self.require_maintainer(caller, name).await?;
         let record = self.load(name).await?;
-        if !record.versions.iter().any(|v| v.version == version.to_string()) {
+        if !record
+            .versions
+            .iter()
+            .any(|v| v.version == version.to_string())
+        {
             return Err(RegistryError::NotFound(format!(
                 "version not found: {name}@{version}; publish it before tagging it"
             )));
         }
-        let (package, tag_text, version_text) = (name.to_string(), tag.to_string(), version.to_string());
+        let (package, tag_text, version_text) =
+            (name.to_string(), tag.to_string(), version.to_string());
         let tags = self
             .db
             .write(move |tx| {
@@ -74,7 +89,9 @@ impl Registry {
             })
             .await?;
         if !removed {
-            return Err(RegistryError::NotFound(format!("{name} has no dist-tag {tag}")));
+            return Err(RegistryError::NotFound(format!(
+                "{name} has no dist-tag {tag}"
+            )));
         }
         self.invalidate(name);
         Ok(tags)

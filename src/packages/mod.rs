@@ -46,13 +46,17 @@ pub enum RegistryError {
     #[error("You cannot publish over the previously published versions: {0}.")]
     VersionExists(String),
     /// The version was unpublished; versions are never reused.
-    #[error("You cannot publish over the previously published versions: {0}. It was unpublished, and versions can never be reused; publish a new version.")]
+    #[error(
+        "You cannot publish over the previously published versions: {0}. It was unpublished, and versions can never be reused; publish a new version."
+    )]
     VersionRetired(String),
     /// The change conflicts with the package's state.
     #[error("{0}")]
     Conflict(String),
     /// The caller does not maintain the package.
-    #[error("{user} is not a maintainer of {package}; ask a maintainer to run `npm owner add {user} {package}`")]
+    #[error(
+        "{user} is not a maintainer of {package}; ask a maintainer to run `npm owner add {user} {package}`"
+    )]
     NotMaintainer {
         /// The caller.
         user: String,
@@ -60,7 +64,9 @@ pub enum RegistryError {
         package: String,
     },
     /// The version is older than the unpublish window.
-    #[error("{package}@{version} was published more than {window} ago and can no longer be unpublished; deprecate it instead (npm deprecate)")]
+    #[error(
+        "{package}@{version} was published more than {window} ago and can no longer be unpublished; deprecate it instead (npm deprecate)"
+    )]
     UnpublishWindow {
         /// The package.
         package: String,

@@ -9,11 +9,12 @@ const MAX_LENGTH: usize = 214;
 /// Names npm refuses outright (validate-npm-package-name's exclusion list).
 const RESERVED: [&str; 2] = ["node_modules", "favicon.ico"];
 
-/// Node's core modules, which npm refuses as names for new packages.
+/// Node's core modules (`require('module').builtinModules` of Node 22), which npm refuses as names
+/// for new packages.
 ///
-/// Only the bare names matter: `fs/promises`, `node:test` and `_http_agent` already fail the
-/// URL-safety and leading-underscore rules.
-const CORE_MODULES: [&str; 45] = [
+/// Only the plain names are listed: `fs/promises`, `node:test` and `_http_agent` already fail the
+/// URL-safety and leading-underscore rules, and `test` is only a core module as `node:test`.
+const CORE_MODULES: [&str; 42] = [
     "assert",
     "async_hooks",
     "buffer",
@@ -27,7 +28,6 @@ const CORE_MODULES: [&str; 45] = [
     "dns",
     "domain",
     "events",
-    "freelist",
     "fs",
     "http",
     "http2",
@@ -43,11 +43,9 @@ const CORE_MODULES: [&str; 45] = [
     "querystring",
     "readline",
     "repl",
-    "smalloc",
     "stream",
     "string_decoder",
     "sys",
-    "test",
     "timers",
     "tls",
     "trace_events",
@@ -155,14 +153,17 @@ impl PackageName {
         if bare.contains(['~', '\'', '!', '(', ')', '*']) {
             return Err(NameError::SpecialCharacter(owned()));
         }
-        if scope.is_some_and(|scope| scope.starts_with('.')) {
+        if scope.is_some_and(|scope| scope.starts_with("@.")) {
             return Err(NameError::ScopeLeadingPeriod(owned()));
         }
         if scope.is_some() && bare.starts_with('.') {
             return Err(NameError::ScopedLeadingPeriod(owned()));
         }
         let in_alphabet = |part: &str| part.bytes().all(is_packr_byte);
-        if !in_alphabet(bare) || !scope.is_none_or(in_alphabet) {
+        let scope_in_alphabet = scope
+            .and_then(|scope| scope.strip_prefix('@'))
+            .is_none_or(in_alphabet);
+        if !in_alphabet(bare) || !scope_in_alphabet {
             return Err(NameError::OutsideAlphabet(owned()));
         }
         Ok(PackageName(owned()))
@@ -180,7 +181,9 @@ impl PackageName {
 
     /// The name without its scope (`b` for `@acme/b`), which npm uses in tarball file names.
     pub fn bare(&self) -> &str {
-        self.0.split_once('/').map_or(self.0.as_str(), |(_, bare)| bare)
+        self.0
+            .split_once('/')
+            .map_or(self.0.as_str(), |(_, bare)| bare)
     }
 
     /// The file name npm gives this package's tarball for `version` (`b-2.0.0.tgz`).
@@ -213,8 +216,8 @@ fn split_scope(name: &str) -> Option<(Option<&str>, &str)> {
     (url_safe(scope.strip_prefix('@')?) && url_safe(bare)).then_some((Some(scope), bare))
 }
 
-/// Whether `encodeURIComponent` leaves `part` unchanged.
-fn is_url_component(part: &str) -> bool {
+/// Whether `encodeURIComponent` leaves `part` unchanged, i.e. it is only `A-Za-z0-9-_.!~*'()`.
+pub(super) fn is_url_component(part: &str) -> bool {
     part.bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b))
 }
@@ -298,7 +301,10 @@ mod tests {
     fn a_name_starting_with_a_period_is_refused() {
         let err = refused(".x");
         assert_eq!(err, NameError::LeadingPeriod(".x".into()));
-        assert_eq!(err.to_string(), "package name cannot start with a period: .x");
+        assert_eq!(
+            err.to_string(),
+            "package name cannot start with a period: .x"
+        );
     }
 
     #[test]
@@ -315,14 +321,23 @@ mod tests {
     #[test]
     fn whitespace_anywhere_is_refused() {
         for name in [" x", "x ", "a b", "a\tb", "a\u{a0}b"] {
-            assert!(matches!(refused(name), NameError::Whitespace(_)), "{name:?}");
+            assert!(
+                matches!(refused(name), NameError::Whitespace(_)),
+                "{name:?}"
+            );
         }
     }
 
     #[test]
     fn reserved_names_are_refused_whatever_their_case() {
-        assert_eq!(refused("node_modules"), NameError::Reserved("node_modules".into()));
-        assert_eq!(refused("FAVICON.ICO"), NameError::Reserved("FAVICON.ICO".into()));
+        assert_eq!(
+            refused("node_modules"),
+            NameError::Reserved("node_modules".into())
+        );
+        assert_eq!(
+            refused("FAVICON.ICO"),
+            NameError::Reserved("FAVICON.ICO".into())
+        );
     }
 
     #[test]
@@ -337,7 +352,10 @@ mod tests {
 
     #[test]
     fn upper_case_letters_are_refused_with_a_lowercase_suggestion() {
-        assert_eq!(refused("Foo").to_string(), "package name cannot contain capital letters: Foo; use foo instead");
+        assert_eq!(
+            refused("Foo").to_string(),
+            "package name cannot contain capital letters: Foo; use foo instead"
+        );
         assert!(matches!(refused("@Acme/b"), NameError::UpperCase(_)));
     }
 
@@ -345,34 +363,62 @@ mod tests {
     fn names_longer_than_214_characters_are_refused() {
         let longest = "a".repeat(214);
         PackageName::parse(&longest).unwrap();
-        assert!(matches!(refused(&format!("{longest}a")), NameError::TooLong(_)));
+        assert!(matches!(
+            refused(&format!("{longest}a")),
+            NameError::TooLong(_)
+        ));
     }
 
     #[test]
     fn special_characters_after_the_scope_are_refused() {
         for name in ["crazy!", "a~b", "it's", "f(x)", "star*", "@acme/a~b"] {
-            assert!(matches!(refused(name), NameError::SpecialCharacter(_)), "{name}");
+            assert!(
+                matches!(refused(name), NameError::SpecialCharacter(_)),
+                "{name}"
+            );
         }
     }
 
     #[test]
     fn names_that_are_not_url_safe_are_refused() {
-        for name in ["a/b", "@acme/", "@/x", "@acme/../x", "%2e%2e", "@acme", "@acme/b@1", "a:b", "a?b"] {
+        for name in [
+            "a/b",
+            "@acme/",
+            "@/x",
+            "@acme/../x",
+            "%2e%2e",
+            "@acme",
+            "@acme/b@1",
+            "a:b",
+            "a?b",
+        ] {
             assert!(matches!(refused(name), NameError::NotUrlSafe(_)), "{name}");
         }
     }
 
     #[test]
     fn a_scope_or_scoped_name_starting_with_a_period_is_refused() {
-        assert_eq!(refused("@acme/.x"), NameError::ScopedLeadingPeriod("@acme/.x".into()));
-        assert_eq!(refused("@acme/.."), NameError::ScopedLeadingPeriod("@acme/..".into()));
-        assert_eq!(refused("@../x"), NameError::ScopeLeadingPeriod("@../x".into()));
+        assert_eq!(
+            refused("@acme/.x"),
+            NameError::ScopedLeadingPeriod("@acme/.x".into())
+        );
+        assert_eq!(
+            refused("@acme/.."),
+            NameError::ScopedLeadingPeriod("@acme/..".into())
+        );
+        assert_eq!(
+            refused("@../x"),
+            NameError::ScopeLeadingPeriod("@../x".into())
+        );
     }
 
     #[test]
     fn url_safe_punctuation_in_a_scope_is_outside_packrs_alphabet() {
         for name in ["@a!b/x", "@a*b/x", "@a'b/x", "@a(b)/x"] {
-            assert!(matches!(refused(name), NameError::OutsideAlphabet(_)), "{name}");
+            assert!(
+                matches!(refused(name), NameError::OutsideAlphabet(_)),
+                "{name}"
+            );
         }
         PackageName::parse("@ac~me/b").unwrap();
     }
@@ -397,19 +443,31 @@ mod tests {
         let scoped = PackageName::parse("@acme/b").unwrap();
         assert_eq!(scoped.tarball_file("2.0.0"), "b-2.0.0.tgz");
         let plain = PackageName::parse("left-pad").unwrap();
-        assert_eq!(plain.tarball_file("1.0.0-beta.1"), "left-pad-1.0.0-beta.1.tgz");
+        assert_eq!(
+            plain.tarball_file("1.0.0-beta.1"),
+            "left-pad-1.0.0-beta.1.tgz"
+        );
     }
 
     #[test]
     fn the_version_is_read_back_from_a_tarball_file_name_even_when_both_contain_hyphens() {
         let name = PackageName::parse("left-pad").unwrap();
-        assert_eq!(name.version_from_tarball_file("left-pad-1.0.0-beta.1.tgz"), Some("1.0.0-beta.1"));
-        assert_eq!(name.version_from_tarball_file("left-pad-1.0.0.tar.gz"), None);
+        assert_eq!(
+            name.version_from_tarball_file("left-pad-1.0.0-beta.1.tgz"),
+            Some("1.0.0-beta.1")
+        );
+        assert_eq!(
+            name.version_from_tarball_file("left-pad-1.0.0.tar.gz"),
+            None
+        );
         assert_eq!(name.version_from_tarball_file("left-1.0.0.tgz"), None);
         assert_eq!(name.version_from_tarball_file("left-pad-.tgz"), None);
         assert_eq!(name.version_from_tarball_file("left-pad1.0.0.tgz"), None);
         let scoped = PackageName::parse("@acme/b").unwrap();
-        assert_eq!(scoped.version_from_tarball_file("b-2.0.0.tgz"), Some("2.0.0"));
+        assert_eq!(
+            scoped.version_from_tarball_file("b-2.0.0.tgz"),
+            Some("2.0.0")
+        );
     }
 
     #[test]

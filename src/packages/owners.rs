@@ -10,7 +10,9 @@ use crate::store::sqlite::{packages as rows, users};
 /// The maintainer names a PUT body asks for.
 pub fn requested_maintainers(body: &Value) -> Result<Vec<String>, RegistryError> {
     let Some(Value::Array(list)) = body.get("maintainers") else {
-        return Err(RegistryError::Invalid("the body has no `maintainers` list".into()));
+        return Err(RegistryError::Invalid(
+            "the body has no `maintainers` list".into(),
+        ));
     };
     let mut names: Vec<String> = list
         .iter()
@@ -34,7 +36,12 @@ pub fn requested_maintainers(body: &Value) -> Result<Vec<String>, RegistryError>
 impl Registry {
     /// Replaces the maintainers of a package with the users named in the body.
     #[tracing::instrument(skip_all, fields(package = %name))]
-    pub async fn set_owners(&self, caller: &Caller, name: &PackageName, body: &Value) -> Result<(), RegistryError> {
+    pub async fn set_owners(
+        &self,
+        caller: &Caller,
+        name: &PackageName,
+        body: &Value,
+    ) -> Result<(), RegistryError> {
         caller.require_for(Permission::Publish, "change owners", name.as_str())?;
         self.require_maintainer(caller, name).await?;
         let names = requested_maintainers(body)?;

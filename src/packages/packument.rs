@@ -66,9 +66,17 @@ pub fn rev(name: &str, rev: i64) -> String {
 }
 
 /// The full version object of one stored version.
-pub fn version_object(name: &str, row: &VersionRow, base_url: &str) -> Result<Value, RegistryError> {
-    let mut manifest: Map<String, Value> = serde_json::from_str(&row.manifest)
-        .map_err(|e| RegistryError::Internal(format!("stored manifest of {name}@{} is corrupt: {e}", row.version)))?;
+pub fn version_object(
+    name: &str,
+    row: &VersionRow,
+    base_url: &str,
+) -> Result<Value, RegistryError> {
+    let mut manifest: Map<String, Value> = serde_json::from_str(&row.manifest).map_err(|e| {
+        RegistryError::Internal(format!(
+            "stored manifest of {name}@{} is corrupt: {e}",
+            row.version
+        ))
+    })?;
     let dist = manifest
         .entry("dist")
         .or_insert_with(|| Value::Object(Map::new()));

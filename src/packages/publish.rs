@@ -14,8 +14,18 @@ use crate::store::sqlite::packages::{self as rows, NewVersion, PublishOutcome, V
 
 /// Fields clients add that must not be served back (local paths, client-side bookkeeping).
 const STRIPPED_FIELDS: &[&str] = &[
-    "_resolved", "_from", "_integrity", "_where", "_shasum", "_spec", "_attachments", "readme",
-    "deprecated", "_npmUser", "_rev", "maintainers",
+    "_resolved",
+    "_from",
+    "_integrity",
+    "_where",
+    "_shasum",
+    "_spec",
+    "_attachments",
+    "readme",
+    "deprecated",
+    "_npmUser",
+    "_rev",
+    "maintainers",
 ];
 
 /// A publish request that passed the shape checks (step 1).
@@ -50,7 +60,10 @@ fn invalid(message: impl Into<String>) -> RegistryError {
     RegistryError::Invalid(message.into())
 }
 
-fn single_entry<'a>(object: &'a Map<String, Value>, what: &str) -> Result<(&'a String, &'a Value), RegistryError> {
+fn single_entry<'a>(
+    object: &'a Map<String, Value>,
+    what: &str,
+) -> Result<(&'a String, &'a Value), RegistryError> {
     let mut entries = object.iter();
     match (entries.next(), entries.next()) {
         (Some(entry), None) => Ok(entry),
@@ -81,7 +94,9 @@ pub fn parse(url_name: &PackageName, body: Value) -> Result<PublishRequest, Regi
     let (version_key, manifest) = single_entry(&versions, "version")?;
     let version = Version::parse(version_key)?;
     let Value::Object(manifest) = manifest.clone() else {
-        return Err(invalid(format!("versions[\"{version_key}\"] must be an object")));
+        return Err(invalid(format!(
+            "versions[\"{version_key}\"] must be an object"
+        )));
     };
     if manifest.get("name").and_then(Value::as_str) != Some(url_name.as_str()) {
         return Err(invalid(format!(
@@ -137,9 +152,11 @@ fn parse_access(access: Option<&Value>, name: &PackageName) -> Result<&'static s
             "public"
         }),
         Some(Value::String(s)) if s == "public" => Ok("public"),
-        Some(Value::String(s)) if s == "restricted" && name.scope().is_none() => Err(invalid(format!(
-            "an unscoped package cannot be restricted: publish {name} with --access public or give it a scope"
-        ))),
+        Some(Value::String(s)) if s == "restricted" && name.scope().is_none() => {
+            Err(invalid(format!(
+                "an unscoped package cannot be restricted: publish {name} with --access public or give it a scope"
+            )))
+        }
         Some(Value::String(s)) if s == "restricted" => Ok("restricted"),
         Some(other) => Err(invalid(format!(
             "`access` must be \"public\" or \"restricted\", not {other}"
@@ -157,7 +174,10 @@ fn parse_attachment(
     };
     let expected = format!("{name}-{version}.tgz");
     let sigstore = format!("{name}-{version}.sigstore");
-    if let Some(extra) = attachments.keys().find(|k| **k != expected && **k != sigstore) {
+    if let Some(extra) = attachments
+        .keys()
+        .find(|k| **k != expected && **k != sigstore)
+    {
         return Err(invalid(format!(
             "unexpected attachment `{extra}`; the tarball must be attached as `{expected}`"
         )));
@@ -168,10 +188,18 @@ fn parse_attachment(
     let data = attachment
         .get("data")
         .and_then(Value::as_str)
-        .ok_or_else(|| invalid(format!("_attachments[\"{expected}\"].data must be a base64 string")))?;
+        .ok_or_else(|| {
+            invalid(format!(
+                "_attachments[\"{expected}\"].data must be a base64 string"
+            ))
+        })?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(data)
-        .map_err(|e| invalid(format!("_attachments[\"{expected}\"].data is not valid base64: {e}")))?;
+        .map_err(|e| {
+            invalid(format!(
+                "_attachments[\"{expected}\"].data is not valid base64: {e}"
+            ))
+        })?;
     if let Some(length) = attachment.get("length")
         && length.as_u64() != Some(bytes.len() as u64)
     {
@@ -192,13 +220,16 @@ fn inspect(
     let dist = request.manifest.get("dist");
     integrity::check(
         &digests,
-        dist.and_then(|d| d.get("integrity")).and_then(Value::as_str),
+        dist.and_then(|d| d.get("integrity"))
+            .and_then(Value::as_str),
         dist.and_then(|d| d.get("shasum")).and_then(Value::as_str),
     )?;
     let contents = tarball::inspect_tarball(&request.tarball, limits)?;
     let inner_name = contents.package_json.get("name").and_then(Value::as_str);
     let inner_version = contents.package_json.get("version").and_then(Value::as_str);
-    if inner_name != Some(request.name.as_str()) || inner_version != Some(&request.version.to_string()) {
+    if inner_name != Some(request.name.as_str())
+        || inner_version != Some(&request.version.to_string())
+    {
         return Err(invalid(format!(
             "the tarball's package.json names {}@{}, but the metadata says {}@{}",
             inner_name.unwrap_or("(no name)"),
@@ -261,7 +292,7 @@ impl Registry {
         body: Value,
     ) -> Result<Published, RegistryError> {
         caller.require_for(Permission::Publish, "publish", url_name.as_str())?;
-        let limits = self.settings.tarball_limits.clone();
+        let limits = self.settings.tarball_limits;
         let (request, digests, contents) = tokio::task::spawn_blocking({
             let url_name = url_name.clone();
             move || {
@@ -305,7 +336,10 @@ impl Registry {
             .db
             .write(move |tx| {
                 // Checked inside the write transaction, so two first publishes cannot both win.
-                if rows::exists(tx, &new.package)? && !is_admin && !rows::is_maintainer(tx, &new.package, user_id)? {
+                if rows::exists(tx, &new.package)?
+                    && !is_admin
+                    && !rows::is_maintainer(tx, &new.package, user_id)?
+                {
                     return Ok(None);
                 }
                 rows::commit_publish(tx, &new).map(Some)

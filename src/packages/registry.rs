@@ -101,16 +101,23 @@ impl Registry {
             .read(move |conn| rows::find_tarball(conn, &package, &version))
             .await?;
         let (key, _size, shasum) = found.ok_or_else(not_found)?;
-        let key = BlobKey::parse(&key)
-            .ok_or_else(|| RegistryError::Internal(format!("stored blob key is malformed: {key}")))?;
+        let key = BlobKey::parse(&key).ok_or_else(|| {
+            RegistryError::Internal(format!("stored blob key is malformed: {key}"))
+        })?;
         let blob = self.blobs.get(&key).await?.ok_or_else(|| {
-            RegistryError::Internal(format!("blob {} is missing for {name}/-/{file}", key.as_str()))
+            RegistryError::Internal(format!(
+                "blob {} is missing for {name}/-/{file}",
+                key.as_str()
+            ))
         })?;
         Ok(Tarball { blob, shasum })
     }
 
     /// Loads a package's record, or a not-found error naming it.
-    pub(super) async fn load(&self, name: &PackageName) -> Result<rows::PackageRecord, RegistryError> {
+    pub(super) async fn load(
+        &self,
+        name: &PackageName,
+    ) -> Result<rows::PackageRecord, RegistryError> {
         let package = name.as_str().to_owned();
         self.db
             .read(move |conn| rows::load(conn, &package))
@@ -136,7 +143,9 @@ impl Registry {
             })
             .await?;
         if !exists {
-            return Err(RegistryError::NotFound(format!("package not found: {name}")));
+            return Err(RegistryError::NotFound(format!(
+                "package not found: {name}"
+            )));
         }
         if maintains || caller.is_admin() {
             Ok(())

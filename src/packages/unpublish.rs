@@ -40,7 +40,8 @@ impl Registry {
             return Ok(());
         }
         let window = self.settings.unpublish_window;
-        let oldest_allowed = clock::now_ms() - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let oldest_allowed =
+            clock::now_ms() - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
         match record
             .versions
             .iter()
@@ -55,7 +56,11 @@ impl Registry {
         }
     }
 
-    async fn authorize_unpublish(&self, caller: &Caller, name: &PackageName) -> Result<PackageRecord, RegistryError> {
+    async fn authorize_unpublish(
+        &self,
+        caller: &Caller,
+        name: &PackageName,
+    ) -> Result<PackageRecord, RegistryError> {
         caller.require_for(Permission::Unpublish, "unpublish", name.as_str())?;
         self.require_maintainer(caller, name).await?;
         self.load(name).await
@@ -71,9 +76,14 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let record = self.authorize_unpublish(caller, name).await?;
         let Some(Value::Object(kept)) = body.get("versions") else {
-            return Err(RegistryError::Invalid("the body has no `versions` object".into()));
+            return Err(RegistryError::Invalid(
+                "the body has no `versions` object".into(),
+            ));
         };
-        if let Some(added) = kept.keys().find(|v| !record.versions.iter().any(|r| &&r.version == v)) {
+        if let Some(added) = kept
+            .keys()
+            .find(|v| !record.versions.iter().any(|r| &&r.version == v))
+        {
             return Err(RegistryError::Invalid(format!(
                 "{name}@{added} does not exist; this request may only remove versions"
             )));
@@ -102,7 +112,9 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let record = self.authorize_unpublish(caller, name).await?;
         let Some(version) = name.version_from_tarball_file(file) else {
-            return Err(RegistryError::NotFound(format!("tarball not found: {name}/-/{file}")));
+            return Err(RegistryError::NotFound(format!(
+                "tarball not found: {name}/-/{file}"
+            )));
         };
         if !record.versions.iter().any(|r| r.version == version) {
             return Ok(());
@@ -142,7 +154,13 @@ impl Registry {
         let keys = self
             .db
             .write(move |tx| {
-                rows::remove_versions(tx, &package, &versions, new_latest.as_deref(), clock::now_ms())
+                rows::remove_versions(
+                    tx,
+                    &package,
+                    &versions,
+                    new_latest.as_deref(),
+                    clock::now_ms(),
+                )
             })
             .await?;
         self.invalidate(name);
@@ -152,7 +170,11 @@ impl Registry {
 
     /// Deletes a whole package (`npm unpublish pkg --force`).
     #[tracing::instrument(skip_all, fields(package = %name))]
-    pub async fn unpublish_package(&self, caller: &Caller, name: &PackageName) -> Result<(), RegistryError> {
+    pub async fn unpublish_package(
+        &self,
+        caller: &Caller,
+        name: &PackageName,
+    ) -> Result<(), RegistryError> {
         let record = self.authorize_unpublish(caller, name).await?;
         let all = record.versions.iter().map(|r| r.version.clone()).collect();
         self.check_window(caller, &record, &all)?;
@@ -184,6 +206,9 @@ mod tests {
     #[test]
     fn only_prereleases_left_gives_the_highest_prerelease() {
         let versions = ["2.0.0-rc.1", "2.0.0-rc.2"];
-        assert_eq!(next_latest(versions.into_iter()).as_deref(), Some("2.0.0-rc.2"));
+        assert_eq!(
+            next_latest(versions.into_iter()).as_deref(),
+            Some("2.0.0-rc.2")
+        );
     }
 }

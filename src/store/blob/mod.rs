@@ -13,7 +13,8 @@ pub struct BlobKey(String);
 impl BlobKey {
     /// Accepts 128 lower-case hex characters.
     pub fn parse(text: &str) -> Option<Self> {
-        let valid = text.len() == 128 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let valid =
+            text.len() == 128 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         valid.then(|| Self(text.to_owned()))
     }
 

@@ -276,7 +276,12 @@ pub fn set_dist_tag(
 }
 
 /// Removes a dist-tag; answers whether it existed.
-pub fn delete_dist_tag(conn: &Connection, name: &str, tag: &str, now: i64) -> Result<bool, StoreError> {
+pub fn delete_dist_tag(
+    conn: &Connection,
+    name: &str,
+    tag: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
     let removed = conn.execute(
         "DELETE FROM dist_tags WHERE package = ?1 AND tag = ?2",
         params![name, tag],
@@ -294,8 +299,9 @@ pub fn set_deprecations(
     changes: &[(String, Option<String>)],
     now: i64,
 ) -> Result<(), StoreError> {
-    let mut stmt = conn
-        .prepare_cached("UPDATE versions SET deprecated = ?3 WHERE package = ?1 AND version = ?2")?;
+    let mut stmt = conn.prepare_cached(
+        "UPDATE versions SET deprecated = ?3 WHERE package = ?1 AND version = ?2",
+    )?;
     for (version, message) in changes {
         stmt.execute(params![name, version, message])?;
     }
