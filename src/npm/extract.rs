@@ -3,8 +3,8 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use serde_json::Value;
 
 use crate::auth::{AuthError, Caller, Permission};
@@ -110,16 +110,22 @@ impl FromRequestParts<AppState> for BaseUrl {
 /// A JSON body; an empty body counts as `{}` (yarn 4's login POST has none).
 pub struct NpmJson(pub Value);
 
-impl<S: Send + Sync> FromRequest<S> for NpmJson {
+impl FromRequest<AppState> for NpmJson {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                let status = rejection.status();
-                ApiError::user(status, "bad_body", rejection.body_text())
-            })?;
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            let status = rejection.status();
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                let limit = state.config.max_body_bytes;
+                return ApiError::user(
+                    status,
+                    "too_large",
+                    format!("request entity too large: the limit is {limit} bytes (PACKR_MAX_BODY_BYTES)"),
+                );
+            }
+            ApiError::user(status, "bad_body", rejection.body_text())
+        })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(Value::Object(Default::default())));
         }
