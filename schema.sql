@@ -70,4 +70,59 @@ CREATE TABLE IF NOT EXISTS retired_versions (
     PRIMARY KEY (package, version)
 );
 
-PRAGMA user_version = 1;
+
+-- Every mutation, with who did it, from where, and what changed.
+CREATE TABLE IF NOT EXISTS audit_log (
+    id         INTEGER PRIMARY KEY,
+    at         INTEGER NOT NULL,
+    action     TEXT NOT NULL,                   -- e.g. package.published, token.created
+    actor_id   INTEGER,
+    actor_name TEXT,
+    token_id   TEXT,
+    ip         TEXT,
+    request_id TEXT,
+    package    TEXT,
+    org        TEXT,
+    details    TEXT NOT NULL DEFAULT '{}'       -- JSON
+);
+CREATE INDEX IF NOT EXISTS audit_log_action ON audit_log(action, at);
+CREATE INDEX IF NOT EXISTS audit_log_package ON audit_log(package, at);
+CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log(at);
+
+CREATE TABLE IF NOT EXISTS orgs (
+    id           INTEGER PRIMARY KEY,
+    slug         TEXT NOT NULL UNIQUE,          -- the npm scope without '@'
+    display_name TEXT NOT NULL,
+    created_at   INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS org_members (
+    org_id  INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    role    TEXT NOT NULL CHECK (role IN ('admin', 'maintainer', 'reader')),
+    PRIMARY KEY (org_id, user_id)
+);
+
+CREATE TABLE IF NOT EXISTS teams (
+    id          INTEGER PRIMARY KEY,
+    org_id      INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    UNIQUE (org_id, name)
+);
+
+CREATE TABLE IF NOT EXISTS team_members (
+    team_id INTEGER NOT NULL REFERENCES teams(id) ON DELETE CASCADE,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    PRIMARY KEY (team_id, user_id)
+);
+
+-- Team grants on packages (npm access grant): 'read' or 'write'.
+CREATE TABLE IF NOT EXISTS team_packages (
+    team_id    INTEGER NOT NULL REFERENCES teams(id) ON DELETE CASCADE,
+    package    TEXT NOT NULL,
+    permission TEXT NOT NULL CHECK (permission IN ('read', 'write')),
+    PRIMARY KEY (team_id, package)
+);
+
+PRAGMA user_version = 2;

@@ -4,6 +4,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::AuthError;
+use crate::orgs::OrgError;
 use crate::packages::RegistryError;
 use crate::store::StoreError;
 
@@ -105,6 +106,19 @@ impl From<AuthError> for ApiError {
     }
 }
 
+impl From<OrgError> for ApiError {
+    fn from(err: OrgError) -> Self {
+        let (status, code) = match &err {
+            OrgError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            OrgError::Exists(_) => (StatusCode::CONFLICT, "exists"),
+            OrgError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            OrgError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+            OrgError::Store(_) => return Self::internal(err),
+        };
+        Self::user(status, code, err.to_string())
+    }
+}
+
 impl From<RegistryError> for ApiError {
     fn from(err: RegistryError) -> Self {
         use RegistryError as E;
@@ -121,7 +135,7 @@ impl From<RegistryError> for ApiError {
             E::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             E::VersionExists(_) | E::VersionRetired(_) => (StatusCode::FORBIDDEN, "version_exists"),
             E::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            E::NotMaintainer { .. } | E::UnpublishWindow { .. } => {
+                        E::NotMaintainer { .. } | E::UnpublishWindow { .. } | E::OrgDenied(_) => {
                 (StatusCode::FORBIDDEN, "forbidden")
             }
             E::Auth(_) | E::Store(_) | E::Blob(_) | E::Internal(_) => {

@@ -11,6 +11,8 @@
 //! - [`store`]: the metadata store (SQLite) and the blob store (filesystem). SQL appears only there.
 //! - [`config`], [`telemetry`] and [`clock`] are used by all of the above.
 
+pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod clock;
@@ -18,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod npm;
+pub mod orgs;
 pub mod packages;
 pub mod server;
 pub mod store;

@@ -7,7 +7,7 @@ pub mod secrets;
 pub mod tokens;
 
 pub use accounts::Accounts;
-pub use permissions::{Caller, Permission, Role, UserRole};
+pub use permissions::{Caller, Origin, Permission, Role, UserRole};
 pub use tokens::Tokens;
 
 use crate::store::StoreError;

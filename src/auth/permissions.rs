@@ -149,6 +149,17 @@ pub struct Caller {
     pub role: Role,
     /// The token's scope restriction (`@acme`); empty means every scope.
     pub scopes: Vec<String>,
+    /// Where the request came from (filled in by the edge), for the audit log.
+    pub origin: Origin,
+}
+
+/// Where a request came from, as the edge saw it.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The client's IP address.
+    pub ip: Option<String>,
+    /// The request's `X-Request-Id`.
+    pub request_id: Option<String>,
 }
 
 impl Caller {
@@ -208,6 +219,7 @@ mod tests {
             token_id: "t".into(),
             role,
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            origin: Origin::default(),
         }
     }
 

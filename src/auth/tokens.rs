@@ -1,12 +1,18 @@
 //! Registry tokens: JWTs signed by the registry, each backed by a database row holding only its hash.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{AuthError, Caller, Role};
+use serde_json::json;
+
+use super::{AuthError, Caller, Origin, Role};
+use crate::audit::AuditEvent;
+use crate::store::sqlite::audit;
 use crate::clock;
 use crate::store::Sqlite;
 use crate::store::sqlite::tokens::{self as token_rows, TokenRow};
@@ -47,12 +53,51 @@ pub struct TokenRequest {
     pub name: Option<String>,
 }
 
+/// How long a checked token is trusted without asking the database again. Revocations on this
+/// instance take effect at once; this bounds how long another instance's revocation takes.
+const CHECKED_TOKEN_TTL: Duration = Duration::from_secs(10);
+/// Checked tokens remembered at most; the memory is dropped wholesale past it.
+const CHECKED_TOKEN_CAPACITY: usize = 10_000;
+
+/// Recently checked tokens by hash: the hot read path then does no database call.
+#[derive(Default)]
+struct CheckedTokens {
+    entries: Mutex<HashMap<String, (Caller, Instant, Option<i64>)>>,
+}
+
+impl CheckedTokens {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, (Caller, Instant, Option<i64>)>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get(&self, hash: &str) -> Option<Caller> {
+        let entries = self.lock();
+        let (caller, checked, expires_at) = entries.get(hash)?;
+        let fresh = checked.elapsed() < CHECKED_TOKEN_TTL
+            && expires_at.is_none_or(|at| at > clock::now_ms());
+        fresh.then(|| caller.clone())
+    }
+
+    fn put(&self, hash: String, caller: Caller, expires_at: Option<i64>) {
+        let mut entries = self.lock();
+        if entries.len() >= CHECKED_TOKEN_CAPACITY {
+            entries.clear();
+        }
+        entries.insert(hash, (caller, Instant::now(), expires_at));
+    }
+
+    fn forget(&self, hash: &str) {
+        self.lock().remove(hash);
+    }
+}
+
 /// Issues, checks and revokes tokens.
 #[derive(Clone)]
 pub struct Tokens {
     db: Sqlite,
     encoding: EncodingKey,
     decoding: DecodingKey,
+    checked: Arc<CheckedTokens>,
 }
 
 /// Hex SHA-256 of a token: what the database keeps instead of the token.
@@ -67,11 +112,33 @@ impl Tokens {
             db,
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
+            checked: Arc::default(),
         }
     }
 
-    /// Issues a token for a user and records its hash.
-    pub async fn issue(&self, user: &UserRow, request: TokenRequest) -> Result<String, AuthError> {
+    /// Issues a token for a user, records its hash and audits the creation.
+    pub async fn issue(
+        &self,
+        user: &UserRow,
+        request: TokenRequest,
+        origin: &Origin,
+    ) -> Result<String, AuthError> {
+        self.issue_audited(user, request, origin, None).await
+    }
+
+    /// Issues a 30-day login token, auditing the login and the token creation together.
+    pub async fn issue_login(&self, user: &UserRow, label: &str, origin: &Origin) -> Result<String, AuthError> {
+        let request = login_token_request(user, label);
+        self.issue_audited(user, request, origin, Some("user.login")).await
+    }
+
+    async fn issue_audited(
+        &self,
+        user: &UserRow,
+        request: TokenRequest,
+        origin: &Origin,
+        also: Option<&'static str>,
+    ) -> Result<String, AuthError> {
         for scope in &request.scopes {
             validate_scope(scope)?;
         }
@@ -107,14 +174,32 @@ impl Tokens {
             expires_at,
             revoked_at: None,
         };
+        let details = json!({
+            "token_id": row.id, "role": row.role, "scopes": row.scopes, "name": row.name,
+            "expires": row.expires_at.map(clock::iso),
+        });
+        let mut events = vec![AuditEvent::by_user(user.id, &user.name, origin, "token.created", details.clone())];
+        if let Some(action) = also {
+            events.insert(0, AuditEvent::by_user(user.id, &user.name, origin, action, details));
+        }
         self.db
-            .write(move |tx| token_rows::insert(tx, &row))
+            .write(move |tx| {
+                token_rows::insert(tx, &row)?;
+                for event in &events {
+                    audit::record(tx, event)?;
+                }
+                Ok(())
+            })
             .await?;
         Ok(token)
     }
 
     /// Checks a bearer token: signature, then the database row (revoked, expired, hash).
     pub async fn authenticate(&self, token: &str) -> Result<Caller, AuthError> {
+        let hash = token_hash(token);
+        if let Some(caller) = self.checked.get(&hash) {
+            return Ok(caller);
+        }
         let mut validation = Validation::new(Algorithm::HS256);
         // Expiry is checked against the database row below, which also covers tokens without `exp`.
         validation.validate_exp = false;
@@ -122,7 +207,6 @@ impl Tokens {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .map_err(|_| AuthError::InvalidToken)?
             .claims;
-        let hash = token_hash(token);
         let found = self
             .db
             .read(move |conn| token_rows::find_with_user(conn, &claims.jti))
@@ -135,21 +219,35 @@ impl Tokens {
             return Err(AuthError::InvalidToken);
         }
         let role = Role::parse(&row.role).ok_or(AuthError::InvalidToken)?;
-        Ok(Caller {
+        let caller = Caller {
             user_id: user.id,
             name: user.name,
             email: user.email,
             token_id: row.id,
             role,
             scopes: row.scopes,
-        })
+            origin: super::Origin::default(),
+        };
+        self.checked.put(hash, caller.clone(), row.expires_at);
+        Ok(caller)
     }
 
     /// Revokes a token given as text; revoking an unknown or already revoked token is not an error.
-    pub async fn revoke(&self, token: &str) -> Result<(), AuthError> {
+    pub async fn revoke(&self, token: &str, origin: &Origin) -> Result<(), AuthError> {
         let hash = token_hash(token);
+        self.checked.forget(&hash);
+        let origin = origin.clone();
         self.db
-            .write(move |tx| token_rows::revoke_by_hash(tx, &hash, clock::now_ms()))
+            .write(move |tx| {
+                if let Some((token_id, user)) = token_rows::revoke_by_hash(tx, &hash, clock::now_ms())? {
+                    let event = AuditEvent {
+                        token_id: Some(token_id.clone()),
+                        ..AuditEvent::by_user(user.id, &user.name, &origin, "token.revoked", json!({ "token_id": token_id }))
+                    };
+                    audit::record(tx, &event)?;
+                }
+                Ok(())
+            })
             .await?;
         Ok(())
     }

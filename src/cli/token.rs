@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
-use crate::auth::Role;
+use crate::auth::{Origin, Role};
 use crate::auth::accounts::user_role;
 use crate::auth::tokens::TokenRequest;
 use crate::config::{DataDirArgs, parse_duration};
@@ -67,6 +67,7 @@ pub(super) fn run(command: TokenCommand) -> anyhow::Result<()> {
                     ttl: args.expires,
                     name: args.name,
                 },
+                &Origin::default(),
             )
             .await?;
         println!("{token}");

@@ -7,7 +7,11 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde_json::Value;
 
-use crate::auth::{AuthError, Caller, Permission};
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+
+use crate::auth::{AuthError, Caller, Origin, Permission};
 use crate::error::ApiError;
 use crate::packages::PackageName;
 use crate::server::AppState;
@@ -26,6 +30,32 @@ fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
     }
 }
 
+/// Where the request came from: peer address and request id.
+pub fn origin(parts: &Parts) -> Origin {
+    Origin {
+        ip: parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip().to_string()),
+        request_id: parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    }
+}
+
+/// The request's origin, for handlers that act without a token (logins).
+pub struct RequestOrigin(pub Origin);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestOrigin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(origin(parts)))
+    }
+}
+
 /// A caller with a valid token; requests without one get 401.
 pub struct Authenticated(pub Caller);
 
@@ -36,10 +66,12 @@ impl FromRequestParts<AppState> for MaybeAuthenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match bearer(parts)? {
-            None => Ok(Self(None)),
-            Some(token) => Ok(Self(Some(state.tokens.authenticate(token).await?))),
-        }
+        let Some(token) = bearer(parts)? else {
+            return Ok(Self(None));
+        };
+        let mut caller = state.tokens.authenticate(token).await?;
+        caller.origin = origin(parts);
+        Ok(Self(Some(caller)))
     }
 }
 

@@ -1,7 +1,8 @@
 //! The npm wire protocol over HTTP: routes, extractors and the JSON npm, pnpm and yarn expect.
 
 mod dist_tags;
-mod extract;
+pub mod extract;
+mod orgs;
 mod packument;
 pub mod path;
 mod publish;
@@ -17,7 +18,8 @@ use crate::server::AppState;
 /// Every npm route. Scoped names must already be normalised by [`path::normalize_scoped_uri`].
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .merge(user::routes())
+                .merge(user::routes())
+        .merge(orgs::routes())
         .route("/-/package/{pkg}/dist-tags", get(dist_tags::get_dist_tags))
         .route(
             "/-/package/{pkg}/dist-tags/{tag}",

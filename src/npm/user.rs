@@ -7,9 +7,9 @@ use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::extract::{Authenticated, NpmJson};
+use super::extract::{Authenticated, NpmJson, RequestOrigin};
+use crate::auth::Origin;
 use crate::auth::AuthError;
-use crate::auth::tokens::login_token_request;
 use crate::error::ApiError;
 use crate::server::AppState;
 
@@ -39,7 +39,12 @@ fn string_field<'a>(body: &'a Value, field: &str) -> Option<&'a str> {
 }
 
 /// Logs in with a password, or signs up (`npm adduser` sends an e-mail) when sign-up is open.
-async fn log_in_or_sign_up(app: &AppState, name: &str, body: &Value) -> Result<String, ApiError> {
+async fn log_in_or_sign_up(
+    app: &AppState,
+    name: &str,
+    body: &Value,
+    origin: &Origin,
+) -> Result<String, ApiError> {
     let password = string_field(body, "password")
         .ok_or_else(|| ApiError::bad_request("missing_password", "a password is required"))?;
     let user = match app.accounts.login(name, password).await {
@@ -55,10 +60,7 @@ async fn log_in_or_sign_up(app: &AppState, name: &str, body: &Value) -> Result<S
         }
         Err(err) => return Err(err.into()),
     };
-    let token = app
-        .tokens
-        .issue(&user, login_token_request(&user, "npm login"))
-        .await?;
+    let token = app.tokens.issue_login(&user, "npm login", origin).await?;
     tracing::info!(user = %user.name, "logged in");
     Ok(token)
 }
@@ -66,6 +68,7 @@ async fn log_in_or_sign_up(app: &AppState, name: &str, body: &Value) -> Result<S
 /// `PUT /-/user/org.couchdb.user:NAME`: legacy `npm login` / `npm adduser`.
 async fn put_user(
     State(app): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
     Path(user): Path<String>,
     NpmJson(body): NpmJson,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -78,7 +81,7 @@ async fn put_user(
             format!("the body names {body_name} but the URL names {name}"),
         ));
     }
-    let token = log_in_or_sign_up(&app, name, &body).await?;
+    let token = log_in_or_sign_up(&app, name, &body, &origin).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -93,10 +96,11 @@ async fn put_user(
 /// `PUT /-/user/org.couchdb.user:NAME/-rev/REV`: the same login, for clients that retry with a rev.
 async fn put_user_rev(
     state: State<AppState>,
+    origin: RequestOrigin,
     Path((user, _rev)): Path<(String, String)>,
     body: NpmJson,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    put_user(state, Path(user), body).await
+    put_user(state, origin, Path(user), body).await
 }
 
 /// `GET /-/user/org.couchdb.user:NAME`: name and e-mail, as `npm owner add` needs.
@@ -122,6 +126,7 @@ async fn get_user(
 /// (npm's web login) it answers 404, which makes npm fall back to asking for a password.
 async fn post_login(
     State(app): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
     NpmJson(body): NpmJson,
 ) -> Result<Json<Value>, ApiError> {
     let Some(name) = string_field(&body, "name") else {
@@ -129,7 +134,7 @@ async fn post_login(
             "web login is not available on this registry; log in with a username and password",
         ));
     };
-    let token = log_in_or_sign_up(&app, name, &body).await?;
+    let token = log_in_or_sign_up(&app, name, &body, &origin).await?;
     Ok(Json(json!({ "token": token })))
 }
 
@@ -147,8 +152,9 @@ async fn get_ping() -> Json<Value> {
 /// already revoked token succeeds, so a logout never leaves a dead token in `.npmrc`.
 async fn delete_token(
     State(app): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
     Path(token): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    app.tokens.revoke(&token).await?;
+    app.tokens.revoke(&token, &origin).await?;
     Ok(Json(json!({ "ok": true })))
 }

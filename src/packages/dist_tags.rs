@@ -3,7 +3,11 @@
 use std::collections::BTreeMap;
 
 use super::{DistTag, PackageName, Registry, RegistryError, Version};
+use serde_json::json;
+
+use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
+use crate::store::sqlite::audit;
 use crate::clock;
 use crate::store::sqlite::packages as rows;
 
@@ -53,12 +57,14 @@ impl Registry {
                 "version not found: {name}@{version}; publish it before tagging it"
             )));
         }
-        let (package, tag_text, version_text) =
-            (name.to_string(), tag.to_string(), version.to_string());
+                let (package, tag_text, version_text) = (name.to_string(), tag.to_string(), version.to_string());
+        let event = AuditEvent::by(caller, "dist-tag.changed", json!({ "tag": tag_text, "version": version_text }))
+            .on_package(name.as_str());
         let tags = self
             .db
             .write(move |tx| {
                 rows::set_dist_tag(tx, &package, &tag_text, &version_text, clock::now_ms())?;
+                audit::record(tx, &event)?;
                 rows::dist_tags(tx, &package)
             })
             .await?;
@@ -80,11 +86,16 @@ impl Registry {
             ));
         }
         self.require_maintainer(caller, name).await?;
-        let (package, tag_text) = (name.to_string(), tag.to_owned());
+                let (package, tag_text) = (name.to_string(), tag.to_owned());
+        let event = AuditEvent::by(caller, "dist-tag.changed", json!({ "tag": tag_text, "version": null }))
+            .on_package(name.as_str());
         let (removed, tags) = self
             .db
             .write(move |tx| {
                 let removed = rows::delete_dist_tag(tx, &package, &tag_text, clock::now_ms())?;
+                if removed {
+                    audit::record(tx, &event)?;
+                }
                 Ok((removed, rows::dist_tags(tx, &package)?))
             })
             .await?;

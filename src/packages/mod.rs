@@ -1,6 +1,7 @@
 //! The registry's rules: names, versions, tarballs, publish, dist-tags, deprecation, unpublish,
 //! owners and the packuments built from them. Nothing here knows about HTTP.
 
+pub mod access;
 pub mod cache;
 pub mod deprecate;
 pub mod dist_tags;
@@ -63,6 +64,9 @@ pub enum RegistryError {
         /// The package.
         package: String,
     },
+        /// The package's scope is an org's, and the caller may not change its packages.
+    #[error("{0}")]
+    OrgDenied(String),
     /// The version is older than the unpublish window.
     #[error(
         "{package}@{version} was published more than {window} ago and can no longer be unpublished; deprecate it instead (npm deprecate)"

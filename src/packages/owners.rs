@@ -3,7 +3,9 @@
 use serde_json::Value;
 
 use super::{PackageName, Registry, RegistryError};
+use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
+use crate::store::sqlite::audit;
 use crate::clock;
 use crate::store::sqlite::{packages as rows, users};
 
@@ -44,8 +46,10 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         caller.require_for(Permission::Publish, "change owners", name.as_str())?;
         self.require_maintainer(caller, name).await?;
-        let names = requested_maintainers(body)?;
+                let names = requested_maintainers(body)?;
         let package = name.to_string();
+        let event = AuditEvent::by(caller, "package.owners.changed", serde_json::json!({ "maintainers": names }))
+            .on_package(name.as_str());
         let missing = self
             .db
             .write(move |tx| {
@@ -54,7 +58,8 @@ impl Registry {
                     return Ok(Some(missing.clone()));
                 }
                 let ids: Vec<i64> = found.iter().map(|u| u.id).collect();
-                rows::set_maintainers(tx, &package, &ids, clock::now_ms())?;
+                                rows::set_maintainers(tx, &package, &ids, clock::now_ms())?;
+                audit::record(tx, &event)?;
                 Ok(None)
             })
             .await?;

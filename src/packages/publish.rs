@@ -6,8 +6,11 @@ use serde_json::{Map, Value, json};
 
 use super::integrity::{self, Digests};
 use super::tarball::{self, TarballManifest};
+use super::registry::may_change;
 use super::{DistTag, PackageName, Registry, RegistryError, Version};
+use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
+use crate::store::sqlite::audit;
 use crate::clock;
 use crate::store::BlobKey;
 use crate::store::sqlite::packages::{self as rows, NewVersion, PublishOutcome, VersionRow};
@@ -331,37 +334,40 @@ impl Registry {
             tag: request.tag.to_string(),
             publisher_id: caller.user_id,
         };
-        let (user_id, is_admin) = (caller.user_id, caller.is_admin());
+                let actor = caller.clone();
+        let event = AuditEvent::by(
+            caller,
+            "package.published",
+            json!({ "version": request.version, "tag": request.tag, "integrity": digests.sha512_integrity }),
+        )
+        .on_package(request.name.as_str());
         let outcome = self
             .db
-            .write(move |tx| {
+                        .write(move |tx| {
                 // Checked inside the write transaction, so two first publishes cannot both win.
-                if rows::exists(tx, &new.package)?
-                    && !is_admin
-                    && !rows::is_maintainer(tx, &new.package, user_id)?
-                {
-                    return Ok(None);
+                if let Err(denied) = may_change(tx, &actor, &new.package)? {
+                    return Ok(Err(denied));
                 }
-                rows::commit_publish(tx, &new).map(Some)
+                let outcome = rows::commit_publish(tx, &new)?;
+                if outcome == PublishOutcome::Committed {
+                    audit::record(tx, &event)?;
+                }
+                Ok(Ok(outcome))
             })
-            .await?;
+            .await??;
         match outcome {
-            None => Err(RegistryError::NotMaintainer {
-                user: caller.name.clone(),
-                package: request.name.to_string(),
-            }),
-            Some(PublishOutcome::Committed) => {
+            PublishOutcome::Committed => {
                 self.invalidate(&request.name);
                 tracing::info!(version = %request.version, tag = %request.tag, "published");
                 Ok(Published::Created)
             }
-            Some(PublishOutcome::Exists { integrity }) if integrity == digests.sha512_integrity => {
+                        PublishOutcome::Exists { integrity } if integrity == digests.sha512_integrity => {
                 Ok(Published::AlreadyThere)
             }
-            Some(PublishOutcome::Exists { .. }) => {
+                        PublishOutcome::Exists { .. } => {
                 Err(RegistryError::VersionExists(request.version.to_string()))
             }
-            Some(PublishOutcome::Retired) => {
+                        PublishOutcome::Retired => {
                 Err(RegistryError::VersionRetired(request.version.to_string()))
             }
         }

@@ -6,7 +6,11 @@ use std::time::Duration;
 use super::cache::{PackumentCache, PackumentSet};
 use super::tarball::TarballLimits;
 use super::{PackageName, RegistryError, packument};
+use rusqlite::Connection;
+
 use crate::auth::Caller;
+use crate::orgs::{self, OrgDecision};
+use crate::store::StoreError;
 use crate::store::blob::Blob;
 use crate::store::sqlite::packages as rows;
 use crate::store::{BlobKey, BlobStore, Sqlite};
@@ -35,6 +39,29 @@ pub struct Tarball {
     pub blob: Blob,
     /// Hex SHA-1, used as the ETag.
     pub shasum: String,
+}
+
+/// Whether the caller may change `package`: under an org's scope the org rule decides, elsewhere
+/// the package's maintainers (admins may change everything). Answers whether the package exists.
+pub(super) fn may_change(
+    conn: &Connection,
+    caller: &Caller,
+    package: &str,
+) -> Result<Result<bool, RegistryError>, StoreError> {
+    let exists = rows::exists(conn, package)?;
+    match orgs::decide(conn, caller, package)? {
+        OrgDecision::Denied(message) => return Ok(Err(RegistryError::OrgDenied(message))),
+        OrgDecision::Allowed => return Ok(Ok(exists)),
+        OrgDecision::NotAnOrg => {}
+    }
+    if !exists || caller.is_admin() || rows::is_maintainer(conn, package, caller.user_id)? {
+        Ok(Ok(exists))
+    } else {
+        Ok(Err(RegistryError::NotMaintainer {
+            user: caller.name.clone(),
+            package: package.to_owned(),
+        }))
+    }
 }
 
 impl Registry {
@@ -131,29 +158,15 @@ impl Registry {
         caller: &Caller,
         name: &PackageName,
     ) -> Result<(), RegistryError> {
-        let package = name.as_str().to_owned();
-        let user_id = caller.user_id;
-        let (exists, maintains) = self
+        let (package, actor) = (name.as_str().to_owned(), caller.clone());
+        let exists = self
             .db
-            .read(move |conn| {
-                Ok((
-                    rows::exists(conn, &package)?,
-                    rows::is_maintainer(conn, &package, user_id)?,
-                ))
-            })
-            .await?;
-        if !exists {
-            return Err(RegistryError::NotFound(format!(
-                "package not found: {name}"
-            )));
-        }
-        if maintains || caller.is_admin() {
+            .read(move |conn| may_change(conn, &actor, &package))
+            .await??;
+        if exists {
             Ok(())
         } else {
-            Err(RegistryError::NotMaintainer {
-                user: caller.name.clone(),
-                package: name.to_string(),
-            })
+            Err(RegistryError::NotFound(format!("package not found: {name}")))
         }
     }
 

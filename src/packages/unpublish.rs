@@ -3,10 +3,12 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::{PackageName, Registry, RegistryError, Version};
+use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
+use crate::store::sqlite::audit;
 use crate::clock;
 use crate::store::sqlite::packages::{self as rows, PackageRecord};
 
@@ -132,7 +134,7 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         self.check_window(caller, &record, &removed)?;
         if removed.len() == record.versions.len() {
-            return self.delete_package_checked(name).await;
+            return self.delete_package_checked(caller, name, &record).await;
         }
         let latest_removed = record
             .dist_tags
@@ -149,18 +151,16 @@ impl Registry {
                 )
             })
             .flatten();
-        let package = name.to_string();
+                let package = name.to_string();
         let versions: Vec<String> = removed.into_iter().collect();
+        let event = AuditEvent::by(caller, "package.unpublished", json!({ "versions": versions, "whole_package": false }))
+            .on_package(name.as_str());
         let keys = self
             .db
             .write(move |tx| {
-                rows::remove_versions(
-                    tx,
-                    &package,
-                    &versions,
-                    new_latest.as_deref(),
-                    clock::now_ms(),
-                )
+                let keys = rows::remove_versions(tx, &package, &versions, new_latest.as_deref(), clock::now_ms())?;
+                audit::record(tx, &event)?;
+                Ok(keys)
             })
             .await?;
         self.invalidate(name);
@@ -177,15 +177,27 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let record = self.authorize_unpublish(caller, name).await?;
         let all = record.versions.iter().map(|r| r.version.clone()).collect();
-        self.check_window(caller, &record, &all)?;
-        self.delete_package_checked(name).await
+                self.check_window(caller, &record, &all)?;
+        self.delete_package_checked(caller, name, &record).await
     }
 
-    async fn delete_package_checked(&self, name: &PackageName) -> Result<(), RegistryError> {
+        async fn delete_package_checked(
+        &self,
+        caller: &Caller,
+        name: &PackageName,
+        record: &PackageRecord,
+    ) -> Result<(), RegistryError> {
         let package = name.to_string();
+        let versions: Vec<&str> = record.versions.iter().map(|r| r.version.as_str()).collect();
+        let event = AuditEvent::by(caller, "package.unpublished", json!({ "versions": versions, "whole_package": true }))
+            .on_package(name.as_str());
         let keys = self
             .db
-            .write(move |tx| rows::delete_package(tx, &package, clock::now_ms()))
+            .write(move |tx| {
+                let keys = rows::delete_package(tx, &package, clock::now_ms())?;
+                audit::record(tx, &event)?;
+                Ok(keys)
+            })
             .await?;
         self.invalidate(name);
         self.delete_blobs(keys).await;

@@ -1,5 +1,7 @@
 //! The SQLite metadata store: one writer connection, a pool of readers, all calls off the async threads.
 
+pub mod audit;
+pub mod orgs;
 pub mod packages;
 pub mod tokens;
 pub mod users;

@@ -92,11 +92,22 @@ pub fn find_with_user(
         .transpose()
 }
 
-/// Revokes the token with this hash; answers whether a live token was revoked.
-pub fn revoke_by_hash(conn: &Connection, token_hash: &str, now: i64) -> Result<bool, StoreError> {
-    let changed = conn.execute(
-        "UPDATE tokens SET revoked_at = ?2 WHERE token_hash = ?1 AND revoked_at IS NULL",
-        params![token_hash, now],
-    )?;
-    Ok(changed > 0)
+/// Revokes the live token with this hash; returns its id and owner when one was revoked.
+pub fn revoke_by_hash(
+    conn: &Connection,
+    token_hash: &str,
+    now: i64,
+) -> Result<Option<(String, UserRow)>, StoreError> {
+    let revoked: Option<(String, i64)> = conn
+        .query_row(
+            "UPDATE tokens SET revoked_at = ?2 WHERE token_hash = ?1 AND revoked_at IS NULL
+             RETURNING id, user_id",
+            params![token_hash, now],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    let Some((id, _user_id)) = revoked else {
+        return Ok(None);
+    };
+    Ok(find_with_user(conn, &id)?.map(|(token, user)| (token.id, user)))
 }

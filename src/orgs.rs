@@ -1,0 +1,413 @@
+//! Orgs, their members and teams (SPEC §6). An org's slug is an npm scope: packages under
+//! `@slug/` belong to it, and only its maintainers and admins may change them.
+
+use std::collections::BTreeMap;
+
+use rusqlite::Connection;
+use serde_json::{Value, json};
+
+use crate::audit::AuditEvent;
+use crate::auth::{Caller, Permission};
+use crate::clock;
+use crate::store::sqlite::orgs::{self as rows, OrgRow};
+use crate::store::sqlite::{audit, users};
+use crate::store::{Sqlite, StoreError};
+
+/// Why an org operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OrgError {
+    /// No such org, team or user.
+    #[error("{0}")]
+    NotFound(String),
+    /// The org or team exists already.
+    #[error("{0}")]
+    Exists(String),
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Input that cannot be used.
+    #[error("{0}")]
+    Invalid(String),
+    /// The metadata store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A member's role in an org.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrgRole {
+    /// Manages members and teams; publishes.
+    Admin,
+    /// Publishes the org's packages.
+    Maintainer,
+    /// Reads only.
+    Reader,
+}
+
+impl OrgRole {
+    /// Parses Packr's names and npm's (`owner`, `admin` → admin; `developer` → maintainer).
+    pub fn parse(text: &str) -> Result<Self, OrgError> {
+        match text {
+            "admin" | "owner" | "super-admin" | "team-admin" => Ok(Self::Admin),
+            "maintainer" | "developer" => Ok(Self::Maintainer),
+            "reader" => Ok(Self::Reader),
+            other => Err(OrgError::Invalid(format!(
+                "unknown org role `{other}`; use admin, maintainer (npm: developer) or reader"
+            ))),
+        }
+    }
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Maintainer => "maintainer",
+            Self::Reader => "reader",
+        }
+    }
+}
+
+/// Checks an org slug or team name: lower-case npm-scope characters.
+fn validate_slug(what: &str, slug: &str) -> Result<(), OrgError> {
+    let ok = (1..=64).contains(&slug.len())
+        && !slug.starts_with(['.', '_', '-'])
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._~".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(OrgError::Invalid(format!(
+            "{what} `{slug}` must be 1-64 lower-case letters, digits, '-', '.', '_' or '~'"
+        )))
+    }
+}
+
+fn find_org(conn: &Connection, slug: &str) -> Result<OrgRow, OrgError> {
+    rows::find(conn, slug)?.ok_or_else(|| OrgError::NotFound(format!("there is no org named {slug}")))
+}
+
+fn find_user_id(conn: &Connection, name: &str) -> Result<i64, OrgError> {
+    users::find_by_name(conn, name)?
+        .map(|u| u.id)
+        .ok_or_else(|| OrgError::NotFound(format!("there is no user named {name}")))
+}
+
+fn find_team(conn: &Connection, org: &OrgRow, team: &str) -> Result<i64, OrgError> {
+    rows::find_team(conn, org.id, team)?
+        .ok_or_else(|| OrgError::NotFound(format!("there is no team {}:{team}", org.slug)))
+}
+
+/// What an operation needs from the caller within the org.
+#[derive(Clone, Copy)]
+enum Need {
+    /// Any member (or a registry admin).
+    Member,
+    /// An org admin (or a registry admin).
+    Admin,
+}
+
+fn require(conn: &Connection, caller: &Caller, org: &OrgRow, need: Need) -> Result<(), OrgError> {
+    if caller.is_admin() {
+        return Ok(());
+    }
+    let role = rows::member_role(conn, &org.slug, caller.user_id)?;
+    let allowed = match need {
+        Need::Member => role.is_some(),
+        Need::Admin => role.as_deref() == Some("admin"),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        let what = match need {
+            Need::Member => "a member",
+            Need::Admin => "an admin",
+        };
+        Err(OrgError::Forbidden(format!(
+            "{} must be {what} of org {} to do this",
+            caller.name, org.slug
+        )))
+    }
+}
+
+/// The org service.
+#[derive(Clone)]
+pub struct Orgs {
+    db: Sqlite,
+}
+
+impl Orgs {
+    /// The org service on a metadata store.
+    pub fn new(db: Sqlite) -> Self {
+        Self { db }
+    }
+
+    /// Runs `work` on the org in one transaction after checking the caller; audits `action` when
+    /// the work returns details.
+    async fn with_org<T, F>(&self, caller: &Caller, slug: &str, need: Need, action: &'static str, work: F) -> Result<T, OrgError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &OrgRow) -> Result<(T, Option<Value>), OrgError> + Send + 'static,
+    {
+        let (caller, slug) = (caller.clone(), slug.to_owned());
+        self.db
+            .write(move |tx| {
+                let result = (|| {
+                    let org = find_org(tx, &slug)?;
+                    require(tx, &caller, &org, need)?;
+                    let (value, details) = work(tx, &org)?;
+                    if let Some(details) = details {
+                        audit::record(tx, &AuditEvent::by(&caller, action, details).on_org(&org.slug))?;
+                    }
+                    Ok(value)
+                })();
+                Ok(result)
+            })
+            .await?
+    }
+
+    /// Creates an org (registry admins only).
+    pub async fn create(&self, caller: &Caller, slug: &str, display_name: &str) -> Result<OrgRow, OrgError> {
+        caller
+            .require(Permission::Admin)
+            .map_err(|e| OrgError::Forbidden(e.to_string()))?;
+        validate_slug("org name", slug)?;
+        let (slug, display) = (slug.to_owned(), display_name.to_owned());
+        let event = AuditEvent::by(caller, "org.created", json!({ "display_name": display })).on_org(&slug);
+        self.db
+            .write(move |tx| {
+                let now = clock::now_ms();
+                let Some(id) = rows::create(tx, &slug, &display, now)? else {
+                    return Ok(Err(OrgError::Exists(format!("an org named {slug} exists already"))));
+                };
+                audit::record(tx, &event)?;
+                Ok(Ok(OrgRow { id, slug, display_name: display, created_at: now }))
+            })
+            .await?
+    }
+
+    /// Every org.
+    pub async fn list(&self) -> Result<Vec<OrgRow>, OrgError> {
+        Ok(self.db.read(rows::list).await?)
+    }
+
+    /// Members of an org, name → role (members and registry admins may look).
+    pub async fn members(&self, caller: &Caller, slug: &str) -> Result<BTreeMap<String, String>, OrgError> {
+        self.with_org(caller, slug, Need::Member, "", |tx, org| Ok((rows::members(tx, org.id)?, None)))
+            .await
+    }
+
+    /// Adds a member or changes their role; returns the new member count.
+    pub async fn set_member(&self, caller: &Caller, slug: &str, user: &str, role: OrgRole) -> Result<usize, OrgError> {
+        let user = user.to_owned();
+        self.with_org(caller, slug, Need::Admin, "org.member.added", move |tx, org| {
+            let user_id = find_user_id(tx, &user)?;
+            rows::set_member(tx, org.id, user_id, role.as_str())?;
+            let size = rows::members(tx, org.id)?.len();
+            Ok((size, Some(json!({ "user": user, "role": role.as_str() }))))
+        })
+        .await
+    }
+
+    /// Removes a member (and them from every team of the org).
+    pub async fn remove_member(&self, caller: &Caller, slug: &str, user: &str) -> Result<(), OrgError> {
+        let user = user.to_owned();
+        self.with_org(caller, slug, Need::Admin, "org.member.removed", move |tx, org| {
+            let user_id = find_user_id(tx, &user)?;
+            if !rows::remove_member(tx, org.id, user_id)? {
+                return Err(OrgError::NotFound(format!("{user} is not a member of {}", org.slug)));
+            }
+            Ok(((), Some(json!({ "user": user }))))
+        })
+        .await
+    }
+
+    /// The orgs a user belongs to, with their role.
+    pub async fn user_orgs(&self, user_id: i64) -> Result<Vec<(OrgRow, String)>, OrgError> {
+        Ok(self.db.read(move |conn| rows::user_orgs(conn, user_id)).await?)
+    }
+
+    /// Packages of an org: name → access.
+    pub async fn packages(&self, slug: &str) -> Result<BTreeMap<String, String>, OrgError> {
+        let slug = slug.to_owned();
+        self.db
+            .read(move |conn| {
+                Ok(match rows::find(conn, &slug)? {
+                    Some(_) => Ok(rows::packages(conn, &slug)?),
+                    None => Err(OrgError::NotFound(format!("there is no org named {slug}"))),
+                })
+            })
+            .await?
+    }
+
+    /// Creates a team in an org.
+    pub async fn create_team(&self, caller: &Caller, slug: &str, team: &str, description: &str) -> Result<(), OrgError> {
+        validate_slug("team name", team)?;
+        let (team, description) = (team.to_owned(), description.to_owned());
+        self.with_org(caller, slug, Need::Admin, "team.created", move |tx, org| {
+            if !rows::create_team(tx, org.id, &team, &description)? {
+                return Err(OrgError::Exists(format!("team {}:{team} exists already", org.slug)));
+            }
+            Ok(((), Some(json!({ "team": team }))))
+        })
+        .await
+    }
+
+    /// Deletes a team.
+    pub async fn destroy_team(&self, caller: &Caller, slug: &str, team: &str) -> Result<(), OrgError> {
+        let team = team.to_owned();
+        self.with_org(caller, slug, Need::Admin, "team.deleted", move |tx, org| {
+            if !rows::delete_team(tx, org.id, &team)? {
+                return Err(OrgError::NotFound(format!("there is no team {}:{team}", org.slug)));
+            }
+            Ok(((), Some(json!({ "team": team }))))
+        })
+        .await
+    }
+
+    /// Team names of an org.
+    pub async fn teams(&self, caller: &Caller, slug: &str) -> Result<Vec<String>, OrgError> {
+        self.with_org(caller, slug, Need::Member, "", |tx, org| Ok((rows::teams(tx, org.id)?, None)))
+            .await
+    }
+
+    /// Members of a team.
+    pub async fn team_members(&self, caller: &Caller, slug: &str, team: &str) -> Result<Vec<String>, OrgError> {
+        let team = team.to_owned();
+        self.with_org(caller, slug, Need::Member, "", move |tx, org| {
+            let id = find_team(tx, org, &team)?;
+            Ok((rows::team_members(tx, id)?, None))
+        })
+        .await
+    }
+
+    /// Adds (`true`) or removes (`false`) a user in a team; the user must be an org member to join.
+    pub async fn set_team_member(&self, caller: &Caller, slug: &str, team: &str, user: &str, member: bool) -> Result<(), OrgError> {
+        let (team, user) = (team.to_owned(), user.to_owned());
+        let action = if member { "team.member.added" } else { "team.member.removed" };
+        self.with_org(caller, slug, Need::Admin, action, move |tx, org| {
+            let id = find_team(tx, org, &team)?;
+            let user_id = find_user_id(tx, &user)?;
+            if member {
+                if rows::member_role(tx, &org.slug, user_id)?.is_none() {
+                    return Err(OrgError::Invalid(format!(
+                        "{user} is not a member of {}; add them with npm org set {} {user}",
+                        org.slug, org.slug
+                    )));
+                }
+                rows::add_team_member(tx, id, user_id)?;
+            } else if !rows::remove_team_member(tx, id, user_id)? {
+                return Err(OrgError::NotFound(format!("{user} is not in team {}:{team}", org.slug)));
+            }
+            Ok(((), Some(json!({ "team": team, "user": user }))))
+        })
+        .await
+    }
+
+    /// Grants (`Some(permission)`) or revokes (`None`) a team's access to one of the org's packages.
+    pub async fn set_team_grant(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        team: &str,
+        package: &str,
+        permission: Option<&str>,
+    ) -> Result<(), OrgError> {
+        let permission = match permission {
+            None => None,
+            Some("read-only" | "read") => Some("read"),
+            Some("read-write" | "write") => Some("write"),
+            Some(other) => {
+                return Err(OrgError::Invalid(format!(
+                    "permission must be read-only or read-write, not {other}"
+                )));
+            }
+        };
+        let (team, package) = (team.to_owned(), package.to_owned());
+        let action = if permission.is_some() { "team.package.granted" } else { "team.package.revoked" };
+        self.with_org(caller, slug, Need::Admin, action, move |tx, org| {
+            if !package.starts_with(&format!("@{}/", org.slug)) {
+                return Err(OrgError::Invalid(format!(
+                    "{package} is not a package of {}; only @{}/ packages can be granted",
+                    org.slug, org.slug
+                )));
+            }
+            let id = find_team(tx, org, &team)?;
+            match permission {
+                Some(permission) => rows::grant(tx, id, &package, permission)?,
+                None => {
+                    if !rows::revoke(tx, id, &package)? {
+                        return Err(OrgError::NotFound(format!(
+                            "team {}:{team} has no access to {package}",
+                            org.slug
+                        )));
+                    }
+                }
+            }
+            Ok(((), Some(json!({ "team": team, "package": package, "permission": permission }))))
+        })
+        .await
+    }
+
+    /// A team's packages: name → `read`/`write`.
+    pub async fn team_packages(&self, caller: &Caller, slug: &str, team: &str) -> Result<BTreeMap<String, String>, OrgError> {
+        let team = team.to_owned();
+        self.with_org(caller, slug, Need::Member, "", move |tx, org| {
+            let id = find_team(tx, org, &team)?;
+            Ok((rows::team_packages(tx, id)?, None))
+        })
+        .await
+    }
+
+    /// Packages a user maintains: name → `write`.
+    pub async fn user_packages(&self, user: &str) -> Result<BTreeMap<String, String>, OrgError> {
+        let user = user.to_owned();
+        self.db
+            .read(move |conn| {
+                Ok(match users::find_by_name(conn, &user)? {
+                    Some(u) => Ok(rows::user_packages(conn, u.id)?),
+                    None => Err(OrgError::NotFound(format!("there is no user named {user}"))),
+                })
+            })
+            .await?
+    }
+}
+
+/// How the org rule decides on a change to a package (publish, unpublish, deprecate, dist-tag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrgDecision {
+    /// The package's scope is not an org: the package's own maintainers decide.
+    NotAnOrg,
+    /// An org package and the caller may change it.
+    Allowed,
+    /// An org package and the caller may not.
+    Denied(String),
+}
+
+/// The org rule: under an org's scope, changes need membership as maintainer or admin, except
+/// for registry admins and CI tokens restricted to that scope.
+pub fn decide(conn: &Connection, caller: &Caller, package: &str) -> Result<OrgDecision, StoreError> {
+    let Some(slug) = package.strip_prefix('@').and_then(|rest| rest.split_once('/')).map(|(s, _)| s) else {
+        return Ok(OrgDecision::NotAnOrg);
+    };
+    if rows::find(conn, slug)?.is_none() {
+        return Ok(OrgDecision::NotAnOrg);
+    }
+    let scope = format!("@{slug}");
+    let ci_token_for_scope = matches!(caller.role, crate::auth::Role::CiPublish | crate::auth::Role::CiReadonly)
+        && caller.scopes.contains(&scope);
+    if caller.is_admin() || ci_token_for_scope {
+        return Ok(OrgDecision::Allowed);
+    }
+    match rows::member_role(conn, slug, caller.user_id)?.as_deref() {
+        Some("admin" | "maintainer") => Ok(OrgDecision::Allowed),
+        Some(role) => Ok(OrgDecision::Denied(format!(
+            "{} is a {role} of org {slug}; changing {package} needs the maintainer or admin role (npm org set {slug} {} developer)",
+            caller.name, caller.name
+        ))),
+        None => Ok(OrgDecision::Denied(format!(
+            "{scope} belongs to org {slug} and {} is not a member; ask an org admin to run npm org set {slug} {} developer",
+            caller.name, caller.name
+        ))),
+    }
+}

@@ -1,0 +1,10 @@
+//! Packr's integration tests, in one binary: the real server on an ephemeral port, driven by raw
+//! HTTP (`protocol`), by real npm 11, pnpm 10, yarn 1 and yarn 4 processes, and through the
+//! `packr` command line.
+
+mod cli_contract;
+mod npm_client;
+mod pnpm_client;
+mod protocol;
+mod support;
+mod yarn_client;

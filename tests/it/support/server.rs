@@ -1,0 +1,199 @@
+//! `TestServer`: the real Packr server in-process on an ephemeral loopback port, with its own data
+//! directory, plus helpers that run the real `packr` binary against that directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use packr::config::Config;
+use packr::server::Server;
+use reqwest::StatusCode;
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A running server; stopped when dropped.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`, no trailing slash.
+    pub url: String,
+    /// The server's data directory (database, blobs, secrets).
+    pub data_dir: PathBuf,
+    config: Config,
+    running: Running,
+    _data: TempDir,
+}
+
+struct Running {
+    addr: SocketAddr,
+    stop: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestServer {
+    /// Starts a server with [`Config::for_tests`].
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server with [`Config::for_tests`] adjusted by `tweak`.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let data = tempfile::Builder::new()
+            .prefix("packr-test-")
+            .tempdir()
+            .expect("creating the test data directory");
+        let mut config = Config::for_tests(data.path());
+        tweak(&mut config);
+        let running = launch(&config)
+            .await
+            .unwrap_or_else(|err| panic!("the test server did not start: {err:#}"));
+        Self {
+            url: format!("http://{}", running.addr),
+            data_dir: data.path().to_owned(),
+            config,
+            running,
+            _data: data,
+        }
+    }
+
+    /// `127.0.0.1:PORT`, as used in `.npmrc` credential keys.
+    pub fn host(&self) -> String {
+        self.running.addr.to_string()
+    }
+
+    /// Stops the server, waits until it has finished, and starts a new one on the same data
+    /// directory, on the same port when it is still free (otherwise `url` changes).
+    pub async fn restart(&mut self) {
+        self.running.stop.cancel();
+        let task = &mut self.running.task;
+        match tokio::time::timeout(Duration::from_secs(30), task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(err))) => panic!("the test server failed while stopping: {err:#}"),
+            Ok(Err(join)) => panic!("the test server task panicked: {join}"),
+            Err(_) => panic!("the test server did not stop within 30 s of being cancelled"),
+        }
+        let mut config = self.config.clone();
+        config.listen = self.running.addr;
+        let running = match launch(&config).await {
+            Ok(running) => running,
+            Err(_) => launch(&self.config)
+                .await
+                .unwrap_or_else(|err| panic!("the test server did not restart: {err:#}")),
+        };
+        self.url = format!("http://{}", running.addr);
+        self.running = running;
+    }
+
+    /// `GET path` with `token` (None: anonymous); the status and the body parsed as JSON
+    /// (`Value::Null` when it is not JSON).
+    pub async fn get_json(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut request = reqwest::Client::new().get(format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("GET {path}: {err}"));
+        let status = response.status();
+        let body = response.bytes().await.unwrap_or_default();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    /// The full packument of `name` (scoped names are sent as `@scope%2fname`), asserting 200.
+    pub async fn packument(&self, name: &str, token: &str) -> Value {
+        let (status, body) = self.get_json(&package_path(name), Some(token)).await;
+        assert_eq!(status, StatusCode::OK, "GET packument of {name}: {body}");
+        body
+    }
+
+    /// Creates (or resets) a user with the real `packr user add`.
+    pub fn add_user(&self, name: &str, password: &str, role: &str) {
+        let email = format!("{name}@example.com");
+        packr(
+            &self.data_dir,
+            &[
+                "user",
+                "add",
+                name,
+                "--password-stdin",
+                "--email",
+                &email,
+                "--role",
+                role,
+            ],
+            Some(password),
+        );
+    }
+
+    /// Issues a token with the real `packr token create`; `scopes` are like `@acme`.
+    pub fn token(&self, user: &str, role: &str, scopes: &[&str]) -> String {
+        let mut args = vec!["token", "create", "--user", user, "--role", role];
+        for scope in scopes {
+            args.extend(["--scope", scope]);
+        }
+        let stdout = packr(&self.data_dir, &args, None);
+        let token = stdout.lines().last().unwrap_or_default().trim().to_owned();
+        assert!(
+            !token.is_empty(),
+            "packr token create printed no token:\n{stdout}"
+        );
+        token
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.running.stop.cancel();
+    }
+}
+
+async fn launch(config: &Config) -> anyhow::Result<Running> {
+    let server = Server::build(config.clone()).await?;
+    let addr = server.local_addr()?;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(server.run(stop.clone()));
+    Ok(Running { addr, stop, task })
+}
+
+/// The URL path of a package's packument: `/name` or `/@scope%2fname`.
+pub fn package_path(name: &str) -> String {
+    format!("/{}", name.replacen('/', "%2f", 1))
+}
+
+/// The built `packr` binary.
+pub fn packr_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_packr")
+}
+
+/// Runs `packr ARGS --data-dir DIR`, feeding `stdin`; panics with both outputs unless it succeeds.
+fn packr(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    use std::io::Write;
+
+    let mut child = Command::new(packr_binary())
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("PACKR_DATA_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning the packr binary");
+    let mut input = child.stdin.take().expect("piped stdin");
+    if let Some(text) = stdin {
+        writeln!(input, "{text}").expect("writing to packr's stdin");
+    }
+    drop(input);
+    let output = child.wait_with_output().expect("waiting for packr");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "`packr {}` failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        args.join(" "),
+        output.status
+    );
+    stdout
+}
