@@ -48,7 +48,13 @@ impl AuditEvent {
     }
 
     /// An event caused by a user who is not (yet) holding a token, e.g. a login.
-    pub fn by_user(user_id: i64, name: &str, origin: &Origin, action: &'static str, details: Value) -> Self {
+    pub fn by_user(
+        user_id: i64,
+        name: &str,
+        origin: &Origin,
+        action: &'static str,
+        details: Value,
+    ) -> Self {
         Self {
             action,
             actor_id: Some(user_id),

@@ -135,7 +135,7 @@ impl From<RegistryError> for ApiError {
             E::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             E::VersionExists(_) | E::VersionRetired(_) => (StatusCode::FORBIDDEN, "version_exists"),
             E::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-                        E::NotMaintainer { .. } | E::UnpublishWindow { .. } | E::OrgDenied(_) => {
+            E::NotMaintainer { .. } | E::UnpublishWindow { .. } | E::OrgDenied(_) => {
                 (StatusCode::FORBIDDEN, "forbidden")
             }
             E::Auth(_) | E::Store(_) | E::Blob(_) | E::Internal(_) => {

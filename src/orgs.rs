@@ -84,7 +84,8 @@ fn validate_slug(what: &str, slug: &str) -> Result<(), OrgError> {
 }
 
 fn find_org(conn: &Connection, slug: &str) -> Result<OrgRow, OrgError> {
-    rows::find(conn, slug)?.ok_or_else(|| OrgError::NotFound(format!("there is no org named {slug}")))
+    rows::find(conn, slug)?
+        .ok_or_else(|| OrgError::NotFound(format!("there is no org named {slug}")))
 }
 
 fn find_user_id(conn: &Connection, name: &str) -> Result<i64, OrgError> {
@@ -144,7 +145,14 @@ impl Orgs {
 
     /// Runs `work` on the org in one transaction after checking the caller; audits `action` when
     /// the work returns details.
-    async fn with_org<T, F>(&self, caller: &Caller, slug: &str, need: Need, action: &'static str, work: F) -> Result<T, OrgError>
+    async fn with_org<T, F>(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        need: Need,
+        action: &'static str,
+        work: F,
+    ) -> Result<T, OrgError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection, &OrgRow) -> Result<(T, Option<Value>), OrgError> + Send + 'static,
@@ -157,7 +165,10 @@ impl Orgs {
                     require(tx, &caller, &org, need)?;
                     let (value, details) = work(tx, &org)?;
                     if let Some(details) = details {
-                        audit::record(tx, &AuditEvent::by(&caller, action, details).on_org(&org.slug))?;
+                        audit::record(
+                            tx,
+                            &AuditEvent::by(&caller, action, details).on_org(&org.slug),
+                        )?;
                     }
                     Ok(value)
                 })();
@@ -167,21 +178,34 @@ impl Orgs {
     }
 
     /// Creates an org (registry admins only).
-    pub async fn create(&self, caller: &Caller, slug: &str, display_name: &str) -> Result<OrgRow, OrgError> {
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        display_name: &str,
+    ) -> Result<OrgRow, OrgError> {
         caller
             .require(Permission::Admin)
             .map_err(|e| OrgError::Forbidden(e.to_string()))?;
         validate_slug("org name", slug)?;
         let (slug, display) = (slug.to_owned(), display_name.to_owned());
-        let event = AuditEvent::by(caller, "org.created", json!({ "display_name": display })).on_org(&slug);
+        let event =
+            AuditEvent::by(caller, "org.created", json!({ "display_name": display })).on_org(&slug);
         self.db
             .write(move |tx| {
                 let now = clock::now_ms();
                 let Some(id) = rows::create(tx, &slug, &display, now)? else {
-                    return Ok(Err(OrgError::Exists(format!("an org named {slug} exists already"))));
+                    return Ok(Err(OrgError::Exists(format!(
+                        "an org named {slug} exists already"
+                    ))));
                 };
                 audit::record(tx, &event)?;
-                Ok(Ok(OrgRow { id, slug, display_name: display, created_at: now }))
+                Ok(Ok(OrgRow {
+                    id,
+                    slug,
+                    display_name: display,
+                    created_at: now,
+                }))
             })
             .await?
     }
@@ -192,39 +216,74 @@ impl Orgs {
     }
 
     /// Members of an org, name → role (members and registry admins may look).
-    pub async fn members(&self, caller: &Caller, slug: &str) -> Result<BTreeMap<String, String>, OrgError> {
-        self.with_org(caller, slug, Need::Member, "", |tx, org| Ok((rows::members(tx, org.id)?, None)))
-            .await
-    }
-
-    /// Adds a member or changes their role; returns the new member count.
-    pub async fn set_member(&self, caller: &Caller, slug: &str, user: &str, role: OrgRole) -> Result<usize, OrgError> {
-        let user = user.to_owned();
-        self.with_org(caller, slug, Need::Admin, "org.member.added", move |tx, org| {
-            let user_id = find_user_id(tx, &user)?;
-            rows::set_member(tx, org.id, user_id, role.as_str())?;
-            let size = rows::members(tx, org.id)?.len();
-            Ok((size, Some(json!({ "user": user, "role": role.as_str() }))))
+    pub async fn members(
+        &self,
+        caller: &Caller,
+        slug: &str,
+    ) -> Result<BTreeMap<String, String>, OrgError> {
+        self.with_org(caller, slug, Need::Member, "", |tx, org| {
+            Ok((rows::members(tx, org.id)?, None))
         })
         .await
     }
 
-    /// Removes a member (and them from every team of the org).
-    pub async fn remove_member(&self, caller: &Caller, slug: &str, user: &str) -> Result<(), OrgError> {
+    /// Adds a member or changes their role; returns the new member count.
+    pub async fn set_member(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        user: &str,
+        role: OrgRole,
+    ) -> Result<usize, OrgError> {
         let user = user.to_owned();
-        self.with_org(caller, slug, Need::Admin, "org.member.removed", move |tx, org| {
-            let user_id = find_user_id(tx, &user)?;
-            if !rows::remove_member(tx, org.id, user_id)? {
-                return Err(OrgError::NotFound(format!("{user} is not a member of {}", org.slug)));
-            }
-            Ok(((), Some(json!({ "user": user }))))
-        })
+        self.with_org(
+            caller,
+            slug,
+            Need::Admin,
+            "org.member.added",
+            move |tx, org| {
+                let user_id = find_user_id(tx, &user)?;
+                rows::set_member(tx, org.id, user_id, role.as_str())?;
+                let size = rows::members(tx, org.id)?.len();
+                Ok((size, Some(json!({ "user": user, "role": role.as_str() }))))
+            },
+        )
+        .await
+    }
+
+    /// Removes a member (and them from every team of the org).
+    pub async fn remove_member(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        user: &str,
+    ) -> Result<(), OrgError> {
+        let user = user.to_owned();
+        self.with_org(
+            caller,
+            slug,
+            Need::Admin,
+            "org.member.removed",
+            move |tx, org| {
+                let user_id = find_user_id(tx, &user)?;
+                if !rows::remove_member(tx, org.id, user_id)? {
+                    return Err(OrgError::NotFound(format!(
+                        "{user} is not a member of {}",
+                        org.slug
+                    )));
+                }
+                Ok(((), Some(json!({ "user": user }))))
+            },
+        )
         .await
     }
 
     /// The orgs a user belongs to, with their role.
     pub async fn user_orgs(&self, user_id: i64) -> Result<Vec<(OrgRow, String)>, OrgError> {
-        Ok(self.db.read(move |conn| rows::user_orgs(conn, user_id)).await?)
+        Ok(self
+            .db
+            .read(move |conn| rows::user_orgs(conn, user_id))
+            .await?)
     }
 
     /// Packages of an org: name → access.
@@ -241,12 +300,21 @@ impl Orgs {
     }
 
     /// Creates a team in an org.
-    pub async fn create_team(&self, caller: &Caller, slug: &str, team: &str, description: &str) -> Result<(), OrgError> {
+    pub async fn create_team(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        team: &str,
+        description: &str,
+    ) -> Result<(), OrgError> {
         validate_slug("team name", team)?;
         let (team, description) = (team.to_owned(), description.to_owned());
         self.with_org(caller, slug, Need::Admin, "team.created", move |tx, org| {
             if !rows::create_team(tx, org.id, &team, &description)? {
-                return Err(OrgError::Exists(format!("team {}:{team} exists already", org.slug)));
+                return Err(OrgError::Exists(format!(
+                    "team {}:{team} exists already",
+                    org.slug
+                )));
             }
             Ok(((), Some(json!({ "team": team }))))
         })
@@ -254,11 +322,19 @@ impl Orgs {
     }
 
     /// Deletes a team.
-    pub async fn destroy_team(&self, caller: &Caller, slug: &str, team: &str) -> Result<(), OrgError> {
+    pub async fn destroy_team(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        team: &str,
+    ) -> Result<(), OrgError> {
         let team = team.to_owned();
         self.with_org(caller, slug, Need::Admin, "team.deleted", move |tx, org| {
             if !rows::delete_team(tx, org.id, &team)? {
-                return Err(OrgError::NotFound(format!("there is no team {}:{team}", org.slug)));
+                return Err(OrgError::NotFound(format!(
+                    "there is no team {}:{team}",
+                    org.slug
+                )));
             }
             Ok(((), Some(json!({ "team": team }))))
         })
@@ -267,12 +343,19 @@ impl Orgs {
 
     /// Team names of an org.
     pub async fn teams(&self, caller: &Caller, slug: &str) -> Result<Vec<String>, OrgError> {
-        self.with_org(caller, slug, Need::Member, "", |tx, org| Ok((rows::teams(tx, org.id)?, None)))
-            .await
+        self.with_org(caller, slug, Need::Member, "", |tx, org| {
+            Ok((rows::teams(tx, org.id)?, None))
+        })
+        .await
     }
 
     /// Members of a team.
-    pub async fn team_members(&self, caller: &Caller, slug: &str, team: &str) -> Result<Vec<String>, OrgError> {
+    pub async fn team_members(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        team: &str,
+    ) -> Result<Vec<String>, OrgError> {
         let team = team.to_owned();
         self.with_org(caller, slug, Need::Member, "", move |tx, org| {
             let id = find_team(tx, org, &team)?;
@@ -282,9 +365,20 @@ impl Orgs {
     }
 
     /// Adds (`true`) or removes (`false`) a user in a team; the user must be an org member to join.
-    pub async fn set_team_member(&self, caller: &Caller, slug: &str, team: &str, user: &str, member: bool) -> Result<(), OrgError> {
+    pub async fn set_team_member(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        team: &str,
+        user: &str,
+        member: bool,
+    ) -> Result<(), OrgError> {
         let (team, user) = (team.to_owned(), user.to_owned());
-        let action = if member { "team.member.added" } else { "team.member.removed" };
+        let action = if member {
+            "team.member.added"
+        } else {
+            "team.member.removed"
+        };
         self.with_org(caller, slug, Need::Admin, action, move |tx, org| {
             let id = find_team(tx, org, &team)?;
             let user_id = find_user_id(tx, &user)?;
@@ -297,7 +391,10 @@ impl Orgs {
                 }
                 rows::add_team_member(tx, id, user_id)?;
             } else if !rows::remove_team_member(tx, id, user_id)? {
-                return Err(OrgError::NotFound(format!("{user} is not in team {}:{team}", org.slug)));
+                return Err(OrgError::NotFound(format!(
+                    "{user} is not in team {}:{team}",
+                    org.slug
+                )));
             }
             Ok(((), Some(json!({ "team": team, "user": user }))))
         })
@@ -324,7 +421,11 @@ impl Orgs {
             }
         };
         let (team, package) = (team.to_owned(), package.to_owned());
-        let action = if permission.is_some() { "team.package.granted" } else { "team.package.revoked" };
+        let action = if permission.is_some() {
+            "team.package.granted"
+        } else {
+            "team.package.revoked"
+        };
         self.with_org(caller, slug, Need::Admin, action, move |tx, org| {
             if !package.starts_with(&format!("@{}/", org.slug)) {
                 return Err(OrgError::Invalid(format!(
@@ -344,13 +445,21 @@ impl Orgs {
                     }
                 }
             }
-            Ok(((), Some(json!({ "team": team, "package": package, "permission": permission }))))
+            Ok((
+                (),
+                Some(json!({ "team": team, "package": package, "permission": permission })),
+            ))
         })
         .await
     }
 
     /// A team's packages: name → `read`/`write`.
-    pub async fn team_packages(&self, caller: &Caller, slug: &str, team: &str) -> Result<BTreeMap<String, String>, OrgError> {
+    pub async fn team_packages(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        team: &str,
+    ) -> Result<BTreeMap<String, String>, OrgError> {
         let team = team.to_owned();
         self.with_org(caller, slug, Need::Member, "", move |tx, org| {
             let id = find_team(tx, org, &team)?;
@@ -386,16 +495,26 @@ pub enum OrgDecision {
 
 /// The org rule: under an org's scope, changes need membership as maintainer or admin, except
 /// for registry admins and CI tokens restricted to that scope.
-pub fn decide(conn: &Connection, caller: &Caller, package: &str) -> Result<OrgDecision, StoreError> {
-    let Some(slug) = package.strip_prefix('@').and_then(|rest| rest.split_once('/')).map(|(s, _)| s) else {
+pub fn decide(
+    conn: &Connection,
+    caller: &Caller,
+    package: &str,
+) -> Result<OrgDecision, StoreError> {
+    let Some(slug) = package
+        .strip_prefix('@')
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(s, _)| s)
+    else {
         return Ok(OrgDecision::NotAnOrg);
     };
     if rows::find(conn, slug)?.is_none() {
         return Ok(OrgDecision::NotAnOrg);
     }
     let scope = format!("@{slug}");
-    let ci_token_for_scope = matches!(caller.role, crate::auth::Role::CiPublish | crate::auth::Role::CiReadonly)
-        && caller.scopes.contains(&scope);
+    let ci_token_for_scope = matches!(
+        caller.role,
+        crate::auth::Role::CiPublish | crate::auth::Role::CiReadonly
+    ) && caller.scopes.contains(&scope);
     if caller.is_admin() || ci_token_for_scope {
         return Ok(OrgDecision::Allowed);
     }

@@ -14,14 +14,14 @@ use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 
+use crate::audit::AuditLog;
 use crate::auth::{Accounts, Tokens, secrets};
 use crate::config::Config;
+use crate::orgs::Orgs;
 use crate::packages::tarball::TarballLimits;
 use crate::packages::{Registry, RegistrySettings};
 use crate::store::Sqlite;
 use crate::store::blob::fs::FsBlobStore;
-use crate::audit::AuditLog;
-use crate::orgs::Orgs;
 use crate::{api, error, health, npm, telemetry};
 
 /// Everything a request handler may use; cheap to clone.
@@ -33,9 +33,9 @@ pub struct AppState {
     pub registry: Registry,
     /// Token issuing and checking.
     pub tokens: Tokens,
-        /// User accounts.
+    /// User accounts.
     pub accounts: Accounts,
-        /// The audit log.
+    /// The audit log.
     pub audit_log: AuditLog,
     /// Orgs, members and teams.
     pub orgs: Orgs,
@@ -88,12 +88,12 @@ impl Server {
             unpublish_window: config.unpublish_window,
             tarball_limits: TarballLimits::default(),
         };
-                let state = AppState {
-                        audit_log: AuditLog::new(services.db.clone()),
+        let state = AppState {
+            audit_log: AuditLog::new(services.db.clone()),
             orgs: Orgs::new(services.db.clone()),
             registry: Registry::new(services.db, Arc::new(blobs), settings),
             tokens: services.tokens,
-                                    accounts: services.accounts,
+            accounts: services.accounts,
             started: Instant::now(),
             config: Arc::new(config.clone()),
         };
@@ -132,7 +132,7 @@ impl Server {
 fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .merge(health::routes())
-                .merge(api::routes())
+        .merge(api::routes())
         .merge(npm::routes())
         .fallback(error::fallback_not_found)
         .with_state(state)

@@ -18,7 +18,10 @@ const MAX_PER_PAGE: u32 = 500;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/audit-log", get(get_audit_log))
-        .route("/api/v1/packages/{pkg}/audit-log", get(get_package_audit_log))
+        .route(
+            "/api/v1/packages/{pkg}/audit-log",
+            get(get_package_audit_log),
+        )
 }
 
 /// Query-string filters.
@@ -63,13 +66,23 @@ async fn answer(app: &AppState, filters: Filters) -> Result<Json<Value>, ApiErro
         action: filters.action,
         actor: filters.actor,
         package: filters.package,
-        from: filters.from.as_deref().map(|t| parse_time("from", t)).transpose()?,
-        to: filters.to.as_deref().map(|t| parse_time("to", t)).transpose()?,
+        from: filters
+            .from
+            .as_deref()
+            .map(|t| parse_time("from", t))
+            .transpose()?,
+        to: filters
+            .to
+            .as_deref()
+            .map(|t| parse_time("to", t))
+            .transpose()?,
         limit: per_page,
         offset: page.saturating_mul(per_page),
     };
     let (events, total) = app.audit_log.query(query).await?;
-    Ok(Json(json!({ "events": events, "total": total, "page": page, "per_page": per_page })))
+    Ok(Json(
+        json!({ "events": events, "total": total, "page": page, "per_page": per_page }),
+    ))
 }
 
 /// `GET /api/v1/audit-log?action=&actor=&package=&from=&to=&page=&per_page=`.
@@ -88,5 +101,12 @@ async fn get_package_audit_log(
     Path(pkg): Path<String>,
     Query(filters): Query<Filters>,
 ) -> Result<Json<Value>, ApiError> {
-    answer(&app, Filters { package: Some(pkg), ..filters }).await
+    answer(
+        &app,
+        Filters {
+            package: Some(pkg),
+            ..filters
+        },
+    )
+    .await
 }

@@ -32,7 +32,10 @@ fn required<'a>(body: &'a Value, field: &str) -> Result<&'a str, ApiError> {
         .ok_or_else(|| ApiError::bad_request("missing_field", format!("`{field}` is required")))
 }
 
-async fn get_orgs(State(app): State<AppState>, _admin: AdminCaller) -> Result<Json<Value>, ApiError> {
+async fn get_orgs(
+    State(app): State<AppState>,
+    _admin: AdminCaller,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "orgs": app.orgs.list().await? })))
 }
 
@@ -43,7 +46,10 @@ async fn post_org(
     NpmJson(body): NpmJson,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let slug = required(&body, "slug")?;
-    let display = body.get("display_name").and_then(Value::as_str).unwrap_or(slug);
+    let display = body
+        .get("display_name")
+        .and_then(Value::as_str)
+        .unwrap_or(slug);
     let org = app.orgs.create(&caller, slug, display).await?;
     Ok((StatusCode::CREATED, Json(json!(org))))
 }
@@ -69,7 +75,11 @@ async fn post_member(
     NpmJson(body): NpmJson,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let user = required(&body, "user")?;
-    let role = OrgRole::parse(body.get("role").and_then(Value::as_str).unwrap_or("maintainer"))?;
+    let role = OrgRole::parse(
+        body.get("role")
+            .and_then(Value::as_str)
+            .unwrap_or("maintainer"),
+    )?;
     let size = app.orgs.set_member(&caller, &slug, user, role).await?;
     Ok((
         StatusCode::CREATED,
@@ -84,7 +94,9 @@ async fn delete_member(
     Path(slug): Path<String>,
     NpmJson(body): NpmJson,
 ) -> Result<StatusCode, ApiError> {
-    app.orgs.remove_member(&caller, &slug, required(&body, "user")?).await?;
+    app.orgs
+        .remove_member(&caller, &slug, required(&body, "user")?)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -12,9 +12,9 @@ use serde_json::json;
 
 use super::{AuthError, Caller, Origin, Role};
 use crate::audit::AuditEvent;
-use crate::store::sqlite::audit;
 use crate::clock;
 use crate::store::Sqlite;
+use crate::store::sqlite::audit;
 use crate::store::sqlite::tokens::{self as token_rows, TokenRow};
 use crate::store::sqlite::users::UserRow;
 
@@ -127,9 +127,15 @@ impl Tokens {
     }
 
     /// Issues a 30-day login token, auditing the login and the token creation together.
-    pub async fn issue_login(&self, user: &UserRow, label: &str, origin: &Origin) -> Result<String, AuthError> {
+    pub async fn issue_login(
+        &self,
+        user: &UserRow,
+        label: &str,
+        origin: &Origin,
+    ) -> Result<String, AuthError> {
         let request = login_token_request(user, label);
-        self.issue_audited(user, request, origin, Some("user.login")).await
+        self.issue_audited(user, request, origin, Some("user.login"))
+            .await
     }
 
     async fn issue_audited(
@@ -178,9 +184,18 @@ impl Tokens {
             "token_id": row.id, "role": row.role, "scopes": row.scopes, "name": row.name,
             "expires": row.expires_at.map(clock::iso),
         });
-        let mut events = vec![AuditEvent::by_user(user.id, &user.name, origin, "token.created", details.clone())];
+        let mut events = vec![AuditEvent::by_user(
+            user.id,
+            &user.name,
+            origin,
+            "token.created",
+            details.clone(),
+        )];
         if let Some(action) = also {
-            events.insert(0, AuditEvent::by_user(user.id, &user.name, origin, action, details));
+            events.insert(
+                0,
+                AuditEvent::by_user(user.id, &user.name, origin, action, details),
+            );
         }
         self.db
             .write(move |tx| {
@@ -239,10 +254,18 @@ impl Tokens {
         let origin = origin.clone();
         self.db
             .write(move |tx| {
-                if let Some((token_id, user)) = token_rows::revoke_by_hash(tx, &hash, clock::now_ms())? {
+                if let Some((token_id, user)) =
+                    token_rows::revoke_by_hash(tx, &hash, clock::now_ms())?
+                {
                     let event = AuditEvent {
                         token_id: Some(token_id.clone()),
-                        ..AuditEvent::by_user(user.id, &user.name, &origin, "token.revoked", json!({ "token_id": token_id }))
+                        ..AuditEvent::by_user(
+                            user.id,
+                            &user.name,
+                            &origin,
+                            "token.revoked",
+                            json!({ "token_id": token_id }),
+                        )
                     };
                     audit::record(tx, &event)?;
                 }

@@ -5,9 +5,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
-use crate::auth::{Origin, Role};
 use crate::auth::accounts::user_role;
 use crate::auth::tokens::TokenRequest;
+use crate::auth::{Origin, Role};
 use crate::config::{DataDirArgs, parse_duration};
 use crate::server::Services;
 

@@ -18,7 +18,7 @@ use crate::server::AppState;
 /// Every npm route. Scoped names must already be normalised by [`path::normalize_scoped_uri`].
 pub fn routes() -> Router<AppState> {
     Router::new()
-                .merge(user::routes())
+        .merge(user::routes())
         .merge(orgs::routes())
         .route("/-/package/{pkg}/dist-tags", get(dist_tags::get_dist_tags))
         .route(

@@ -15,14 +15,24 @@ use crate::server::AppState;
 /// The routes of this module.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/-/org/{org}/user", get(get_org_users).put(put_org_user).delete(delete_org_user))
+        .route(
+            "/-/org/{org}/user",
+            get(get_org_users).put(put_org_user).delete(delete_org_user),
+        )
         .route("/-/org/{org}/package", get(get_org_packages))
         .route("/-/org/{org}/team", get(get_teams).put(put_team))
         .route("/-/team/{org}/{team}", axum::routing::delete(delete_team))
-        .route("/-/team/{org}/{team}/user", get(get_team_users).put(put_team_user).delete(delete_team_user))
+        .route(
+            "/-/team/{org}/{team}/user",
+            get(get_team_users)
+                .put(put_team_user)
+                .delete(delete_team_user),
+        )
         .route(
             "/-/team/{org}/{team}/package",
-            get(get_team_packages).put(put_team_package).delete(delete_team_package),
+            get(get_team_packages)
+                .put(put_team_package)
+                .delete(delete_team_package),
         )
         .route("/-/user/{user}/package", get(get_user_packages))
         .route("/-/package/{pkg}/visibility", get(get_visibility))
@@ -47,10 +57,18 @@ fn npm_role(role: &str) -> &str {
 
 /// npm wants `read`/`write` per package.
 fn npm_permissions(map: std::collections::BTreeMap<String, String>) -> Value {
-    json!(map
-        .into_iter()
-        .map(|(k, v)| (k, if v == "read" { "read".to_owned() } else { "write".to_owned() }))
-        .collect::<std::collections::BTreeMap<_, _>>())
+    json!(
+        map.into_iter()
+            .map(|(k, v)| (
+                k,
+                if v == "read" {
+                    "read".to_owned()
+                } else {
+                    "write".to_owned()
+                }
+            ))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    )
 }
 
 fn org_slug(raw: &str) -> &str {
@@ -78,11 +96,17 @@ async fn put_org_user(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let slug = org_slug(&org);
     let user = field(&body, "user")?;
-    let role = OrgRole::parse(body.get("role").and_then(Value::as_str).unwrap_or("developer"))?;
+    let role = OrgRole::parse(
+        body.get("role")
+            .and_then(Value::as_str)
+            .unwrap_or("developer"),
+    )?;
     let size = app.orgs.set_member(&caller, slug, user, role).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "org": { "name": slug, "size": size }, "user": user, "role": npm_role(role.as_str()) })),
+        Json(
+            json!({ "org": { "name": slug, "size": size }, "user": user, "role": npm_role(role.as_str()) }),
+        ),
     ))
 }
 
@@ -92,7 +116,9 @@ async fn delete_org_user(
     Path(org): Path<String>,
     NpmJson(body): NpmJson,
 ) -> Result<StatusCode, ApiError> {
-    app.orgs.remove_member(&caller, org_slug(&org), field(&body, "user")?).await?;
+    app.orgs
+        .remove_member(&caller, org_slug(&org), field(&body, "user")?)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -102,7 +128,12 @@ async fn get_org_packages(
     Path(org): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let packages = app.orgs.packages(org_slug(&org)).await?;
-    Ok(Json(npm_permissions(packages.into_keys().map(|k| (k, "write".to_owned())).collect())))
+    Ok(Json(npm_permissions(
+        packages
+            .into_keys()
+            .map(|k| (k, "write".to_owned()))
+            .collect(),
+    )))
 }
 
 async fn get_teams(
@@ -128,8 +159,13 @@ async fn put_team(
     NpmJson(body): NpmJson,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let name = field(&body, "name")?;
-    let description = body.get("description").and_then(Value::as_str).unwrap_or("");
-    app.orgs.create_team(&caller, org_slug(&org), name, description).await?;
+    let description = body
+        .get("description")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    app.orgs
+        .create_team(&caller, org_slug(&org), name, description)
+        .await?;
     Ok((StatusCode::CREATED, Json(json!({ "name": name }))))
 }
 
@@ -138,7 +174,9 @@ async fn delete_team(
     Authenticated(caller): Authenticated,
     Path((org, team)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    app.orgs.destroy_team(&caller, org_slug(&org), &team).await?;
+    app.orgs
+        .destroy_team(&caller, org_slug(&org), &team)
+        .await?;
     Ok(Json(json!({ "name": team })))
 }
 
@@ -147,7 +185,11 @@ async fn get_team_users(
     Authenticated(caller): Authenticated,
     Path((org, team)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(app.orgs.team_members(&caller, org_slug(&org), &team).await?)))
+    Ok(Json(json!(
+        app.orgs
+            .team_members(&caller, org_slug(&org), &team)
+            .await?
+    )))
 }
 
 async fn put_team_user(
@@ -179,7 +221,11 @@ async fn get_team_packages(
     Authenticated(caller): Authenticated,
     Path((org, team)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(npm_permissions(app.orgs.team_packages(&caller, org_slug(&org), &team).await?)))
+    Ok(Json(npm_permissions(
+        app.orgs
+            .team_packages(&caller, org_slug(&org), &team)
+            .await?,
+    )))
 }
 
 async fn put_team_package(
@@ -189,7 +235,10 @@ async fn put_team_package(
     NpmJson(body): NpmJson,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let package = field(&body, "package")?;
-    let permissions = body.get("permissions").and_then(Value::as_str).unwrap_or("read-only");
+    let permissions = body
+        .get("permissions")
+        .and_then(Value::as_str)
+        .unwrap_or("read-only");
     app.orgs
         .set_team_grant(&caller, org_slug(&org), &team, package, Some(permissions))
         .await?;
@@ -203,7 +252,13 @@ async fn delete_team_package(
     NpmJson(body): NpmJson,
 ) -> Result<StatusCode, ApiError> {
     app.orgs
-        .set_team_grant(&caller, org_slug(&org), &team, field(&body, "package")?, None)
+        .set_team_grant(
+            &caller,
+            org_slug(&org),
+            &team,
+            field(&body, "package")?,
+            None,
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -222,7 +277,9 @@ async fn get_visibility(
     Path(pkg): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let name = package_name(&pkg)?;
-    Ok(Json(json!({ "public": app.registry.is_public(&name).await? })))
+    Ok(Json(
+        json!({ "public": app.registry.is_public(&name).await? }),
+    ))
 }
 
 async fn post_access(
@@ -248,5 +305,7 @@ async fn get_collaborators(
     Path(pkg): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let name = package_name(&pkg)?;
-    Ok(Json(npm_permissions(app.registry.collaborators(&name).await?)))
+    Ok(Json(npm_permissions(
+        app.registry.collaborators(&name).await?,
+    )))
 }

@@ -8,8 +8,8 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::extract::{Authenticated, NpmJson, RequestOrigin};
-use crate::auth::Origin;
 use crate::auth::AuthError;
+use crate::auth::Origin;
 use crate::error::ApiError;
 use crate::server::AppState;
 

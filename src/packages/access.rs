@@ -14,15 +14,25 @@ impl Registry {
     /// Whether the package is public.
     pub async fn is_public(&self, name: &PackageName) -> Result<bool, RegistryError> {
         let package = name.to_string();
-        let access = self.db.read(move |conn| org_rows::access(conn, &package)).await?;
+        let access = self
+            .db
+            .read(move |conn| org_rows::access(conn, &package))
+            .await?;
         match access {
             Some(access) => Ok(access == "public"),
-            None => Err(RegistryError::NotFound(format!("package not found: {name}"))),
+            None => Err(RegistryError::NotFound(format!(
+                "package not found: {name}"
+            ))),
         }
     }
 
     /// Sets the package's access (`npm access set status=public|private`).
-    pub async fn set_access(&self, caller: &Caller, name: &PackageName, access: &str) -> Result<(), RegistryError> {
+    pub async fn set_access(
+        &self,
+        caller: &Caller,
+        name: &PackageName,
+        access: &str,
+    ) -> Result<(), RegistryError> {
         caller.require_for(Permission::Publish, "change access", name.as_str())?;
         let access = match access {
             "public" => "public",
@@ -40,8 +50,12 @@ impl Registry {
         }
         self.require_maintainer(caller, name).await?;
         let package = name.to_string();
-        let event = AuditEvent::by(caller, "package.access.changed", json!({ "access": access }))
-            .on_package(name.as_str());
+        let event = AuditEvent::by(
+            caller,
+            "package.access.changed",
+            json!({ "access": access }),
+        )
+        .on_package(name.as_str());
         self.db
             .write(move |tx| {
                 org_rows::set_access(tx, &package, access, clock::now_ms())?;
@@ -54,9 +68,15 @@ impl Registry {
     }
 
     /// Users who may read or write the package: user → `read`/`write`.
-    pub async fn collaborators(&self, name: &PackageName) -> Result<BTreeMap<String, String>, RegistryError> {
+    pub async fn collaborators(
+        &self,
+        name: &PackageName,
+    ) -> Result<BTreeMap<String, String>, RegistryError> {
         self.is_public(name).await?;
         let package = name.to_string();
-        Ok(self.db.read(move |conn| org_rows::collaborators(conn, &package)).await?)
+        Ok(self
+            .db
+            .read(move |conn| org_rows::collaborators(conn, &package))
+            .await?)
     }
 }

@@ -5,8 +5,8 @@ use serde_json::Value;
 use super::{PackageName, Registry, RegistryError};
 use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
-use crate::store::sqlite::audit;
 use crate::clock;
+use crate::store::sqlite::audit;
 use crate::store::sqlite::packages as rows;
 
 /// The deprecation changes a PUT of the whole document asks for: `(version, message)`, where
@@ -61,13 +61,17 @@ impl Registry {
         if changes.is_empty() {
             return Ok(());
         }
-                let package = name.to_string();
+        let package = name.to_string();
         let details: Vec<Value> = changes
             .iter()
             .map(|(version, message)| serde_json::json!({ "version": version, "message": message }))
             .collect();
-        let event = AuditEvent::by(caller, "package.deprecated", serde_json::json!({ "versions": details }))
-            .on_package(name.as_str());
+        let event = AuditEvent::by(
+            caller,
+            "package.deprecated",
+            serde_json::json!({ "versions": details }),
+        )
+        .on_package(name.as_str());
         self.db
             .write(move |tx| {
                 rows::set_deprecations(tx, &package, &changes, clock::now_ms())?;

@@ -7,8 +7,8 @@ use serde_json::json;
 
 use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
-use crate::store::sqlite::audit;
 use crate::clock;
+use crate::store::sqlite::audit;
 use crate::store::sqlite::packages as rows;
 
 impl Registry {
@@ -57,9 +57,14 @@ impl Registry {
                 "version not found: {name}@{version}; publish it before tagging it"
             )));
         }
-                let (package, tag_text, version_text) = (name.to_string(), tag.to_string(), version.to_string());
-        let event = AuditEvent::by(caller, "dist-tag.changed", json!({ "tag": tag_text, "version": version_text }))
-            .on_package(name.as_str());
+        let (package, tag_text, version_text) =
+            (name.to_string(), tag.to_string(), version.to_string());
+        let event = AuditEvent::by(
+            caller,
+            "dist-tag.changed",
+            json!({ "tag": tag_text, "version": version_text }),
+        )
+        .on_package(name.as_str());
         let tags = self
             .db
             .write(move |tx| {
@@ -86,9 +91,13 @@ impl Registry {
             ));
         }
         self.require_maintainer(caller, name).await?;
-                let (package, tag_text) = (name.to_string(), tag.to_owned());
-        let event = AuditEvent::by(caller, "dist-tag.changed", json!({ "tag": tag_text, "version": null }))
-            .on_package(name.as_str());
+        let (package, tag_text) = (name.to_string(), tag.to_owned());
+        let event = AuditEvent::by(
+            caller,
+            "dist-tag.changed",
+            json!({ "tag": tag_text, "version": null }),
+        )
+        .on_package(name.as_str());
         let (removed, tags) = self
             .db
             .write(move |tx| {

@@ -64,7 +64,7 @@ pub enum RegistryError {
         /// The package.
         package: String,
     },
-        /// The package's scope is an org's, and the caller may not change its packages.
+    /// The package's scope is an org's, and the caller may not change its packages.
     #[error("{0}")]
     OrgDenied(String),
     /// The version is older than the unpublish window.

@@ -5,8 +5,8 @@ use serde_json::Value;
 use super::{PackageName, Registry, RegistryError};
 use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
-use crate::store::sqlite::audit;
 use crate::clock;
+use crate::store::sqlite::audit;
 use crate::store::sqlite::{packages as rows, users};
 
 /// The maintainer names a PUT body asks for.
@@ -46,10 +46,14 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         caller.require_for(Permission::Publish, "change owners", name.as_str())?;
         self.require_maintainer(caller, name).await?;
-                let names = requested_maintainers(body)?;
+        let names = requested_maintainers(body)?;
         let package = name.to_string();
-        let event = AuditEvent::by(caller, "package.owners.changed", serde_json::json!({ "maintainers": names }))
-            .on_package(name.as_str());
+        let event = AuditEvent::by(
+            caller,
+            "package.owners.changed",
+            serde_json::json!({ "maintainers": names }),
+        )
+        .on_package(name.as_str());
         let missing = self
             .db
             .write(move |tx| {
@@ -58,7 +62,7 @@ impl Registry {
                     return Ok(Some(missing.clone()));
                 }
                 let ids: Vec<i64> = found.iter().map(|u| u.id).collect();
-                                rows::set_maintainers(tx, &package, &ids, clock::now_ms())?;
+                rows::set_maintainers(tx, &package, &ids, clock::now_ms())?;
                 audit::record(tx, &event)?;
                 Ok(None)
             })

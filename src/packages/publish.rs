@@ -5,14 +5,14 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::integrity::{self, Digests};
-use super::tarball::{self, TarballManifest};
 use super::registry::may_change;
+use super::tarball::{self, TarballManifest};
 use super::{DistTag, PackageName, Registry, RegistryError, Version};
 use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
-use crate::store::sqlite::audit;
 use crate::clock;
 use crate::store::BlobKey;
+use crate::store::sqlite::audit;
 use crate::store::sqlite::packages::{self as rows, NewVersion, PublishOutcome, VersionRow};
 
 /// Fields clients add that must not be served back (local paths, client-side bookkeeping).
@@ -334,7 +334,7 @@ impl Registry {
             tag: request.tag.to_string(),
             publisher_id: caller.user_id,
         };
-                let actor = caller.clone();
+        let actor = caller.clone();
         let event = AuditEvent::by(
             caller,
             "package.published",
@@ -343,7 +343,7 @@ impl Registry {
         .on_package(request.name.as_str());
         let outcome = self
             .db
-                        .write(move |tx| {
+            .write(move |tx| {
                 // Checked inside the write transaction, so two first publishes cannot both win.
                 if let Err(denied) = may_change(tx, &actor, &new.package)? {
                     return Ok(Err(denied));
@@ -361,13 +361,13 @@ impl Registry {
                 tracing::info!(version = %request.version, tag = %request.tag, "published");
                 Ok(Published::Created)
             }
-                        PublishOutcome::Exists { integrity } if integrity == digests.sha512_integrity => {
+            PublishOutcome::Exists { integrity } if integrity == digests.sha512_integrity => {
                 Ok(Published::AlreadyThere)
             }
-                        PublishOutcome::Exists { .. } => {
+            PublishOutcome::Exists { .. } => {
                 Err(RegistryError::VersionExists(request.version.to_string()))
             }
-                        PublishOutcome::Retired => {
+            PublishOutcome::Retired => {
                 Err(RegistryError::VersionRetired(request.version.to_string()))
             }
         }

@@ -166,7 +166,9 @@ impl Registry {
         if exists {
             Ok(())
         } else {
-            Err(RegistryError::NotFound(format!("package not found: {name}")))
+            Err(RegistryError::NotFound(format!(
+                "package not found: {name}"
+            )))
         }
     }
 

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use super::{PackageName, Registry, RegistryError, Version};
 use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
-use crate::store::sqlite::audit;
 use crate::clock;
+use crate::store::sqlite::audit;
 use crate::store::sqlite::packages::{self as rows, PackageRecord};
 
 /// The highest remaining version, preferring releases over prereleases (npm's choice of a new `latest`).
@@ -151,14 +151,24 @@ impl Registry {
                 )
             })
             .flatten();
-                let package = name.to_string();
+        let package = name.to_string();
         let versions: Vec<String> = removed.into_iter().collect();
-        let event = AuditEvent::by(caller, "package.unpublished", json!({ "versions": versions, "whole_package": false }))
-            .on_package(name.as_str());
+        let event = AuditEvent::by(
+            caller,
+            "package.unpublished",
+            json!({ "versions": versions, "whole_package": false }),
+        )
+        .on_package(name.as_str());
         let keys = self
             .db
             .write(move |tx| {
-                let keys = rows::remove_versions(tx, &package, &versions, new_latest.as_deref(), clock::now_ms())?;
+                let keys = rows::remove_versions(
+                    tx,
+                    &package,
+                    &versions,
+                    new_latest.as_deref(),
+                    clock::now_ms(),
+                )?;
                 audit::record(tx, &event)?;
                 Ok(keys)
             })
@@ -177,11 +187,11 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let record = self.authorize_unpublish(caller, name).await?;
         let all = record.versions.iter().map(|r| r.version.clone()).collect();
-                self.check_window(caller, &record, &all)?;
+        self.check_window(caller, &record, &all)?;
         self.delete_package_checked(caller, name, &record).await
     }
 
-        async fn delete_package_checked(
+    async fn delete_package_checked(
         &self,
         caller: &Caller,
         name: &PackageName,
@@ -189,8 +199,12 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let package = name.to_string();
         let versions: Vec<&str> = record.versions.iter().map(|r| r.version.as_str()).collect();
-        let event = AuditEvent::by(caller, "package.unpublished", json!({ "versions": versions, "whole_package": true }))
-            .on_package(name.as_str());
+        let event = AuditEvent::by(
+            caller,
+            "package.unpublished",
+            json!({ "versions": versions, "whole_package": true }),
+        )
+        .on_package(name.as_str());
         let keys = self
             .db
             .write(move |tx| {

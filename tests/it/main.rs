@@ -4,6 +4,7 @@
 
 mod cli_contract;
 mod npm_client;
+mod orgs;
 mod pnpm_client;
 mod protocol;
 mod support;

@@ -31,7 +31,12 @@ fn org_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<OrgRow> {
 }
 
 /// Creates an org; `None` when the slug is taken.
-pub fn create(conn: &Connection, slug: &str, display_name: &str, now: i64) -> Result<Option<i64>, StoreError> {
+pub fn create(
+    conn: &Connection,
+    slug: &str,
+    display_name: &str,
+    now: i64,
+) -> Result<Option<i64>, StoreError> {
     Ok(conn
         .query_row(
             "INSERT INTO orgs (slug, display_name, created_at) VALUES (?1, ?2, ?3)
@@ -55,8 +60,11 @@ pub fn find(conn: &Connection, slug: &str) -> Result<Option<OrgRow>, StoreError>
 
 /// Every org, by slug.
 pub fn list(conn: &Connection) -> Result<Vec<OrgRow>, StoreError> {
-    let mut stmt = conn.prepare("SELECT id, slug, display_name, created_at FROM orgs ORDER BY slug")?;
-    let rows = stmt.query_map([], org_from_row)?.collect::<Result<_, _>>()?;
+    let mut stmt =
+        conn.prepare("SELECT id, slug, display_name, created_at FROM orgs ORDER BY slug")?;
+    let rows = stmt
+        .query_map([], org_from_row)?
+        .collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
@@ -72,15 +80,26 @@ pub fn members(conn: &Connection, org_id: i64) -> Result<BTreeMap<String, String
 }
 
 /// The role of a user in the org whose slug is given, if a member.
-pub fn member_role(conn: &Connection, slug: &str, user_id: i64) -> Result<Option<String>, StoreError> {
+pub fn member_role(
+    conn: &Connection,
+    slug: &str,
+    user_id: i64,
+) -> Result<Option<String>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT m.role FROM org_members m JOIN orgs o ON o.id = m.org_id WHERE o.slug = ?1 AND m.user_id = ?2",
     )?;
-    Ok(stmt.query_row(params![slug, user_id], |row| row.get(0)).optional()?)
+    Ok(stmt
+        .query_row(params![slug, user_id], |row| row.get(0))
+        .optional()?)
 }
 
 /// Adds a member or changes their role.
-pub fn set_member(conn: &Connection, org_id: i64, user_id: i64, role: &str) -> Result<(), StoreError> {
+pub fn set_member(
+    conn: &Connection,
+    org_id: i64,
+    user_id: i64,
+    role: &str,
+) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO org_members (org_id, user_id, role) VALUES (?1, ?2, ?3)
          ON CONFLICT(org_id, user_id) DO UPDATE SET role = excluded.role",
@@ -116,8 +135,14 @@ pub fn user_orgs(conn: &Connection, user_id: i64) -> Result<Vec<(OrgRow, String)
 
 /// Packages under `@slug/`, with their access (`public`/`restricted`).
 pub fn packages(conn: &Connection, slug: &str) -> Result<BTreeMap<String, String>, StoreError> {
-    let mut stmt = conn.prepare("SELECT name, access FROM packages WHERE name LIKE ?1 ESCAPE '\\'")?;
-    let pattern = format!("@{}/%", slug.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    let mut stmt =
+        conn.prepare("SELECT name, access FROM packages WHERE name LIKE ?1 ESCAPE '\\'")?;
+    let pattern = format!(
+        "@{}/%",
+        slug.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
     let rows = stmt
         .query_map([pattern], |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<Result<_, _>>()?;
@@ -125,7 +150,12 @@ pub fn packages(conn: &Connection, slug: &str) -> Result<BTreeMap<String, String
 }
 
 /// Creates a team; answers false when the name is taken.
-pub fn create_team(conn: &Connection, org_id: i64, name: &str, description: &str) -> Result<bool, StoreError> {
+pub fn create_team(
+    conn: &Connection,
+    org_id: i64,
+    name: &str,
+    description: &str,
+) -> Result<bool, StoreError> {
     let created = conn.execute(
         "INSERT INTO teams (org_id, name, description) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
         params![org_id, name, description],
@@ -135,7 +165,10 @@ pub fn create_team(conn: &Connection, org_id: i64, name: &str, description: &str
 
 /// Deletes a team; answers whether it existed.
 pub fn delete_team(conn: &Connection, org_id: i64, name: &str) -> Result<bool, StoreError> {
-    Ok(conn.execute("DELETE FROM teams WHERE org_id = ?1 AND name = ?2", params![org_id, name])? > 0)
+    Ok(conn.execute(
+        "DELETE FROM teams WHERE org_id = ?1 AND name = ?2",
+        params![org_id, name],
+    )? > 0)
 }
 
 /// The team id of `org_id`'s team `name`.
@@ -152,7 +185,9 @@ pub fn find_team(conn: &Connection, org_id: i64, name: &str) -> Result<Option<i6
 /// Team names of an org.
 pub fn teams(conn: &Connection, org_id: i64) -> Result<Vec<String>, StoreError> {
     let mut stmt = conn.prepare("SELECT name FROM teams WHERE org_id = ?1 ORDER BY name")?;
-    let rows = stmt.query_map([org_id], |row| row.get(0))?.collect::<Result<_, _>>()?;
+    let rows = stmt
+        .query_map([org_id], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
@@ -161,7 +196,9 @@ pub fn team_members(conn: &Connection, team_id: i64) -> Result<Vec<String>, Stor
     let mut stmt = conn.prepare(
         "SELECT u.name FROM team_members t JOIN users u ON u.id = t.user_id WHERE t.team_id = ?1 ORDER BY u.name",
     )?;
-    let rows = stmt.query_map([team_id], |row| row.get(0))?.collect::<Result<_, _>>()?;
+    let rows = stmt
+        .query_map([team_id], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
@@ -175,7 +212,11 @@ pub fn add_team_member(conn: &Connection, team_id: i64, user_id: i64) -> Result<
 }
 
 /// Removes a user from a team; answers whether they were in it.
-pub fn remove_team_member(conn: &Connection, team_id: i64, user_id: i64) -> Result<bool, StoreError> {
+pub fn remove_team_member(
+    conn: &Connection,
+    team_id: i64,
+    user_id: i64,
+) -> Result<bool, StoreError> {
     Ok(conn.execute(
         "DELETE FROM team_members WHERE team_id = ?1 AND user_id = ?2",
         params![team_id, user_id],
@@ -183,7 +224,12 @@ pub fn remove_team_member(conn: &Connection, team_id: i64, user_id: i64) -> Resu
 }
 
 /// Grants a team `read` or `write` on a package.
-pub fn grant(conn: &Connection, team_id: i64, package: &str, permission: &str) -> Result<(), StoreError> {
+pub fn grant(
+    conn: &Connection,
+    team_id: i64,
+    package: &str,
+    permission: &str,
+) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO team_packages (team_id, package, permission) VALUES (?1, ?2, ?3)
          ON CONFLICT(team_id, package) DO UPDATE SET permission = excluded.permission",
@@ -201,8 +247,12 @@ pub fn revoke(conn: &Connection, team_id: i64, package: &str) -> Result<bool, St
 }
 
 /// A team's grants: package → `read`/`write`.
-pub fn team_packages(conn: &Connection, team_id: i64) -> Result<BTreeMap<String, String>, StoreError> {
-    let mut stmt = conn.prepare("SELECT package, permission FROM team_packages WHERE team_id = ?1")?;
+pub fn team_packages(
+    conn: &Connection,
+    team_id: i64,
+) -> Result<BTreeMap<String, String>, StoreError> {
+    let mut stmt =
+        conn.prepare("SELECT package, permission FROM team_packages WHERE team_id = ?1")?;
     let rows = stmt
         .query_map([team_id], |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<Result<_, _>>()?;
@@ -210,14 +260,19 @@ pub fn team_packages(conn: &Connection, team_id: i64) -> Result<BTreeMap<String,
 }
 
 /// Who may do what with a package: maintainers write; team grants add their members.
-pub fn collaborators(conn: &Connection, package: &str) -> Result<BTreeMap<String, String>, StoreError> {
+pub fn collaborators(
+    conn: &Connection,
+    package: &str,
+) -> Result<BTreeMap<String, String>, StoreError> {
     let mut out = BTreeMap::new();
     let mut stmt = conn.prepare(
         "SELECT u.name, tp.permission FROM team_packages tp
          JOIN team_members tm ON tm.team_id = tp.team_id JOIN users u ON u.id = tm.user_id
          WHERE tp.package = ?1",
     )?;
-    for row in stmt.query_map([package], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))? {
+    for row in stmt.query_map([package], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })? {
         let (user, permission) = row?;
         let entry = out.entry(user).or_insert_with(|| permission.clone());
         if permission == "write" {
@@ -234,7 +289,10 @@ pub fn collaborators(conn: &Connection, package: &str) -> Result<BTreeMap<String
 }
 
 /// Packages a user maintains: name → `write`.
-pub fn user_packages(conn: &Connection, user_id: i64) -> Result<BTreeMap<String, String>, StoreError> {
+pub fn user_packages(
+    conn: &Connection,
+    user_id: i64,
+) -> Result<BTreeMap<String, String>, StoreError> {
     let mut stmt = conn.prepare("SELECT package FROM maintainers WHERE user_id = ?1")?;
     let rows = stmt
         .query_map([user_id], |row| Ok((row.get(0)?, "write".to_owned())))?
@@ -243,7 +301,12 @@ pub fn user_packages(conn: &Connection, user_id: i64) -> Result<BTreeMap<String,
 }
 
 /// Sets a package's access.
-pub fn set_access(conn: &Connection, package: &str, access: &str, now: i64) -> Result<bool, StoreError> {
+pub fn set_access(
+    conn: &Connection,
+    package: &str,
+    access: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
     Ok(conn.execute(
         "UPDATE packages SET access = ?2, rev = rev + 1, modified_at = ?3 WHERE name = ?1",
         params![package, access, now],
@@ -253,6 +316,10 @@ pub fn set_access(conn: &Connection, package: &str, access: &str, now: i64) -> R
 /// A package's access, if it exists.
 pub fn access(conn: &Connection, package: &str) -> Result<Option<String>, StoreError> {
     Ok(conn
-        .query_row("SELECT access FROM packages WHERE name = ?1", [package], |row| row.get(0))
+        .query_row(
+            "SELECT access FROM packages WHERE name = ?1",
+            [package],
+            |row| row.get(0),
+        )
         .optional()?)
 }
