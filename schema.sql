@@ -20,7 +20,12 @@ CREATE TABLE IF NOT EXISTS tokens (
     name         TEXT,
     created_at   INTEGER NOT NULL,
     expires_at   INTEGER,
-    revoked_at   INTEGER
+    revoked_at   INTEGER,
+    -- Added in user_version 5 (databases from before get them in store/sqlite/migrate.rs).
+    cidr         TEXT NOT NULL DEFAULT '[]',    -- JSON array of allowed networks; empty: anywhere
+    display      TEXT NOT NULL DEFAULT '',      -- a short non-secret piece of the token, for listings
+    last_used_at INTEGER,                       -- usage data, flushed from memory every few seconds
+    use_count    INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS tokens_user ON tokens(user_id);
 
@@ -125,4 +130,71 @@ CREATE TABLE IF NOT EXISTS team_packages (
     PRIMARY KEY (team_id, package)
 );
 
-PRAGMA user_version = 2;
+
+-- RFC 8628 device authorizations, also behind npm's web login. Codes are kept only as keyed hashes;
+-- the token is issued when the approved device polls, so no token is ever stored.
+CREATE TABLE IF NOT EXISTS device_authorizations (
+    id               INTEGER PRIMARY KEY,
+    device_code_hash TEXT NOT NULL UNIQUE,
+    user_code_hash   TEXT NOT NULL UNIQUE,
+    client           TEXT NOT NULL,
+    requested_role   TEXT,
+    scopes           TEXT NOT NULL DEFAULT '[]',
+    ip               TEXT,
+    created_at       INTEGER NOT NULL,
+    expires_at       INTEGER NOT NULL,
+    interval_secs    INTEGER NOT NULL,
+    last_polled_at   INTEGER,
+    status           TEXT NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending', 'approved', 'denied', 'consumed')),
+    user_id          INTEGER REFERENCES users(id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS device_authorizations_expiry ON device_authorizations(expires_at);
+
+-- Webhooks (SPEC §7), owned by a user or an org. The secret is kept only encrypted (AES-256-GCM).
+CREATE TABLE IF NOT EXISTS webhooks (
+    id                INTEGER PRIMARY KEY,
+    owner_user_id     INTEGER REFERENCES users(id) ON DELETE CASCADE,
+    owner_org_id      INTEGER REFERENCES orgs(id) ON DELETE CASCADE,
+    url               TEXT NOT NULL,
+    events            TEXT NOT NULL,              -- JSON array of event names
+    secret_ciphertext BLOB NOT NULL,
+    secret_nonce      BLOB NOT NULL,
+    created_at        INTEGER NOT NULL,
+    created_by        INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    active            INTEGER NOT NULL DEFAULT 1, -- 0 once deleted; rows stay for the delivery log
+    CHECK ((owner_user_id IS NULL) <> (owner_org_id IS NULL))
+);
+
+-- The outbox: one row per event and hook, written in the transaction of the change itself.
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id              TEXT PRIMARY KEY,             -- uuid, sent as X-Packr-Delivery
+    webhook_id      INTEGER NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+    event_id        INTEGER NOT NULL,             -- audit_log.id, sent as X-Packr-Event-Id
+    action          TEXT NOT NULL,
+    payload         TEXT NOT NULL,                -- the exact bytes sent and signed
+    status          TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'failed')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    round_start     INTEGER NOT NULL DEFAULT 0,   -- attempts made before the last redelivery
+    next_attempt_at INTEGER,                      -- NULL unless pending
+    claimed_until   INTEGER,                      -- a worker is sending it until then
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries(next_attempt_at)
+    WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS webhook_deliveries_hook ON webhook_deliveries(webhook_id, created_at);
+
+-- Every attempt to send a delivery, with its outcome.
+CREATE TABLE IF NOT EXISTS webhook_attempts (
+    id          INTEGER PRIMARY KEY,
+    delivery_id TEXT NOT NULL REFERENCES webhook_deliveries(id) ON DELETE CASCADE,
+    attempt     INTEGER NOT NULL,                 -- 1 for the first
+    at          INTEGER NOT NULL,
+    http_status INTEGER,                          -- NULL when no answer came
+    error       TEXT,                             -- NULL on success
+    duration_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhook_attempts_delivery ON webhook_attempts(delivery_id, attempt);
+
+PRAGMA user_version = 5;

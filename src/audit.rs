@@ -93,6 +93,13 @@ impl AuditLog {
         Self { db }
     }
 
+    /// Records one event on its own (for changes that touch no other table, such as a sign-in).
+    pub async fn record(&self, event: AuditEvent) -> Result<(), StoreError> {
+        self.db
+            .write(move |tx| audit::record(tx, &event).map(|_| ()))
+            .await
+    }
+
     /// Events matching `query`, newest first, with the total number of matches.
     pub async fn query(&self, query: AuditQuery) -> Result<(Vec<AuditRow>, i64), StoreError> {
         self.db.read(move |conn| audit::query(conn, &query)).await

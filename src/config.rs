@@ -1,11 +1,13 @@
 //! Configuration: flags and `PACKR_*` environment variables, validated once into [`Config`].
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use secrecy::SecretString;
 
 /// Where the registry keeps its state; shared by every subcommand.
 #[derive(Debug, Clone, Args)]
@@ -44,6 +46,132 @@ pub struct ServeArgs {
     /// Let `npm adduser` create accounts for unknown names.
     #[arg(long, env = "PACKR_ALLOW_SIGNUP", default_value_t = false)]
     pub allow_signup: bool,
+
+    /// Requests one client IP may make to the login, device-code and token endpoints, as N/s,
+    /// N/m or N/h (a bucket of N refilled over that period), or `off`.
+    #[arg(long, env = "PACKR_LOGIN_RATE_LIMIT", default_value = "10/m", value_parser = parse_rate_limit)]
+    pub login_rate_limit: RateLimit,
+
+    /// How often token usage data (last use, use count) is written to the database.
+    #[arg(long, env = "PACKR_TOKEN_USAGE_FLUSH", default_value = "5s", value_parser = parse_duration)]
+    pub token_usage_flush: Duration,
+
+    #[command(flatten)]
+    pub login: LoginSettings,
+
+    #[command(flatten)]
+    pub storage: StorageArgs,
+
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
+}
+
+/// How webhook deliveries are sent and retried.
+#[derive(Debug, Clone, Args)]
+pub struct WebhookArgs {
+    /// Waits before each retry of a failed delivery, comma-separated (s, m, h or d suffix);
+    /// after the last one the delivery is marked failed.
+    #[arg(
+        long,
+        env = "PACKR_WEBHOOK_RETRY_SCHEDULE",
+        default_value = "1m,5m,30m,2h,24h"
+    )]
+    pub webhook_retry_schedule: String,
+
+    /// Time limit of one delivery attempt (s, m, h or d suffix).
+    #[arg(long, env = "PACKR_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub webhook_timeout: Duration,
+}
+
+/// Where tarball bytes are kept: the data directory, or an S3-compatible bucket.
+#[derive(Debug, Clone, Args)]
+pub struct StorageArgs {
+    /// Tarball storage: `fs` (files under the data directory) or `s3` (an S3-compatible bucket).
+    #[arg(long, env = "PACKR_STORAGE", value_enum, default_value_t = StorageKind::Fs)]
+    pub storage: StorageKind,
+
+    /// Bucket holding the tarballs (required with `--storage s3`).
+    #[arg(long, env = "PACKR_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+
+    /// Endpoint of an S3-compatible service, such as `http://127.0.0.1:9000`; AWS when unset.
+    #[arg(long, env = "PACKR_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// Region name; it is part of every signature, so it must match the service's.
+    #[arg(long, env = "PACKR_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+
+    /// Address the bucket in the path (`ENDPOINT/BUCKET/KEY`) rather than as a subdomain.
+    #[arg(long, env = "PACKR_S3_PATH_STYLE", default_value_t = false)]
+    pub s3_path_style: bool,
+
+    /// Key prefix for the tarballs inside the bucket, such as `tarballs`.
+    #[arg(long, env = "PACKR_S3_PREFIX", default_value = "")]
+    pub s3_prefix: String,
+
+    /// Access key ID; with neither key set, the AWS environment variables or profile are used.
+    #[arg(long, env = "PACKR_S3_ACCESS_KEY_ID", hide_env_values = true, value_parser = parse_secret)]
+    pub s3_access_key_id: Option<SecretString>,
+
+    /// Secret access key, given together with the access key ID.
+    #[arg(long, env = "PACKR_S3_SECRET_ACCESS_KEY", hide_env_values = true, value_parser = parse_secret)]
+    pub s3_secret_access_key: Option<SecretString>,
+
+    /// Time limit of one request to the object store (s, m, h or d suffix); failures are retried.
+    #[arg(long, env = "PACKR_S3_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub s3_timeout: Duration,
+
+    /// Answer tarball downloads with a 302 to a short-lived presigned URL instead of streaming
+    /// them through Packr (needs `--storage s3`).
+    #[arg(long, env = "PACKR_TARBALL_REDIRECT", default_value_t = false)]
+    pub tarball_redirect: bool,
+}
+
+/// The kinds of tarball storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StorageKind {
+    /// Files under `<data dir>/blobs`.
+    Fs,
+    /// An S3-compatible bucket.
+    S3,
+}
+
+/// Where tarballs are stored, validated.
+#[derive(Debug, Clone)]
+pub enum Storage {
+    /// Files under `<data dir>/blobs`.
+    Fs,
+    /// An S3-compatible bucket.
+    S3(S3Config),
+}
+
+/// The validated settings of S3 storage; `Debug` redacts the credentials.
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    /// The bucket's name.
+    pub bucket: String,
+    /// The service's base URL without a trailing slash; `None` means AWS.
+    pub endpoint: Option<String>,
+    /// The region name used in signatures.
+    pub region: String,
+    /// Whether the bucket goes in the path instead of the host name.
+    pub path_style: bool,
+    /// Key prefix without leading or trailing slashes; empty for none.
+    pub prefix: String,
+    /// Static credentials; `None` means the AWS environment variables or profile.
+    pub credentials: Option<S3Credentials>,
+    /// Time limit of one request attempt.
+    pub timeout: Duration,
+}
+
+/// An S3 access key pair; both halves are redacted in `Debug`.
+#[derive(Debug, Clone)]
+pub struct S3Credentials {
+    /// The access key ID.
+    pub access_key_id: SecretString,
+    /// The secret access key.
+    pub secret_access_key: SecretString,
 }
 
 /// The validated settings `packr serve` runs with.
@@ -63,6 +191,47 @@ pub struct Config {
     pub unpublish_window: Duration,
     /// Whether `npm adduser` may create accounts.
     pub allow_signup: bool,
+    /// Per-IP limit on the login, device-code and token endpoints.
+    pub login_rate_limit: RateLimit,
+    /// How often token usage data is written to the database.
+    pub token_usage_flush: Duration,
+    /// Where tarballs are stored.
+    pub storage: Storage,
+    /// Whether tarball downloads answer 302 to a short-lived presigned URL instead of streaming.
+    pub tarball_redirect: bool,
+    /// Browser and device-code login.
+    pub login: LoginSettings,
+    /// Waits before each retry of a failed webhook delivery.
+    pub webhook_retry_schedule: Vec<Duration>,
+    /// Time limit of one webhook delivery attempt.
+    pub webhook_timeout: Duration,
+}
+
+/// Browser and device-code login settings.
+#[derive(Debug, Clone, Args)]
+pub struct LoginSettings {
+    /// How long device and web-login codes stay valid (s, m, h or d suffix).
+    #[arg(long, env = "PACKR_DEVICE_CODE_TTL", default_value = "15m", value_parser = parse_duration)]
+    pub device_code_ttl: Duration,
+
+    /// Minimum time between a device's polls; faster polls get `slow_down`.
+    #[arg(long, env = "PACKR_DEVICE_POLL_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub device_poll_interval: Duration,
+
+    /// How long a browser session lasts.
+    #[arg(long, env = "PACKR_SESSION_TTL", default_value = "12h", value_parser = parse_duration)]
+    pub session_ttl: Duration,
+}
+
+impl LoginSettings {
+    /// The defaults, as the flags document them.
+    pub fn defaults() -> Self {
+        Self {
+            device_code_ttl: Duration::from_secs(15 * 60),
+            device_poll_interval: Duration::from_secs(5),
+            session_ttl: Duration::from_secs(12 * 3600),
+        }
+    }
 }
 
 impl Config {
@@ -77,6 +246,20 @@ impl Config {
                 Some(url.trim_end_matches('/').to_owned())
             }
         };
+        let storage = Storage::from_args(&args.storage)?;
+        if args.storage.tarball_redirect && !matches!(storage, Storage::S3(_)) {
+            bail!(
+                "PACKR_TARBALL_REDIRECT needs PACKR_STORAGE=s3: filesystem storage has no URLs to redirect to"
+            );
+        }
+        let webhook_retry_schedule = parse_duration_list(&args.webhooks.webhook_retry_schedule)
+            .context("PACKR_WEBHOOK_RETRY_SCHEDULE must list durations like 1m,5m,30m,2h,24h")?;
+        if args.token_usage_flush.is_zero() {
+            bail!("PACKR_TOKEN_USAGE_FLUSH must be longer than zero");
+        }
+        if args.webhooks.webhook_timeout.is_zero() {
+            bail!("PACKR_WEBHOOK_TIMEOUT must be longer than zero");
+        }
         Ok(Self {
             listen: args.listen,
             data_dir: args.data.data_dir,
@@ -85,6 +268,13 @@ impl Config {
             max_body_bytes: args.max_body_bytes,
             unpublish_window: args.unpublish_window,
             allow_signup: args.allow_signup,
+            login_rate_limit: args.login_rate_limit,
+            token_usage_flush: args.token_usage_flush,
+            storage,
+            tarball_redirect: args.storage.tarball_redirect,
+            login: args.login,
+            webhook_retry_schedule,
+            webhook_timeout: args.webhooks.webhook_timeout,
         })
     }
 
@@ -98,8 +288,110 @@ impl Config {
             max_body_bytes: 64 * 1024 * 1024,
             unpublish_window: Duration::from_secs(72 * 3600),
             allow_signup: false,
+            // Generous, so suites that log in often never meet it; rate-limit tests lower it.
+            login_rate_limit: RateLimit::Every {
+                requests: NonZeroU32::MIN.saturating_add(999),
+                per: Duration::from_secs(60),
+            },
+            token_usage_flush: Duration::from_millis(200),
+            storage: Storage::Fs,
+            tarball_redirect: false,
+            login: LoginSettings::defaults(),
+            webhook_retry_schedule: crate::webhooks::schedule::DEFAULT_SCHEDULE.to_vec(),
+            webhook_timeout: Duration::from_secs(10),
         }
     }
+}
+
+impl Storage {
+    fn from_args(args: &StorageArgs) -> anyhow::Result<Self> {
+        if args.storage == StorageKind::Fs {
+            return Ok(Self::Fs);
+        }
+        let bucket = match args.s3_bucket.as_deref().map(str::trim) {
+            None | Some("") => {
+                bail!("PACKR_STORAGE=s3 needs PACKR_S3_BUCKET, the bucket to keep tarballs in")
+            }
+            Some(bucket) => bucket.to_owned(),
+        };
+        let endpoint = match args.s3_endpoint.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(url) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    bail!("PACKR_S3_ENDPOINT must start with http:// or https://, got {url}");
+                }
+                Some(url.trim_end_matches('/').to_owned())
+            }
+        };
+        let region = args.s3_region.trim();
+        if region.is_empty() {
+            bail!("PACKR_S3_REGION must not be empty (it is part of every request signature)");
+        }
+        let credentials = match (&args.s3_access_key_id, &args.s3_secret_access_key) {
+            (Some(id), Some(secret)) => Some(S3Credentials {
+                access_key_id: id.clone(),
+                secret_access_key: secret.clone(),
+            }),
+            (None, None) => None,
+            _ => bail!(
+                "set both PACKR_S3_ACCESS_KEY_ID and PACKR_S3_SECRET_ACCESS_KEY, or neither to use the AWS environment"
+            ),
+        };
+        if args.s3_timeout.is_zero() {
+            bail!("PACKR_S3_TIMEOUT must be longer than zero");
+        }
+        Ok(Self::S3(S3Config {
+            bucket,
+            endpoint,
+            region: region.to_owned(),
+            path_style: args.s3_path_style,
+            prefix: args.s3_prefix.trim().trim_matches('/').to_owned(),
+            credentials,
+            timeout: args.s3_timeout,
+        }))
+    }
+}
+
+/// Wraps a flag's value so that `Debug` never shows it.
+fn parse_secret(text: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(text))
+}
+
+/// Parses a comma-separated list of durations, such as `1m,5m,30m,2h,24h`.
+pub fn parse_duration_list(text: &str) -> anyhow::Result<Vec<Duration>> {
+    text.split(',').map(parse_duration).collect()
+}
+
+/// A per-client request limit: a bucket of `requests`, refilled evenly over `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimit {
+    /// No limit.
+    Off,
+    /// At most `requests` in a burst, refilled over `per`.
+    Every {
+        /// Bucket size.
+        requests: NonZeroU32,
+        /// Time to refill the whole bucket.
+        per: Duration,
+    },
+}
+
+/// Parses `10/m`, `5/s`, `100/h` or `off`.
+pub fn parse_rate_limit(text: &str) -> anyhow::Result<RateLimit> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(RateLimit::Off);
+    }
+    let usage = || format!("`{text}` is not a rate like 10/m, 5/s or 100/h (or off)");
+    let (count, unit) = text.split_once('/').with_context(usage)?;
+    let requests: NonZeroU32 = count.trim().parse().with_context(usage)?;
+    let per = match unit.trim() {
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        _ => bail!(usage()),
+    };
+    Ok(RateLimit::Every { requests, per })
 }
 
 /// Parses `30d`, `2h`, `15m`, `2s` (a bare number means seconds).
@@ -127,6 +419,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rate_limits_read_as_requests_per_period() {
+        assert_eq!(
+            parse_rate_limit("10/m").unwrap(),
+            RateLimit::Every {
+                requests: NonZeroU32::new(10).unwrap(),
+                per: Duration::from_secs(60)
+            }
+        );
+        assert_eq!(parse_rate_limit("off").unwrap(), RateLimit::Off);
+        assert!(parse_rate_limit("0/m").is_err());
+        assert!(parse_rate_limit("10/d").is_err());
+        assert!(parse_rate_limit("10").is_err());
+    }
+
+    #[test]
     fn durations_take_the_four_suffixes() {
         assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
         assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
@@ -139,9 +446,96 @@ mod tests {
     }
 
     #[test]
+    fn duration_lists_are_comma_separated() {
+        assert_eq!(
+            parse_duration_list("1m, 5m,2h").unwrap(),
+            [60, 300, 7200].map(Duration::from_secs)
+        );
+        assert!(parse_duration_list("1m,,2h").is_err());
+        assert!(parse_duration_list("").is_err());
+    }
+
+    #[test]
     fn a_duration_with_an_unknown_unit_is_refused() {
         assert!(parse_duration("3w").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("d").is_err());
+    }
+
+    #[derive(clap::Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn config_from(flags: &[&str]) -> anyhow::Result<Config> {
+        let parsed = <Serve as clap::Parser>::try_parse_from(
+            std::iter::once("packr").chain(flags.iter().copied()),
+        )?;
+        Config::from_args(parsed.args)
+    }
+
+    #[test]
+    fn s3_storage_without_a_bucket_is_refused_at_startup() {
+        let err = config_from(&["--storage", "s3"]).unwrap_err();
+        assert!(err.to_string().contains("PACKR_S3_BUCKET"), "{err}");
+    }
+
+    #[test]
+    fn tarball_redirects_need_s3_storage() {
+        let err = config_from(&["--tarball-redirect"]).unwrap_err();
+        assert!(err.to_string().contains("PACKR_STORAGE=s3"), "{err}");
+    }
+
+    #[test]
+    fn half_a_key_pair_is_refused() {
+        let err = config_from(&[
+            "--storage",
+            "s3",
+            "--s3-bucket",
+            "b",
+            "--s3-access-key-id",
+            "AK",
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("PACKR_S3_SECRET_ACCESS_KEY"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn s3_settings_are_normalised_and_debug_redacts_the_keys() {
+        let config = config_from(&[
+            "--storage",
+            "s3",
+            "--s3-bucket",
+            "tarballs",
+            "--s3-endpoint",
+            "http://127.0.0.1:9000/",
+            "--s3-prefix",
+            "/packr/",
+            "--s3-access-key-id",
+            "AKIAVISIBLEKEYID",
+            "--s3-secret-access-key",
+            "very-secret-value",
+            "--s3-timeout",
+            "5s",
+            "--tarball-redirect",
+        ])
+        .unwrap();
+        let Storage::S3(s3) = &config.storage else {
+            panic!("expected S3 storage: {config:?}");
+        };
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(s3.prefix, "packr");
+        assert_eq!(s3.region, "us-east-1");
+        assert_eq!(s3.timeout, Duration::from_secs(5));
+        assert!(config.tarball_redirect);
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("very-secret-value") && !debug.contains("AKIAVISIBLEKEYID"),
+            "{debug}"
+        );
     }
 }

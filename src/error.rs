@@ -6,7 +6,8 @@ use axum::response::{IntoResponse, Response};
 use crate::auth::AuthError;
 use crate::orgs::OrgError;
 use crate::packages::RegistryError;
-use crate::store::StoreError;
+use crate::store::{BlobError, StoreError};
+use crate::webhooks::WebhookError;
 
 /// An error answer: `{"error": <message>, "code": <stable code>, "status": <status>}`.
 #[derive(Debug)]
@@ -15,6 +16,7 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     www_authenticate: Option<&'static str>,
+    retry_after_seconds: Option<u32>,
 }
 
 impl ApiError {
@@ -25,6 +27,7 @@ impl ApiError {
             code,
             message: message.into(),
             www_authenticate: None,
+            retry_after_seconds: None,
         }
     }
 
@@ -56,6 +59,28 @@ impl ApiError {
         )
     }
 
+    /// A 503 with `Retry-After: 5` for a storage service that is down for now; the cause is
+    /// logged here, and npm retries the request by itself.
+    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "storage unavailable");
+        Self {
+            retry_after_seconds: Some(5),
+            ..Self::user(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "package storage is temporarily unavailable; retry in a few seconds",
+            )
+        }
+    }
+
+    /// A 429 with `Retry-After: <seconds>` for a client that sent too many requests.
+    pub fn too_many_requests(retry_after_seconds: u32, message: impl Into<String>) -> Self {
+        Self {
+            retry_after_seconds: Some(retry_after_seconds),
+            ..Self::user(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+        }
+    }
+
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -76,6 +101,11 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static(challenge),
             );
         }
+        if let Some(seconds) = self.retry_after_seconds {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }
@@ -94,6 +124,11 @@ impl From<AuthError> for ApiError {
                 Self::unauthorized("Bearer realm=\"packr\"", message)
             }
             AuthError::BadPassword => Self::unauthorized("Basic realm=\"packr\"", message),
+            // npm prints EAUTHIP "Login is not allowed from your IP address" (npm-protocol.md §8.7).
+            AuthError::AddressNotAllowed { .. } => {
+                Self::unauthorized("Bearer realm=\"packr\", ipaddress", message)
+            }
+            AuthError::UnknownToken(_) => Self::not_found(message),
             AuthError::NoSuchUser(_) => Self::bad_request("no_such_user", message),
             AuthError::Forbidden { .. } | AuthError::OutsideScope { .. } => {
                 Self::user(StatusCode::FORBIDDEN, "forbidden", message)
@@ -119,6 +154,19 @@ impl From<OrgError> for ApiError {
     }
 }
 
+impl From<WebhookError> for ApiError {
+    fn from(err: WebhookError) -> Self {
+        let (status, code) = match &err {
+            WebhookError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+            WebhookError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            WebhookError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            WebhookError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            WebhookError::Store(_) | WebhookError::Internal(_) => return Self::internal(err),
+        };
+        Self::user(status, code, err.to_string())
+    }
+}
+
 impl From<RegistryError> for ApiError {
     fn from(err: RegistryError) -> Self {
         use RegistryError as E;
@@ -138,6 +186,7 @@ impl From<RegistryError> for ApiError {
             E::NotMaintainer { .. } | E::UnpublishWindow { .. } | E::OrgDenied(_) => {
                 (StatusCode::FORBIDDEN, "forbidden")
             }
+            E::Blob(BlobError::Unavailable(_)) => return Self::unavailable(err),
             E::Auth(_) | E::Store(_) | E::Blob(_) | E::Internal(_) => {
                 return Self::internal(err);
             }
@@ -158,11 +207,13 @@ pub async fn json_errors(
 ) -> Response {
     let response = next.run(request).await;
     let status = response.status();
-    let is_json = response
+    // Only bare answers from axum's own rejections and layers (plain text or empty) are rewritten;
+    // JSON errors and HTML pages already speak for themselves.
+    let is_bare = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !is_bare {
         return response;
     }
     let message = match status {

@@ -5,9 +5,11 @@
 //! Dependencies go one way: the edges call the core, and the core calls the stores.
 //!
 //! - edges: [`cli`] (the `packr` subcommands) and [`npm`] (the npm wire protocol over HTTP);
-//!   [`server`] wires them together, [`error`] is the only place that turns failures into HTTP answers.
+//!   [`server`] wires them together, [`error`] is the only place that turns failures into HTTP answers,
+//!   and [`rate_limit`] throttles the login, device-code and token endpoints per client address.
 //! - core: [`auth`] (who is calling and what they may do) and [`packages`] (the registry's rules:
 //!   names, versions, tarballs, publish, dist-tags, packuments). The core never imports axum or hyper.
+//!   [`webhooks`] is core too; only its delivery worker speaks HTTP, through [`outbound`].
 //! - [`store`]: the metadata store (SQLite) and the blob store (filesystem). SQL appears only there.
 //! - [`config`], [`telemetry`] and [`clock`] are used by all of the above.
 
@@ -21,7 +23,11 @@ pub mod error;
 pub mod health;
 pub mod npm;
 pub mod orgs;
+pub mod outbound;
 pub mod packages;
+pub mod rate_limit;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod web;
+pub mod webhooks;

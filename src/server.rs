@@ -9,20 +9,27 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::ServiceBuilder;
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::audit::AuditLog;
+use crate::auth::device::{DeviceFlow, DeviceSettings};
+use crate::auth::session::Sessions;
 use crate::auth::{Accounts, Tokens, secrets};
-use crate::config::Config;
+use crate::config::{Config, Storage};
 use crate::orgs::Orgs;
 use crate::packages::tarball::TarballLimits;
 use crate::packages::{Registry, RegistrySettings};
+use crate::rate_limit::{self, LoginRateLimit};
+use crate::store::BlobStore;
 use crate::store::Sqlite;
 use crate::store::blob::fs::FsBlobStore;
-use crate::{api, error, health, npm, telemetry};
+use crate::store::blob::s3::S3BlobStore;
+use crate::webhooks::{SecretBox, WebhookSettings, Webhooks, Worker};
+use crate::{api, error, health, npm, telemetry, web};
 
 /// Everything a request handler may use; cheap to clone.
 #[derive(Clone)]
@@ -39,8 +46,14 @@ pub struct AppState {
     pub audit_log: AuditLog,
     /// Orgs, members and teams.
     pub orgs: Orgs,
+    /// Device-code and web login.
+    pub device: DeviceFlow,
+    /// Browser sessions and CSRF tokens.
+    pub sessions: Sessions,
     /// When the server started, for `/health`.
     pub started: Instant,
+    /// Webhooks and their deliveries.
+    pub webhooks: Webhooks,
 }
 
 /// The stores and services opened on a data directory; shared by `serve` and the CLI.
@@ -72,26 +85,58 @@ impl Services {
     }
 }
 
+/// How long shutdown waits for background tasks such as a webhook delivery in flight.
+const WORKER_GRACE: Duration = Duration::from_secs(15);
+
 /// A bound, ready-to-run server.
 pub struct Server {
     listener: TcpListener,
     app: Router,
+    worker: Worker,
+    tokens: Tokens,
+    token_usage_flush: Duration,
 }
 
 impl Server {
     /// Opens the stores and binds the socket; nothing is served until [`Server::run`].
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let services = Services::open(&config.data_dir)?;
-        let blobs = FsBlobStore::open(&config.data_dir.join("blobs"))
-            .with_context(|| format!("opening blob storage in {}", config.data_dir.display()))?;
+        let blobs = open_blob_store(&config)?;
         let settings = RegistrySettings {
             unpublish_window: config.unpublish_window,
             tarball_limits: TarballLimits::default(),
+            tarball_redirect: config.tarball_redirect,
         };
+        let login_key = secrets::load_or_create(&config.data_dir, "session.key")?;
+        let device_settings = DeviceSettings {
+            ttl: config.login.device_code_ttl,
+            interval: config.login.device_poll_interval,
+        };
+        let secure_cookies = config
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"));
+        let webhooks = Webhooks::new(
+            services.db.clone(),
+            SecretBox::load(&config.data_dir)?,
+            WebhookSettings {
+                retry_schedule: config.webhook_retry_schedule.clone(),
+                timeout: config.webhook_timeout,
+            },
+        );
+        let worker = webhooks.worker()?;
         let state = AppState {
+            webhooks,
+            device: DeviceFlow::new(
+                services.db.clone(),
+                services.tokens.clone(),
+                login_key.clone(),
+                device_settings,
+            ),
+            sessions: Sessions::new(login_key, config.login.session_ttl, secure_cookies),
             audit_log: AuditLog::new(services.db.clone()),
             orgs: Orgs::new(services.db.clone()),
-            registry: Registry::new(services.db, Arc::new(blobs), settings),
+            registry: Registry::new(services.db, blobs, settings),
             tokens: services.tokens,
             accounts: services.accounts,
             started: Instant::now(),
@@ -102,7 +147,10 @@ impl Server {
             .with_context(|| format!("binding {}", config.listen))?;
         Ok(Self {
             listener,
+            tokens: state.tokens.clone(),
+            token_usage_flush: config.token_usage_flush,
             app: router(state, config.max_body_bytes),
+            worker,
         })
     }
 
@@ -111,31 +159,69 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Serves until `stop` is cancelled, then lets in-flight requests finish.
+    /// Serves (and sends webhook deliveries) until `stop` is cancelled, then lets in-flight
+    /// requests and deliveries finish.
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
+        let tasks = TaskTracker::new();
+        let worker_stop = stop.child_token();
+        tasks.spawn(self.worker.run(worker_stop.clone()));
+        let (tokens, every, usage_stop) =
+            (self.tokens, self.token_usage_flush, worker_stop.clone());
+        tasks.spawn(async move { tokens.flush_usage_until(every, usage_stop).await });
+        tasks.close();
         let service = tower::Layer::layer(
             &axum::middleware::map_request(npm::path::normalize_scoped_uri),
             self.app,
         );
-        axum::serve(
+        let served = axum::serve(
             self.listener,
             axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
                 SocketAddr,
             >(service),
         )
         .with_graceful_shutdown(stop.cancelled_owned())
-        .await
-        .context("serving HTTP")
+        .await;
+        worker_stop.cancel();
+        if tokio::time::timeout(WORKER_GRACE, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks still running {WORKER_GRACE:?} after shutdown");
+        }
+        served.context("serving HTTP")
     }
 }
 
+/// The configured blob store: files under the data directory, or an S3 bucket.
+fn open_blob_store(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
+    Ok(match &config.storage {
+        Storage::Fs => {
+            let root = config.data_dir.join("blobs");
+            let store = FsBlobStore::open(&root)
+                .with_context(|| format!("opening blob storage in {}", root.display()))?;
+            Arc::new(store)
+        }
+        Storage::S3(s3) => {
+            let store = S3BlobStore::new(s3)
+                .with_context(|| format!("configuring S3 storage in bucket {}", s3.bucket))?;
+            Arc::new(store)
+        }
+    })
+}
+
 fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let login_limit = LoginRateLimit::new(state.config.login_rate_limit);
     Router::new()
         .merge(health::routes())
         .merge(api::routes())
         .merge(npm::routes())
+        .merge(web::routes())
         .fallback(error::fallback_not_found)
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            login_limit,
+            rate_limit::limit_logins,
+        ))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

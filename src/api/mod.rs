@@ -2,27 +2,55 @@
 
 mod audit_log;
 mod orgs;
+mod sessions;
+mod tokens;
+mod webhooks;
 
 use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
-use crate::auth::{Caller, Permission};
+use axum::http::header;
+use axum_extra::extract::CookieJar;
+
+use crate::auth::accounts::user_role;
+use crate::auth::{AuthError, Caller, Permission};
 use crate::error::ApiError;
-use crate::npm::extract::Authenticated;
+use crate::npm::extract::{Authenticated, origin};
 use crate::server::AppState;
 
-/// A caller whose token carries the `admin` permission.
+/// An admin: a token with the `admin` permission, or a browser session of an admin user.
 pub struct AdminCaller(pub Caller);
 
 impl FromRequestParts<AppState> for AdminCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Authenticated(caller) = Authenticated::from_request_parts(parts, state).await?;
+        let caller = if parts.headers.contains_key(header::AUTHORIZATION) {
+            Authenticated::from_request_parts(parts, state).await?.0
+        } else {
+            session_caller(parts, state).await?
+        };
         caller.require(Permission::Admin)?;
         Ok(Self(caller))
     }
+}
+
+/// The caller behind a `packr_session` cookie, acting with the user's strongest role.
+async fn session_caller(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let jar = CookieJar::from_headers(&parts.headers);
+    let user = crate::web::session_user(state, &jar)
+        .await
+        .ok_or(AuthError::MissingToken)?;
+    Ok(Caller {
+        role: user_role(&user).max_token_role(),
+        user_id: user.id,
+        name: user.name,
+        email: user.email,
+        token_id: "session".to_owned(),
+        scopes: Vec::new(),
+        origin: origin(parts),
+    })
 }
 
 /// Every route of the API.
@@ -30,4 +58,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(audit_log::routes())
         .merge(orgs::routes())
+        .merge(sessions::routes())
+        .merge(tokens::routes())
+        .merge(webhooks::routes())
 }

@@ -109,6 +109,14 @@ impl Accounts {
         }
     }
 
+    /// Looks a user up by id.
+    pub async fn find_by_id(&self, id: i64) -> Result<Option<UserRow>, AuthError> {
+        Ok(self
+            .db
+            .read(move |conn| users::find_by_id(conn, id))
+            .await?)
+    }
+
     /// Looks a user up by name.
     pub async fn find(&self, name: &str) -> Result<Option<UserRow>, AuthError> {
         let name = name.to_owned();

@@ -1,10 +1,14 @@
 //! Who is calling and what they may do: roles, permissions, tokens, passwords and accounts.
 
 pub mod accounts;
+pub mod cidr;
+pub mod device;
 pub mod password;
 pub mod permissions;
 pub mod secrets;
+pub mod session;
 pub mod tokens;
+pub mod usage;
 
 pub use accounts::Accounts;
 pub use permissions::{Caller, Origin, Permission, Role, UserRole};
@@ -23,6 +27,17 @@ pub enum AuthError {
     /// The token is malformed, forged, revoked, expired or belongs to a deleted user.
     #[error("your token is invalid, expired or revoked; log in again with npm login")]
     InvalidToken,
+    /// A valid token used from an address outside its CIDR allow-list.
+    #[error(
+        "this token may not be used from {ip}: it is limited to other networks; use it from an allowed network or create a token without a CIDR list"
+    )]
+    AddressNotAllowed {
+        /// The caller's address.
+        ip: String,
+    },
+    /// A token named by id (or prefix, or value) that does not exist or is not the caller's.
+    #[error("there is no token `{0}`; `npm token list` shows the ids of your tokens")]
+    UnknownToken(String),
     /// A name/password pair did not match.
     #[error("incorrect username or password")]
     BadPassword,

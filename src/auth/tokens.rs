@@ -1,6 +1,7 @@
 //! Registry tokens: JWTs signed by the registry, each backed by a database row holding only its hash.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -10,12 +11,16 @@ use sha2::{Digest, Sha256};
 
 use serde_json::json;
 
+use tokio_util::sync::CancellationToken;
+
+use super::cidr::CidrList;
+use super::usage::TokenUsage;
 use super::{AuthError, Caller, Origin, Role};
 use crate::audit::AuditEvent;
 use crate::clock;
 use crate::store::Sqlite;
 use crate::store::sqlite::audit;
-use crate::store::sqlite::tokens::{self as token_rows, TokenRow};
+use crate::store::sqlite::tokens::{self as token_rows, TokenFilter, TokenRow};
 use crate::store::sqlite::users::UserRow;
 
 /// The claims of a Packr token (SPEC §4).
@@ -59,35 +64,60 @@ const CHECKED_TOKEN_TTL: Duration = Duration::from_secs(10);
 /// Checked tokens remembered at most; the memory is dropped wholesale past it.
 const CHECKED_TOKEN_CAPACITY: usize = 10_000;
 
+/// A token found valid in the database: who it acts for, and where it may be used from.
+#[derive(Clone)]
+struct CheckedToken {
+    caller: Caller,
+    cidr: Arc<CidrList>,
+    checked: Instant,
+    expires_at: Option<i64>,
+}
+
 /// Recently checked tokens by hash: the hot read path then does no database call.
 #[derive(Default)]
 struct CheckedTokens {
-    entries: Mutex<HashMap<String, (Caller, Instant, Option<i64>)>>,
+    inner: Mutex<CheckedInner>,
+}
+
+#[derive(Default)]
+struct CheckedInner {
+    entries: HashMap<String, CheckedToken>,
+    /// Hashes revoked by this instance, so that a check which read the row just before the
+    /// revocation committed cannot put the token back afterwards.
+    revoked: HashSet<String>,
 }
 
 impl CheckedTokens {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, (Caller, Instant, Option<i64>)>> {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, CheckedInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn get(&self, hash: &str) -> Option<Caller> {
-        let entries = self.lock();
-        let (caller, checked, expires_at) = entries.get(hash)?;
-        let fresh = checked.elapsed() < CHECKED_TOKEN_TTL
-            && expires_at.is_none_or(|at| at > clock::now_ms());
-        fresh.then(|| caller.clone())
+    fn get(&self, hash: &str) -> Option<CheckedToken> {
+        let inner = self.lock();
+        let entry = inner.entries.get(hash)?;
+        let fresh = entry.checked.elapsed() < CHECKED_TOKEN_TTL
+            && entry.expires_at.is_none_or(|at| at > clock::now_ms());
+        fresh.then(|| entry.clone())
     }
 
-    fn put(&self, hash: String, caller: Caller, expires_at: Option<i64>) {
-        let mut entries = self.lock();
-        if entries.len() >= CHECKED_TOKEN_CAPACITY {
-            entries.clear();
+    fn put(&self, hash: String, entry: CheckedToken) {
+        let mut inner = self.lock();
+        if inner.revoked.contains(&hash) {
+            return;
         }
-        entries.insert(hash, (caller, Instant::now(), expires_at));
+        if inner.entries.len() >= CHECKED_TOKEN_CAPACITY {
+            inner.entries.clear();
+        }
+        inner.entries.insert(hash, entry);
     }
 
     fn forget(&self, hash: &str) {
-        self.lock().remove(hash);
+        let mut inner = self.lock();
+        inner.entries.remove(hash);
+        if inner.revoked.len() >= CHECKED_TOKEN_CAPACITY {
+            inner.revoked.clear();
+        }
+        inner.revoked.insert(hash.to_owned());
     }
 }
 
@@ -98,7 +128,81 @@ pub struct Tokens {
     encoding: EncodingKey,
     decoding: DecodingKey,
     checked: Arc<CheckedTokens>,
+    usage: Arc<TokenUsage>,
 }
+
+/// What listings show of a token: never the token or its hash.
+#[derive(Debug, Clone)]
+pub struct TokenInfo {
+    /// The token id (the JWT's `jti`); also npm's `key`.
+    pub id: String,
+    /// The owner's login name.
+    pub user: String,
+    /// Preset role name.
+    pub role: String,
+    /// Scope restriction, empty for all scopes.
+    pub scopes: Vec<String>,
+    /// Label.
+    pub name: Option<String>,
+    /// Networks the token may be used from, empty for anywhere.
+    pub cidr: Vec<String>,
+    /// A short non-secret piece of the token (the start of its signature) to tell tokens apart.
+    pub display: String,
+    /// Creation time (ms).
+    pub created_at: i64,
+    /// Expiry time (ms).
+    pub expires_at: Option<i64>,
+    /// Revocation time (ms).
+    pub revoked_at: Option<i64>,
+    /// Last use (ms), as of the last usage flush.
+    pub last_used_at: Option<i64>,
+    /// Uses, as of the last usage flush.
+    pub use_count: i64,
+}
+
+impl TokenInfo {
+    fn from_row(row: TokenRow, user: String) -> Self {
+        Self {
+            id: row.id,
+            user,
+            role: row.role,
+            scopes: row.scopes,
+            name: row.name,
+            cidr: row.cidr,
+            display: row.display,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            revoked_at: row.revoked_at,
+            last_used_at: row.last_used_at,
+            use_count: row.use_count,
+        }
+    }
+}
+
+/// A newly created token: the token itself, shown once, and what listings will show of it.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    /// The bearer token.
+    pub token: String,
+    /// Its stored details.
+    pub info: TokenInfo,
+}
+
+/// Which tokens [`Tokens::list`] answers.
+#[derive(Debug, Clone, Default)]
+pub struct TokenListing {
+    /// Only this user's tokens (by id).
+    pub user_id: Option<i64>,
+    /// Leave out revoked and expired tokens.
+    pub live_only: bool,
+    /// Page size.
+    pub limit: u32,
+    /// Tokens to skip.
+    pub offset: u32,
+}
+
+/// How many characters of the signature listings show.
+const DISPLAY_CHARS: usize = 6;
 
 /// Hex SHA-256 of a token: what the database keeps instead of the token.
 pub fn token_hash(token: &str) -> String {
@@ -109,10 +213,11 @@ impl Tokens {
     /// Signs with HS256 under `secret`.
     pub fn new(db: Sqlite, secret: &[u8]) -> Self {
         Self {
-            db,
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             checked: Arc::default(),
+            usage: Arc::new(TokenUsage::new(db.clone())),
+            db,
         }
     }
 
@@ -138,13 +243,51 @@ impl Tokens {
             .await
     }
 
-    async fn issue_audited(
+    /// Issues a token, auditing its creation and, when given, the action that caused it.
+    pub async fn issue_audited(
         &self,
         user: &UserRow,
         request: TokenRequest,
         origin: &Origin,
         also: Option<&'static str>,
     ) -> Result<String, AuthError> {
+        let issued = self
+            .issue_row(user, request, CidrList::default(), None, origin, also)
+            .await?;
+        Ok(issued.token)
+    }
+
+    /// Creates a token on someone's request (`npm token create`, the admin API, `packr token
+    /// create`), usable only from `cidr` when that is not empty. The creation is audited as done
+    /// by `actor` when given (an admin creating a token for someone), else by the token's owner.
+    pub async fn create(
+        &self,
+        user: &UserRow,
+        request: TokenRequest,
+        cidr: CidrList,
+        actor: Option<&Caller>,
+        origin: &Origin,
+    ) -> Result<IssuedToken, AuthError> {
+        let allowed = super::accounts::user_role(user).max_token_role();
+        if request.role > allowed {
+            return Err(AuthError::Invalid(format!(
+                "user {} is a {} and may hold tokens up to {allowed}, not {}",
+                user.name, user.role, request.role
+            )));
+        }
+        self.issue_row(user, request, cidr, actor, origin, None)
+            .await
+    }
+
+    async fn issue_row(
+        &self,
+        user: &UserRow,
+        request: TokenRequest,
+        cidr: CidrList,
+        actor: Option<&Caller>,
+        origin: &Origin,
+        also: Option<&'static str>,
+    ) -> Result<IssuedToken, AuthError> {
         for scope in &request.scopes {
             validate_scope(scope)?;
         }
@@ -179,42 +322,78 @@ impl Tokens {
             created_at: now,
             expires_at,
             revoked_at: None,
+            cidr: cidr.to_strings(),
+            display: display_piece(&token),
+            last_used_at: None,
+            use_count: 0,
         };
-        let details = json!({
+        let mut details = json!({
             "token_id": row.id, "role": row.role, "scopes": row.scopes, "name": row.name,
             "expires": row.expires_at.map(clock::iso),
         });
-        let mut events = vec![AuditEvent::by_user(
-            user.id,
-            &user.name,
-            origin,
-            "token.created",
-            details.clone(),
-        )];
+        if !row.cidr.is_empty() {
+            details["cidr"] = json!(row.cidr);
+        }
+        let created = match actor {
+            Some(actor) => AuditEvent::by(actor, "token.created", details.clone()),
+            None => AuditEvent::by_user(
+                user.id,
+                &user.name,
+                origin,
+                "token.created",
+                details.clone(),
+            ),
+        };
+        let mut events = vec![created];
         if let Some(action) = also {
             events.insert(
                 0,
                 AuditEvent::by_user(user.id, &user.name, origin, action, details),
             );
         }
+        let stored = row.clone();
         self.db
             .write(move |tx| {
-                token_rows::insert(tx, &row)?;
+                token_rows::insert(tx, &stored)?;
                 for event in &events {
                     audit::record(tx, event)?;
                 }
                 Ok(())
             })
             .await?;
-        Ok(token)
+        Ok(IssuedToken {
+            token,
+            info: TokenInfo::from_row(row, user.name.clone()),
+        })
     }
 
-    /// Checks a bearer token: signature, then the database row (revoked, expired, hash).
-    pub async fn authenticate(&self, token: &str) -> Result<Caller, AuthError> {
+    /// Checks a bearer token used from `ip`: signature, then the database row (revoked, expired,
+    /// hash), then the token's CIDR allow-list; counts the use when it passes. A token checked in
+    /// the last few seconds is taken from memory, but its expiry and allow-list are checked on
+    /// every use.
+    pub async fn authenticate(&self, token: &str, ip: Option<IpAddr>) -> Result<Caller, AuthError> {
         let hash = token_hash(token);
-        if let Some(caller) = self.checked.get(&hash) {
-            return Ok(caller);
+        let checked = match self.checked.get(&hash) {
+            Some(checked) => checked,
+            None => self.check_in_database(token, hash).await?,
+        };
+        if !checked.cidr.allows(ip) {
+            return Err(AuthError::AddressNotAllowed {
+                ip: ip.map_or_else(
+                    || "an unknown address".to_owned(),
+                    |ip| ip.to_canonical().to_string(),
+                ),
+            });
         }
+        self.usage.record(&checked.caller.token_id, clock::now_ms());
+        Ok(checked.caller)
+    }
+
+    async fn check_in_database(
+        &self,
+        token: &str,
+        hash: String,
+    ) -> Result<CheckedToken, AuthError> {
         let mut validation = Validation::new(Algorithm::HS256);
         // Expiry is checked against the database row below, which also covers tokens without `exp`.
         validation.validate_exp = false;
@@ -234,17 +413,24 @@ impl Tokens {
             return Err(AuthError::InvalidToken);
         }
         let role = Role::parse(&row.role).ok_or(AuthError::InvalidToken)?;
-        let caller = Caller {
-            user_id: user.id,
-            name: user.name,
-            email: user.email,
-            token_id: row.id,
-            role,
-            scopes: row.scopes,
-            origin: super::Origin::default(),
+        // A stored list that no longer parses must not open the token to every address.
+        let cidr = CidrList::parse(&row.cidr).map_err(|_| AuthError::InvalidToken)?;
+        let checked = CheckedToken {
+            caller: Caller {
+                user_id: user.id,
+                name: user.name,
+                email: user.email,
+                token_id: row.id,
+                role,
+                scopes: row.scopes,
+                origin: super::Origin::default(),
+            },
+            cidr: Arc::new(cidr),
+            checked: Instant::now(),
+            expires_at: row.expires_at,
         };
-        self.checked.put(hash, caller.clone(), row.expires_at);
-        Ok(caller)
+        self.checked.put(hash, checked.clone());
+        Ok(checked)
     }
 
     /// Revokes a token given as text; revoking an unknown or already revoked token is not an error.
@@ -274,6 +460,121 @@ impl Tokens {
             .await?;
         Ok(())
     }
+
+    /// Revokes the token with this id, audited as done by `actor` when given, else by its owner.
+    /// Answers whether it was live until now; revoking a revoked token changes nothing.
+    pub async fn revoke_id(
+        &self,
+        id: &str,
+        actor: Option<&Caller>,
+        origin: &Origin,
+    ) -> Result<bool, AuthError> {
+        let (id, actor, origin) = (id.to_owned(), actor.cloned(), origin.clone());
+        let revoked = self
+            .db
+            .write(move |tx| {
+                let Some((row, owner)) = token_rows::revoke_by_id(tx, &id, clock::now_ms())? else {
+                    return Ok(None);
+                };
+                let details = json!({ "token_id": row.id, "owner": owner.name });
+                let event = match &actor {
+                    Some(actor) => AuditEvent::by(actor, "token.revoked", details),
+                    None => AuditEvent {
+                        token_id: Some(row.id.clone()),
+                        ..AuditEvent::by_user(
+                            owner.id,
+                            &owner.name,
+                            &origin,
+                            "token.revoked",
+                            details,
+                        )
+                    },
+                };
+                audit::record(tx, &event)?;
+                Ok(Some(row.token_hash))
+            })
+            .await?;
+        match revoked {
+            Some(hash) => {
+                self.checked.forget(&hash);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Finds the id of a token named by its id, a prefix of at least 6 characters unique among
+    /// the live tokens (what `npm token list` shows), or the token itself; only among `owner`'s
+    /// tokens when given.
+    pub async fn find_id(&self, owner: Option<i64>, reference: &str) -> Result<String, AuthError> {
+        let reference = reference.trim();
+        let unknown = || AuthError::UnknownToken(reference.chars().take(12).collect());
+        if reference.contains('.') {
+            let hash = token_hash(reference);
+            let row = self
+                .db
+                .read(move |conn| token_rows::find_by_hash(conn, &hash))
+                .await?;
+            return row
+                .filter(|row| owner.is_none_or(|owner| owner == row.user_id))
+                .map(|row| row.id)
+                .ok_or_else(unknown);
+        }
+        let prefix = reference.to_ascii_lowercase();
+        if prefix.len() < 6 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(AuthError::Invalid(format!(
+                "`{reference}` is not a token id: give at least 6 characters of the id shown by `npm token list`"
+            )));
+        }
+        let lookup = prefix.clone();
+        let found = self
+            .db
+            .read(move |conn| token_rows::ids_with_prefix(conn, owner, &lookup))
+            .await?;
+        if found.iter().any(|(id, _)| *id == prefix) {
+            return Ok(prefix);
+        }
+        let live: Vec<&String> = found
+            .iter()
+            .filter_map(|(id, live)| live.then_some(id))
+            .collect();
+        match live.as_slice() {
+            [] => Err(unknown()),
+            [id] => Ok((*id).clone()),
+            _ => Err(AuthError::Invalid(format!(
+                "token id `{reference}` is ambiguous: give more of its characters"
+            ))),
+        }
+    }
+
+    /// Tokens matching `listing`, newest first, and how many match in all.
+    pub async fn list(&self, listing: TokenListing) -> Result<(Vec<TokenInfo>, i64), AuthError> {
+        let filter = TokenFilter {
+            user_id: listing.user_id,
+            live_at: listing.live_only.then(clock::now_ms),
+            limit: listing.limit,
+            offset: listing.offset,
+        };
+        let (rows, total) = self
+            .db
+            .read(move |conn| token_rows::list(conn, &filter))
+            .await?;
+        let tokens = rows
+            .into_iter()
+            .map(|(row, user)| TokenInfo::from_row(row, user))
+            .collect();
+        Ok((tokens, total))
+    }
+
+    /// Writes the usage counted since the last flush (see [`super::usage`]).
+    pub async fn flush_usage(&self) -> Result<usize, AuthError> {
+        Ok(self.usage.flush().await?)
+    }
+
+    /// Writes usage data every `every` until `stop` is cancelled, then once more; `serve` runs it.
+    pub async fn flush_usage_until(&self, every: Duration, stop: CancellationToken) {
+        self.usage.flush_until(every, stop).await;
+    }
 }
 
 /// A scope restriction must look like `@acme`.
@@ -290,6 +591,13 @@ fn validate_scope(scope: &str) -> Result<(), AuthError> {
             "scope `{scope}` must look like @acme (lower-case)"
         )))
     }
+}
+
+/// The start of a token's signature: unique enough to tell tokens apart in a listing, and too
+/// short to help anyone forge one.
+fn display_piece(token: &str) -> String {
+    let signature = token.rsplit('.').next().unwrap_or_default();
+    signature.chars().take(DISPLAY_CHARS).collect()
 }
 
 /// Lifetime of tokens issued by a password login.

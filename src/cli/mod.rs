@@ -1,5 +1,6 @@
 //! The `packr` command line: one file per subcommand.
 
+mod login;
 mod serve;
 mod token;
 mod user;
@@ -26,6 +27,8 @@ enum Command {
     /// Manage tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Log in to a registry from this terminal by confirming a code in a browser.
+    Login(login::LoginArgs),
 }
 
 /// Runs a parsed command line; errors are printed with their causes.
@@ -34,6 +37,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::User(command) => user::run(command),
         Command::Token(command) => token::run(command),
+        Command::Login(args) => login::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -69,7 +69,11 @@ impl FromRequestParts<AppState> for MaybeAuthenticated {
         let Some(token) = bearer(parts)? else {
             return Ok(Self(None));
         };
-        let mut caller = state.tokens.authenticate(token).await?;
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip());
+        let mut caller = state.tokens.authenticate(token, peer).await?;
         caller.origin = origin(parts);
         Ok(Self(Some(caller)))
     }

@@ -1,5 +1,6 @@
 //! The npm wire protocol over HTTP: routes, extractors and the JSON npm, pnpm and yarn expect.
 
+mod device;
 mod dist_tags;
 pub mod extract;
 mod orgs;
@@ -7,6 +8,7 @@ mod packument;
 pub mod path;
 mod publish;
 mod tarball;
+mod tokens;
 mod unpublish;
 mod user;
 
@@ -19,7 +21,9 @@ use crate::server::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(user::routes())
+        .merge(device::routes())
         .merge(orgs::routes())
+        .merge(tokens::routes())
         .route("/-/package/{pkg}/dist-tags", get(dist_tags::get_dist_tags))
         .route(
             "/-/package/{pkg}/dist-tags/{tag}",

@@ -1,4 +1,5 @@
-//! `GET /:pkg/-/:file`: streamed tarball bytes with immutable cache headers.
+//! `GET /:pkg/-/:file`: streamed tarball bytes, or a 302 to a presigned URL of the blob store,
+//! with immutable cache headers.
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -7,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::extract::{ReadAccess, package_name};
 use crate::error::ApiError;
+use crate::packages::registry::TarballSource;
 use crate::server::AppState;
 
 /// Cache policy of tarballs: the bytes behind a tarball URL never change.
@@ -20,8 +22,8 @@ pub async fn get_tarball(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let name = package_name(&pkg)?;
-    let tarball = app.registry.tarball(&name, &file).await?;
-    let etag = format!("\"{}\"", tarball.shasum);
+    let source = app.registry.tarball(&name, &file).await?;
+    let etag = format!("\"{}\"", source.shasum());
     let unchanged = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -29,20 +31,25 @@ pub async fn get_tarball(
             v.split(',')
                 .any(|t| t.trim().trim_start_matches("W/") == etag)
         });
-    let mut response = if unchanged {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        let mut response = Body::from_stream(tarball.blob.body).into_response();
-        let out = response.headers_mut();
-        out.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
-        );
-        out.insert(
-            header::CONTENT_LENGTH,
-            HeaderValue::from(tarball.blob.length),
-        );
-        response
+    let mut response = match source {
+        _ if unchanged => StatusCode::NOT_MODIFIED.into_response(),
+        TarballSource::Redirect { url, .. } => {
+            let location = HeaderValue::from_str(&url).map_err(ApiError::internal)?;
+            (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
+        }
+        TarballSource::Stream(tarball) => {
+            let mut response = Body::from_stream(tarball.blob.body).into_response();
+            let out = response.headers_mut();
+            out.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            out.insert(
+                header::CONTENT_LENGTH,
+                HeaderValue::from(tarball.blob.length),
+            );
+            response
+        }
     };
     let out = response.headers_mut();
     out.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));

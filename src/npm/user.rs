@@ -7,7 +7,7 @@ use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::extract::{Authenticated, NpmJson, RequestOrigin};
+use super::extract::{Authenticated, BaseUrl, NpmJson, RequestOrigin};
 use crate::auth::AuthError;
 use crate::auth::Origin;
 use crate::error::ApiError;
@@ -122,17 +122,16 @@ async fn get_user(
     })))
 }
 
-/// `POST /-/v1/login`: with `{name, password}` returns a 30-day token. Without credentials
-/// (npm's web login) it answers 404, which makes npm fall back to asking for a password.
+/// `POST /-/v1/login`: with `{name, password}` returns a 30-day token; without credentials it
+/// starts npm's web login (a device authorization the person confirms in the browser).
 async fn post_login(
     State(app): State<AppState>,
     RequestOrigin(origin): RequestOrigin,
+    BaseUrl(base): BaseUrl,
     NpmJson(body): NpmJson,
 ) -> Result<Json<Value>, ApiError> {
     let Some(name) = string_field(&body, "name") else {
-        return Err(ApiError::not_found(
-            "web login is not available on this registry; log in with a username and password",
-        ));
+        return Ok(Json(super::device::web_login(&app, &origin, &base).await?));
     };
     let token = log_in_or_sign_up(&app, name, &body, &origin).await?;
     Ok(Json(json!({ "token": token })))

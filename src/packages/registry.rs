@@ -22,6 +22,8 @@ pub struct RegistrySettings {
     pub unpublish_window: Duration,
     /// Limits on published tarballs.
     pub tarball_limits: TarballLimits,
+    /// Send downloads to a presigned URL of the blob store when it has one, instead of streaming.
+    pub tarball_redirect: bool,
 }
 
 /// The registry: publishes, reads and edits packages.
@@ -39,6 +41,29 @@ pub struct Tarball {
     pub blob: Blob,
     /// Hex SHA-1, used as the ETag.
     pub shasum: String,
+}
+
+/// Where a tarball download is served from.
+pub enum TarballSource {
+    /// Packr streams the bytes.
+    Stream(Tarball),
+    /// The client fetches the bytes from a short-lived URL of the blob store.
+    Redirect {
+        /// The presigned URL.
+        url: String,
+        /// Hex SHA-1, used as the ETag.
+        shasum: String,
+    },
+}
+
+impl TarballSource {
+    /// Hex SHA-1 of the tarball.
+    pub fn shasum(&self) -> &str {
+        match self {
+            Self::Stream(tarball) => &tarball.shasum,
+            Self::Redirect { shasum, .. } => shasum,
+        }
+    }
 }
 
 /// Whether the caller may change `package`: under an org's scope the org rule decides, elsewhere
@@ -118,8 +143,12 @@ impl Registry {
         packument::version_object(&record.name, row, base_url)
     }
 
-    /// Opens the tarball named `file` of a package.
-    pub async fn tarball(&self, name: &PackageName, file: &str) -> Result<Tarball, RegistryError> {
+    /// Opens the tarball named `file` of a package, or presigns a URL for it when redirects are on.
+    pub async fn tarball(
+        &self,
+        name: &PackageName,
+        file: &str,
+    ) -> Result<TarballSource, RegistryError> {
         let not_found = || RegistryError::NotFound(format!("tarball not found: {name}/-/{file}"));
         let version = name.version_from_tarball_file(file).ok_or_else(not_found)?;
         let (package, version) = (name.as_str().to_owned(), version.to_owned());
@@ -131,13 +160,18 @@ impl Registry {
         let key = BlobKey::parse(&key).ok_or_else(|| {
             RegistryError::Internal(format!("stored blob key is malformed: {key}"))
         })?;
+        if self.settings.tarball_redirect
+            && let Some(url) = self.blobs.presigned_get(&key).await?
+        {
+            return Ok(TarballSource::Redirect { url, shasum });
+        }
         let blob = self.blobs.get(&key).await?.ok_or_else(|| {
             RegistryError::Internal(format!(
                 "blob {} is missing for {name}/-/{file}",
                 key.as_str()
             ))
         })?;
-        Ok(Tarball { blob, shasum })
+        Ok(TarballSource::Stream(Tarball { blob, shasum }))
     }
 
     /// Loads a package's record, or a not-found error naming it.

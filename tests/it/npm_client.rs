@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use crate::support::clients::ClientEnv;
 use crate::support::fixtures::{Package, template_index_js};
-use crate::support::server::{TestServer, package_path};
+use crate::support::on_each_storage;
+use crate::support::server::{Storage, TestServer, package_path};
 
 /// A server with the maintainer `alice`, and an npm sandbox logged in with her maintainer token.
 struct Setup {
@@ -20,7 +21,14 @@ struct Setup {
 
 impl Setup {
     async fn start() -> Self {
-        let server = TestServer::start().await;
+        Self::start_on(Storage::Fs).await
+    }
+
+    async fn start_on(storage: Storage) -> Self {
+        Self::on(TestServer::start_on(storage).await)
+    }
+
+    fn on(server: TestServer) -> Self {
         server.add_user("alice", "alice-password-1", "maintainer");
         let token = server.token("alice", "maintainer", &[]);
         let npm = ClientEnv::new(&server, Some(&token));
@@ -72,9 +80,15 @@ fn versions_of(packument: &Value) -> Vec<String> {
     versions
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn npm_publishes_and_installs_scoped_and_unscoped_packages_and_ci_reinstalls_them() {
-    let setup = Setup::start().await;
+on_each_storage!(
+    npm_publishes_and_installs_scoped_and_unscoped_packages_and_ci_reinstalls_them,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn npm_publishes_and_installs_scoped_and_unscoped_packages_and_ci_reinstalls_them(
+    storage: Storage,
+) {
+    let setup = Setup::start_on(storage).await;
     setup.publish("greeting", "1.0.0", &[]).await;
     let widget = setup
         .npm
@@ -263,9 +277,13 @@ async fn npm_deprecate_marks_a_version_and_undeprecate_clears_it() {
     assert_installed(&fresh, "greeting", "1.0.0");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn npm_unpublish_removes_a_version_for_good_and_force_removes_the_package() {
-    let setup = Setup::start().await;
+on_each_storage!(
+    npm_unpublish_removes_a_version_for_good_and_force_removes_the_package,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn npm_unpublish_removes_a_version_for_good_and_force_removes_the_package(storage: Storage) {
+    let setup = Setup::start_on(storage).await;
     setup.publish("greeting", "1.0.0", &[]).await;
     setup.publish("greeting", "1.1.0", &[]).await;
 
@@ -298,7 +316,9 @@ async fn npm_unpublish_removes_a_version_for_good_and_force_removes_the_package(
         .current_dir(again)
         .fails()
         .await;
-    refused.assert_mentions("E403").assert_mentions("1.0.0");
+    refused
+        .assert_mentions("E403")
+        .assert_mentions("You cannot publish over the previously published versions: 1.0.0.");
 
     setup
         .npm
@@ -316,6 +336,11 @@ async fn npm_unpublish_removes_a_version_for_good_and_force_removes_the_package(
         setup.status_of("/greeting/-/greeting-1.1.0.tgz").await,
         StatusCode::NOT_FOUND,
         "tarballs of a removed package"
+    );
+    let stored = setup.server.stored_blobs().await;
+    assert!(
+        stored.is_empty(),
+        "the blobs of a removed package must be deleted: {stored:?}"
     );
 }
 
@@ -614,4 +639,47 @@ async fn npm_installs_with_the_same_token_after_a_server_restart() {
     setup.publish("@acme/widget", "1.1.0", &[]).await;
     let packument = setup.packument("@acme/widget").await;
     assert_eq!(versions_of(&packument), ["1.0.0", "1.1.0"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn npm_install_follows_a_tarball_redirect_to_a_presigned_s3_url() {
+    let server =
+        TestServer::start_on_with(Storage::S3, |config| config.tarball_redirect = true).await;
+    let setup = Setup::on(server);
+    setup.publish("greeting", "1.0.0", &[]).await;
+
+    let redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client")
+        .get(format!(
+            "{}/greeting/-/greeting-1.0.0.tgz",
+            setup.server.url
+        ))
+        .bearer_auth(&setup.token)
+        .send()
+        .await
+        .expect("GET the tarball");
+    assert_eq!(redirect.status(), StatusCode::FOUND);
+    let location = redirect.headers()["location"].to_str().unwrap_or_default();
+    let s3 = setup.server.s3.as_ref().expect("an S3 server");
+    assert!(
+        location.starts_with(&s3.endpoint) && location.contains("X-Amz-Signature="),
+        "the redirect must go to a presigned URL on the S3 server: {location}"
+    );
+    assert!(
+        redirect.headers()["cache-control"]
+            .to_str()
+            .unwrap_or_default()
+            .contains("immutable")
+    );
+
+    // npm checks the bytes it got from S3 against the packument's sha512 integrity.
+    setup
+        .npm
+        .npm()
+        .args(["install", "greeting"])
+        .succeeds()
+        .await;
+    assert_installed(&setup.npm.project(), "greeting", "1.0.0");
 }

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use sha1::Sha1;
 use sha2::{Digest, Sha512};
 
-use crate::support::server::TestServer;
+use crate::support::on_each_storage;
+use crate::support::server::{Storage, TestServer};
 
 /// A publish body as npm sends it, around a real tarball.
 struct PublishBody {
@@ -101,7 +102,11 @@ struct Registry {
 
 impl Registry {
     async fn start() -> Self {
-        let server = TestServer::start().await;
+        Self::start_on(Storage::Fs).await
+    }
+
+    async fn start_on(storage: Storage) -> Self {
+        let server = TestServer::start_on(storage).await;
         server.add_user("alice", "s3cret-pass", "maintainer");
         let token = server.token("alice", "maintainer", &[]);
         Self {
@@ -152,9 +157,9 @@ async fn error_of(response: reqwest::Response, status: StatusCode) -> String {
         .to_owned()
 }
 
-#[tokio::test]
-async fn a_published_package_is_served_in_both_forms_with_etags() {
-    let registry = Registry::start().await;
+on_each_storage!(a_published_package_is_served_in_both_forms_with_etags);
+async fn a_published_package_is_served_in_both_forms_with_etags(storage: Storage) {
+    let registry = Registry::start_on(storage).await;
     let body = PublishBody::new("@acme/widget", "1.0.0");
     assert_eq!(registry.publish(&body).await.status(), StatusCode::CREATED);
 
@@ -240,9 +245,25 @@ async fn a_published_package_is_served_in_both_forms_with_etags() {
             .contains("immutable")
     );
     assert!(tarball.headers().get("content-encoding").is_none());
+    let tarball_etag = tarball.headers()["etag"].to_str().unwrap().to_owned();
     assert_eq!(
         tarball.bytes().await.unwrap().as_ref(),
         body.tarball.as_slice()
+    );
+    let unchanged = registry
+        .http
+        .get(registry.url("/@acme/widget/-/widget-1.0.0.tgz"))
+        .bearer_auth(&registry.token)
+        .header("if-none-match", &tarball_etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unchanged.status(), StatusCode::NOT_MODIFIED);
+    assert!(
+        unchanged.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
     );
     // yarn 4 fetches tarballs through the encoded name too.
     let encoded = registry.get("/@acme%2fwidget/-/widget-1.0.0.tgz").await;
@@ -340,9 +361,9 @@ async fn publishing_an_existing_version_is_refused_but_a_retry_of_the_same_bytes
     );
 }
 
-#[tokio::test]
-async fn malformed_publishes_get_a_4xx_json_error_and_leave_nothing_behind() {
-    let registry = Registry::start().await;
+on_each_storage!(malformed_publishes_get_a_4xx_json_error_and_leave_nothing_behind);
+async fn malformed_publishes_get_a_4xx_json_error_and_leave_nothing_behind(storage: Storage) {
+    let registry = Registry::start_on(storage).await;
 
     let bad_json = registry
         .http
@@ -440,29 +461,8 @@ async fn malformed_publishes_get_a_4xx_json_error_and_leave_nothing_behind() {
             "{name} must not exist"
         );
     }
-    let blobs = registry.server.data_dir.join("blobs");
-    let stored: Vec<_> = walk_files(&blobs)
-        .into_iter()
-        .filter(|p| !p.starts_with(blobs.join("tmp")))
-        .collect();
+    let stored = registry.server.stored_blobs().await;
     assert!(stored.is_empty(), "no tarball may be stored: {stored:?}");
-}
-
-fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .flat_map(|entry| {
-            let path = entry.path();
-            if path.is_dir() {
-                walk_files(&path)
-            } else {
-                vec![path]
-            }
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -482,9 +482,9 @@ async fn an_oversized_body_is_refused_with_413_json() {
     assert!(message.contains("too large"), "{message}");
 }
 
-#[tokio::test]
-async fn sixteen_concurrent_publishes_of_one_package_all_land() {
-    let registry = Registry::start().await;
+on_each_storage!(sixteen_concurrent_publishes_of_one_package_all_land);
+async fn sixteen_concurrent_publishes_of_one_package_all_land(storage: Storage) {
+    let registry = Registry::start_on(storage).await;
     let publishes = (0..16).map(|i| {
         let body = PublishBody::new("busy", &format!("1.0.{i}"));
         let registry = &registry;
@@ -498,6 +498,40 @@ async fn sixteen_concurrent_publishes_of_one_package_all_land() {
     let doc: Value = registry.get("/busy").await.json().await.unwrap();
     assert_eq!(doc["versions"].as_object().unwrap().len(), 16);
     assert_eq!(doc["maintainers"].as_array().unwrap().len(), 1);
+    assert_eq!(registry.server.stored_blobs().await.len(), 16);
+}
+
+#[tokio::test]
+async fn a_publish_while_s3_is_down_gets_503_with_retry_after_and_leaves_no_version() {
+    let mut registry = Registry::start_on(Storage::S3).await;
+    let published = PublishBody::new("steady", "1.0.0");
+    assert_eq!(
+        registry.publish(&published).await.status(),
+        StatusCode::CREATED
+    );
+    registry.server.s3.as_mut().unwrap().stop();
+
+    let response = registry
+        .publish(&PublishBody::new("stranded", "1.0.0"))
+        .await;
+    assert_eq!(response.headers()["retry-after"], "5");
+    let message = error_of(response, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(message.contains("unavailable"), "{message}");
+    let next = registry.publish(&PublishBody::new("steady", "1.1.0")).await;
+    error_of(next, StatusCode::SERVICE_UNAVAILABLE).await;
+
+    error_of(registry.get("/stranded").await, StatusCode::NOT_FOUND).await;
+    let doc: Value = registry.get("/steady").await.json().await.unwrap();
+    assert_eq!(doc["versions"].as_object().unwrap().len(), 1, "{doc}");
+    let tarball = registry.get("/steady/-/steady-1.0.0.tgz").await;
+    assert_eq!(tarball.headers()["retry-after"], "5");
+    error_of(tarball, StatusCode::SERVICE_UNAVAILABLE).await;
+    let ready = reqwest::get(registry.url("/health/ready")).await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        ready.json::<Value>().await.unwrap()["blob_store"],
+        "unavailable"
+    );
 }
 
 #[tokio::test]

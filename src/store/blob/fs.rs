@@ -74,4 +74,8 @@ impl BlobStore for FsBlobStore {
         tokio::fs::metadata(&self.root).await?;
         Ok(())
     }
+
+    async fn presigned_get(&self, _key: &BlobKey) -> Result<Option<String>, BlobError> {
+        Ok(None)
+    }
 }

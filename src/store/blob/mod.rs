@@ -1,6 +1,8 @@
-//! The blob store: tarball bytes under content addresses, on the local filesystem (S3 later).
+//! The blob store: tarball bytes under content addresses, on the local filesystem ([`fs`]) or in
+//! an S3-compatible bucket ([`s3`]).
 
 pub mod fs;
+pub mod s3;
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
@@ -38,6 +40,14 @@ pub enum BlobError {
     /// Local I/O failed.
     #[error("blob storage I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The storage service could not be reached, timed out or kept failing with 5xx after the
+    /// bounded retries; the request may succeed later.
+    #[error("blob storage is unavailable: {0}")]
+    Unavailable(String),
+    /// The storage service refused the request (wrong credentials, missing bucket, ...); retrying
+    /// will not help until the configuration changes.
+    #[error("blob storage refused the request: {0}")]
+    Refused(String),
 }
 
 /// Where tarballs live.
@@ -51,4 +61,7 @@ pub trait BlobStore: Send + Sync {
     async fn delete(&self, key: &BlobKey) -> Result<(), BlobError>;
     /// Answers whether the store is usable (for `/health/ready`).
     async fn check(&self) -> Result<(), BlobError>;
+    /// A short-lived URL from which a client can download the blob directly, or `None` when the
+    /// store cannot hand out URLs (the bytes are then streamed through Packr).
+    async fn presigned_get(&self, key: &BlobKey) -> Result<Option<String>, BlobError>;
 }

@@ -25,7 +25,9 @@ pub fn record(conn: &Connection, event: &AuditEvent) -> Result<i64, StoreError> 
             event.details.to_string(),
         ],
     )?;
-    Ok(conn.last_insert_rowid())
+    let id = conn.last_insert_rowid();
+    super::webhooks::enqueue(conn, event, id)?;
+    Ok(id)
 }
 
 /// Filters of an audit-log query; `None` means any.

@@ -1,10 +1,13 @@
 //! The SQLite metadata store: one writer connection, a pool of readers, all calls off the async threads.
 
 pub mod audit;
+pub mod device;
+pub mod migrate;
 pub mod orgs;
 pub mod packages;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -39,7 +42,9 @@ impl Sqlite {
         let path = dir.join("packr.db");
         let writer = Connection::open(&path)?;
         configure(&writer)?;
+        let version = migrate::user_version(&writer)?;
         writer.execute_batch(SCHEMA)?;
+        migrate::run(&writer, version)?;
         let manager = SqliteConnectionManager::file(&path)
             .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .with_init(|conn| {

@@ -1,6 +1,6 @@
 //! Queries on `tokens`.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::users::UserRow;
 use crate::store::StoreError;
@@ -26,13 +26,55 @@ pub struct TokenRow {
     pub expires_at: Option<i64>,
     /// Revocation time (ms).
     pub revoked_at: Option<i64>,
+    /// Networks the token may be used from (`10.0.0.0/8`), empty for anywhere.
+    pub cidr: Vec<String>,
+    /// A short, non-secret piece of the token shown in listings so people can tell tokens apart.
+    pub display: String,
+    /// Last use (ms), as of the last usage flush.
+    pub last_used_at: Option<i64>,
+    /// Requests authenticated with the token, as of the last usage flush.
+    pub use_count: i64,
+}
+
+const COLUMNS: &str = "t.id, t.user_id, t.token_hash, t.role, t.scopes, t.name, t.created_at, \
+                       t.expires_at, t.revoked_at, t.cidr, t.display, t.last_used_at, t.use_count";
+
+/// The token columns of [`COLUMNS`], with its two JSON columns still as text.
+fn from_row(row: &Row<'_>) -> rusqlite::Result<(TokenRow, String, String)> {
+    Ok((
+        TokenRow {
+            id: row.get(0)?,
+            user_id: row.get(1)?,
+            token_hash: row.get(2)?,
+            role: row.get(3)?,
+            scopes: Vec::new(),
+            name: row.get(5)?,
+            created_at: row.get(6)?,
+            expires_at: row.get(7)?,
+            revoked_at: row.get(8)?,
+            cidr: Vec::new(),
+            display: row.get(10)?,
+            last_used_at: row.get(11)?,
+            use_count: row.get(12)?,
+        },
+        row.get(4)?,
+        row.get(9)?,
+    ))
+}
+
+/// Parses the JSON columns left as text by [`from_row`].
+fn finish((mut token, scopes, cidr): (TokenRow, String, String)) -> Result<TokenRow, StoreError> {
+    token.scopes = serde_json::from_str(&scopes)?;
+    token.cidr = serde_json::from_str(&cidr)?;
+    Ok(token)
 }
 
 /// Stores a newly issued token.
 pub fn insert(conn: &Connection, token: &TokenRow) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO tokens (id, user_id, token_hash, role, scopes, name, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO tokens (id, user_id, token_hash, role, scopes, name, created_at, expires_at,
+                             cidr, display)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             token.id,
             token.user_id,
@@ -42,6 +84,8 @@ pub fn insert(conn: &Connection, token: &TokenRow) -> Result<(), StoreError> {
             token.name,
             token.created_at,
             token.expires_at,
+            serde_json::to_string(&token.cidr)?,
+            token.display,
         ],
     )?;
     Ok(())
@@ -52,44 +96,98 @@ pub fn find_with_user(
     conn: &Connection,
     id: &str,
 ) -> Result<Option<(TokenRow, UserRow)>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS}, u.id, u.name, u.email, u.password_hash, u.role
+         FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?1"
+    );
     let found = conn
-        .query_row(
-            "SELECT t.id, t.user_id, t.token_hash, t.role, t.scopes, t.name, t.created_at,
-                    t.expires_at, t.revoked_at, u.id, u.name, u.email, u.password_hash, u.role
-             FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?1",
-            [id],
-            |row| {
-                let scopes: String = row.get(4)?;
-                Ok((
-                    TokenRow {
-                        id: row.get(0)?,
-                        user_id: row.get(1)?,
-                        token_hash: row.get(2)?,
-                        role: row.get(3)?,
-                        scopes: Vec::new(),
-                        name: row.get(5)?,
-                        created_at: row.get(6)?,
-                        expires_at: row.get(7)?,
-                        revoked_at: row.get(8)?,
-                    },
-                    scopes,
-                    UserRow {
-                        id: row.get(9)?,
-                        name: row.get(10)?,
-                        email: row.get(11)?,
-                        password_hash: row.get(12)?,
-                        role: row.get(13)?,
-                    },
-                ))
-            },
-        )
+        .query_row(&sql, [id], |row| {
+            Ok((
+                from_row(row)?,
+                UserRow {
+                    id: row.get(13)?,
+                    name: row.get(14)?,
+                    email: row.get(15)?,
+                    password_hash: row.get(16)?,
+                    role: row.get(17)?,
+                },
+            ))
+        })
         .optional()?;
     found
-        .map(|(mut token, scopes, user)| {
-            token.scopes = serde_json::from_str(&scopes)?;
-            Ok((token, user))
-        })
+        .map(|(token, user)| Ok((finish(token)?, user)))
         .transpose()
+}
+
+/// Looks a token up by the hash of the whole token.
+pub fn find_by_hash(conn: &Connection, token_hash: &str) -> Result<Option<TokenRow>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM tokens t WHERE t.token_hash = ?1");
+    conn.query_row(&sql, [token_hash], from_row)
+        .optional()?
+        .map(finish)
+        .transpose()
+}
+
+/// The ids of the tokens whose id starts with `prefix`, of one owner or of everyone, each with
+/// whether it is still unrevoked.
+pub fn ids_with_prefix(
+    conn: &Connection,
+    user_id: Option<i64>,
+    prefix: &str,
+) -> Result<Vec<(String, bool)>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, revoked_at IS NULL FROM tokens
+         WHERE substr(id, 1, length(?1)) = ?1 AND (?2 IS NULL OR user_id = ?2)
+         ORDER BY id LIMIT 20",
+    )?;
+    let ids = stmt
+        .query_map(params![prefix, user_id], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
+        .collect::<Result<Vec<(String, bool)>, _>>()?;
+    Ok(ids)
+}
+
+/// Which tokens a listing shows.
+#[derive(Debug, Clone, Default)]
+pub struct TokenFilter {
+    /// Only this owner's tokens.
+    pub user_id: Option<i64>,
+    /// Leave out revoked tokens and those expired at `now`.
+    pub live_at: Option<i64>,
+    /// Page size.
+    pub limit: u32,
+    /// Rows to skip.
+    pub offset: u32,
+}
+
+/// Tokens matching `filter` with their owners' names, newest first, and the number of matches.
+pub fn list(
+    conn: &Connection,
+    filter: &TokenFilter,
+) -> Result<(Vec<(TokenRow, String)>, i64), StoreError> {
+    let condition = "(?1 IS NULL OR t.user_id = ?1)
+         AND (?2 IS NULL OR (t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?2)))";
+    let args = params![filter.user_id, filter.live_at];
+    let total = conn.query_row(
+        &format!("SELECT COUNT(*) FROM tokens t WHERE {condition}"),
+        args,
+        |row| row.get(0),
+    )?;
+    let sql = format!(
+        "SELECT {COLUMNS}, u.name FROM tokens t JOIN users u ON u.id = t.user_id
+         WHERE {condition} ORDER BY t.created_at DESC, t.id LIMIT {} OFFSET {}",
+        filter.limit, filter.offset
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt
+        .query_map(args, |row| Ok((from_row(row)?, row.get::<_, String>(13)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let rows = rows
+        .into_iter()
+        .map(|(token, user)| Ok((finish(token)?, user)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok((rows, total))
 }
 
 /// Revokes the live token with this hash; returns its id and owner when one was revoked.
@@ -110,4 +208,36 @@ pub fn revoke_by_hash(
         return Ok(None);
     };
     Ok(find_with_user(conn, &id)?.map(|(token, user)| (token.id, user)))
+}
+
+/// Revokes the live token with this id; returns it and its owner when one was revoked.
+pub fn revoke_by_id(
+    conn: &Connection,
+    id: &str,
+    now: i64,
+) -> Result<Option<(TokenRow, UserRow)>, StoreError> {
+    let changed = conn.execute(
+        "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+        params![id, now],
+    )?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    find_with_user(conn, id)
+}
+
+/// Adds `count` uses, the latest at `last_used_at` (ms), to a token's usage data.
+pub fn add_uses(
+    conn: &Connection,
+    id: &str,
+    count: i64,
+    last_used_at: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE tokens SET use_count = use_count + ?2,
+                           last_used_at = MAX(COALESCE(last_used_at, 0), ?3)
+         WHERE id = ?1",
+        params![id, count, last_used_at],
+    )?;
+    Ok(())
 }

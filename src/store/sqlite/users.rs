@@ -37,6 +37,12 @@ pub fn find_by_name(conn: &Connection, name: &str) -> Result<Option<UserRow>, St
     Ok(conn.query_row(&sql, [name], from_row).optional()?)
 }
 
+/// Looks a user up by id.
+pub fn find_by_id(conn: &Connection, id: i64) -> Result<Option<UserRow>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1");
+    Ok(conn.query_row(&sql, [id], from_row).optional()?)
+}
+
 /// Looks users up by login names, keeping the order given; unknown names are skipped.
 pub fn find_many(conn: &Connection, names: &[String]) -> Result<Vec<UserRow>, StoreError> {
     let mut found = Vec::with_capacity(names.len());

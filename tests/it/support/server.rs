@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use packr::config::Config;
 use packr::server::Server;
+
+use super::s3::S3Server;
 use reqwest::StatusCode;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -20,9 +22,20 @@ pub struct TestServer {
     pub url: String,
     /// The server's data directory (database, blobs, secrets).
     pub data_dir: PathBuf,
+    /// The S3 server holding the tarballs, when started on [`Storage::S3`].
+    pub s3: Option<S3Server>,
     config: Config,
     running: Running,
     _data: TempDir,
+}
+
+/// Where a test server keeps tarballs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// Files in the data directory.
+    Fs,
+    /// A bucket on a real S3 server (s3s-fs) of the test's own.
+    S3,
 }
 
 struct Running {
@@ -39,11 +52,29 @@ impl TestServer {
 
     /// Starts a server with [`Config::for_tests`] adjusted by `tweak`.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_on_with(Storage::Fs, tweak).await
+    }
+
+    /// Starts a server keeping tarballs on `storage`.
+    pub async fn start_on(storage: Storage) -> Self {
+        Self::start_on_with(storage, |_| {}).await
+    }
+
+    /// Starts a server keeping tarballs on `storage` (S3: a new s3s-fs and bucket), with
+    /// [`Config::for_tests`] adjusted by `tweak`.
+    pub async fn start_on_with(storage: Storage, tweak: impl FnOnce(&mut Config)) -> Self {
         let data = tempfile::Builder::new()
             .prefix("packr-test-")
             .tempdir()
             .expect("creating the test data directory");
         let mut config = Config::for_tests(data.path());
+        let s3 = match storage {
+            Storage::Fs => None,
+            Storage::S3 => Some(S3Server::start().await),
+        };
+        if let Some(s3) = &s3 {
+            config.storage = packr::config::Storage::S3(s3.config());
+        }
         tweak(&mut config);
         let running = launch(&config)
             .await
@@ -51,10 +82,26 @@ impl TestServer {
         Self {
             url: format!("http://{}", running.addr),
             data_dir: data.path().to_owned(),
+            s3,
             config,
             running,
             _data: data,
         }
+    }
+
+    /// The names of the stored tarball blobs (files or object keys), whichever the storage.
+    pub async fn stored_blobs(&self) -> Vec<String> {
+        if let Some(s3) = &self.s3 {
+            return s3.keys().await;
+        }
+        let blobs = self.data_dir.join("blobs");
+        let mut stored: Vec<String> = walk_files(&blobs)
+            .into_iter()
+            .filter(|path| !path.starts_with(blobs.join("tmp")))
+            .map(|path| path.display().to_string())
+            .collect();
+        stored.sort();
+        stored
     }
 
     /// `127.0.0.1:PORT`, as used in `.npmrc` credential keys.
@@ -155,6 +202,23 @@ async fn launch(config: &Config) -> anyhow::Result<Running> {
     let stop = CancellationToken::new();
     let task = tokio::spawn(server.run(stop.clone()));
     Ok(Running { addr, stop, task })
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                walk_files(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
 }
 
 /// The URL path of a package's packument: `/name` or `/@scope%2fname`.

@@ -1,0 +1,189 @@
+//! Per-client-IP rate limits on the login, device-code and token endpoints (`PACKR_LOGIN_RATE_LIMIT`):
+//! a token bucket per address and endpoint group (governor's keyed GCRA limiter), answering 429
+//! with `Retry-After` and an npm-shaped error.
+//!
+//! The middleware sits on the whole router and picks its routes by method and path, so routes
+//! added later under those paths are limited too. Each group has its own bucket, so a device
+//! polling for its token does not use up the address's password attempts. The key is the TCP
+//! peer: behind a reverse proxy every client shares the proxy's bucket.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::Clock;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::config::RateLimit;
+use crate::error::ApiError;
+
+/// Addresses remembered before idle buckets (those back to full) are dropped.
+const MAX_TRACKED_KEYS: usize = 10_000;
+
+/// Endpoints that share a bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Group {
+    /// Everything that checks a password.
+    Password,
+    /// RFC 8628 device authorization and polling.
+    Device,
+    /// Listing and revoking tokens.
+    Tokens,
+}
+
+/// The group of a request, or `None` when it is not limited.
+fn group_of(method: &Method, path: &str) -> Option<Group> {
+    let post = method == Method::POST;
+    match path {
+        "/-/v1/login" | "/api/v1/admin/sessions" if post => Some(Group::Password),
+        "/-/v1/device/authorize" | "/-/v1/device/token" if post => Some(Group::Device),
+        "/-/npm/v1/tokens" if post => Some(Group::Password),
+        _ if path.starts_with("/-/user/org.couchdb.user:") && method == Method::PUT => {
+            Some(Group::Password)
+        }
+        _ if path == "/-/npm/v1/tokens" || path.starts_with("/-/npm/v1/tokens/") => {
+            Some(Group::Tokens)
+        }
+        _ => None,
+    }
+}
+
+/// The limiter shared by every request; cheap to clone.
+#[derive(Clone)]
+pub struct LoginRateLimit {
+    limiter: Option<Arc<DefaultKeyedRateLimiter<(IpAddr, Group)>>>,
+}
+
+impl LoginRateLimit {
+    /// A limiter for `limit` (which may be off).
+    pub fn new(limit: RateLimit) -> Self {
+        let limiter = match limit {
+            RateLimit::Off => None,
+            RateLimit::Every { requests, per } => {
+                let refill = per / requests.get();
+                Quota::with_period(refill.max(Duration::from_nanos(1)))
+                    .map(|quota| Arc::new(RateLimiter::keyed(quota.allow_burst(requests))))
+            }
+        };
+        Self { limiter }
+    }
+
+    /// `Err(wait)` when `ip` has used up its bucket for `group`.
+    fn check(&self, ip: IpAddr, group: Group) -> Result<(), Duration> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        if limiter.len() > MAX_TRACKED_KEYS {
+            limiter.retain_recent();
+        }
+        limiter
+            .check_key(&(ip.to_canonical(), group))
+            .map_err(|not_until| not_until.wait_time_from(limiter.clock().now()))
+    }
+}
+
+/// The middleware: limited requests over their budget get 429 with `Retry-After` (seconds).
+pub async fn limit_logins(
+    State(limit): State<LoginRateLimit>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let group = group_of(request.method(), request.uri().path());
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    if let (Some(group), Some(ip)) = (group, peer)
+        && let Err(wait) = limit.check(ip, group)
+    {
+        let seconds = u32::try_from(wait.as_secs().saturating_add(1)).unwrap_or(u32::MAX);
+        tracing::warn!(%ip, ?group, retry_after = seconds, "rate limit reached");
+        return ApiError::too_many_requests(
+            seconds,
+            format!(
+                "too many login or token requests from your address; try again in {seconds} seconds"
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+
+    use super::*;
+
+    #[test]
+    fn login_device_and_token_routes_are_limited_and_others_are_not() {
+        let cases = [
+            (Method::POST, "/-/v1/login", Some(Group::Password)),
+            (
+                Method::PUT,
+                "/-/user/org.couchdb.user:alice",
+                Some(Group::Password),
+            ),
+            (
+                Method::PUT,
+                "/-/user/org.couchdb.user:alice/-rev/1",
+                Some(Group::Password),
+            ),
+            (
+                Method::POST,
+                "/api/v1/admin/sessions",
+                Some(Group::Password),
+            ),
+            (Method::POST, "/-/npm/v1/tokens", Some(Group::Password)),
+            (Method::POST, "/-/v1/device/authorize", Some(Group::Device)),
+            (Method::POST, "/-/v1/device/token", Some(Group::Device)),
+            (Method::GET, "/-/npm/v1/tokens", Some(Group::Tokens)),
+            (
+                Method::DELETE,
+                "/-/npm/v1/tokens/token/abc",
+                Some(Group::Tokens),
+            ),
+            (Method::GET, "/-/user/org.couchdb.user:alice", None),
+            (Method::GET, "/-/whoami", None),
+            (Method::GET, "/-/v1/login", None),
+            (Method::GET, "/-/npm/v1/tokensx", None),
+            (Method::GET, "/left-pad", None),
+        ];
+        for (method, path, group) in cases {
+            assert_eq!(group_of(&method, path), group, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn the_bucket_holds_the_configured_number_of_requests_per_address_and_group() {
+        let limit = LoginRateLimit::new(RateLimit::Every {
+            requests: NonZeroU32::new(3).unwrap(),
+            per: Duration::from_secs(60),
+        });
+        let alice: IpAddr = "10.0.0.1".parse().unwrap();
+        let bob: IpAddr = "10.0.0.2".parse().unwrap();
+        for _ in 0..3 {
+            assert!(limit.check(alice, Group::Password).is_ok());
+        }
+        let wait = limit.check(alice, Group::Password).unwrap_err();
+        assert!(
+            wait > Duration::from_secs(10) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
+        assert!(limit.check(bob, Group::Password).is_ok());
+        assert!(limit.check(alice, Group::Device).is_ok());
+    }
+
+    #[test]
+    fn an_off_limit_never_refuses() {
+        let limit = LoginRateLimit::new(RateLimit::Off);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..1000 {
+            assert!(limit.check(ip, Group::Password).is_ok());
+        }
+    }
+}

@@ -1,0 +1,463 @@
+//! Webhooks (SPEC §7): hooks owned by a user or an org, signed JSON deliveries, and a durable
+//! retry queue.
+//!
+//! Deliveries are an outbox: [`crate::store::sqlite::audit::record`] queues them in the same
+//! transaction as the change it audits, so a crash can lose neither. The [`Worker`] sends what is
+//! due, logs every attempt, and retries failures on the configured schedule.
+
+pub mod schedule;
+mod secret;
+pub mod signature;
+mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+pub use secret::{Sealed, SecretBox};
+pub use worker::Worker;
+
+use crate::audit::AuditEvent;
+use crate::auth::{Caller, Permission};
+use crate::clock;
+use crate::store::sqlite::webhooks::{self as rows, DeliveryRow, NewWebhook, Requeue, WebhookRow};
+use crate::store::sqlite::{audit, orgs, users};
+use crate::store::{Sqlite, StoreError};
+
+/// The events a hook may subscribe to; other audited actions are never delivered.
+pub const EVENTS: [&str; 6] = [
+    "package.published",
+    "package.unpublished",
+    "package.deprecated",
+    "dist-tag.changed",
+    "token.created",
+    "token.revoked",
+];
+
+/// Why a webhook operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// Input that cannot be used.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such hook, delivery, user or org.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request clashes with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The metadata store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Something on the server side failed.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// How deliveries are sent and retried.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// Waits before each retry; N waits allow N + 1 attempts.
+    pub retry_schedule: Vec<Duration>,
+    /// Time limit of one attempt.
+    pub timeout: Duration,
+}
+
+/// Who owns a new hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// A user, by name.
+    User(String),
+    /// An org, by slug.
+    Org(String),
+}
+
+/// A hook as shown to admins; never carries the secret.
+#[derive(Debug, Clone, Serialize)]
+pub struct Webhook {
+    /// Its id.
+    pub id: i64,
+    /// Where deliveries go.
+    pub url: String,
+    /// Subscribed events.
+    pub events: Vec<String>,
+    /// `{"user": name}` or `{"org": slug}`.
+    pub owner: Value,
+    /// Creation time (ISO-8601).
+    pub created: String,
+    /// Who created it.
+    pub created_by: Option<String>,
+    /// False once deleted.
+    pub active: bool,
+}
+
+impl From<WebhookRow> for Webhook {
+    fn from(row: WebhookRow) -> Self {
+        let owner = match (row.owner_user, row.owner_org) {
+            (Some(user), _) => json!({ "user": user }),
+            (None, Some(org)) => json!({ "org": org }),
+            (None, None) => Value::Null,
+        };
+        Self {
+            id: row.id,
+            url: row.url,
+            events: row.events,
+            owner,
+            created: clock::iso(row.created_at),
+            created_by: row.created_by,
+            active: row.active,
+        }
+    }
+}
+
+/// A delivery and its attempts, as shown to admins.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    /// The delivery id (`X-Packr-Delivery`).
+    pub id: String,
+    /// The hook.
+    pub webhook_id: i64,
+    /// The audit event id (`X-Packr-Event-Id`).
+    pub event_id: i64,
+    /// The event name.
+    pub event: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    /// When the next attempt is due, while pending.
+    pub next_attempt: Option<String>,
+    /// Whether a worker is sending it right now.
+    pub in_flight: bool,
+    /// Queued at.
+    pub created: String,
+    /// Last changed at.
+    pub updated: String,
+    /// Every attempt, first first.
+    pub attempts: Vec<Attempt>,
+}
+
+/// One logged attempt.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    /// 1 for the first.
+    pub attempt: u32,
+    /// When it started.
+    pub at: String,
+    /// The receiver's HTTP status, when it answered.
+    pub http_status: Option<u16>,
+    /// What went wrong, if anything.
+    pub error: Option<String>,
+    /// How long it took.
+    pub duration_ms: i64,
+}
+
+impl From<DeliveryRow> for Delivery {
+    fn from(row: DeliveryRow) -> Self {
+        Self {
+            id: row.id,
+            webhook_id: row.webhook_id,
+            event_id: row.event_id,
+            event: row.action,
+            status: row.status,
+            next_attempt: row.next_attempt_at.map(clock::iso),
+            in_flight: row.in_flight,
+            created: clock::iso(row.created_at),
+            updated: clock::iso(row.updated_at),
+            attempts: row
+                .attempts
+                .into_iter()
+                .map(|a| Attempt {
+                    attempt: a.attempt,
+                    at: clock::iso(a.at),
+                    http_status: a.http_status,
+                    error: a.error,
+                    duration_ms: a.duration_ms,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The JSON body of a delivery: `{id, event, created, actor, package, org, data}`.
+pub fn payload(event: &AuditEvent, event_id: i64, at_ms: i64) -> String {
+    json!({
+        "id": event_id,
+        "event": event.action,
+        "created": clock::iso(at_ms),
+        "actor": event.actor_name.as_ref().map(|name| json!({ "name": name })),
+        "package": event.package,
+        "org": event.org,
+        "data": event.details,
+    })
+    .to_string()
+}
+
+/// Checks and normalises event names: at least one, each one of [`EVENTS`], in that order.
+fn validate_events(events: &[String]) -> Result<Vec<String>, WebhookError> {
+    if let Some(unknown) = events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
+        return Err(WebhookError::Invalid(format!(
+            "unknown event `{unknown}`; hooks can subscribe to {}",
+            EVENTS.join(", ")
+        )));
+    }
+    let chosen: Vec<String> = EVENTS
+        .iter()
+        .filter(|name| events.iter().any(|e| e == *name))
+        .map(|name| (*name).to_owned())
+        .collect();
+    if chosen.is_empty() {
+        return Err(WebhookError::Invalid(format!(
+            "`events` must name at least one of {}",
+            EVENTS.join(", ")
+        )));
+    }
+    Ok(chosen)
+}
+
+/// A new hook and its secret, which is shown this once.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedWebhook {
+    /// The hook.
+    #[serde(flatten)]
+    pub webhook: Webhook,
+    /// The signing secret.
+    pub secret: String,
+}
+
+/// Creates, lists and deletes hooks; lists and redelivers deliveries.
+#[derive(Clone)]
+pub struct Webhooks {
+    db: Sqlite,
+    secrets: SecretBox,
+    settings: Arc<WebhookSettings>,
+}
+
+impl Webhooks {
+    /// The webhook service over a metadata store, sealing secrets with `secrets`.
+    pub fn new(db: Sqlite, secrets: SecretBox, settings: WebhookSettings) -> Self {
+        Self {
+            db,
+            secrets,
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// A worker that sends due deliveries.
+    pub fn worker(&self) -> anyhow::Result<Worker> {
+        Worker::new(
+            self.db.clone(),
+            self.secrets.clone(),
+            Arc::clone(&self.settings),
+        )
+    }
+
+    /// Creates a hook for `owner` (the caller when `None`); returns it with its new secret.
+    #[tracing::instrument(skip_all, fields(url = %url))]
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        url: &str,
+        events: &[String],
+        owner: Option<Owner>,
+    ) -> Result<CreatedWebhook, WebhookError> {
+        require_admin(caller)?;
+        worker::validate_url(url)?;
+        let events = validate_events(events)?;
+        let owner = owner.unwrap_or_else(|| Owner::User(caller.name.clone()));
+        let secret = secret::generate();
+        let sealed = self.secrets.seal(&secret).map_err(WebhookError::Internal)?;
+        let (caller, url) = (caller.clone(), url.to_owned());
+        let row = self
+            .db
+            .write(move |tx| {
+                let (owner_user_id, owner_org_id, owner_json) = match &owner {
+                    Owner::User(name) => match users::find_by_name(tx, name)? {
+                        Some(user) => (Some(user.id), None, json!({ "user": name })),
+                        None => {
+                            return Ok(Err(WebhookError::NotFound(format!(
+                                "no user named {name}; create the account before its webhook"
+                            ))));
+                        }
+                    },
+                    Owner::Org(slug) => match orgs::find(tx, slug)? {
+                        Some(org) => (None, Some(org.id), json!({ "org": slug })),
+                        None => {
+                            return Ok(Err(WebhookError::NotFound(format!(
+                                "no org named {slug}; create it with POST /api/v1/admin/orgs first"
+                            ))));
+                        }
+                    },
+                };
+                let id = rows::insert(
+                    tx,
+                    &NewWebhook {
+                        owner_user_id,
+                        owner_org_id,
+                        url: url.clone(),
+                        events: events.clone(),
+                        secret: sealed,
+                        created_by: caller.user_id,
+                        now: clock::now_ms(),
+                    },
+                )?;
+                let details =
+                    json!({ "webhook_id": id, "url": url, "events": events, "owner": owner_json });
+                let mut event = AuditEvent::by(&caller, "webhook.created", details);
+                if let Owner::Org(slug) = &owner {
+                    event = event.on_org(slug);
+                }
+                audit::record(tx, &event)?;
+                Ok(rows::find(tx, id)?.ok_or_else(|| {
+                    WebhookError::Internal(format!("webhook {id} vanished after insert"))
+                }))
+            })
+            .await??;
+        tracing::info!(webhook = row.id, "webhook created");
+        Ok(CreatedWebhook {
+            webhook: row.into(),
+            secret,
+        })
+    }
+
+    /// Every hook not deleted.
+    pub async fn list(&self) -> Result<Vec<Webhook>, WebhookError> {
+        let rows = self.db.read(rows::list).await?;
+        Ok(rows.into_iter().map(Webhook::from).collect())
+    }
+
+    /// Deletes a hook; its pending deliveries are marked failed, its log is kept.
+    pub async fn delete(&self, caller: &Caller, id: i64) -> Result<(), WebhookError> {
+        require_admin(caller)?;
+        let caller = caller.clone();
+        self.db
+            .write(move |tx| {
+                let Some(hook) = rows::find(tx, id)?.filter(|h| h.active) else {
+                    return Ok(Err(not_found_hook(id)));
+                };
+                rows::deactivate(tx, id, clock::now_ms())?;
+                let details = json!({ "webhook_id": id, "url": hook.url });
+                let mut event = AuditEvent::by(&caller, "webhook.deleted", details);
+                if let Some(slug) = &hook.owner_org {
+                    event = event.on_org(slug);
+                }
+                audit::record(tx, &event)?;
+                Ok(Ok(()))
+            })
+            .await?
+    }
+
+    /// A hook's deliveries, newest first, with every attempt, and the total count.
+    pub async fn deliveries(
+        &self,
+        id: i64,
+        limit: u32,
+        offset: u32,
+    ) -> Result<(Vec<Delivery>, i64), WebhookError> {
+        let found = self
+            .db
+            .read(move |conn| {
+                if rows::find(conn, id)?.is_none() {
+                    return Ok(None);
+                }
+                rows::deliveries(conn, id, limit, offset, clock::now_ms()).map(Some)
+            })
+            .await?;
+        let (rows, total) = found.ok_or_else(|| not_found_hook(id))?;
+        Ok((rows.into_iter().map(Delivery::from).collect(), total))
+    }
+
+    /// Queues a delivery again, due now, with a fresh retry schedule.
+    pub async fn redeliver(&self, caller: &Caller, id: &str) -> Result<Delivery, WebhookError> {
+        require_admin(caller)?;
+        let (caller, id) = (caller.clone(), id.to_owned());
+        self.db
+            .write(move |tx| {
+                let now = clock::now_ms();
+                let (webhook_id, action) = match rows::requeue(tx, &id, now)? {
+                    Requeue::Queued { webhook_id, action } => (webhook_id, action),
+                    Requeue::NotFound => {
+                        return Ok(Err(WebhookError::NotFound(format!("no delivery {id}"))));
+                    }
+                    Requeue::HookDeleted => {
+                        return Ok(Err(WebhookError::Conflict(format!(
+                            "delivery {id} belongs to a deleted webhook; create a new hook instead"
+                        ))));
+                    }
+                    Requeue::InFlight => {
+                        return Ok(Err(WebhookError::Conflict(format!(
+                            "delivery {id} is being sent right now; look at its attempts in a moment"
+                        ))));
+                    }
+                };
+                let details =
+                    json!({ "webhook_id": webhook_id, "delivery_id": id, "event": action });
+                audit::record(tx, &AuditEvent::by(&caller, "webhook.redelivered", details))?;
+                Ok(rows::delivery(tx, &id, now)?
+                    .map(Delivery::from)
+                    .ok_or_else(|| WebhookError::NotFound(format!("no delivery {id}"))))
+            })
+            .await?
+    }
+}
+
+fn require_admin(caller: &Caller) -> Result<(), WebhookError> {
+    caller
+        .require(Permission::Admin)
+        .map_err(|e| WebhookError::Forbidden(e.to_string()))
+}
+
+fn not_found_hook(id: i64) -> WebhookError {
+    WebhookError::NotFound(format!(
+        "no webhook {id}; GET /api/v1/admin/webhooks lists them"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_checked_deduplicated_and_ordered() {
+        let events = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            validate_events(&events(&[
+                "token.revoked",
+                "package.published",
+                "token.revoked"
+            ]))
+            .unwrap(),
+            events(&["package.published", "token.revoked"])
+        );
+        assert!(validate_events(&[]).is_err());
+        let err = validate_events(&events(&["user.login"])).unwrap_err();
+        assert!(err.to_string().contains("package.published"), "{err}");
+    }
+
+    #[test]
+    fn the_payload_names_the_event_actor_package_and_details() {
+        let event = AuditEvent {
+            action: "dist-tag.changed",
+            actor_id: Some(3),
+            actor_name: Some("alice".into()),
+            token_id: Some("t1".into()),
+            ip: Some("127.0.0.1".into()),
+            request_id: None,
+            package: Some("@acme/widget".into()),
+            org: None,
+            details: json!({ "tag": "beta", "version": "1.0.0" }),
+        };
+        let body: Value = serde_json::from_str(&payload(&event, 42, 0)).unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "id": 42, "event": "dist-tag.changed", "created": "1970-01-01T00:00:00.000Z",
+                "actor": { "name": "alice" }, "package": "@acme/widget", "org": null,
+                "data": { "tag": "beta", "version": "1.0.0" },
+            })
+        );
+    }
+}

@@ -1,0 +1,117 @@
+//! Real headless Chromium (Debian's package) driven by playwright-core, for the `/cli/auth` page.
+//! Both are installed on first use: Chromium with apt-get when missing, playwright-core with npm
+//! into `<target>/test-browser/`.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const PLAYWRIGHT: &str = "playwright-core@1.64.1";
+
+fn run(command: &mut std::process::Command) -> anyhow::Result<()> {
+    let output = command.stdin(Stdio::null()).output()?;
+    if !output.status.success() {
+        bail!(
+            "{command:?} failed ({}):\n{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+fn install() -> anyhow::Result<PathBuf> {
+    let target = Path::new(super::server::packr_binary())
+        .ancestors()
+        .nth(2)
+        .context("the packr binary has no target directory")?;
+    let dir = target.join("test-browser");
+    let marker = dir.join(".installed");
+    let lock = File::create(target.join("test-browser.lock"))?;
+    lock.lock()?;
+    if !Path::new(CHROMIUM).exists() {
+        run(std::process::Command::new("apt-get")
+            .args(["install", "-y", "-qq", "chromium"])
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+        .or_else(|_| {
+            run(std::process::Command::new("apt-get").args(["update", "-qq"]))?;
+            run(std::process::Command::new("apt-get")
+                .args(["install", "-y", "-qq", "chromium"])
+                .env("DEBIAN_FRONTEND", "noninteractive"))
+        })
+        .context("installing Debian's chromium (the tests run as root on CI)")?;
+    }
+    if fs::read_to_string(&marker).is_ok_and(|found| found == PLAYWRIGHT) {
+        return Ok(dir);
+    }
+    fs::create_dir_all(&dir)?;
+    run(std::process::Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&dir)
+        .arg(PLAYWRIGHT)
+        .env("npm_config_update_notifier", "false"))?;
+    fs::write(&marker, PLAYWRIGHT)?;
+    Ok(dir)
+}
+
+fn browser_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        install().unwrap_or_else(|err| panic!("installing the test browser: {err:#}"))
+    })
+}
+
+/// What the page said after the decision.
+#[derive(Debug)]
+pub struct Confirmation {
+    /// Text of the page's result line.
+    pub result: String,
+    /// The user code the page displayed.
+    pub code: String,
+}
+
+/// Opens `url` in headless Chromium, signs in as `user` if asked, and clicks approve or deny.
+pub async fn confirm_login(
+    url: &str,
+    user: &str,
+    password: &str,
+    approve: bool,
+    screenshot: &Path,
+) -> Confirmation {
+    let dir = browser_dir();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/browser.mjs");
+    let decision = if approve { "approve" } else { "deny" };
+    let output = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new("node")
+            .arg(&script)
+            .args([url, user, password, decision])
+            .arg(screenshot)
+            .env("PLAYWRIGHT_DIR", dir)
+            .env("CHROMIUM", CHROMIUM)
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("the browser finished within 90 s")
+    .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the browser script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line: Value =
+        serde_json::from_str(stdout.trim().lines().last().unwrap_or("")).expect("one JSON line");
+    Confirmation {
+        result: line["result"].as_str().unwrap_or("").to_owned(),
+        code: line["code"].as_str().unwrap_or("").to_owned(),
+    }
+}
