@@ -341,7 +341,7 @@ impl Registry {
             json!({ "version": request.version, "tag": request.tag, "integrity": digests.sha512_integrity }),
         )
         .on_package(request.name.as_str());
-        let outcome = self
+        let committed = self
             .db
             .write(move |tx| {
                 // Checked inside the write transaction, so two first publishes cannot both win.
@@ -354,7 +354,25 @@ impl Registry {
                 }
                 Ok(Ok(outcome))
             })
-            .await??;
+            .await;
+        let result = match committed {
+            Err(err) => Err(err.into()),
+            Ok(Err(denied)) => Err(denied),
+            Ok(Ok(outcome)) => self.outcome(outcome, &request, &digests),
+        };
+        if result.is_err() {
+            // Nothing may stay behind from a refused publish, not even its bytes.
+            self.discard_blob(key).await;
+        }
+        result
+    }
+
+    fn outcome(
+        &self,
+        outcome: PublishOutcome,
+        request: &PublishRequest,
+        digests: &Digests,
+    ) -> Result<Published, RegistryError> {
         match outcome {
             PublishOutcome::Committed => {
                 self.invalidate(&request.name);

@@ -220,6 +220,15 @@ impl Registry {
         }
     }
 
+    /// Deletes a blob unless a version references it (the bytes of a refused publish).
+    pub(super) async fn discard_blob(&self, key: BlobKey) {
+        let candidate = vec![key.as_str().to_owned()];
+        match self.db.read(move |conn| rows::unreferenced(conn, candidate)).await {
+            Ok(free) => self.delete_blobs(free).await,
+            Err(err) => tracing::warn!(error = %err, "could not check whether a blob is still used"),
+        }
+    }
+
     /// Answers whether both stores work (for `/health/ready`).
     pub async fn check(&self) -> Result<(), RegistryError> {
         self.db.check().await?;

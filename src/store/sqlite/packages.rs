@@ -359,7 +359,8 @@ pub fn delete_package(conn: &Connection, name: &str, now: i64) -> Result<Vec<Str
     unreferenced(conn, keys)
 }
 
-fn unreferenced(conn: &Connection, keys: Vec<String>) -> Result<Vec<String>, StoreError> {
+/// The keys among `keys` that no version references.
+pub fn unreferenced(conn: &Connection, keys: Vec<String>) -> Result<Vec<String>, StoreError> {
     let mut stmt = conn.prepare_cached("SELECT 1 FROM versions WHERE blob_key = ?1 LIMIT 1")?;
     let mut free = Vec::new();
     for key in keys {
