@@ -9,6 +9,10 @@ use anyhow::{Context, bail};
 use clap::Args;
 use secrecy::SecretString;
 
+mod oauth;
+
+pub use oauth::{OAuthArgs, OAuthConfig, Protocol, ProviderConfig};
+
 /// Where the registry keeps its state; shared by every subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct DataDirArgs {
@@ -39,6 +43,10 @@ pub struct ServeArgs {
     #[arg(long, env = "PACKR_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Memory for rendered packuments (plain and gzip), in bytes; older documents are evicted past it.
+    #[arg(long, env = "PACKR_CACHE_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub cache_bytes: usize,
+
     /// How long after publishing a version may still be unpublished (s, m, h or d suffix).
     #[arg(long, env = "PACKR_UNPUBLISH_WINDOW", default_value = "72h", value_parser = parse_duration)]
     pub unpublish_window: Duration,
@@ -58,6 +66,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub login: LoginSettings,
+
+    #[command(flatten)]
+    pub oauth: OAuthArgs,
 
     #[command(flatten)]
     pub storage: StorageArgs,
@@ -187,6 +198,8 @@ pub struct Config {
     pub anonymous_read: bool,
     /// Request body limit in bytes.
     pub max_body_bytes: usize,
+    /// Memory bound of the packument cache.
+    pub cache_bytes: usize,
     /// Unpublish is refused for versions older than this.
     pub unpublish_window: Duration,
     /// Whether `npm adduser` may create accounts.
@@ -201,6 +214,8 @@ pub struct Config {
     pub tarball_redirect: bool,
     /// Browser and device-code login.
     pub login: LoginSettings,
+    /// Sign-in through OAuth providers.
+    pub oauth: OAuthConfig,
     /// Waits before each retry of a failed webhook delivery.
     pub webhook_retry_schedule: Vec<Duration>,
     /// Time limit of one webhook delivery attempt.
@@ -266,6 +281,7 @@ impl Config {
             public_url,
             anonymous_read: args.anonymous_read,
             max_body_bytes: args.max_body_bytes,
+            cache_bytes: args.cache_bytes,
             unpublish_window: args.unpublish_window,
             allow_signup: args.allow_signup,
             login_rate_limit: args.login_rate_limit,
@@ -273,6 +289,7 @@ impl Config {
             storage,
             tarball_redirect: args.storage.tarball_redirect,
             login: args.login,
+            oauth: OAuthConfig::from_args(args.oauth)?,
             webhook_retry_schedule,
             webhook_timeout: args.webhooks.webhook_timeout,
         })
@@ -286,6 +303,7 @@ impl Config {
             public_url: None,
             anonymous_read: false,
             max_body_bytes: 64 * 1024 * 1024,
+            cache_bytes: 32 * 1024 * 1024,
             unpublish_window: Duration::from_secs(72 * 3600),
             allow_signup: false,
             // Generous, so suites that log in often never meet it; rate-limit tests lower it.
@@ -297,6 +315,7 @@ impl Config {
             storage: Storage::Fs,
             tarball_redirect: false,
             login: LoginSettings::defaults(),
+            oauth: OAuthConfig::default(),
             webhook_retry_schedule: crate::webhooks::schedule::DEFAULT_SCHEDULE.to_vec(),
             webhook_timeout: Duration::from_secs(10),
         }
@@ -479,6 +498,20 @@ mod tests {
     fn s3_storage_without_a_bucket_is_refused_at_startup() {
         let err = config_from(&["--storage", "s3"]).unwrap_err();
         assert!(err.to_string().contains("PACKR_S3_BUCKET"), "{err}");
+    }
+
+    #[test]
+    fn the_webhook_schedule_and_timeout_are_checked_at_startup() {
+        let config = config_from(&["--webhook-retry-schedule", "1s,2m", "--webhook-timeout", "3s"])
+            .unwrap();
+        assert_eq!(
+            config.webhook_retry_schedule,
+            [Duration::from_secs(1), Duration::from_secs(120)]
+        );
+        assert_eq!(config.webhook_timeout, Duration::from_secs(3));
+        let err = config_from(&["--webhook-retry-schedule", "1m,soon"]).unwrap_err();
+        assert!(format!("{err:#}").contains("PACKR_WEBHOOK_RETRY_SCHEDULE"), "{err:#}");
+        assert!(config_from(&["--webhook-timeout", "0s"]).is_err());
     }
 
     #[test]

@@ -17,6 +17,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::audit::AuditLog;
 use crate::auth::device::{DeviceFlow, DeviceSettings};
+use crate::auth::oauth::OAuth;
 use crate::auth::session::Sessions;
 use crate::auth::{Accounts, Tokens, secrets};
 use crate::config::{Config, Storage};
@@ -50,6 +51,8 @@ pub struct AppState {
     pub device: DeviceFlow,
     /// Browser sessions and CSRF tokens.
     pub sessions: Sessions,
+    /// Sign-in through OAuth providers.
+    pub oauth: OAuth,
     /// When the server started, for `/health`.
     pub started: Instant,
     /// Webhooks and their deliveries.
@@ -105,7 +108,8 @@ impl Server {
         let settings = RegistrySettings {
             unpublish_window: config.unpublish_window,
             tarball_limits: TarballLimits::default(),
-            tarball_redirect: config.tarball_redirect,
+                        tarball_redirect: config.tarball_redirect,
+            packument_cache_bytes: config.cache_bytes,
         };
         let login_key = secrets::load_or_create(&config.data_dir, "session.key")?;
         let device_settings = DeviceSettings {
@@ -127,6 +131,12 @@ impl Server {
         let worker = webhooks.worker()?;
         let state = AppState {
             webhooks,
+            oauth: OAuth::new(
+                &config.oauth,
+                services.db.clone(),
+                crate::outbound::client()?,
+                login_key.clone(),
+            ),
             device: DeviceFlow::new(
                 services.db.clone(),
                 services.tokens.clone(),

@@ -29,6 +29,16 @@ pub struct PackumentSet {
     pub modified_ms: i64,
 }
 
+impl PackumentSet {
+    /// Bytes held by this set.
+    pub fn size(&self) -> usize {
+        [&self.full, &self.abbreviated]
+            .iter()
+            .map(|r| r.plain.len() + r.gzip.len())
+            .sum()
+    }
+}
+
 #[derive(Default)]
 struct Entry {
     // Bumped by every invalidation, so a render that raced a write is never stored.
@@ -36,14 +46,34 @@ struct Entry {
     by_base_url: HashMap<String, Arc<PackumentSet>>,
 }
 
-/// Rendered packuments by package name and public base URL.
+impl Entry {
+    fn size(&self) -> usize {
+        self.by_base_url.values().map(|s| s.size()).sum()
+    }
+}
+
 #[derive(Default)]
+struct Entries {
+    by_name: HashMap<String, Entry>,
+    bytes: usize,
+}
+
+/// Rendered packuments by package name and public base URL, bounded in bytes.
 pub struct PackumentCache {
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<Entries>,
+    max_bytes: usize,
 }
 
 impl PackumentCache {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+    /// A cache holding at most `max_bytes` of rendered documents.
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            entries: Mutex::default(),
+            max_bytes,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Entries> {
         // A panic while holding the lock cannot leave a half-written entry; keep serving.
         self.entries
             .lock()
@@ -53,6 +83,7 @@ impl PackumentCache {
     /// The cached set, if fresh.
     pub fn get(&self, name: &str, base_url: &str) -> Option<Arc<PackumentSet>> {
         self.lock()
+            .by_name
             .get(name)
             .and_then(|e| e.by_base_url.get(base_url))
             .cloned()
@@ -60,23 +91,86 @@ impl PackumentCache {
 
     /// The invalidation count of a name; take it before reading the database.
     pub fn epoch(&self, name: &str) -> u64 {
-        self.lock().get(name).map_or(0, |e| e.epoch)
+        self.lock().by_name.get(name).map_or(0, |e| e.epoch)
     }
 
-    /// Stores a set rendered from data read at `epoch`, unless a write came since.
+    /// Stores a set rendered from data read at `epoch`, unless a write came since; evicts other
+    /// documents while the cache is over its byte bound.
     pub fn insert(&self, name: &str, base_url: &str, epoch: u64, set: Arc<PackumentSet>) {
+        let size = set.size();
+        if size > self.max_bytes {
+            return;
+        }
         let mut entries = self.lock();
-        let entry = entries.entry(name.to_owned()).or_default();
-        if entry.epoch == epoch {
-            entry.by_base_url.insert(base_url.to_owned(), set);
+        let entries = &mut *entries;
+        let entry = entries.by_name.entry(name.to_owned()).or_default();
+        if entry.epoch != epoch {
+            return;
+        }
+        if let Some(old) = entry.by_base_url.insert(base_url.to_owned(), set) {
+            entries.bytes -= old.size();
+        }
+        entries.bytes += size;
+        if entries.bytes > self.max_bytes {
+            // No recency is tracked: any other document goes. Hot ones come back on their next read.
+            for (other, entry) in entries.by_name.iter_mut() {
+                if entries.bytes <= self.max_bytes {
+                    break;
+                }
+                if other != name {
+                    entries.bytes -= entry.size();
+                    entry.by_base_url.clear();
+                }
+            }
         }
     }
 
     /// Drops every cached representation of a name.
     pub fn invalidate(&self, name: &str) {
         let mut entries = self.lock();
-        let entry = entries.entry(name.to_owned()).or_default();
+        let entries = &mut *entries;
+        let entry = entries.by_name.entry(name.to_owned()).or_default();
         entry.epoch += 1;
+        entries.bytes -= entry.size();
         entry.by_base_url.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(bytes: usize) -> Arc<PackumentSet> {
+        let rendered = || Rendered {
+            plain: Bytes::from(vec![b'x'; bytes / 4]),
+            gzip: Bytes::from(vec![b'x'; bytes / 4]),
+            etag: String::new(),
+            gzip_etag: String::new(),
+        };
+        Arc::new(PackumentSet {
+            full: rendered(),
+            abbreviated: rendered(),
+            modified_ms: 0,
+        })
+    }
+
+    #[test]
+    fn the_cache_stays_under_its_byte_bound() {
+        let cache = PackumentCache::new(1000);
+        for name in ["a", "b", "c", "d"] {
+            cache.insert(name, "http://r", 0, set(400));
+        }
+        assert!(cache.lock().bytes <= 1000);
+        assert!(cache.get("d", "http://r").is_some(), "the newest document stays");
+    }
+
+    #[test]
+    fn a_render_that_raced_a_write_is_not_stored() {
+        let cache = PackumentCache::new(10_000);
+        let epoch = cache.epoch("a");
+        cache.invalidate("a");
+        cache.insert("a", "http://r", epoch, set(100));
+        assert!(cache.get("a", "http://r").is_none());
+        assert_eq!(cache.lock().bytes, 0);
     }
 }

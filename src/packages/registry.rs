@@ -22,6 +22,8 @@ pub struct RegistrySettings {
     pub unpublish_window: Duration,
     /// Limits on published tarballs.
     pub tarball_limits: TarballLimits,
+    /// Memory bound of the rendered-packument cache.
+    pub packument_cache_bytes: usize,
     /// Send downloads to a presigned URL of the blob store when it has one, instead of streaming.
     pub tarball_redirect: bool,
 }
@@ -95,7 +97,7 @@ impl Registry {
         Self {
             db,
             blobs,
-            cache: Arc::new(PackumentCache::default()),
+            cache: Arc::new(PackumentCache::new(settings.packument_cache_bytes)),
             settings: Arc::new(settings),
         }
     }
