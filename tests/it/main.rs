@@ -13,5 +13,7 @@ mod orgs;
 mod pnpm_client;
 mod protocol;
 mod support;
+mod tokens;
 mod web_login;
+mod webhooks;
 mod yarn_client;

@@ -430,7 +430,7 @@ async fn npm_login_whoami_and_logout_round_trip_and_logout_revokes_the_token() {
     server.add_user("carol", "carol-password-1", "maintainer");
     let mut npm = ClientEnv::new(&server, None);
 
-        // Legacy login: npm asks for the username and password on a terminal (web login, npm's
+    // Legacy login: npm asks for the username and password on a terminal (web login, npm's
     // default, is covered with a real browser in web_login.rs).
     npm.npm()
         .args(["login", "--auth-type=legacy"])

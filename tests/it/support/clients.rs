@@ -293,10 +293,6 @@ impl ClientEnv {
                 root.join("global-npmrc").into_os_string(),
             ),
             ("npm_config_cache", root.join("npm-cache").into_os_string()),
-            (
-                "npm_config_store_dir",
-                root.join("pnpm-store").into_os_string(),
-            ),
             ("npm_config_update_notifier", "false".into()),
             ("npm_config_audit", "false".into()),
             ("npm_config_fund", "false".into()),
