@@ -197,4 +197,30 @@ CREATE TABLE IF NOT EXISTS webhook_attempts (
 );
 CREATE INDEX IF NOT EXISTS webhook_attempts_delivery ON webhook_attempts(delivery_id, attempt);
 
+-- OAuth sign-ins in progress (SPEC §4): created when the browser leaves for the provider, used
+-- once when it comes back. The state is kept only as a keyed hash.
+CREATE TABLE IF NOT EXISTS oauth_states (
+    state_hash    TEXT PRIMARY KEY,
+    provider      TEXT NOT NULL,
+    pkce_verifier TEXT NOT NULL,
+    nonce         TEXT NOT NULL,
+    return_code   TEXT NOT NULL,                -- the device user code /cli/auth shows afterwards
+    redirect_uri  TEXT NOT NULL,                -- sent again with the code exchange
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS oauth_states_expiry ON oauth_states(expires_at);
+
+-- Provider identities linked to users: a (provider, subject) pair signs in as one user.
+CREATE TABLE IF NOT EXISTS user_identities (
+    provider      TEXT NOT NULL,                -- github, gitlab, google or oidc
+    subject       TEXT NOT NULL,                -- the provider's stable user id (`sub`, GitHub's id)
+    user_id       INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    email         TEXT NOT NULL DEFAULT '',     -- the verified e-mail at the last sign-in
+    created_at    INTEGER NOT NULL,
+    last_login_at INTEGER NOT NULL,
+    PRIMARY KEY (provider, subject)
+);
+CREATE INDEX IF NOT EXISTS user_identities_user ON user_identities(user_id);
+
 PRAGMA user_version = 5;

@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the registry.
-    Serve(crate::config::ServeArgs),
+    Serve(Box<crate::config::ServeArgs>),
     /// Manage users.
     #[command(subcommand)]
     User(user::UserCommand),
@@ -34,7 +34,7 @@ enum Command {
 /// Runs a parsed command line; errors are printed with their causes.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::User(command) => user::run(command),
         Command::Token(command) => token::run(command),
         Command::Login(args) => login::run(args),

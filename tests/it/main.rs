@@ -9,6 +9,7 @@
 mod blob_store;
 mod cli_contract;
 mod npm_client;
+mod oauth;
 mod orgs;
 mod pnpm_client;
 mod protocol;

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod device;
 pub mod migrate;
+pub mod oauth;
 pub mod orgs;
 pub mod packages;
 pub mod tokens;

@@ -232,7 +232,7 @@ pub fn packr_binary() -> &'static str {
 }
 
 /// Runs `packr ARGS --data-dir DIR`, feeding `stdin`; panics with both outputs unless it succeeds.
-fn packr(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
+pub fn packr(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
     use std::io::Write;
 
     let mut child = Command::new(packr_binary())

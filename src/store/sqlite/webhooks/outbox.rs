@@ -1,178 +1,9 @@
-//! Queries on `webhooks`, the delivery outbox `webhook_deliveries`, and `webhook_attempts`.
+//! The delivery outbox: claiming due deliveries, logging attempts, listing and requeueing.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::audit::AuditEvent;
 use crate::store::StoreError;
-use crate::webhooks::{self, EVENTS, Sealed};
-
-/// A stored hook, with its owner's name; the secret stays in the database.
-#[derive(Debug, Clone)]
-pub struct WebhookRow {
-    /// Database id.
-    pub id: i64,
-    /// The owning user's name, for a user hook.
-    pub owner_user: Option<String>,
-    /// The owning org's slug, for an org hook.
-    pub owner_org: Option<String>,
-    /// Where deliveries are POSTed.
-    pub url: String,
-    /// The events subscribed to.
-    pub events: Vec<String>,
-    /// Creation time (ms).
-    pub created_at: i64,
-    /// Who created it.
-    pub created_by: Option<String>,
-    /// False once deleted.
-    pub active: bool,
-}
-
-/// A hook to insert.
-#[derive(Debug, Clone)]
-pub struct NewWebhook {
-    /// The owning user (exactly one owner is set).
-    pub owner_user_id: Option<i64>,
-    /// The owning org.
-    pub owner_org_id: Option<i64>,
-    /// Target URL.
-    pub url: String,
-    /// Subscribed events.
-    pub events: Vec<String>,
-    /// The encrypted secret.
-    pub secret: Sealed,
-    /// The creating user.
-    pub created_by: i64,
-    /// Creation time (ms).
-    pub now: i64,
-}
-
-const HOOK_COLUMNS: &str = "w.id, u.name, o.slug, w.url, w.events, w.created_at, c.name, w.active
-     FROM webhooks w
-     LEFT JOIN users u ON u.id = w.owner_user_id
-     LEFT JOIN orgs o ON o.id = w.owner_org_id
-     LEFT JOIN users c ON c.id = w.created_by";
-
-fn hook_from_row(row: &Row<'_>) -> rusqlite::Result<WebhookRow> {
-    let events: String = row.get(4)?;
-    Ok(WebhookRow {
-        id: row.get(0)?,
-        owner_user: row.get(1)?,
-        owner_org: row.get(2)?,
-        url: row.get(3)?,
-        events: serde_json::from_str(&events).unwrap_or_default(),
-        created_at: row.get(5)?,
-        created_by: row.get(6)?,
-        active: row.get(7)?,
-    })
-}
-
-/// Inserts a hook; returns its id.
-pub fn insert(conn: &Connection, hook: &NewWebhook) -> Result<i64, StoreError> {
-    conn.execute(
-        "INSERT INTO webhooks (owner_user_id, owner_org_id, url, events, secret_ciphertext,
-                               secret_nonce, created_at, created_by)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            hook.owner_user_id,
-            hook.owner_org_id,
-            hook.url,
-            serde_json::to_string(&hook.events)?,
-            hook.secret.ciphertext,
-            hook.secret.nonce,
-            hook.now,
-            hook.created_by,
-        ],
-    )?;
-    Ok(conn.last_insert_rowid())
-}
-
-/// A hook by id, deleted or not.
-pub fn find(conn: &Connection, id: i64) -> Result<Option<WebhookRow>, StoreError> {
-    let sql = format!("SELECT {HOOK_COLUMNS} WHERE w.id = ?1");
-    Ok(conn.query_row(&sql, [id], hook_from_row).optional()?)
-}
-
-/// Every hook not deleted, oldest first.
-pub fn list(conn: &Connection) -> Result<Vec<WebhookRow>, StoreError> {
-    let sql = format!("SELECT {HOOK_COLUMNS} WHERE w.active = 1 ORDER BY w.id");
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map([], hook_from_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// Deletes a hook (it stays, inactive, for its delivery log) and fails its pending deliveries;
-/// false when there is no such active hook.
-pub fn deactivate(conn: &Connection, id: i64, now: i64) -> Result<bool, StoreError> {
-    let changed = conn.execute(
-        "UPDATE webhooks SET active = 0 WHERE id = ?1 AND active = 1",
-        [id],
-    )?;
-    if changed == 0 {
-        return Ok(false);
-    }
-    conn.execute(
-        "UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL,
-                claimed_until = NULL, updated_at = ?2
-         WHERE webhook_id = ?1 AND status = 'pending'",
-        params![id, now],
-    )?;
-    Ok(true)
-}
-
-/// Queues one delivery of the audited event `event_id` to every active hook that wants it.
-///
-/// A user hook receives the events its user caused, and the events on packages the user
-/// maintains. An org hook receives the events on packages under `@<slug>/`, and events naming
-/// the org. Only the webhook events ([`EVENTS`]) are delivered.
-pub fn enqueue(conn: &Connection, event: &AuditEvent, event_id: i64) -> Result<(), StoreError> {
-    if !EVENTS.contains(&event.action) {
-        return Ok(());
-    }
-    let mut stmt = conn.prepare_cached(
-        "SELECT w.id FROM webhooks w
-         WHERE w.active = 1
-           AND EXISTS (SELECT 1 FROM json_each(w.events) e WHERE e.value = ?1)
-           AND ((w.owner_user_id IS NOT NULL
-                 AND (w.owner_user_id = ?2
-                      OR EXISTS (SELECT 1 FROM maintainers m
-                                 WHERE m.package = ?3 AND m.user_id = w.owner_user_id)))
-             OR (w.owner_org_id IS NOT NULL
-                 AND EXISTS (SELECT 1 FROM orgs o WHERE o.id = w.owner_org_id
-                             AND (o.slug = ?4
-                                  OR substr(?3, 1, length(o.slug) + 2) = '@' || o.slug || '/'))))",
-    )?;
-    let hooks = stmt
-        .query_map(
-            params![event.action, event.actor_id, event.package, event.org],
-            |row| row.get::<_, i64>(0),
-        )?
-        .collect::<Result<Vec<_>, _>>()?;
-    if hooks.is_empty() {
-        return Ok(());
-    }
-    let at: i64 = conn.query_row(
-        "SELECT at FROM audit_log WHERE id = ?1",
-        [event_id],
-        |row| row.get(0),
-    )?;
-    let payload = webhooks::payload(event, event_id, at);
-    for hook in hooks {
-        conn.execute(
-            "INSERT INTO webhook_deliveries (id, webhook_id, event_id, action, payload,
-                                             next_attempt_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6)",
-            params![
-                uuid::Uuid::new_v4().to_string(),
-                hook,
-                event_id,
-                event.action,
-                payload,
-                at
-            ],
-        )?;
-    }
-    Ok(())
-}
+use crate::webhooks::Sealed;
 
 /// A delivery claimed for sending, with what is needed to send it.
 #[derive(Debug, Clone)]
@@ -463,4 +294,59 @@ pub fn requeue(conn: &Connection, id: &str, now: i64) -> Result<Requeue, StoreEr
         params![id, now],
     )?;
     Ok(Requeue::Queued { webhook_id, action })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{db, event, hook, hooks_reached};
+    use super::*;
+
+    #[test]
+    fn a_claimed_delivery_is_not_claimed_again_until_its_lease_lapses() {
+        let conn = db();
+        hook(&conn, Some(1), None, &["token.revoked"]);
+        hooks_reached(&conn, &event("token.revoked", 1, None));
+        let now = crate::clock::now_ms();
+        let claimed = claim_due(&conn, now, now + 1000, 10).unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert!(claim_due(&conn, now, now + 1000, 10).unwrap().is_empty());
+        assert_eq!(next_due(&conn).unwrap(), Some(now + 1000));
+        assert_eq!(
+            claim_due(&conn, now + 1000, now + 2000, 10).unwrap().len(),
+            1
+        );
+    }
+
+    #[test]
+    fn attempts_are_logged_and_a_redelivery_starts_a_new_round() {
+        let conn = db();
+        let id = hook(&conn, Some(1), None, &["token.revoked"]);
+        hooks_reached(&conn, &event("token.revoked", 1, None));
+        let due = claim_due(&conn, i64::MAX - 1, i64::MAX, 10)
+            .unwrap()
+            .remove(0);
+        let failed = AttemptRow {
+            attempt: 1,
+            at: 5,
+            http_status: Some(500),
+            error: Some("the receiver answered 500".into()),
+            duration_ms: 3,
+        };
+        record_attempt(&conn, &due.id, &failed, AfterAttempt::Failed, 6).unwrap();
+        let (rows, total) = deliveries(&conn, id, 10, 0, 6).unwrap();
+        assert_eq!(total, 1);
+        assert_eq!(rows[0].status, "failed");
+        assert_eq!(rows[0].attempts, [failed]);
+        assert_eq!(
+            requeue(&conn, &due.id, 7).unwrap(),
+            Requeue::Queued {
+                webhook_id: id,
+                action: "token.revoked".into()
+            }
+        );
+        let again = claim_due(&conn, 7, 100, 10).unwrap().remove(0);
+        assert_eq!((again.attempts, again.round_start), (1, 1));
+        assert_eq!(requeue(&conn, "nope", 7).unwrap(), Requeue::NotFound);
+        assert_eq!(requeue(&conn, &due.id, 8).unwrap(), Requeue::InFlight);
+    }
 }
