@@ -97,7 +97,9 @@ pub struct Server {
     app: Router,
     worker: Worker,
     tokens: Tokens,
-    token_usage_flush: Duration,
+        token_usage_flush: Duration,
+    device: DeviceFlow,
+
 }
 
 impl Server {
@@ -158,7 +160,8 @@ impl Server {
         Ok(Self {
             listener,
             tokens: state.tokens.clone(),
-            token_usage_flush: config.token_usage_flush,
+                        token_usage_flush: config.token_usage_flush,
+            device: state.device.clone(),
             app: router(state, config.max_body_bytes),
             worker,
         })
@@ -177,7 +180,8 @@ impl Server {
         tasks.spawn(self.worker.run(worker_stop.clone()));
         let (tokens, every, usage_stop) =
             (self.tokens, self.token_usage_flush, worker_stop.clone());
-        tasks.spawn(async move { tokens.flush_usage_until(every, usage_stop).await });
+                tasks.spawn(async move { tokens.flush_usage_until(every, usage_stop).await });
+        tasks.spawn(clean_up_device_codes(self.device, worker_stop.clone()));
         tasks.close();
         let service = tower::Layer::layer(
             &axum::middleware::map_request(npm::path::normalize_scoped_uri),
@@ -199,6 +203,21 @@ impl Server {
             tracing::warn!("background tasks still running {WORKER_GRACE:?} after shutdown");
         }
         served.context("serving HTTP")
+    }
+}
+
+/// Deletes long-expired device and web-login codes every ten minutes until stopped.
+async fn clean_up_device_codes(device: DeviceFlow, stop: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => {
+                if let Err(err) = device.clean_up().await {
+                    tracing::warn!(error = %err, "could not delete expired device codes");
+                }
+            }
+        }
     }
 }
 
