@@ -16,6 +16,7 @@ import { Packr, Verdaccio, Ceiling, freePort, rssSampler } from './servers.mjs';
 import { snapshot } from './snapshot.mjs';
 import { wrk } from './wrk.mjs';
 import { npmCi, pnpmInstall } from './install.mjs';
+import { cpuWindow, waitQuiet } from './cpu.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const BENCH = resolve(HERE, '..');
@@ -34,7 +35,7 @@ function opt(name, def) {
 }
 const O = {
   packr: opt('packr', resolve(BENCH, '../target/release/packr')),
-  ceiling: opt('ceiling', resolve(BENCH, 'ceiling/target/release/packr-ceiling')),
+  ceiling: opt('ceiling', resolve(BENCH, '.cache/ceiling-target/release/packr-ceiling')),
   nodeModules: opt('node-modules', resolve(BENCH, '.cache/node/node_modules')),
   corpus: opt('corpus', DEFAULT_CORPUS),
   seconds: Number(opt('seconds', '5')),
@@ -46,6 +47,8 @@ const O = {
   out: opt('out', resolve(BENCH, 'results')),
   work: opt('work', ''),
   keepWork: opt('keep-work', false),
+  waitQuiet: Number(opt('wait-quiet', '900')),
+  busyLimit: Number(opt('busy-limit', '10')),
 };
 
 const T0 = Date.now();
@@ -62,9 +65,12 @@ const median = (xs) => {
 
 // ---------------------------------------------------------------- results
 
-const rows = []; // {section, figure, unit, better, values: {packr, verdaccio, ceiling}, cells?, target?, note?}
+const rows = []; // {section, figure, values: {packr, verdaccio, ceiling}, cells?, target?, note?, others?}
+const othersAll = []; // % of one core used by other processes during each measured window
+const restarts = [];
 function row(r) {
   rows.push(r);
+  for (const v of Object.values(r.others ?? {})) if (Number.isFinite(v)) othersAll.push(v);
   const v = r.values;
   log(`  ${r.figure}: packr=${fmt(v.packr)} verdaccio=${fmt(v.verdaccio)} ceiling=${fmt(v.ceiling)}`);
   return r;
@@ -127,6 +133,15 @@ copyFileSync(O.ceiling, ceilingBin);
 execFileSync('chmod', ['+x', packrBin, ceilingBin]);
 
 const ports = { packr: await freePort(), verdaccio: await freePort(), ceiling: await freePort() };
+
+async function settle(maxSeconds) {
+  const q = await waitQuiet({ maxSeconds, log });
+  if (!q.quiet) log(`  still busy after ${q.waited.toFixed(0)} s (${q.busyPct.toFixed(0)}% of one core); going on`);
+  return q;
+}
+log(`waiting for a quiet machine (other processes under 15% of one core), at most ${O.waitQuiet} s`);
+const quietAtStart = await settle(O.waitQuiet);
+machine.quietAtStart = `${quietAtStart.quiet ? 'quiet' : 'BUSY'} after ${quietAtStart.waited.toFixed(0)} s of waiting (${quietAtStart.busyPct.toFixed(0)}% of one core busy)`;
 const manifest = JSON.parse(readFileSync(join(O.corpus, 'manifest.json'), 'utf8'));
 const corpusNames = [...new Set(manifest.tarballs.map((t) => t.name))];
 
@@ -156,8 +171,10 @@ const groups = prepareCorpus('http://registry.invalid', O.corpus);
 const totalVersions = groups.reduce((n, g) => n + g.length, 0);
 
 async function loadInto(server, concurrency) {
+  const w = cpuWindow([server.pid]);
   const r = await publishGroups(server.url, server.token, groups, concurrency);
-  return { ...r, perSec: r.versions / (r.ms / 1000) };
+  const { othersPct } = w.stop();
+  return { ...r, perSec: r.versions / (r.ms / 1000), othersPct };
 }
 
 const publish = {};
@@ -206,6 +223,7 @@ for (const c of [1, 8]) {
     section: 'Publish',
     figure: `publish corpus, concurrency ${c} (versions/s)`,
     values: { packr: publish[c].packr.perSec, verdaccio: publish[c].verdaccio.perSec },
+    others: { packr: publish[c].packr.othersPct, verdaccio: publish[c].verdaccio.othersPct },
     target: c === 8 ? vsVerdaccio(5) : undefined,
   });
 }
@@ -215,7 +233,9 @@ for (const c of [1, 8]) {
 log(`publish ${SYNTH_NAME}: 300 versions one after another`);
 const synth = synthBodies('http://registry.invalid', 300);
 const synthTimes = {};
+const synthOthers = {};
 for (const s of [packrP, verdP]) {
+  const w = cpuWindow([s.pid]);
   const a = makeAgent(1);
   const times = [];
   for (const item of synth) {
@@ -225,6 +245,7 @@ for (const s of [packrP, verdP]) {
   }
   a.destroy();
   synthTimes[s.kind] = times;
+  synthOthers[s.kind] = w.stop().othersPct;
 }
 const first10 = (k) => median(synthTimes[k].slice(0, 10));
 const last10 = (k) => median(synthTimes[k].slice(-10));
@@ -233,6 +254,7 @@ row({
   figure: 'versions 1-10 of one package, median ms per publish',
   values: { packr: first10('packr'), verdaccio: first10('verdaccio') },
   lowerIsBetter: true,
+  others: synthOthers,
 });
 row({
   section: 'Publish',
@@ -312,13 +334,36 @@ async function preflight(s, path, headers) {
   return { status: res.status, bytes: res.body.length, etag: res.headers.etag, encoding: res.headers['content-encoding'] };
 }
 
-/** One read figure: preflight + warm-up + measured wrk run on each server, interleaved. */
-async function readFigure({ section, figure, path, headers = {}, expect = 200, target, conditional = false, servers: list = servers }) {
+/** Restarts a server that died (another process on a shared machine may kill it); counts restarts. */
+async function alive(s) {
+  if (s.proc && s.proc.exitCode === null && s.proc.signalCode === null) return;
+  restarts.push(`${s.kind} before "${currentFigure}"`);
+  log(`  !! ${s.kind} is not running; restarting it`);
+  await s.start();
+}
+let currentFigure = '';
+
+/** One read figure on every server, interleaved; measured again once if other processes were busy. */
+async function readFigure(spec) {
+  let r = await readFigureOnce(spec);
+  const worst = Math.max(...Object.values(r.others));
+  if (worst > O.busyLimit) {
+    log(`  other processes used ${worst.toFixed(0)}% of a core during "${spec.figure}"; measuring it again`);
+    await settle(120);
+    r = await readFigureOnce(spec);
+  }
+  return row(r);
+}
+
+async function readFigureOnce({ section, figure, path, headers = {}, expect = 200, target, conditional = false, servers: list = servers }) {
+  currentFigure = figure;
   const values = {};
   const cells = {};
   const notes = [];
   const bytes = {};
+  const others = {};
   for (const s of list) {
+    await alive(s);
     let h = { ...headers };
     let pf = await preflight(s, path, h);
     if (conditional) {
@@ -338,7 +383,9 @@ async function readFigure({ section, figure, path, headers = {}, expect = 200, t
     }
     const wh = { ...auth(s), ...h };
     if (O.warmup > 0) await wrk({ url: s.url + path, headers: wh, connections: O.connections, seconds: O.warmup, cpu: CLIENT_CPU });
+    const w = cpuWindow([s.pid]);
     const r = await wrk({ url: s.url + path, headers: wh, connections: O.connections, seconds: O.seconds, cpu: CLIENT_CPU });
+    others[s.kind] = w.stop({ childSeconds: r.cpuSeconds }).othersPct;
     values[s.kind] = r.rps;
     cells[s.kind] = `${fmt(r.rps)} (p99 ${fmt(r.p99ms)} ms)`;
     const errs = r.non2xx3xx + r.socketErrors;
@@ -347,7 +394,7 @@ async function readFigure({ section, figure, path, headers = {}, expect = 200, t
   }
   const sizes = Object.entries(bytes).map(([k, b]) => `${k} ${b < 10240 ? b + ' B' : (b / 1024).toFixed(0) + ' KiB'}`).join(', ');
   if (sizes && !conditional) notes.unshift(`body: ${sizes}`);
-  return row({ section, figure, values, cells, target, note: notes.join('; ') || undefined });
+  return { section, figure, values, cells, target, others, note: notes.join('; ') || undefined };
 }
 
 const small = 'express';
@@ -440,12 +487,17 @@ if (!O.skipInstalls) {
   for (const [name, fn] of kinds) {
     const times = { packr: [], verdaccio: [], ceiling: [] };
     const counts = {};
+    const others = { packr: [], verdaccio: [], ceiling: [] };
+    currentFigure = name;
     for (let rep = 0; rep < O.installReps; rep++) {
       const order = servers.slice(rep % 3).concat(servers.slice(0, rep % 3));
       for (const s of order) {
         const w = join(work, 'installs', `${s.kind}`);
+        await alive(s);
         try {
+          const win = cpuWindow([s.pid]);
           const r = await fn(s, w);
+          others[s.kind].push(win.stop({ childSeconds: r.cpuSeconds }).othersPct);
           times[s.kind].push(r.ms / 1000);
           counts[s.kind] = r.installed;
         } catch (e) {
@@ -461,6 +513,7 @@ if (!O.skipInstalls) {
       figure: name,
       values,
       lowerIsBetter: true,
+      others: Object.fromEntries(Object.entries(others).map(([k, o]) => [k, Math.max(...o)])),
       cells: Object.fromEntries(Object.entries(times).map(([k, t]) => [k, `${fmt(values[k])} (${t.map((x) => fmt(x, 1)).join(', ')})`])),
       target: timeVsCeiling(1.1),
       note: `median of ${O.installReps}; packages installed: ${Object.entries(counts).map(([k, n]) => `${k} ${n}`).join(', ')}`,
@@ -486,7 +539,10 @@ for (const [label, env, useToken] of [
   const r = { label };
   for (const [what, path] of [['small', smallPath], ['big', bigPath], ['tgz10k', tarballPath(tenK.name, tenK.version)]]) {
     if (O.warmup > 0) await wrk({ url: s.url + path, headers: h, connections: O.connections, seconds: O.warmup, cpu: CLIENT_CPU });
+    const w = cpuWindow([s.pid]);
     r[what] = await wrk({ url: s.url + path, headers: h, connections: O.connections, seconds: O.seconds, cpu: CLIENT_CPU });
+    r[what].othersPct = w.stop({ childSeconds: r[what].cpuSeconds }).othersPct;
+    othersAll.push(r[what].othersPct);
   }
   variants.push(r);
   log(`  ${label}: small ${fmt(r.small.rps)}, big ${fmt(r.big.rps)}, 10k tarball ${fmt(r.tgz10k.rps)} req/s`);
@@ -503,8 +559,9 @@ machine.minutes = ((Date.now() - T0) / 60000).toFixed(1);
 // ---------------------------------------------------------------- report
 
 function cell(r, k) {
-  if (r.cells?.[k] !== undefined) return r.cells[k];
-  return fmt(r.values[k]);
+  const busy = r.others?.[k] > O.busyLimit ? ' ⚠' : '';
+  if (r.cells?.[k] !== undefined) return r.cells[k] + busy;
+  return fmt(r.values[k]) + (r.values[k] === undefined ? '' : busy);
 }
 function ratioCell(r, k) {
   if (r.noRatio) return '';
@@ -534,7 +591,7 @@ const vlines = [];
 vlines.push('| Packr variant (abbreviated + gzip, 64 connections) | express packument | bench-synth-300 packument | 10 KiB tarball |');
 vlines.push('|---|---|---|---|');
 for (const v of variants) {
-  const c = (x, ref) => `${fmt(x.rps)} (p99 ${fmt(x.p99ms)} ms${ref ? `, ${fmt(x.rps / ref, 2)}x ceiling` : ''})`;
+  const c = (x, ref) => `${fmt(x.rps)} (p99 ${fmt(x.p99ms)} ms${ref ? `, ${fmt(x.rps / ref, 2)}x ceiling` : ''})${x.othersPct > O.busyLimit ? ' ⚠' : ''}`;
   vlines.push(`| ${v.label} | ${c(v.small, ceilRef)} | ${c(v.big, ceilRefBig)} | ${c(v.tgz10k, ceilRefTgz)} |`);
 }
 
@@ -545,6 +602,7 @@ const header = [
   `packr ${machine.packrCommit ?? '?'}; Verdaccio ${machine.verdaccio} on Node ${machine.node}; npm ${machine.npm}; pnpm ${machine.pnpm}; ${machine.wrk}`,
   `servers pinned to CPU ${SERVER_CPU}, load generator / loader / installers pinned to CPU ${CLIENT_CPU} (taskset); wrk -t1 -c${O.connections}, ${O.warmup} s warm-up + ${O.seconds} s per figure`,
   `load average at start ${machine.loadavgStart}, at end ${machine.loadavgEnd}; run took ${machine.minutes} min`,
+  `machine at start: ${machine.quietAtStart}; CPU used by other processes during the measured windows: median ${fmt(median(othersAll), 1)}%, max ${fmt(Math.max(...othersAll), 1)}% of one core (⚠ marks a figure measured while others used more than ${O.busyLimit}%)${restarts.length ? `; servers found dead and restarted: ${restarts.join(', ')}` : ''}`,
   `targets: ${passes.filter(Boolean).length} PASS, ${passes.filter((x) => !x).length} FAIL`,
 ];
 const report = [...header, '', ...lines, '', 'Notes:', ...notes, '', ...vlines, ''].join('\n');
@@ -555,7 +613,7 @@ const stamp = machine.date.replace(/[:.]/g, '-');
 writeFileSync(join(O.out, `bench-${stamp}.md`), report);
 writeFileSync(
   join(O.out, `bench-${stamp}.json`),
-  JSON.stringify({ machine, options: O, rows: rows.map(({ target, ...r }) => ({ ...r, target: target?.text, pass: target?.check(r.values) })), variants, synthTimes, ready, refused, snapshot: snap }, null, 1),
+  JSON.stringify({ machine, options: O, othersAll, restarts, rows: rows.map(({ target, ...r }) => ({ ...r, target: target?.text, pass: target?.check(r.values) })), variants, synthTimes, ready, refused, snapshot: snap }, null, 1),
 );
 log(`report written to ${join(O.out, `bench-${stamp}.md`)}`);
 if (!O.keepWork) rmSync(work, { recursive: true, force: true });

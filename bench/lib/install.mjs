@@ -61,7 +61,11 @@ export function editPnpmLock(text, prune) {
 function run(cmd, args, { cwd, env, cpu, logFile, timeoutMs = 600000 }) {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
-    const child = spawn('taskset', ['-c', String(cpu), cmd, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('/usr/bin/time', ['-f', '__CPU__ %U %S', 'taskset', '-c', String(cpu), cmd, ...args], {
+      cwd,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const chunks = [];
     child.stdout.on('data', (c) => chunks.push(c));
     child.stderr.on('data', (c) => chunks.push(c));
@@ -73,7 +77,8 @@ function run(cmd, args, { cwd, env, cpu, logFile, timeoutMs = 600000 }) {
       const log = Buffer.concat(chunks).toString('utf8');
       if (logFile) writeFileSync(logFile, log);
       if (code !== 0) return reject(new Error(`${cmd} ${args.join(' ')} exited ${code}:\n${log.slice(-2000)}`));
-      resolve(ms);
+      const m = /__CPU__ ([\d.]+) ([\d.]+)/.exec(log);
+      resolve({ ms, cpuSeconds: m ? Number(m[1]) + Number(m[2]) : 0 });
     });
   });
 }
@@ -129,20 +134,20 @@ export async function npmCi({ appDir, work, registry, token, resolved, prune = n
   const lock = JSON.parse(readFileSync(join(appDir, 'package-lock.json'), 'utf8'));
   writeFileSync(join(work, 'package-lock.json'), JSON.stringify(editNpmLock(lock, { registry, resolved, prune }), null, 2));
   const cache = join(work, '.npm-cache');
-  const ms = await run(npm, ['ci', '--userconfig', npmrc, '--cache', cache, '--no-audit', '--no-fund', '--loglevel=warn'], {
+  const { ms, cpuSeconds } = await run(npm, ['ci', '--userconfig', npmrc, '--cache', cache, '--no-audit', '--no-fund', '--loglevel=warn'], {
     cwd: work,
     env: cleanEnv({}),
     cpu,
     logFile: join(work, '..', `${work.split('/').pop()}.log`),
   });
-  return { ms, installed: countInstalled(work) };
+  return { ms, cpuSeconds, installed: countInstalled(work) };
 }
 
 /** `pnpm install --frozen-lockfile` in a fresh copy of the app with an empty store; returns {ms, installed}. */
 export async function pnpmInstall({ appDir, work, registry, token, prune = new Set(), cpu = 1, pnpm }) {
   const npmrc = prepare({ appDir, work, registry, token });
   writeFileSync(join(work, 'pnpm-lock.yaml'), editPnpmLock(readFileSync(join(appDir, 'pnpm-lock.yaml'), 'utf8'), prune));
-  const ms = await run(
+  const { ms, cpuSeconds } = await run(
     process.execPath,
     [pnpm, 'install', '--frozen-lockfile', '--store-dir', join(work, '.pnpm-store'), '--cache-dir', join(work, '.pnpm-cache'), '--reporter=append-only'],
     {
@@ -152,5 +157,5 @@ export async function pnpmInstall({ appDir, work, registry, token, prune = new S
       logFile: join(work, '..', `${work.split('/').pop()}.log`),
     },
   );
-  return { ms, installed: readdirSync(join(work, 'node_modules', '.pnpm')).filter((e) => !e.startsWith('.') && e !== 'node_modules' && e !== 'lock.yaml').length };
+  return { ms, cpuSeconds, installed: readdirSync(join(work, 'node_modules', '.pnpm')).filter((e) => !e.startsWith('.') && e !== 'node_modules' && e !== 'lock.yaml').length };
 }

@@ -34,13 +34,14 @@ export function parseWrk(out) {
  * so a slow server's long answers count in its latency instead of disappearing as timeouts.
  */
 export function wrk({ url, headers = {}, connections = 64, seconds = 5, cpu = 1, threads = 1 }) {
-  const args = ['-c', String(cpu), 'wrk', '-t', String(threads), '-c', String(connections), '-d', `${seconds}s`, '--timeout', '10s', '--latency'];
+  const args = ['-f', '__CPU__ %U %S', 'taskset', '-c', String(cpu), 'wrk', '-t', String(threads), '-c', String(connections), '-d', `${seconds}s`, '--timeout', '10s', '--latency'];
   for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`);
   args.push(url);
   return new Promise((resolve, reject) => {
-    execFile('taskset', args, { maxBuffer: 1 << 20, timeout: (seconds + 30) * 1000 }, (err, stdout, stderr) => {
+    execFile('/usr/bin/time', args, { maxBuffer: 1 << 20, timeout: (seconds + 30) * 1000 }, (err, stdout, stderr) => {
       if (err) return reject(new Error(`wrk ${url}: ${err.message} ${stderr}`));
-      resolve({ ...parseWrk(stdout), raw: stdout });
+      const cpu = /__CPU__ ([\d.]+) ([\d.]+)/.exec(stderr);
+      resolve({ ...parseWrk(stdout), cpuSeconds: cpu ? Number(cpu[1]) + Number(cpu[2]) : 0, raw: stdout });
     });
   });
 }

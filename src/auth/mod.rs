@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod cidr;
 pub mod device;
+pub mod oauth;
 pub mod password;
 pub mod permissions;
 pub mod secrets;

@@ -48,7 +48,8 @@ fn token_object(info: &TokenInfo, token: Option<&str>) -> Value {
     json!({
         "token": token.unwrap_or(&info.display),
         "key": info.id,
-        "name": info.name,
+        // npm prints the name; tokens made without one would read "name null".
+        "name": info.name.as_deref().unwrap_or("(no name)"),
         // npm prints the list whenever it is not null, so an unrestricted token sends null.
         "cidr_whitelist": (!info.cidr.is_empty()).then_some(&info.cidr),
         "readonly": info.role == Role::CiReadonly.as_str(),

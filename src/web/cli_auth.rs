@@ -56,6 +56,13 @@ impl From<PendingRequest> for RequestView {
     }
 }
 
+/// A "Sign in with ..." link to an OAuth provider.
+struct ProviderLink {
+    id: &'static str,
+    name: String,
+    href: String,
+}
+
 #[derive(Template)]
 #[template(path = "cli_auth.html")]
 struct Page {
@@ -65,6 +72,7 @@ struct Page {
     csrf: String,
     message: Option<String>,
     done: Option<String>,
+    providers: Vec<ProviderLink>,
 }
 
 /// The signed-in user of a request, from the session cookie.
@@ -118,6 +126,15 @@ async fn render(
         csrf: app.sessions.csrf_token(&nonce),
         message,
         done,
+        providers: app
+            .oauth
+            .providers()
+            .map(|p| ProviderLink {
+                id: p.id,
+                name: p.display_name.clone(),
+                href: format!("/api/auth/login/{}?code={}", p.id, urlencode(code)),
+            })
+            .collect(),
     };
     let status = if page.message.is_some() {
         StatusCode::BAD_REQUEST

@@ -1,6 +1,8 @@
-//! Server-rendered pages: `/cli/auth`, where a person confirms a terminal's login.
+//! Server-rendered pages: `/cli/auth`, where a person confirms a terminal's login, and the OAuth
+//! sign-in redirects that lead back to it.
 
 mod cli_auth;
+mod oauth;
 
 pub use cli_auth::session_user;
 
@@ -10,5 +12,5 @@ use crate::server::AppState;
 
 /// Every page route.
 pub fn routes() -> Router<AppState> {
-    cli_auth::routes()
+    cli_auth::routes().merge(oauth::routes())
 }

@@ -26,7 +26,7 @@ async fn server() -> TestServer {
 
 /// Reads a child's stdout until a line holding the `/cli/auth` URL; the rest of its output is
 /// collected by the returned task.
-async fn login_url(child: &mut Child) -> (String, tokio::task::JoinHandle<String>) {
+pub(crate) async fn login_url(child: &mut Child) -> (String, tokio::task::JoinHandle<String>) {
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
     let url = tokio::time::timeout(Duration::from_secs(60), async {
@@ -54,14 +54,14 @@ async fn login_url(child: &mut Child) -> (String, tokio::task::JoinHandle<String
     (url, rest)
 }
 
-async fn finished(child: Child) -> std::process::Output {
+pub(crate) async fn finished(child: Child) -> std::process::Output {
     tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
         .expect("the client finished within 60 s after the browser")
         .expect("the client ran")
 }
 
-fn screenshot(name: &str) -> std::path::PathBuf {
+pub(crate) fn screenshot(name: &str) -> std::path::PathBuf {
     let dir = Path::new(packr_binary())
         .ancestors()
         .nth(2)
@@ -132,7 +132,7 @@ async fn npm_web_login_completes_when_the_browser_approves_and_the_token_publish
         .assert_mentions("+ web-login-pkg@1.0.0");
 }
 
-async fn packr_login(server: &TestServer, npmrc: &Path) -> Child {
+pub(crate) async fn packr_login(server: &TestServer, npmrc: &Path) -> Child {
     Command::new(packr_binary())
         .args([
             "login",

@@ -2,6 +2,7 @@
 //! Both are installed on first use: Chromium with apt-get when missing, playwright-core with npm
 //! into `<target>/test-browser/`.
 
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -85,16 +86,31 @@ pub async fn confirm_login(
     approve: bool,
     screenshot: &Path,
 ) -> Confirmation {
-    let dir = browser_dir();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/browser.mjs");
     let decision = if approve { "approve" } else { "deny" };
+    let args = [url, user, password, decision].map(OsStr::new);
+    let line = run_script(
+        "browser.mjs",
+        &[&args[..], &[screenshot.as_os_str()]].concat(),
+    )
+    .await;
+    Confirmation {
+        result: line["result"].as_str().unwrap_or("").to_owned(),
+        code: line["code"].as_str().unwrap_or("").to_owned(),
+    }
+}
+
+/// Runs the playwright-core script `tests/it/support/<script>` with `args` against headless
+/// Chromium (90 s at most), asserting it succeeds; the JSON on its last stdout line.
+pub async fn run_script(script: &str, args: &[&OsStr]) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it/support")
+        .join(script);
     let output = tokio::time::timeout(
         Duration::from_secs(90),
         tokio::process::Command::new("node")
-            .arg(&script)
-            .args([url, user, password, decision])
-            .arg(screenshot)
-            .env("PLAYWRIGHT_DIR", dir)
+            .arg(&path)
+            .args(args)
+            .env("PLAYWRIGHT_DIR", browser_dir())
             .env("CHROMIUM", CHROMIUM)
             .stdin(Stdio::null())
             .output(),
@@ -108,10 +124,5 @@ pub async fn confirm_login(
         "the browser script failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let line: Value =
-        serde_json::from_str(stdout.trim().lines().last().unwrap_or("")).expect("one JSON line");
-    Confirmation {
-        result: line["result"].as_str().unwrap_or("").to_owned(),
-        code: line["code"].as_str().unwrap_or("").to_owned(),
-    }
+    serde_json::from_str(stdout.trim().lines().last().unwrap_or("")).expect("one JSON line")
 }

@@ -1,0 +1,70 @@
+// CPU accounting, because the benchmark may share its machine: how busy the CPUs are, and how much of
+// that was not the benchmark's own processes.
+
+import { readFileSync } from 'node:fs';
+
+const HZ = 100; // USER_HZ on Linux
+
+/** Jiffies spent in user+nice+system on all CPUs, and in irq+softirq. */
+function systemBusy() {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq, softirq] = line;
+  return { proc: user + nice + system, irq: irq + softirq };
+}
+
+/** utime+stime of a process (all threads), in jiffies; 0 if it is gone. */
+export function processTicks(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(f[11]) + Number(f[12]);
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Starts a measurement window. `stop({childSeconds})` returns
+ * `{seconds, othersPct, serverPct}`: CPU (in % of one core) used by processes that are neither the
+ * given server PIDs, nor this process, nor the children whose CPU seconds are passed in.
+ */
+export function cpuWindow(pids = []) {
+  const t0 = process.hrtime.bigint();
+  const sys0 = systemBusy();
+  const own0 = process.cpuUsage();
+  const srv0 = pids.map(processTicks);
+  return {
+    stop({ childSeconds = 0 } = {}) {
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      const sys1 = systemBusy();
+      const own = process.cpuUsage(own0);
+      const srv = pids.map(processTicks).reduce((a, t, i) => a + (t - srv0[i]), 0) / HZ;
+      const total = (sys1.proc - sys0.proc) / HZ;
+      const mine = srv + (own.user + own.system) / 1e6 + childSeconds;
+      return {
+        seconds,
+        serverPct: (100 * srv) / seconds,
+        othersPct: Math.max(0, (100 * (total - mine)) / seconds),
+      };
+    },
+  };
+}
+
+/** Waits (up to maxSeconds) until the CPUs are nearly idle; returns {waited, busyPct, quiet}. */
+export async function waitQuiet({ maxSeconds = 900, thresholdPct = 15, windowSeconds = 3, log = () => {} } = {}) {
+  const start = Date.now();
+  let lastLog = 0;
+  for (;;) {
+    const a = systemBusy();
+    await new Promise((r) => setTimeout(r, windowSeconds * 1000));
+    const b = systemBusy();
+    const busyPct = (100 * (b.proc - a.proc + b.irq - a.irq)) / HZ / windowSeconds;
+    const waited = (Date.now() - start) / 1000;
+    if (busyPct < thresholdPct) return { waited, busyPct, quiet: true };
+    if (waited >= maxSeconds) return { waited, busyPct, quiet: false };
+    if (waited - lastLog >= 30) {
+      log(`machine busy (${busyPct.toFixed(0)}% of one core used by other processes); waiting for it to settle (${waited.toFixed(0)}/${maxSeconds} s)`);
+      lastLog = waited;
+    }
+  }
+}

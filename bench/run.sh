@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The Packr benchmark, in one command: Packr vs Verdaccio 6 vs a bare hyper server (the ceiling) on the
+# real corpus of ../shared/corpus, same machine, same run. See BENCHMARKS.md.
+#
+#   bench/run.sh                    # everything (builds, installs tools, measures; ~15 min on 2 cores)
+#   bench/run.sh --seconds 2 --install-reps 1 --ready-reps 2 --wait-quiet 0   # a quick smoke run
+#
+# Options after the script name go to bench/lib/bench.mjs: --seconds N (per figure, default 5),
+# --warmup N (1), --connections N (64), --install-reps N (3), --ready-reps N (5), --skip-installs,
+# --wait-quiet N (seconds to wait for other processes to go quiet first, default 900),
+# --busy-limit PCT (re-measure a read figure when others used more than PCT% of a core, default 10),
+# --corpus DIR, --out DIR (default bench/results), --work DIR --keep-work (keep the data directories).
+set -euo pipefail
+
+BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$BENCH/.." && pwd)"
+CACHE="$BENCH/.cache"
+mkdir -p "$CACHE"
+
+say() { printf '[run.sh] %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# 1. System tools: wrk (load generator), taskset (util-linux), GNU time.
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v taskset >/dev/null || missing+=(util-linux)
+[ -x /usr/bin/time ] || missing+=(time)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]} from Debian"
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v node >/dev/null || { say "Node.js is required"; exit 1; }
+command -v npm >/dev/null || { say "npm is required"; exit 1; }
+
+# 2. Packr (release) and the ceiling server.
+say "building Packr (cargo build --release)"
+(cd "$ROOT" && cargo build --release --quiet)
+say "building the ceiling server (bench/ceiling)"
+cargo build --release --quiet --manifest-path "$BENCH/ceiling/Cargo.toml" --target-dir "$CACHE/ceiling-target"
+
+# 3. Verdaccio and pnpm from the npm registry, pinned by bench/tools/package-lock.json.
+if ! cmp -s "$BENCH/tools/package-lock.json" "$CACHE/node/package-lock.json" || [ ! -d "$CACHE/node/node_modules/verdaccio" ]; then
+  say "installing Verdaccio and pnpm into bench/.cache/node"
+  rm -rf "$CACHE/node"
+  mkdir -p "$CACHE/node"
+  cp "$BENCH/tools/package.json" "$BENCH/tools/package-lock.json" "$CACHE/node/"
+  (cd "$CACHE/node" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# 4. Measure.
+exec node "$BENCH/lib/bench.mjs" \
+  --packr "$ROOT/target/release/packr" \
+  --ceiling "$CACHE/ceiling-target/release/packr-ceiling" \
+  --node-modules "$CACHE/node/node_modules" \
+  "$@"
