@@ -161,7 +161,10 @@ mod tests {
             cache.insert(name, "http://r", 0, set(400));
         }
         assert!(cache.lock().bytes <= 1000);
-        assert!(cache.get("d", "http://r").is_some(), "the newest document stays");
+        assert!(
+            cache.get("d", "http://r").is_some(),
+            "the newest document stays"
+        );
     }
 
     #[test]

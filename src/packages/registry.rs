@@ -225,9 +225,15 @@ impl Registry {
     /// Deletes a blob unless a version references it (the bytes of a refused publish).
     pub(super) async fn discard_blob(&self, key: BlobKey) {
         let candidate = vec![key.as_str().to_owned()];
-        match self.db.read(move |conn| rows::unreferenced(conn, candidate)).await {
+        match self
+            .db
+            .read(move |conn| rows::unreferenced(conn, candidate))
+            .await
+        {
             Ok(free) => self.delete_blobs(free).await,
-            Err(err) => tracing::warn!(error = %err, "could not check whether a blob is still used"),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not check whether a blob is still used")
+            }
         }
     }
 
