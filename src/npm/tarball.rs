@@ -10,9 +10,11 @@ use super::extract::{ReadAccess, package_name};
 use crate::error::ApiError;
 use crate::packages::registry::TarballSource;
 use crate::server::AppState;
+use crate::store::blob::IMMUTABLE_CACHE_CONTROL;
 
-/// Cache policy of tarballs: the bytes behind a tarball URL never change.
-pub const IMMUTABLE: &str = "private, max-age=31536000, immutable";
+/// Cache policy of a redirect: shorter than the presigned URL's life, so no cache keeps a
+/// redirect to an expired URL. The object's own answer carries the immutable policy.
+const REDIRECT_CACHE_CONTROL: &str = "private, max-age=60";
 
 /// `GET /:pkg/-/:file`.
 pub async fn get_tarball(
@@ -31,9 +33,11 @@ pub async fn get_tarball(
             v.split(',')
                 .any(|t| t.trim().trim_start_matches("W/") == etag)
         });
+    let mut cache_control = IMMUTABLE_CACHE_CONTROL;
     let mut response = match source {
         _ if unchanged => StatusCode::NOT_MODIFIED.into_response(),
         TarballSource::Redirect { url, .. } => {
+            cache_control = REDIRECT_CACHE_CONTROL;
             let location = HeaderValue::from_str(&url).map_err(ApiError::internal)?;
             (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
         }
@@ -52,7 +56,10 @@ pub async fn get_tarball(
         }
     };
     let out = response.headers_mut();
-    out.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    out.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_control),
+    );
     if let Ok(etag) = HeaderValue::from_str(&etag) {
         out.insert(header::ETAG, etag);
     }

@@ -7,6 +7,9 @@ pub mod s3;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
+/// Cache policy of tarball bytes: the bytes behind a tarball URL never change.
+pub const IMMUTABLE_CACHE_CONTROL: &str = "private, max-age=31536000, immutable";
+
 /// A content address: the hex SHA-512 of the bytes, so writes are idempotent and a failed
 /// publish can never overwrite another publish's file.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

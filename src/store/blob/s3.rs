@@ -5,6 +5,7 @@
 //! [`BlobError::Unavailable`], which clients see as a 503 with `Retry-After`. Retrying a PUT is
 //! safe because keys are content addresses: a repeated write stores the same bytes.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -187,9 +188,14 @@ impl BlobStore for S3BlobStore {
 
     async fn presigned_get(&self, key: &BlobKey) -> Result<Option<String>, BlobError> {
         // Signing is local; no request is sent.
+        // The object's answer carries the immutable policy; the short-lived redirect to it does not.
+        let queries = HashMap::from([(
+            "response-cache-control".to_owned(),
+            crate::store::blob::IMMUTABLE_CACHE_CONTROL.to_owned(),
+        )]);
         let url = self
             .bucket
-            .presign_get(self.path(key), PRESIGNED_URL_SECONDS, None)
+            .presign_get(self.path(key), PRESIGNED_URL_SECONDS, Some(queries))
             .await
             .map_err(|err| BlobError::Refused(format!("presigning a download URL: {err}")))?;
         Ok(Some(url))
