@@ -1,8 +1,7 @@
 //! Registry tokens: JWTs signed by the registry, each backed by a database row holding only its hash.
 
-use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -13,6 +12,7 @@ use serde_json::json;
 
 use tokio_util::sync::CancellationToken;
 
+use super::checked::{CheckedToken, CheckedTokens};
 use super::cidr::CidrList;
 use super::usage::TokenUsage;
 use super::{AuthError, Caller, Origin, Role};
@@ -56,69 +56,6 @@ pub struct TokenRequest {
     pub ttl: Option<Duration>,
     /// Label.
     pub name: Option<String>,
-}
-
-/// How long a checked token is trusted without asking the database again. Revocations on this
-/// instance take effect at once; this bounds how long another instance's revocation takes.
-const CHECKED_TOKEN_TTL: Duration = Duration::from_secs(10);
-/// Checked tokens remembered at most; the memory is dropped wholesale past it.
-const CHECKED_TOKEN_CAPACITY: usize = 10_000;
-
-/// A token found valid in the database: who it acts for, and where it may be used from.
-#[derive(Clone)]
-struct CheckedToken {
-    caller: Caller,
-    cidr: Arc<CidrList>,
-    checked: Instant,
-    expires_at: Option<i64>,
-}
-
-/// Recently checked tokens by hash: the hot read path then does no database call.
-#[derive(Default)]
-struct CheckedTokens {
-    inner: Mutex<CheckedInner>,
-}
-
-#[derive(Default)]
-struct CheckedInner {
-    entries: HashMap<String, CheckedToken>,
-    /// Hashes revoked by this instance, so that a check which read the row just before the
-    /// revocation committed cannot put the token back afterwards.
-    revoked: HashSet<String>,
-}
-
-impl CheckedTokens {
-    fn lock(&self) -> MutexGuard<'_, CheckedInner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn get(&self, hash: &str) -> Option<CheckedToken> {
-        let inner = self.lock();
-        let entry = inner.entries.get(hash)?;
-        let fresh = entry.checked.elapsed() < CHECKED_TOKEN_TTL
-            && entry.expires_at.is_none_or(|at| at > clock::now_ms());
-        fresh.then(|| entry.clone())
-    }
-
-    fn put(&self, hash: String, entry: CheckedToken) {
-        let mut inner = self.lock();
-        if inner.revoked.contains(&hash) {
-            return;
-        }
-        if inner.entries.len() >= CHECKED_TOKEN_CAPACITY {
-            inner.entries.clear();
-        }
-        inner.entries.insert(hash, entry);
-    }
-
-    fn forget(&self, hash: &str) {
-        let mut inner = self.lock();
-        inner.entries.remove(hash);
-        if inner.revoked.len() >= CHECKED_TOKEN_CAPACITY {
-            inner.revoked.clear();
-        }
-        inner.revoked.insert(hash.to_owned());
-    }
 }
 
 /// Issues, checks and revokes tokens.
