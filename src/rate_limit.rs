@@ -39,8 +39,16 @@ enum Group {
 fn group_of(method: &Method, path: &str) -> Option<Group> {
     let post = method == Method::POST;
     match path {
-        "/-/v1/login" | "/api/v1/admin/sessions" if post => Some(Group::Password),
-        "/-/v1/device/authorize" | "/-/v1/device/token" if post => Some(Group::Device),
+        "/-/v1/login" | "/api/v1/admin/sessions" | "/cli/auth/login" if post => {
+            Some(Group::Password)
+        }
+        // Polls (`/-/v1/device/token`, `/-/v1/done`) are not counted: they carry a 256-bit device
+        // code and are paced by `slow_down`. What is counted is every try of a short user code.
+        "/-/v1/device/authorize" | "/cli/auth/decide" if post => Some(Group::Device),
+        "/cli/auth" if method == Method::GET => Some(Group::Device),
+        _ if path.starts_with("/api/auth/login/") || path.starts_with("/api/auth/callback/") => {
+            Some(Group::Password)
+        }
         "/-/npm/v1/tokens" if post => Some(Group::Password),
         _ if path.starts_with("/-/user/org.couchdb.user:") && method == Method::PUT => {
             Some(Group::Password)
@@ -140,7 +148,16 @@ mod tests {
             ),
             (Method::POST, "/-/npm/v1/tokens", Some(Group::Password)),
             (Method::POST, "/-/v1/device/authorize", Some(Group::Device)),
-            (Method::POST, "/-/v1/device/token", Some(Group::Device)),
+            (Method::POST, "/-/v1/device/token", None),
+            (Method::GET, "/-/v1/done", None),
+            (Method::GET, "/cli/auth", Some(Group::Device)),
+            (Method::POST, "/cli/auth/decide", Some(Group::Device)),
+            (Method::POST, "/cli/auth/login", Some(Group::Password)),
+            (
+                Method::GET,
+                "/api/auth/callback/oidc",
+                Some(Group::Password),
+            ),
             (Method::GET, "/-/npm/v1/tokens", Some(Group::Tokens)),
             (
                 Method::DELETE,
