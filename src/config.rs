@@ -502,15 +502,23 @@ mod tests {
 
     #[test]
     fn the_webhook_schedule_and_timeout_are_checked_at_startup() {
-        let config = config_from(&["--webhook-retry-schedule", "1s,2m", "--webhook-timeout", "3s"])
-            .unwrap();
+        let config = config_from(&[
+            "--webhook-retry-schedule",
+            "1s,2m",
+            "--webhook-timeout",
+            "3s",
+        ])
+        .unwrap();
         assert_eq!(
             config.webhook_retry_schedule,
             [Duration::from_secs(1), Duration::from_secs(120)]
         );
         assert_eq!(config.webhook_timeout, Duration::from_secs(3));
         let err = config_from(&["--webhook-retry-schedule", "1m,soon"]).unwrap_err();
-        assert!(format!("{err:#}").contains("PACKR_WEBHOOK_RETRY_SCHEDULE"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("PACKR_WEBHOOK_RETRY_SCHEDULE"),
+            "{err:#}"
+        );
         assert!(config_from(&["--webhook-timeout", "0s"]).is_err());
     }
 

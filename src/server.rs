@@ -97,9 +97,8 @@ pub struct Server {
     app: Router,
     worker: Worker,
     tokens: Tokens,
-        token_usage_flush: Duration,
+    token_usage_flush: Duration,
     device: DeviceFlow,
-
 }
 
 impl Server {
@@ -110,7 +109,7 @@ impl Server {
         let settings = RegistrySettings {
             unpublish_window: config.unpublish_window,
             tarball_limits: TarballLimits::default(),
-                        tarball_redirect: config.tarball_redirect,
+            tarball_redirect: config.tarball_redirect,
             packument_cache_bytes: config.cache_bytes,
         };
         let login_key = secrets::load_or_create(&config.data_dir, "session.key")?;
@@ -160,7 +159,7 @@ impl Server {
         Ok(Self {
             listener,
             tokens: state.tokens.clone(),
-                        token_usage_flush: config.token_usage_flush,
+            token_usage_flush: config.token_usage_flush,
             device: state.device.clone(),
             app: router(state, config.max_body_bytes),
             worker,
@@ -180,7 +179,7 @@ impl Server {
         tasks.spawn(self.worker.run(worker_stop.clone()));
         let (tokens, every, usage_stop) =
             (self.tokens, self.token_usage_flush, worker_stop.clone());
-                tasks.spawn(async move { tokens.flush_usage_until(every, usage_stop).await });
+        tasks.spawn(async move { tokens.flush_usage_until(every, usage_stop).await });
         tasks.spawn(clean_up_device_codes(self.device, worker_stop.clone()));
         tasks.close();
         let service = tower::Layer::layer(

@@ -673,7 +673,7 @@ async fn npm_install_follows_a_tarball_redirect_to_a_presigned_s3_url() {
         location.starts_with(&s3.endpoint) && location.contains("X-Amz-Signature="),
         "the redirect must go to a presigned URL on the S3 server: {location}"
     );
-        // The redirect itself is cached briefly (the URL expires); the object's answer is immutable.
+    // The redirect itself is cached briefly (the URL expires); the object's answer is immutable.
     assert_eq!(redirect.headers()["cache-control"], "private, max-age=60");
     let object = reqwest::get(location).await.expect("GET the presigned URL");
     assert_eq!(object.status(), StatusCode::OK);
