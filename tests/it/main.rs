@@ -18,3 +18,4 @@ mod tokens;
 mod web_login;
 mod webhooks;
 mod yarn_client;
+mod yarn_login;
