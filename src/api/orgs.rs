@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::AdminCaller;
 use crate::error::ApiError;
-use crate::npm::extract::{Authenticated, NpmJson, ReadAccess};
+use crate::npm::extract::{Authenticated, NpmJson, ReadAccess, required_field};
 use crate::orgs::OrgRole;
 use crate::server::AppState;
 
@@ -25,13 +25,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/orgs/{slug}/packages", get(get_org_packages))
 }
 
-fn required<'a>(body: &'a Value, field: &str) -> Result<&'a str, ApiError> {
-    body.get(field)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::bad_request("missing_field", format!("`{field}` is required")))
-}
-
 async fn get_orgs(
     State(app): State<AppState>,
     _admin: AdminCaller,
@@ -45,7 +38,7 @@ async fn post_org(
     AdminCaller(caller): AdminCaller,
     NpmJson(body): NpmJson,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let slug = required(&body, "slug")?;
+    let slug = required_field(&body, "slug")?;
     let display = body
         .get("display_name")
         .and_then(Value::as_str)
@@ -74,7 +67,7 @@ async fn post_member(
     Path(slug): Path<String>,
     NpmJson(body): NpmJson,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let user = required(&body, "user")?;
+    let user = required_field(&body, "user")?;
     let role = OrgRole::parse(
         body.get("role")
             .and_then(Value::as_str)
@@ -95,7 +88,7 @@ async fn delete_member(
     NpmJson(body): NpmJson,
 ) -> Result<StatusCode, ApiError> {
     app.orgs
-        .remove_member(&caller, &slug, required(&body, "user")?)
+        .remove_member(&caller, &slug, required_field(&body, "user")?)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -15,7 +15,7 @@ use crate::auth::tokens::{TokenInfo, TokenListing, TokenRequest};
 use crate::clock;
 use crate::config::parse_duration;
 use crate::error::ApiError;
-use crate::npm::extract::NpmJson;
+use crate::npm::extract::{NpmJson, string_list};
 use crate::server::AppState;
 
 const MAX_PER_PAGE: u32 = 500;
@@ -104,24 +104,6 @@ fn optional_str<'a>(body: &'a Value, field: &str) -> Result<Option<&'a str>, Api
         Some(_) => Err(ApiError::bad_request(
             "invalid",
             format!("`{field}` must be a string"),
-        )),
-    }
-}
-
-fn string_list(body: &Value, field: &str) -> Result<Vec<String>, ApiError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| {
-                item.as_str().map(str::to_owned).ok_or_else(|| {
-                    ApiError::bad_request("invalid", format!("`{field}` must list strings"))
-                })
-            })
-            .collect(),
-        Some(_) => Err(ApiError::bad_request(
-            "invalid",
-            format!("`{field}` must be a list of strings"),
         )),
     }
 }

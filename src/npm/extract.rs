@@ -1,5 +1,5 @@
-//! Extractors: the caller's token, the public base URL, JSON bodies and package names, each
-//! rejecting with an npm-shaped [`ApiError`].
+//! Extractors: the caller's token, the public base URL, JSON bodies (and readers of their
+//! fields) and package names, each rejecting with an npm-shaped [`ApiError`].
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -171,6 +171,38 @@ impl FromRequest<AppState> for NpmJson {
                 format!("the request body is not valid JSON: {e}"),
             )
         })
+    }
+}
+
+/// A non-empty string field of a JSON body, if the body has one.
+pub fn text_field<'a>(body: &'a Value, field: &str) -> Option<&'a str> {
+    body.get(field)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// A non-empty string field the request must carry; without it, a 400 `missing_field`.
+pub fn required_field<'a>(body: &'a Value, field: &str) -> Result<&'a str, ApiError> {
+    text_field(body, field)
+        .ok_or_else(|| ApiError::bad_request("missing_field", format!("`{field}` is required")))
+}
+
+/// A field holding a list of strings; an absent or null field is an empty list.
+pub fn string_list(body: &Value, field: &str) -> Result<Vec<String>, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| {
+                item.as_str().map(str::to_owned).ok_or_else(|| {
+                    ApiError::bad_request("invalid", format!("`{field}` must list strings"))
+                })
+            })
+            .collect(),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid",
+            format!("`{field}` must be a list of strings"),
+        )),
     }
 }
 

@@ -7,7 +7,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::extract::{Authenticated, NpmJson, ReadAccess, package_name, package_name_for_write};
+use super::extract::{
+    Authenticated, NpmJson, ReadAccess, package_name, package_name_for_write, required_field,
+};
 use crate::error::ApiError;
 use crate::orgs::OrgRole;
 use crate::server::AppState;
@@ -38,13 +40,6 @@ pub fn routes() -> Router<AppState> {
         .route("/-/package/{pkg}/visibility", get(get_visibility))
         .route("/-/package/{pkg}/access", post(post_access))
         .route("/-/package/{pkg}/collaborators", get(get_collaborators))
-}
-
-fn field<'a>(body: &'a Value, name: &str) -> Result<&'a str, ApiError> {
-    body.get(name)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::bad_request("missing_field", format!("`{name}` is required")))
 }
 
 /// npm prints roles as it knows them: maintainers are "developer"s.
@@ -95,7 +90,7 @@ async fn put_org_user(
     NpmJson(body): NpmJson,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let slug = org_slug(&org);
-    let user = field(&body, "user")?;
+    let user = required_field(&body, "user")?;
     let role = OrgRole::parse(
         body.get("role")
             .and_then(Value::as_str)
@@ -117,7 +112,7 @@ async fn delete_org_user(
     NpmJson(body): NpmJson,
 ) -> Result<StatusCode, ApiError> {
     app.orgs
-        .remove_member(&caller, org_slug(&org), field(&body, "user")?)
+        .remove_member(&caller, org_slug(&org), required_field(&body, "user")?)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -158,7 +153,7 @@ async fn put_team(
     Path(org): Path<String>,
     NpmJson(body): NpmJson,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let name = field(&body, "name")?;
+    let name = required_field(&body, "name")?;
     let description = body
         .get("description")
         .and_then(Value::as_str)
@@ -199,7 +194,13 @@ async fn put_team_user(
     NpmJson(body): NpmJson,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     app.orgs
-        .set_team_member(&caller, org_slug(&org), &team, field(&body, "user")?, true)
+        .set_team_member(
+            &caller,
+            org_slug(&org),
+            &team,
+            required_field(&body, "user")?,
+            true,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(json!({}))))
 }
@@ -211,7 +212,13 @@ async fn delete_team_user(
     NpmJson(body): NpmJson,
 ) -> Result<StatusCode, ApiError> {
     app.orgs
-        .set_team_member(&caller, org_slug(&org), &team, field(&body, "user")?, false)
+        .set_team_member(
+            &caller,
+            org_slug(&org),
+            &team,
+            required_field(&body, "user")?,
+            false,
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -234,7 +241,7 @@ async fn put_team_package(
     Path((org, team)): Path<(String, String)>,
     NpmJson(body): NpmJson,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let package = field(&body, "package")?;
+    let package = required_field(&body, "package")?;
     let permissions = body
         .get("permissions")
         .and_then(Value::as_str)
@@ -256,7 +263,7 @@ async fn delete_team_package(
             &caller,
             org_slug(&org),
             &team,
-            field(&body, "package")?,
+            required_field(&body, "package")?,
             None,
         )
         .await?;

@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{Authenticated, BaseUrl, NpmJson};
+use super::extract::{Authenticated, BaseUrl, NpmJson, string_list};
 use crate::auth::accounts::user_role;
 use crate::auth::cidr::CidrList;
 use crate::auth::tokens::{TokenInfo, TokenListing, TokenRequest};
@@ -147,27 +147,9 @@ struct CreateBody {
     scopes: Vec<String>,
 }
 
-fn strings(body: &Value, field: &str) -> Result<Vec<String>, ApiError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| {
-                item.as_str().map(str::to_owned).ok_or_else(|| {
-                    ApiError::bad_request("invalid", format!("`{field}` must list strings"))
-                })
-            })
-            .collect(),
-        Some(_) => Err(ApiError::bad_request(
-            "invalid",
-            format!("`{field}` must be a list of strings"),
-        )),
-    }
-}
-
 impl CreateBody {
     fn parse(body: &Value) -> Result<Self, ApiError> {
-        if !strings(body, "packages")?.is_empty() || !strings(body, "orgs")?.is_empty() {
+        if !string_list(body, "packages")?.is_empty() || !string_list(body, "orgs")?.is_empty() {
             return Err(ApiError::bad_request(
                 "unsupported",
                 "Packr limits tokens by scope, not by package or org: use --scopes @acme",
@@ -182,7 +164,7 @@ impl CreateBody {
                 )
             })?),
         };
-        let scopes = strings(body, "scopes")?
+        let scopes = string_list(body, "scopes")?
             .into_iter()
             .map(|scope| {
                 if scope.starts_with('@') {
@@ -200,7 +182,7 @@ impl CreateBody {
                 .unwrap_or("npm token")
                 .to_owned(),
             expires_days,
-            cidr: strings(body, "cidr_whitelist")?,
+            cidr: string_list(body, "cidr_whitelist")?,
             readonly: body.get("readonly").and_then(Value::as_bool) == Some(true),
             permission: body
                 .get("packages_and_scopes_permission")

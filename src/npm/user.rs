@@ -7,7 +7,7 @@ use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::extract::{Authenticated, BaseUrl, NpmJson, RequestOrigin};
+use super::extract::{Authenticated, BaseUrl, NpmJson, RequestOrigin, text_field};
 use crate::auth::AuthError;
 use crate::auth::Origin;
 use crate::error::ApiError;
@@ -32,12 +32,6 @@ fn user_from_path(raw: &str) -> Result<&str, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("no such user document: {raw}")))
 }
 
-fn string_field<'a>(body: &'a Value, field: &str) -> Option<&'a str> {
-    body.get(field)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-}
-
 /// Logs in with a password, or signs up (`npm adduser` sends an e-mail) when sign-up is open.
 async fn log_in_or_sign_up(
     app: &AppState,
@@ -45,15 +39,15 @@ async fn log_in_or_sign_up(
     body: &Value,
     origin: &Origin,
 ) -> Result<String, ApiError> {
-    let password = string_field(body, "password")
+    let password = text_field(body, "password")
         .ok_or_else(|| ApiError::bad_request("missing_password", "a password is required"))?;
     let user = match app.accounts.login(name, password).await {
         Ok(user) => user,
-        Err(AuthError::NoSuchUser(_)) if string_field(body, "email").is_some() => {
+        Err(AuthError::NoSuchUser(_)) if text_field(body, "email").is_some() => {
             if !app.config.allow_signup {
                 return Err(AuthError::SignupClosed.into());
             }
-            let email = string_field(body, "email").unwrap_or_default();
+            let email = text_field(body, "email").unwrap_or_default();
             app.accounts
                 .sign_up(name, email, password.to_owned())
                 .await?
@@ -73,7 +67,7 @@ async fn put_user(
     NpmJson(body): NpmJson,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let name = user_from_path(&user)?;
-    if let Some(body_name) = string_field(&body, "name")
+    if let Some(body_name) = text_field(&body, "name")
         && body_name != name
     {
         return Err(ApiError::bad_request(
@@ -130,7 +124,7 @@ async fn post_login(
     BaseUrl(base): BaseUrl,
     NpmJson(body): NpmJson,
 ) -> Result<Json<Value>, ApiError> {
-    let Some(name) = string_field(&body, "name") else {
+    let Some(name) = text_field(&body, "name") else {
         return Ok(Json(super::device::web_login(&app, &origin, &base).await?));
     };
     let token = log_in_or_sign_up(&app, name, &body, &origin).await?;
