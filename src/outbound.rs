@@ -1,5 +1,5 @@
 //! The outbound HTTP client (plain HTTP and HTTPS with the web PKI roots), for the `packr login`
-//! client and other calls Packr makes to other servers.
+//! client and other calls Packr makes to other servers, and how a failed call is described.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -31,4 +31,17 @@ pub async fn send(
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
     Ok((status, body))
+}
+
+/// A failed call's error and its causes on one line, `outer: inner: innermost` (such as
+/// "error sending request: ...: Connection refused"), for logs and delivery records.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

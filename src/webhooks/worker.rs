@@ -156,7 +156,7 @@ impl Worker {
         let timeout = self.settings.timeout;
         match tokio::time::timeout(timeout, self.client.request(request)).await {
             Ok(Ok(response)) => Ok(response.status().as_u16()),
-            Ok(Err(err)) => Err(error_chain(&err)),
+            Ok(Err(err)) => Err(outbound::error_chain(&err)),
             Err(_) => Err(format!("no answer within {} ms", millis(timeout))),
         }
     }
@@ -188,18 +188,6 @@ pub(super) fn validate_url(url: &str) -> Result<(), WebhookError> {
 
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// An error and its causes, `outer: inner: innermost`.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use secrecy::ExposeSecret;
 
 use super::{Blob, BlobError, BlobKey, BlobStore};
 use crate::config::S3Config;
+use crate::outbound::error_chain;
 
 /// Pauses before the second, third and fourth attempt of a request.
 const BACKOFF: [Duration; 3] = [
@@ -224,22 +225,10 @@ fn classify(err: S3Error) -> Failure {
         S3Error::Reqwest(err) if err.is_builder() => {
             Failure::Permanent(BlobError::Refused(err.to_string()))
         }
-        S3Error::Reqwest(err) => Failure::Transient(full_chain(&err)),
+        S3Error::Reqwest(err) => Failure::Transient(error_chain(&err)),
         S3Error::Io(err) => Failure::Transient(err.to_string()),
         other => Failure::Permanent(BlobError::Refused(other.to_string())),
     }
-}
-
-/// The error and its causes on one line ("error sending request: ...: Connection refused").
-fn full_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The S3 error code from an XML error body, or the body's start.
