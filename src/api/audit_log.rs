@@ -8,11 +8,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AdminCaller;
+use super::paging::Paging;
 use crate::error::ApiError;
 use crate::server::AppState;
 use crate::store::sqlite::audit::AuditQuery;
-
-const MAX_PER_PAGE: u32 = 500;
 
 /// The routes of this module.
 pub fn routes() -> Router<AppState> {
@@ -32,8 +31,6 @@ pub struct Filters {
     package: Option<String>,
     from: Option<String>,
     to: Option<String>,
-    page: Option<u32>,
-    per_page: Option<u32>,
 }
 
 /// Parses `2026-11-24` (start of that UTC day) or an RFC 3339 time into Unix ms.
@@ -53,15 +50,7 @@ fn parse_time(field: &str, text: &str) -> Result<i64, ApiError> {
         })
 }
 
-async fn answer(app: &AppState, filters: Filters) -> Result<Json<Value>, ApiError> {
-    let per_page = filters.per_page.unwrap_or(100);
-    if per_page == 0 || per_page > MAX_PER_PAGE {
-        return Err(ApiError::bad_request(
-            "invalid_page",
-            format!("per_page must be between 1 and {MAX_PER_PAGE}"),
-        ));
-    }
-    let page = filters.page.unwrap_or(0);
+async fn answer(app: &AppState, filters: Filters, paging: Paging) -> Result<Json<Value>, ApiError> {
     let query = AuditQuery {
         action: filters.action,
         actor: filters.actor,
@@ -76,12 +65,12 @@ async fn answer(app: &AppState, filters: Filters) -> Result<Json<Value>, ApiErro
             .as_deref()
             .map(|t| parse_time("to", t))
             .transpose()?,
-        limit: per_page,
-        offset: page.saturating_mul(per_page),
+        limit: paging.per_page,
+        offset: paging.offset(),
     };
     let (events, total) = app.audit_log.query(query).await?;
     Ok(Json(
-        json!({ "events": events, "total": total, "page": page, "per_page": per_page }),
+        json!({ "events": events, "total": total, "page": paging.page, "per_page": paging.per_page }),
     ))
 }
 
@@ -90,8 +79,9 @@ async fn get_audit_log(
     State(app): State<AppState>,
     _admin: AdminCaller,
     Query(filters): Query<Filters>,
+    paging: Paging,
 ) -> Result<Json<Value>, ApiError> {
-    answer(&app, filters).await
+    answer(&app, filters, paging).await
 }
 
 /// `GET /api/v1/packages/:pkg/audit-log`.
@@ -100,6 +90,7 @@ async fn get_package_audit_log(
     _admin: AdminCaller,
     Path(pkg): Path<String>,
     Query(filters): Query<Filters>,
+    paging: Paging,
 ) -> Result<Json<Value>, ApiError> {
     answer(
         &app,
@@ -107,6 +98,7 @@ async fn get_package_audit_log(
             package: Some(pkg),
             ..filters
         },
+        paging,
     )
     .await
 }

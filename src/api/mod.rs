@@ -2,6 +2,7 @@
 
 mod audit_log;
 mod orgs;
+mod paging;
 mod sessions;
 mod tokens;
 mod webhooks;

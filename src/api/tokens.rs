@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AdminCaller;
+use super::paging::Paging;
 use crate::auth::Role;
 use crate::auth::cidr::CidrList;
 use crate::auth::tokens::{TokenInfo, TokenListing, TokenRequest};
@@ -17,8 +18,6 @@ use crate::config::parse_duration;
 use crate::error::ApiError;
 use crate::npm::extract::{NpmJson, string_list};
 use crate::server::AppState;
-
-const MAX_PER_PAGE: u32 = 500;
 
 /// The routes of this module.
 pub fn routes() -> Router<AppState> {
@@ -45,13 +44,11 @@ fn token_json(info: &TokenInfo) -> Value {
     })
 }
 
-/// Query of the listing: `?user=NAME&live=true&page=0&per_page=100`.
+/// Filters of the listing: `?user=NAME&live=true` (paged with `&page=0&per_page=100`).
 #[derive(Debug, Deserialize)]
 pub struct Filters {
     user: Option<String>,
     live: Option<bool>,
-    page: Option<u32>,
-    per_page: Option<u32>,
 }
 
 /// `GET /api/v1/admin/tokens`: every token (revoked and expired ones too unless `live=true`).
@@ -59,15 +56,8 @@ async fn get_tokens(
     State(app): State<AppState>,
     _admin: AdminCaller,
     Query(filters): Query<Filters>,
+    paging: Paging,
 ) -> Result<Json<Value>, ApiError> {
-    let per_page = filters.per_page.unwrap_or(100);
-    if per_page == 0 || per_page > MAX_PER_PAGE {
-        return Err(ApiError::bad_request(
-            "invalid_page",
-            format!("per_page must be between 1 and {MAX_PER_PAGE}"),
-        ));
-    }
-    let page = filters.page.unwrap_or(0);
     let user_id = match &filters.user {
         Some(name) => Some(find_user(&app, name).await?.id),
         None => None,
@@ -77,13 +67,13 @@ async fn get_tokens(
         .list(TokenListing {
             user_id,
             live_only: filters.live.unwrap_or(false),
-            limit: per_page,
-            offset: page.saturating_mul(per_page),
+            limit: paging.per_page,
+            offset: paging.offset(),
         })
         .await?;
     let tokens: Vec<Value> = tokens.iter().map(token_json).collect();
     Ok(Json(
-        json!({ "tokens": tokens, "total": total, "page": page, "per_page": per_page }),
+        json!({ "tokens": tokens, "total": total, "page": paging.page, "per_page": paging.per_page }),
     ))
 }
 

@@ -1,20 +1,18 @@
 //! The webhook admin API: `/api/v1/admin/webhooks[/:id[/deliveries]]` and
 //! `/api/v1/admin/webhooks/deliveries/:id/redeliver`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AdminCaller;
+use super::paging::Paging;
 use crate::error::ApiError;
 use crate::npm::extract::NpmJson;
 use crate::server::AppState;
 use crate::webhooks::Owner;
-
-const MAX_PER_PAGE: u32 = 500;
 
 /// The routes of this module.
 pub fn routes() -> Router<AppState> {
@@ -106,36 +104,21 @@ async fn delete_webhook(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Paging of the delivery log.
-#[derive(Debug, Deserialize)]
-pub struct Paging {
-    page: Option<u32>,
-    per_page: Option<u32>,
-}
-
 /// `GET /api/v1/admin/webhooks/:id/deliveries?page=&per_page=`: newest first, with attempts.
 async fn get_deliveries(
     State(app): State<AppState>,
     _admin: AdminCaller,
     Path(id): Path<String>,
-    Query(paging): Query<Paging>,
+    paging: Paging,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
-    let per_page = paging.per_page.unwrap_or(100);
-    if per_page == 0 || per_page > MAX_PER_PAGE {
-        return Err(ApiError::bad_request(
-            "invalid_page",
-            format!("per_page must be between 1 and {MAX_PER_PAGE}"),
-        ));
-    }
-    let page = paging.page.unwrap_or(0);
     let (deliveries, total) = app
         .webhooks
-        .deliveries(id, per_page, page.saturating_mul(per_page))
+        .deliveries(id, paging.per_page, paging.offset())
         .await?;
     Ok(Json(json!({
         "webhook_id": id, "deliveries": deliveries, "total": total,
-        "page": page, "per_page": per_page,
+        "page": paging.page, "per_page": paging.per_page,
     })))
 }
 
