@@ -3,12 +3,14 @@
 
 use std::collections::BTreeSet;
 
+use rusqlite::Transaction;
 use serde_json::{Value, json};
 
 use super::{PackageName, Registry, RegistryError, Version};
 use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
 use crate::clock;
+use crate::store::StoreError;
 use crate::store::sqlite::audit;
 use crate::store::sqlite::packages::{self as rows, PackageRecord};
 
@@ -153,29 +155,17 @@ impl Registry {
             .flatten();
         let package = name.to_string();
         let versions: Vec<String> = removed.into_iter().collect();
-        let event = AuditEvent::by(
-            caller,
-            "package.unpublished",
-            json!({ "versions": versions, "whole_package": false }),
-        )
-        .on_package(name.as_str());
-        let keys = self
-            .db
-            .write(move |tx| {
-                let keys = rows::remove_versions(
-                    tx,
-                    &package,
-                    &versions,
-                    new_latest.as_deref(),
-                    clock::now_ms(),
-                )?;
-                audit::record(tx, &event)?;
-                Ok(keys)
-            })
-            .await?;
-        self.invalidate(name);
-        self.delete_blobs(keys).await;
-        Ok(())
+        let audited = json!({ "versions": versions, "whole_package": false });
+        self.commit_unpublish(caller, name, audited, move |tx| {
+            rows::remove_versions(
+                tx,
+                &package,
+                &versions,
+                new_latest.as_deref(),
+                clock::now_ms(),
+            )
+        })
+        .await
     }
 
     /// Deletes a whole package (`npm unpublish pkg --force`).
@@ -199,16 +189,31 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let package = name.to_string();
         let versions: Vec<&str> = record.versions.iter().map(|r| r.version.as_str()).collect();
-        let event = AuditEvent::by(
-            caller,
-            "package.unpublished",
-            json!({ "versions": versions, "whole_package": true }),
-        )
-        .on_package(name.as_str());
+        let audited = json!({ "versions": versions, "whole_package": true });
+        self.commit_unpublish(caller, name, audited, move |tx| {
+            rows::delete_package(tx, &package, clock::now_ms())
+        })
+        .await
+    }
+
+    /// Runs `remove` (which answers the blob keys it freed) and records the `package.unpublished`
+    /// event with `details` in one transaction, then drops the cached packument and the freed blobs.
+    async fn commit_unpublish<F>(
+        &self,
+        caller: &Caller,
+        name: &PackageName,
+        details: Value,
+        remove: F,
+    ) -> Result<(), RegistryError>
+    where
+        F: FnOnce(&Transaction<'_>) -> Result<Vec<String>, StoreError> + Send + 'static,
+    {
+        let event =
+            AuditEvent::by(caller, "package.unpublished", details).on_package(name.as_str());
         let keys = self
             .db
             .write(move |tx| {
-                let keys = rows::delete_package(tx, &package, clock::now_ms())?;
+                let keys = remove(tx)?;
                 audit::record(tx, &event)?;
                 Ok(keys)
             })
