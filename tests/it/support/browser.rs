@@ -1,9 +1,8 @@
 //! Real headless Chromium (Debian's package) driven by playwright-core, for the `/cli/auth` page.
 //! Both are installed on first use: Chromium with apt-get when missing, playwright-core with npm
-//! into `<target>/test-browser/`.
+//! into `<target>/test-browser/` (see [`super::install`]).
 
 use std::ffi::OsStr;
-use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
@@ -11,6 +10,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::Value;
+
+use super::install::{install_once, locked, npm_install};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const PLAYWRIGHT: &str = "playwright-core@1.64.1";
@@ -29,15 +30,10 @@ fn run(command: &mut std::process::Command) -> anyhow::Result<()> {
 }
 
 fn install() -> anyhow::Result<PathBuf> {
-    let target = Path::new(super::server::packr_binary())
-        .ancestors()
-        .nth(2)
-        .context("the packr binary has no target directory")?;
-    let dir = target.join("test-browser");
-    let marker = dir.join(".installed");
-    let lock = File::create(target.join("test-browser.lock"))?;
-    lock.lock()?;
-    if !Path::new(CHROMIUM).exists() {
+    locked("test-chromium", || {
+        if Path::new(CHROMIUM).exists() {
+            return Ok(());
+        }
         run(std::process::Command::new("apt-get")
             .args(["install", "-y", "-qq", "chromium"])
             .env("DEBIAN_FRONTEND", "noninteractive"))
@@ -47,19 +43,11 @@ fn install() -> anyhow::Result<PathBuf> {
                 .args(["install", "-y", "-qq", "chromium"])
                 .env("DEBIAN_FRONTEND", "noninteractive"))
         })
-        .context("installing Debian's chromium (the tests run as root on CI)")?;
-    }
-    if fs::read_to_string(&marker).is_ok_and(|found| found == PLAYWRIGHT) {
-        return Ok(dir);
-    }
-    fs::create_dir_all(&dir)?;
-    run(std::process::Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--prefix"])
-        .arg(&dir)
-        .arg(PLAYWRIGHT)
-        .env("npm_config_update_notifier", "false"))?;
-    fs::write(&marker, PLAYWRIGHT)?;
-    Ok(dir)
+        .context("installing Debian's chromium (the tests run as root on CI)")
+    })?;
+    install_once("test-browser", PLAYWRIGHT, |dir| {
+        npm_install(dir, &[PLAYWRIGHT])
+    })
 }
 
 fn browser_dir() -> &'static Path {

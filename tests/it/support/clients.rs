@@ -1,12 +1,12 @@
 //! Real npm, pnpm and yarn processes, each run with an isolated HOME, cache and registry config.
 //!
-//! The clients are installed once, with the machine's `npm`, into `<target>/test-clients/`, and
-//! reused by later runs; a file lock plus a marker file make concurrent test processes install them
-//! only once. Set `PACKR_TEST_VERBOSE=1` (with `-- --nocapture`) to see every command's output.
+//! The clients are installed once, with the machine's `npm`, into `<target>/test-clients/` (see
+//! [`super::install`]), and reused by later runs. Set `PACKR_TEST_VERBOSE=1` (with
+//! `-- --nocapture`) to see every command's output.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -15,6 +15,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use super::fixtures::Package;
+use super::install::{install_once, npm_install};
 use super::server::TestServer;
 
 /// The client versions the suite runs; changing this list reinstalls them.
@@ -32,54 +33,11 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(300);
 fn install_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        install_clients().unwrap_or_else(|err| panic!("installing the test clients: {err:#}"))
+        install_once("test-clients", &CLIENTS.join(" "), |dir| {
+            npm_install(dir, CLIENTS)
+        })
+        .unwrap_or_else(|err| panic!("installing the test clients: {err:#}"))
     })
-}
-
-fn install_clients() -> anyhow::Result<PathBuf> {
-    use anyhow::{Context, bail};
-
-    // `target/debug/packr` → `target/`; honours CARGO_TARGET_DIR because cargo built the binary there.
-    let target = Path::new(super::server::packr_binary())
-        .ancestors()
-        .nth(2)
-        .context("the packr binary has no target directory")?;
-    let dir = target.join("test-clients");
-    let marker = dir.join(".installed");
-    let wanted = CLIENTS.join(" ");
-    if fs::read_to_string(&marker).is_ok_and(|found| found == wanted) {
-        return Ok(dir);
-    }
-
-    let lock = File::create(target.join("test-clients.lock")).context("creating the lock file")?;
-    lock.lock().context("locking test-clients.lock")?;
-    if fs::read_to_string(&marker).is_ok_and(|found| found == wanted) {
-        return Ok(dir);
-    }
-    if dir.exists() {
-        fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-    }
-    fs::create_dir_all(&dir)?;
-    let output = std::process::Command::new("npm")
-        .arg("install")
-        .arg("--prefix")
-        .arg(&dir)
-        .args(["--no-audit", "--no-fund", "--ignore-scripts"])
-        .args(CLIENTS)
-        .env("npm_config_update_notifier", "false")
-        .stdin(Stdio::null())
-        .output()
-        .context("running the machine's npm (is Node.js installed?)")?;
-    if !output.status.success() {
-        bail!(
-            "`npm install {wanted}` failed ({}):\n{}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    fs::write(&marker, &wanted)?;
-    Ok(dir)
 }
 
 fn modules() -> PathBuf {

@@ -1,22 +1,21 @@
 //! Real identity providers on loopback for the OAuth sign-in tests: oidc-provider (a certified
 //! OpenID Connect provider library, with its development login and consent pages) and
 //! oauth2-mock-server (GitHub-shaped, or a scriptable OpenID provider). Both are installed on
-//! first use with npm into `<target>/test-oidc/`; a file lock plus a marker make concurrent test
-//! processes install them once. Also drives headless Chromium through a provider sign-in.
+//! first use with npm into `<target>/test-oidc/` (see [`super::install`]). Also drives headless
+//! Chromium through a provider sign-in.
 
 use std::ffi::OsStr;
-use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use super::browser::run_script;
+use super::install::{install_once, npm_install};
 
 /// The provider versions the tests run; changing this list reinstalls them.
 const PACKAGES: &[&str] = &["oidc-provider@9.13.3", "oauth2-mock-server@9.3.0"];
@@ -25,44 +24,13 @@ pub const CLIENT_ID: &str = "packr-test";
 /// Its secret.
 pub const CLIENT_SECRET: &str = "packr-secret";
 
-fn install() -> anyhow::Result<PathBuf> {
-    let target = Path::new(super::server::packr_binary())
-        .ancestors()
-        .nth(2)
-        .context("the packr binary has no target directory")?;
-    let dir = target.join("test-oidc");
-    let marker = dir.join(".installed");
-    let wanted = PACKAGES.join(" ");
-    let lock = File::create(target.join("test-oidc.lock")).context("creating the lock file")?;
-    lock.lock().context("locking test-oidc.lock")?;
-    if fs::read_to_string(&marker).is_ok_and(|found| found == wanted) {
-        return Ok(dir);
-    }
-    fs::create_dir_all(&dir)?;
-    let output = std::process::Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--prefix"])
-        .arg(&dir)
-        .args(PACKAGES)
-        .env("npm_config_update_notifier", "false")
-        .stdin(Stdio::null())
-        .output()
-        .context("running the machine's npm (is Node.js installed?)")?;
-    if !output.status.success() {
-        bail!(
-            "`npm install {wanted}` failed ({}):\n{}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    fs::write(&marker, &wanted)?;
-    Ok(dir)
-}
-
 fn install_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        install().unwrap_or_else(|err| panic!("installing the test identity providers: {err:#}"))
+        install_once("test-oidc", &PACKAGES.join(" "), |dir| {
+            npm_install(dir, PACKAGES)
+        })
+        .unwrap_or_else(|err| panic!("installing the test identity providers: {err:#}"))
     })
 }
 

@@ -1,11 +1,10 @@
 //! A real S3 server for tests: s3s-fs, which checks SigV4 signatures like AWS does.
 //!
 //! It is installed once with `cargo install` into `<target>/test-tools/` (a few minutes on the
-//! first run, then reused); a file lock plus a marker file make concurrent test processes install
-//! it only once. Each test starts its own server on a free loopback port with its own data
-//! directory and bucket, and the server is killed when the [`S3Server`] is dropped.
+//! first run, then reused; see [`super::install`]). Each test starts its own server on a free
+//! loopback port with its own data directory and bucket, and the server is killed when the
+//! [`S3Server`] is dropped.
 
-use std::fs::{self, File};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,6 +15,8 @@ use packr::config::{S3Config, S3Credentials};
 use s3::creds::Credentials;
 use s3::{Bucket, BucketConfiguration, Region};
 use tempfile::TempDir;
+
+use super::install::install_once;
 
 /// The s3s-fs release the suite runs; changing it reinstalls.
 const S3S_FS: &str = "s3s-fs@0.14.1";
@@ -176,53 +177,36 @@ fn binary() -> PathBuf {
 fn install() -> anyhow::Result<PathBuf> {
     use anyhow::{Context, bail};
 
-    // `target/debug/packr` → `target/`; honours CARGO_TARGET_DIR because cargo built the binary there.
-    let target = Path::new(super::server::packr_binary())
-        .ancestors()
-        .nth(2)
-        .context("the packr binary has no target directory")?;
-    let root = target.join("test-tools");
-    let binary = root.join("bin").join("s3s-fs");
-    let marker = root.join(".s3s-fs-installed");
-    let installed = || binary.is_file() && fs::read_to_string(&marker).is_ok_and(|v| v == S3S_FS);
-    if installed() {
-        return Ok(binary);
-    }
-
-    fs::create_dir_all(&root)?;
-    let lock = File::create(target.join("test-tools.lock")).context("creating the lock file")?;
-    lock.lock().context("locking test-tools.lock")?;
-    if installed() {
-        return Ok(binary);
-    }
-    eprintln!(
-        "installing {S3S_FS} into {} (first run only; takes minutes)",
-        root.display()
-    );
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    // The outer build may own CARGO_TARGET_DIR; the install uses a temporary one of its own.
-    let status = Command::new(cargo)
-        .args([
-            "install",
-            S3S_FS,
-            "--features",
-            "binary",
-            "--locked",
-            "--root",
-        ])
-        .arg(&root)
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET_DIR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .status()
-        .context("running cargo install")?;
-    if !status.success() || !binary.is_file() {
-        bail!(
-            "`cargo install {S3S_FS} --features binary --locked` failed ({status}); its output is above"
+    let root = install_once("test-tools", S3S_FS, |root| {
+        eprintln!(
+            "installing {S3S_FS} into {} (first run only; takes minutes)",
+            root.display()
         );
-    }
-    fs::write(&marker, S3S_FS)?;
-    Ok(binary)
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        // The outer build may own CARGO_TARGET_DIR; the install uses a temporary one of its own.
+        let status = Command::new(cargo)
+            .args([
+                "install",
+                S3S_FS,
+                "--features",
+                "binary",
+                "--locked",
+                "--root",
+            ])
+            .arg(root)
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("CARGO_BUILD_TARGET_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .status()
+            .context("running cargo install")?;
+        if !status.success() || !root.join("bin").join("s3s-fs").is_file() {
+            bail!(
+                "`cargo install {S3S_FS} --features binary --locked` failed ({status}); its output is above"
+            );
+        }
+        Ok(())
+    })?;
+    Ok(root.join("bin").join("s3s-fs"))
 }
