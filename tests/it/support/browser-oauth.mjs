@@ -4,18 +4,11 @@
 // password) and consent if they appear, and back on Packr either approves or denies, or reports
 // the sign-in failure page. Prints one JSON line:
 //   {"signedInAs", "result", "error", "status"}.
-import { createRequire } from 'node:module';
-
-const require = createRequire(process.env.PLAYWRIGHT_DIR + '/');
-const { chromium } = require('playwright-core');
+import { launchChromium } from './chromium.mjs';
 
 const [url, provider, login, decision, screenshot] = process.argv.slice(2);
 const packr = new URL(url).origin;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launchChromium();
 try {
   const page = await browser.newPage();
   let status = 0;

@@ -1,17 +1,10 @@
 // Drives real headless Chromium through the /cli/auth page with playwright-core:
 //   node browser.mjs URL USER PASSWORD approve|deny SCREENSHOT
 // Prints one JSON line: {"result": <text of #result>, "title": ...}.
-import { createRequire } from 'node:module';
-
-const require = createRequire(process.env.PLAYWRIGHT_DIR + '/');
-const { chromium } = require('playwright-core');
+import { launchChromium } from './chromium.mjs';
 
 const [url, user, password, decision, screenshot] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launchChromium();
 try {
   const page = await browser.newPage();
   await page.goto(url);
