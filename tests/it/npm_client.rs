@@ -2,13 +2,12 @@
 //! unpublish, owner, login/whoami/logout, scoped CI tokens, conflicts, concurrency and restarts.
 
 use std::fs;
-use std::path::Path;
 
 use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::support::clients::ClientEnv;
-use crate::support::fixtures::{Package, template_index_js};
+use crate::support::fixtures::{Package, assert_installed};
 use crate::support::on_each_storage;
 use crate::support::server::{Storage, TestServer, package_path};
 
@@ -55,20 +54,6 @@ impl Setup {
     async fn status_of(&self, path: &str) -> StatusCode {
         self.server.get_json(path, Some(&self.token)).await.0
     }
-}
-
-/// Asserts that `project/node_modules/<name>` holds the fixture at `version`.
-fn assert_installed(project: &Path, name: &str, version: &str) {
-    let dir = project.join("node_modules").join(name);
-    let index = fs::read_to_string(dir.join("index.js"))
-        .unwrap_or_else(|err| panic!("{name} is not installed in {}: {err}", project.display()));
-    assert_eq!(index, template_index_js(), "index.js of {name}");
-    let manifest: Value = serde_json::from_str(
-        &fs::read_to_string(dir.join("package.json")).expect("installed package.json"),
-    )
-    .expect("installed package.json is JSON");
-    assert_eq!(manifest["name"], name, "installed package.json of {name}");
-    assert_eq!(manifest["version"], version, "installed version of {name}");
 }
 
 fn versions_of(packument: &Value) -> Vec<String> {

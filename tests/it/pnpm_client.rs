@@ -2,26 +2,10 @@
 //! lockfile installs from an empty store, and `pnpm publish` (which runs npm underneath).
 
 use std::fs;
-use std::path::Path;
-
-use serde_json::Value;
 
 use crate::support::clients::ClientEnv;
-use crate::support::fixtures::{Package, template_index_js};
+use crate::support::fixtures::{Package, assert_installed};
 use crate::support::server::TestServer;
-
-/// Asserts that `project/node_modules/<name>` (a pnpm symlink) holds the fixture at `version`.
-fn assert_installed(project: &Path, name: &str, version: &str) {
-    let dir = project.join("node_modules").join(name);
-    let index = fs::read_to_string(dir.join("index.js"))
-        .unwrap_or_else(|err| panic!("{name} is not installed in {}: {err}", project.display()));
-    assert_eq!(index, template_index_js(), "index.js of {name}");
-    let manifest: Value = serde_json::from_str(
-        &fs::read_to_string(dir.join("package.json")).expect("installed package.json"),
-    )
-    .expect("installed package.json is JSON");
-    assert_eq!(manifest["version"], version, "installed version of {name}");
-}
 
 async fn publish_with_npm(env: &ClientEnv, package: Package) {
     let dir = env.package(&package);

@@ -1,12 +1,9 @@
 //! Real yarn 1 (classic) and yarn 4 (berry) processes against the real server.
 
 use std::fs;
-use std::path::Path;
-
-use serde_json::Value;
 
 use crate::support::clients::ClientEnv;
-use crate::support::fixtures::{Package, template_index_js};
+use crate::support::fixtures::{Package, assert_installed};
 use crate::support::server::TestServer;
 
 /// A server with the maintainer `alice`, `greeting@1.0.0` and `@acme/widget@1.0.0` (which depends
@@ -24,19 +21,6 @@ async fn registry_with_packages() -> (TestServer, String, ClientEnv) {
         env.npm().arg("publish").current_dir(dir).succeeds().await;
     }
     (server, token, env)
-}
-
-/// Asserts that `project/node_modules/<name>` holds the fixture at `version`.
-fn assert_installed(project: &Path, name: &str, version: &str) {
-    let dir = project.join("node_modules").join(name);
-    let index = fs::read_to_string(dir.join("index.js"))
-        .unwrap_or_else(|err| panic!("{name} is not installed in {}: {err}", project.display()));
-    assert_eq!(index, template_index_js(), "index.js of {name}");
-    let manifest: Value = serde_json::from_str(
-        &fs::read_to_string(dir.join("package.json")).expect("installed package.json"),
-    )
-    .expect("installed package.json is JSON");
-    assert_eq!(manifest["version"], version, "installed version of {name}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

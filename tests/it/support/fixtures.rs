@@ -15,6 +15,21 @@ pub fn template_index_js() -> String {
     fs::read_to_string(template_dir().join("index.js")).expect("reading the fixture index.js")
 }
 
+/// Asserts that `project/node_modules/<name>` (a folder, or pnpm's symlink) holds the fixture
+/// `name` at `version`.
+pub fn assert_installed(project: &Path, name: &str, version: &str) {
+    let dir = project.join("node_modules").join(name);
+    let index = fs::read_to_string(dir.join("index.js"))
+        .unwrap_or_else(|err| panic!("{name} is not installed in {}: {err}", project.display()));
+    assert_eq!(index, template_index_js(), "index.js of {name}");
+    let manifest: Value = serde_json::from_str(
+        &fs::read_to_string(dir.join("package.json")).expect("installed package.json"),
+    )
+    .expect("installed package.json is JSON");
+    assert_eq!(manifest["name"], name, "installed package.json of {name}");
+    assert_eq!(manifest["version"], version, "installed version of {name}");
+}
+
 /// A package folder to be written: the template renamed, with optional dependencies.
 pub struct Package {
     name: String,
