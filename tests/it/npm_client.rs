@@ -147,9 +147,15 @@ async fn npm_publishes_and_installs_scoped_and_unscoped_packages_and_ci_reinstal
     assert_installed(&fresh, "greeting", "1.0.0");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn npm_dist_tags_are_listed_added_and_removed_and_a_beta_publish_leaves_latest_alone() {
-    let setup = Setup::start().await;
+on_each_storage!(
+    npm_dist_tags_are_listed_added_and_removed_and_a_beta_publish_leaves_latest_alone,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn npm_dist_tags_are_listed_added_and_removed_and_a_beta_publish_leaves_latest_alone(
+    storage: Storage,
+) {
+    let setup = Setup::start_on(storage).await;
     setup.publish("greeting", "1.0.0", &[]).await;
     setup.publish("greeting", "1.1.0", &["--tag", "beta"]).await;
 
@@ -211,9 +217,13 @@ async fn npm_dist_tags_are_listed_added_and_removed_and_a_beta_publish_leaves_la
     assert_installed(&setup.npm.project(), "greeting", "1.0.0");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn npm_deprecate_marks_a_version_and_undeprecate_clears_it() {
-    let setup = Setup::start().await;
+on_each_storage!(
+    npm_deprecate_marks_a_version_and_undeprecate_clears_it,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn npm_deprecate_marks_a_version_and_undeprecate_clears_it(storage: Storage) {
+    let setup = Setup::start_on(storage).await;
     setup.publish("greeting", "1.0.0", &[]).await;
     setup.publish("greeting", "2.0.0", &[]).await;
 
@@ -335,9 +345,13 @@ async fn npm_unpublish_removes_a_version_for_good_and_force_removes_the_package(
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn npm_owner_add_lets_another_maintainer_publish_and_owner_rm_stops_them() {
-    let setup = Setup::start().await;
+on_each_storage!(
+    npm_owner_add_lets_another_maintainer_publish_and_owner_rm_stops_them,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn npm_owner_add_lets_another_maintainer_publish_and_owner_rm_stops_them(storage: Storage) {
+    let setup = Setup::start_on(storage).await;
     setup.server.add_user("bob", "bob-password-1", "maintainer");
     let bob = ClientEnv::new(
         &setup.server,
@@ -409,9 +423,13 @@ async fn npm_owner_add_lets_another_maintainer_publish_and_owner_rm_stops_them()
     assert_eq!(versions_of(&packument), ["1.0.0", "1.1.0"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn npm_login_whoami_and_logout_round_trip_and_logout_revokes_the_token() {
-    let server = TestServer::start().await;
+on_each_storage!(
+    npm_login_whoami_and_logout_round_trip_and_logout_revokes_the_token,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn npm_login_whoami_and_logout_round_trip_and_logout_revokes_the_token(storage: Storage) {
+    let server = TestServer::start_on(storage).await;
     server.add_user("carol", "carol-password-1", "maintainer");
     let mut npm = ClientEnv::new(&server, None);
 
@@ -494,9 +512,13 @@ async fn npm_with_a_scoped_ci_token_publishes_only_in_its_scope_and_a_readonly_t
     assert_eq!(versions_of(&body), ["1.0.0"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn npm_cannot_publish_over_an_existing_version() {
-    let setup = Setup::start().await;
+on_each_storage!(
+    npm_cannot_publish_over_an_existing_version,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn npm_cannot_publish_over_an_existing_version(storage: Storage) {
+    let setup = Setup::start_on(storage).await;
     setup.publish("greeting", "1.0.0", &[]).await;
     let changed = setup
         .npm
@@ -559,9 +581,13 @@ fn contains(tgz: &[u8], needle: &[u8]) -> bool {
     tar.windows(needle.len()).any(|window| window == needle)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sixteen_concurrent_npm_publishes_of_one_package_all_land() {
-    let setup = Setup::start().await;
+on_each_storage!(
+    sixteen_concurrent_npm_publishes_of_one_package_all_land,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn sixteen_concurrent_npm_publishes_of_one_package_all_land(storage: Storage) {
+    let setup = Setup::start_on(storage).await;
     let mut runs = tokio::task::JoinSet::new();
     for patch in 0..16 {
         let version = format!("1.0.{patch}");
@@ -611,9 +637,13 @@ async fn sixteen_concurrent_npm_publishes_of_one_package_all_land() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn npm_installs_with_the_same_token_after_a_server_restart() {
-    let mut setup = Setup::start().await;
+on_each_storage!(
+    npm_installs_with_the_same_token_after_a_server_restart,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn npm_installs_with_the_same_token_after_a_server_restart(storage: Storage) {
+    let mut setup = Setup::start_on(storage).await;
     setup.publish("@acme/widget", "1.0.0", &[]).await;
 
     setup.server.restart().await;

@@ -5,16 +5,23 @@ use std::fs;
 
 use crate::support::clients::ClientEnv;
 use crate::support::fixtures::{Package, assert_installed};
-use crate::support::server::TestServer;
+use crate::support::on_each_storage;
+use crate::support::server::{Storage, TestServer};
 
 async fn publish_with_npm(env: &ClientEnv, package: Package) {
     let dir = env.package(&package);
     env.npm().arg("publish").current_dir(dir).succeeds().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pnpm_installs_packages_and_reinstalls_a_frozen_lockfile_from_an_empty_store() {
-    let server = TestServer::start().await;
+on_each_storage!(
+    pnpm_installs_packages_and_reinstalls_a_frozen_lockfile_from_an_empty_store,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn pnpm_installs_packages_and_reinstalls_a_frozen_lockfile_from_an_empty_store(
+    storage: Storage,
+) {
+    let server = TestServer::start_on(storage).await;
     server.add_user("alice", "alice-password-1", "maintainer");
     let token = server.token("alice", "maintainer", &[]);
     let env = ClientEnv::new(&server, Some(&token));
@@ -56,9 +63,13 @@ async fn pnpm_installs_packages_and_reinstalls_a_frozen_lockfile_from_an_empty_s
     assert_installed(&fresh, "greeting", "1.1.0");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pnpm_publishes_a_folder_through_npm() {
-    let server = TestServer::start().await;
+on_each_storage!(
+    pnpm_publishes_a_folder_through_npm,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn pnpm_publishes_a_folder_through_npm(storage: Storage) {
+    let server = TestServer::start_on(storage).await;
     server.add_user("alice", "alice-password-1", "maintainer");
     let token = server.token("alice", "maintainer", &[]);
     let env = ClientEnv::new(&server, Some(&token));

@@ -4,12 +4,13 @@ use std::fs;
 
 use crate::support::clients::ClientEnv;
 use crate::support::fixtures::{Package, assert_installed};
-use crate::support::server::TestServer;
+use crate::support::on_each_storage;
+use crate::support::server::{Storage, TestServer};
 
 /// A server with the maintainer `alice`, `greeting@1.0.0` and `@acme/widget@1.0.0` (which depends
 /// on `greeting`) published with npm, and a sandbox using alice's maintainer token.
-async fn registry_with_packages() -> (TestServer, String, ClientEnv) {
-    let server = TestServer::start().await;
+async fn registry_with_packages(storage: Storage) -> (TestServer, String, ClientEnv) {
+    let server = TestServer::start_on(storage).await;
     server.add_user("alice", "alice-password-1", "maintainer");
     let token = server.token("alice", "maintainer", &[]);
     let env = ClientEnv::new(&server, Some(&token));
@@ -23,9 +24,15 @@ async fn registry_with_packages() -> (TestServer, String, ClientEnv) {
     (server, token, env)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn yarn1_adds_scoped_and_unscoped_packages_publishes_a_folder_and_manages_tags() {
-    let (server, token, env) = registry_with_packages().await;
+on_each_storage!(
+    yarn1_adds_scoped_and_unscoped_packages_publishes_a_folder_and_manages_tags,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn yarn1_adds_scoped_and_unscoped_packages_publishes_a_folder_and_manages_tags(
+    storage: Storage,
+) {
+    let (server, token, env) = registry_with_packages(storage).await;
     // yarn 1 sends the token for unscoped packages only with always-auth.
     let env = env.with_always_auth();
 
@@ -85,9 +92,15 @@ async fn yarn1_adds_scoped_and_unscoped_packages_publishes_a_folder_and_manages_
     assert_installed(&fresh, "greeting", "1.0.0");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn yarn4_adds_packages_publishes_a_folder_lists_tags_and_knows_who_is_logged_in() {
-    let (server, token, env) = registry_with_packages().await;
+on_each_storage!(
+    yarn4_adds_packages_publishes_a_folder_lists_tags_and_knows_who_is_logged_in,
+    flavor = "multi_thread",
+    worker_threads = 2
+);
+async fn yarn4_adds_packages_publishes_a_folder_lists_tags_and_knows_who_is_logged_in(
+    storage: Storage,
+) {
+    let (server, token, env) = registry_with_packages(storage).await;
 
     env.yarn4()
         .args(["add", "@acme/widget", "greeting"])
