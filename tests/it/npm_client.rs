@@ -19,10 +19,6 @@ struct Setup {
 }
 
 impl Setup {
-    async fn start() -> Self {
-        Self::start_on(Storage::Fs).await
-    }
-
     async fn start_on(storage: Storage) -> Self {
         Self::on(TestServer::start_on(storage).await)
     }
