@@ -9,56 +9,6 @@ const MAX_LENGTH: usize = 214;
 /// Names npm refuses outright (validate-npm-package-name's exclusion list).
 const RESERVED: [&str; 2] = ["node_modules", "favicon.ico"];
 
-/// Node's core modules (`require('module').builtinModules` of Node 22), which npm refuses as names
-/// for new packages.
-///
-/// Only the plain names are listed: `fs/promises`, `node:test` and `_http_agent` already fail the
-/// URL-safety and leading-underscore rules, and `test` is only a core module as `node:test`.
-const CORE_MODULES: [&str; 42] = [
-    "assert",
-    "async_hooks",
-    "buffer",
-    "child_process",
-    "cluster",
-    "console",
-    "constants",
-    "crypto",
-    "dgram",
-    "diagnostics_channel",
-    "dns",
-    "domain",
-    "events",
-    "fs",
-    "http",
-    "http2",
-    "https",
-    "inspector",
-    "module",
-    "net",
-    "os",
-    "path",
-    "perf_hooks",
-    "process",
-    "punycode",
-    "querystring",
-    "readline",
-    "repl",
-    "stream",
-    "string_decoder",
-    "sys",
-    "timers",
-    "tls",
-    "trace_events",
-    "tty",
-    "url",
-    "util",
-    "v8",
-    "vm",
-    "wasi",
-    "worker_threads",
-    "zlib",
-];
-
 /// A package name that is valid for a new package, such as `left-pad` or `@acme/b`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PackageName(String);
@@ -87,11 +37,6 @@ pub enum NameError {
     /// The name is on npm's exclusion list.
     #[error("{0} is a reserved name and cannot be used for a package; choose another name")]
     Reserved(String),
-    /// The name is a Node core module, which `require` would load instead of the package.
-    #[error(
-        "{0} is a Node core module name, so it cannot be a package name; choose another name or publish it under a scope, e.g. @yourscope/{0}"
-    )]
-    CoreModule(String),
     /// The name has upper-case letters.
     #[error(
         "package name cannot contain capital letters: {name}; use {lowercase} instead",
@@ -143,9 +88,8 @@ impl PackageName {
         if RESERVED.contains(&lowercase.as_str()) {
             return Err(NameError::Reserved(owned()));
         }
-        if CORE_MODULES.contains(&lowercase.as_str()) {
-            return Err(NameError::CoreModule(owned()));
-        }
+        // Node core module names (`events`, `punycode`, `buffer`...) are only a warning for npm,
+        // and real packages carry them (webpack's polyfills), so a registry must accept them.
         if lowercase != s {
             return Err(NameError::UpperCase(owned()));
         }
@@ -287,8 +231,6 @@ mod tests {
             "@/x",
             "@acme/../x",
             "a/b",
-            "fs",
-            "http",
             "node_modules",
             "a b",
             "%2e%2e",
@@ -341,13 +283,10 @@ mod tests {
     }
 
     #[test]
-    fn node_core_module_names_are_refused_but_may_be_scoped() {
-        for name in ["fs", "http", "crypto", "worker_threads", "Buffer"] {
-            assert!(matches!(refused(name), NameError::CoreModule(_)), "{name}");
+    fn node_core_module_names_are_accepted_as_npm_accepts_real_packages_with_them() {
+        for name in ["events", "punycode", "buffer", "fs", "@acme/fs", "fs-extra"] {
+            PackageName::parse(name).unwrap();
         }
-        assert!(refused("fs").to_string().contains("@yourscope/fs"));
-        PackageName::parse("@acme/fs").unwrap();
-        PackageName::parse("fs-extra").unwrap();
     }
 
     #[test]

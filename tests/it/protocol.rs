@@ -377,7 +377,7 @@ async fn malformed_publishes_get_a_4xx_json_error_and_leave_nothing_behind(stora
     let message = error_of(bad_json, StatusCode::BAD_REQUEST).await;
     assert!(message.contains("not valid JSON"), "{message}");
 
-    for bad_name in ["..%2fx", ".x", "Upper", "%2e%2e", "fs", "a%20b"] {
+    for bad_name in ["..%2fx", ".x", "Upper", "%2e%2e", "node_modules", "a%20b"] {
         let body = PublishBody::new(bad_name, "1.0.0");
         let response = registry.put(&format!("/{bad_name}"), &body.json()).await;
         let status = response.status();
