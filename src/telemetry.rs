@@ -46,5 +46,6 @@ fn request_span(request: &Request<axum::body::Body>) -> tracing::Span {
 pub fn trace_layer() -> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, MakeSpan> {
     TraceLayer::new_for_http()
         .make_span_with(request_span as MakeSpan)
-        .on_response(DefaultOnResponse::new().level(Level::INFO))
+        // One line per request costs as much as serving a cached packument; access logs are opt-in.
+        .on_response(DefaultOnResponse::new().level(Level::DEBUG))
 }

@@ -12,6 +12,7 @@ pub mod packument;
 pub mod publish;
 pub mod registry;
 pub mod tarball;
+pub mod tarball_cache;
 pub mod unpublish;
 pub mod version;
 

@@ -3,8 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+
 use super::cache::{PackumentCache, PackumentSet};
 use super::tarball::TarballLimits;
+use super::tarball_cache::{CachedTarball, SMALL_TARBALL_BYTES, TarballCache};
 use super::{PackageName, RegistryError, packument};
 use rusqlite::Connection;
 
@@ -34,6 +38,7 @@ pub struct Registry {
     pub(super) db: Sqlite,
     pub(super) blobs: Arc<dyn BlobStore>,
     pub(super) cache: Arc<PackumentCache>,
+    pub(super) tarballs: Arc<TarballCache>,
     pub(super) settings: Arc<RegistrySettings>,
 }
 
@@ -98,6 +103,7 @@ impl Registry {
             db,
             blobs,
             cache: Arc::new(PackumentCache::new(settings.packument_cache_bytes)),
+            tarballs: Arc::new(TarballCache::new(settings.packument_cache_bytes)),
             settings: Arc::new(settings),
         }
     }
@@ -153,19 +159,29 @@ impl Registry {
     ) -> Result<TarballSource, RegistryError> {
         let not_found = || RegistryError::NotFound(format!("tarball not found: {name}/-/{file}"));
         let version = name.version_from_tarball_file(file).ok_or_else(not_found)?;
-        let (package, version) = (name.as_str().to_owned(), version.to_owned());
-        let found = self
-            .db
-            .read(move |conn| rows::find_tarball(conn, &package, &version))
-            .await?;
-        let (key, _size, shasum) = found.ok_or_else(not_found)?;
-        let key = BlobKey::parse(&key).ok_or_else(|| {
-            RegistryError::Internal(format!("stored blob key is malformed: {key}"))
+        let cached = match self.tarballs.get(name.as_str(), version) {
+            Some(cached) => cached,
+            None => self
+                .locate_tarball(name, version)
+                .await?
+                .ok_or_else(not_found)?,
+        };
+        let key = BlobKey::parse(&cached.key).ok_or_else(|| {
+            RegistryError::Internal(format!("stored blob key is malformed: {}", cached.key))
         })?;
+        let shasum = cached.shasum.clone();
         if self.settings.tarball_redirect
             && let Some(url) = self.blobs.presigned_get(&key).await?
         {
             return Ok(TarballSource::Redirect { url, shasum });
+        }
+        if let Some(bytes) = &cached.bytes {
+            let length = bytes.len() as u64;
+            let body = futures_util::stream::once(std::future::ready(Ok(bytes.clone()))).boxed();
+            return Ok(TarballSource::Stream(Tarball {
+                blob: Blob { length, body },
+                shasum,
+            }));
         }
         let blob = self.blobs.get(&key).await?.ok_or_else(|| {
             RegistryError::Internal(format!(
@@ -174,6 +190,48 @@ impl Registry {
             ))
         })?;
         Ok(TarballSource::Stream(Tarball { blob, shasum }))
+    }
+
+    /// Looks a version's tarball up in the database and remembers it, with its bytes when small.
+    async fn locate_tarball(
+        &self,
+        name: &PackageName,
+        version: &str,
+    ) -> Result<Option<Arc<CachedTarball>>, RegistryError> {
+        // Taken before the read, so a write racing this lookup cannot leave a stale entry behind.
+        let epoch = self.cache.epoch(name.as_str());
+        let (package, version_owned) = (name.as_str().to_owned(), version.to_owned());
+        let found = self
+            .db
+            .read(move |conn| rows::find_tarball(conn, &package, &version_owned))
+            .await?;
+        let Some((key, size, shasum)) = found else {
+            return Ok(None);
+        };
+        let small = u64::try_from(size).is_ok_and(|s| s <= SMALL_TARBALL_BYTES);
+        let bytes = match BlobKey::parse(&key) {
+            Some(blob_key) if small && !self.settings.tarball_redirect => {
+                self.read_small(&blob_key).await?
+            }
+            _ => None,
+        };
+        let tarball = CachedTarball { key, shasum, bytes };
+        if self.cache.epoch(name.as_str()) != epoch {
+            return Ok(Some(Arc::new(tarball)));
+        }
+        Ok(Some(self.tarballs.insert(name.as_str(), version, tarball)))
+    }
+
+    async fn read_small(&self, key: &BlobKey) -> Result<Option<Bytes>, RegistryError> {
+        let Some(blob) = self.blobs.get(key).await? else {
+            return Ok(None);
+        };
+        let chunks: Vec<Bytes> = blob
+            .body
+            .try_collect()
+            .await
+            .map_err(crate::store::BlobError::Io)?;
+        Ok(Some(chunks.concat().into()))
     }
 
     /// Loads a package's record, or a not-found error naming it.
@@ -211,6 +269,7 @@ impl Registry {
     /// Forgets cached packuments of a package after a write.
     pub(super) fn invalidate(&self, name: &PackageName) {
         self.cache.invalidate(name.as_str());
+        self.tarballs.invalidate(name.as_str());
     }
 
     /// Deletes blobs no version references any more; failures only leave garbage, so they are logged.
