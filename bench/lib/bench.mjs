@@ -38,7 +38,7 @@ const O = {
   ceiling: opt('ceiling', resolve(BENCH, '.cache/ceiling-target/release/packr-ceiling')),
   nodeModules: opt('node-modules', resolve(BENCH, '.cache/node/node_modules')),
   corpus: opt('corpus', DEFAULT_CORPUS),
-  seconds: Number(opt('seconds', '5')),
+  seconds: Number(opt('seconds', '3')),
   warmup: Number(opt('warmup', '1')),
   connections: Number(opt('connections', '64')),
   installReps: Number(opt('install-reps', '3')),
@@ -47,7 +47,9 @@ const O = {
   out: opt('out', resolve(BENCH, 'results')),
   work: opt('work', ''),
   keepWork: opt('keep-work', false),
-  waitQuiet: Number(opt('wait-quiet', '900')),
+  installDir: opt('install-dir', existsSync('/dev/shm') ? '/dev/shm' : ''),
+  waitQuiet: Number(opt('wait-quiet', '300')),
+  rounds: Number(opt('rounds', '3')),
   busyLimit: Number(opt('busy-limit', '10')),
 };
 
@@ -125,8 +127,9 @@ machine.wrk = execFileSync('sh', ['-c', 'wrk --version 2>&1 | head -1 || true'])
 const work = O.work ? resolve(O.work) : mkdtempSync(join(tmpdir(), 'packr-bench-'));
 mkdirSync(work, { recursive: true });
 log(`work directory ${work}`);
-// A private copy of the binaries, so a rebuild during the run cannot swap them.
-const packrBin = join(work, 'packr');
+// A private copy of the binaries, so a rebuild during the run cannot swap them. The copy has another
+// name: on a shared machine, `killall packr` / `pkill -x packr` by someone else must not stop it.
+const packrBin = join(work, 'packr_bench');
 copyFileSync(O.packr, packrBin);
 const ceilingBin = join(work, 'packr-ceiling');
 copyFileSync(O.ceiling, ceilingBin);
@@ -153,6 +156,7 @@ function newVerdaccio(dir) {
 }
 
 const cleanup = [];
+const cleanupDirs = [];
 async function stopAll() {
   for (const s of cleanup.splice(0)) await s.stop().catch(() => {});
 }
@@ -173,36 +177,45 @@ const totalVersions = groups.reduce((n, g) => n + g.length, 0);
 async function loadInto(server, concurrency) {
   const w = cpuWindow([server.pid]);
   const r = await publishGroups(server.url, server.token, groups, concurrency);
-  const { othersPct } = w.stop();
-  return { ...r, perSec: r.versions / (r.ms / 1000), othersPct };
+  const { othersPct, serverSeconds } = w.stop();
+  return { ...r, perSec: r.versions / (r.ms / 1000), othersPct, serverCpuMsPerVersion: (serverSeconds * 1000) / r.versions };
 }
 
-const publish = {};
+// `rounds` rounds, each on fresh data directories: concurrency 1 then 8, Packr then Verdaccio. A
+// figure is the best round. The last round's concurrency-8 servers stay up: they are the loaded ones.
+const publish = { 1: {}, 8: {} };
 const refused = {};
-for (const c of [1, 8]) {
-  log(`publish the corpus at concurrency ${c}`);
-  // Packr, fresh data directory
-  const p = newPackr(join(work, `packr-c${c}`));
-  p.setup();
-  await p.start();
-  cleanup.push(p);
-  const pr = await loadInto(p, c);
-  // Verdaccio, fresh storage
-  const v = newVerdaccio(join(work, `verdaccio-c${c}`));
-  await v.start();
-  cleanup.push(v);
-  await v.setup();
-  const vr = await loadInto(v, c);
-  publish[c] = { packr: pr, verdaccio: vr, servers: { packr: p, verdaccio: v } };
-  for (const [k, r] of Object.entries({ packr: pr, verdaccio: vr })) {
-    refused[k] = r.errors;
-    if (r.errors.length) log(`  ${k} refused ${r.errors.length}: ${r.errors.map((e) => e.slice(0, 160)).join(' | ')}`);
-  }
-  if (c === 1) {
-    await p.stop();
-    await v.stop();
-    cleanup.splice(cleanup.indexOf(p), 1);
-    cleanup.splice(cleanup.indexOf(v), 1);
+const allPublish = [];
+for (let round = 0; round < O.rounds; round++) {
+  for (const c of [1, 8]) {
+    log(`publish the corpus at concurrency ${c} (round ${round + 1}/${O.rounds})`);
+    const last = round === O.rounds - 1 && c === 8;
+    const p = newPackr(join(work, `packr-r${round}-c${c}`));
+    p.setup();
+    await p.start();
+    cleanup.push(p);
+    const pr = await loadInto(p, c);
+    const v = newVerdaccio(join(work, `verdaccio-r${round}-c${c}`));
+    await v.start();
+    cleanup.push(v);
+    await v.setup();
+    const vr = await loadInto(v, c);
+    allPublish.push({ round, c, packr: pr.perSec, verdaccio: vr.perSec, packrOthers: pr.othersPct, verdaccioOthers: vr.othersPct });
+    for (const [k, r] of Object.entries({ packr: pr, verdaccio: vr })) {
+      if (!publish[c][k] || r.perSec > publish[c][k].perSec) publish[c][k] = r;
+      refused[k] = r.errors;
+      if (r.errors.length && round === 0) log(`  ${k} refused ${r.errors.length}: ${r.errors.map((e) => e.slice(0, 160)).join(' | ')}`);
+    }
+    if (last) {
+      publish[c].servers = { packr: p, verdaccio: v };
+    } else {
+      for (const srv of [p, v]) {
+        await srv.stop();
+        cleanup.splice(cleanup.indexOf(srv), 1);
+      }
+      rmSync(p.dataDir, { recursive: true, force: true });
+      rmSync(v.dir, { recursive: true, force: true });
+    }
   }
 }
 const packrP = publish[8].servers.packr;
@@ -224,6 +237,7 @@ for (const c of [1, 8]) {
     figure: `publish corpus, concurrency ${c} (versions/s)`,
     values: { packr: publish[c].packr.perSec, verdaccio: publish[c].verdaccio.perSec },
     others: { packr: publish[c].packr.othersPct, verdaccio: publish[c].verdaccio.othersPct },
+    note: `best of ${O.rounds}; server CPU per version: Packr ${fmt(publish[c].packr.serverCpuMsPerVersion)} ms, Verdaccio ${fmt(publish[c].verdaccio.serverCpuMsPerVersion)} ms`,
     target: c === 8 ? vsVerdaccio(5) : undefined,
   });
 }
@@ -343,28 +357,31 @@ async function alive(s) {
 }
 let currentFigure = '';
 
-/** One read figure on every server, interleaved; measured again once if other processes were busy. */
-async function readFigure(spec) {
-  let r = await readFigureOnce(spec);
-  const worst = Math.max(...Object.values(r.others));
-  if (worst > O.busyLimit) {
-    log(`  other processes used ${worst.toFixed(0)}% of a core during "${spec.figure}"; measuring it again`);
-    await settle(120);
-    r = await readFigureOnce(spec);
-  }
-  return row(r);
+/**
+ * One read figure: a preflight request and a warm-up on each server, then `rounds` rounds of one
+ * measured wrk run per server (interleaved: Packr, Verdaccio, ceiling, Packr, ...). A server's figure
+ * is its best round: other processes on a shared machine can only make a round slower.
+ */
+/** Before measuring a figure again because other processes were busy: wait (≤ 90 s) for quiet. */
+async function settleBeforeRetry(figure) {
+  log(`  other processes were busy during "${figure}"; waiting for quiet, then ${O.rounds} more rounds`);
+  await settle(90);
+  return true;
 }
 
-async function readFigureOnce({ section, figure, path, headers = {}, expect = 200, target, conditional = false, servers: list = servers }) {
+async function readFigure({ section, figure, path, headers = {}, expect = 200, target, conditional = false, servers: list = servers }) {
   currentFigure = figure;
   const values = {};
   const cells = {};
   const notes = [];
   const bytes = {};
   const others = {};
+  const best = {};
+  const all = {};
+  const ready = [];
   for (const s of list) {
     await alive(s);
-    let h = { ...headers };
+    const h = { ...headers };
     let pf = await preflight(s, path, h);
     if (conditional) {
       if (!pf.etag) {
@@ -381,27 +398,52 @@ async function readFigureOnce({ section, figure, path, headers = {}, expect = 20
       notes.push(`${s.kind} answered ${pf.status}`);
       continue;
     }
+    bytes[s.kind] = pf.bytes;
     const wh = { ...auth(s), ...h };
     if (O.warmup > 0) await wrk({ url: s.url + path, headers: wh, connections: O.connections, seconds: O.warmup, cpu: CLIENT_CPU });
-    const w = cpuWindow([s.pid]);
-    const r = await wrk({ url: s.url + path, headers: wh, connections: O.connections, seconds: O.seconds, cpu: CLIENT_CPU });
-    others[s.kind] = w.stop({ childSeconds: r.cpuSeconds }).othersPct;
-    values[s.kind] = r.rps;
-    cells[s.kind] = `${fmt(r.rps)} (p99 ${fmt(r.p99ms)} ms)`;
-    const errs = r.non2xx3xx + r.socketErrors;
-    if (errs) notes.push(`${s.kind}: ${r.non2xx3xx} bad statuses, ${r.socketErrors} socket errors`);
-    bytes[s.kind] = pf.bytes;
+    ready.push([s, wh]);
+  }
+  const measureRounds = async () => {
+    for (let round = 0; round < O.rounds; round++) {
+      for (const [s, wh] of ready) {
+        await alive(s);
+        const w = cpuWindow([s.pid]);
+        const r = await wrk({ url: s.url + path, headers: wh, connections: O.connections, seconds: O.seconds, cpu: CLIENT_CPU });
+        const cw = w.stop({ childSeconds: r.cpuSeconds });
+        r.othersPct = cw.othersPct;
+        r.serverCpuUsPerReq = (cw.serverSeconds * 1e6) / r.requests;
+        delete r.raw;
+        (all[s.kind] ??= []).push(r);
+        if (!best[s.kind] || r.rps > best[s.kind].rps) best[s.kind] = r;
+      }
+    }
+  };
+  await measureRounds();
+  if (Object.values(best).some((r) => r.othersPct > O.busyLimit)) {
+    await settleBeforeRetry(figure);
+    await measureRounds();
+  }
+  for (const [kind, r] of Object.entries(best)) {
+    values[kind] = r.rps;
+    others[kind] = r.othersPct;
+    cells[kind] = `${fmt(r.rps)} (p99 ${fmt(r.p99ms)} ms)`;
+    const bad = all[kind].reduce((n, x) => n + x.non2xx3xx + x.socketErrors, 0);
+    if (bad) notes.push(`${kind}: ${bad} bad statuses or socket errors`);
   }
   const sizes = Object.entries(bytes).map(([k, b]) => `${k} ${b < 10240 ? b + ' B' : (b / 1024).toFixed(0) + ' KiB'}`).join(', ');
+  const cpuPerReq = Object.entries(all)
+    .map(([k, rs]) => `${k} ${fmt(median(rs.map((x) => x.serverCpuUsPerReq)))} µs`)
+    .join(', ');
+  if (cpuPerReq) notes.unshift(`server CPU per request: ${cpuPerReq}`);
   if (sizes && !conditional) notes.unshift(`body: ${sizes}`);
-  return { section, figure, values, cells, target, others, note: notes.join('; ') || undefined };
+  return row({ section, figure, values, cells, target, others, rounds: all, note: notes.join('; ') || undefined });
 }
 
 const small = 'express';
 const smallPath = packagePath(small);
 const bigPath = packagePath(SYNTH_NAME);
 const packTarget = both(vsVerdaccio(20), vsCeiling(0.5));
-log(`packument reads: ${O.warmup} s warm-up + ${O.seconds} s measured, ${O.connections} connections, wrk on CPU ${CLIENT_CPU}, servers on CPU ${SERVER_CPU}`);
+log(`packument reads: ${O.warmup} s warm-up, ${O.rounds} x ${O.seconds} s measured, ${O.connections} connections, wrk on CPU ${CLIENT_CPU}, servers on CPU ${SERVER_CPU}`);
 for (const [label, path] of [[`${small} (1 version)`, smallPath], [`${SYNTH_NAME} (300 versions)`, bigPath]]) {
   for (const [form, accept] of [['full', 'application/json'], ['abbreviated', ABBREVIATED]]) {
     for (const gzip of [false, true]) {
@@ -483,7 +525,9 @@ if (!O.skipInstalls) {
     ['npm ci, lockfile as is: packument + tarball per package (s)', (s, w) => npmCi({ appDir, work: w, registry: s.url, token: s.token, resolved: false, prune, cpu: CLIENT_CPU })],
     ['pnpm install --frozen-lockfile (s)', (s, w) => pnpmInstall({ appDir, work: w, registry: s.url, token: s.token, prune, cpu: CLIENT_CPU, pnpm })],
   ];
-  log(`installs of the corpus app, ${O.installReps} runs each, client on CPU ${CLIENT_CPU}${prune.size ? `; without ${[...prune].join(', ')} (not in Packr)` : ''}`);
+  const installRoot = O.installDir ? mkdtempSync(join(O.installDir, 'packr-bench-installs-')) : join(work, 'installs');
+  cleanupDirs.push(installRoot);
+  log(`installs of the corpus app in ${installRoot}, ${O.installReps} runs each, client on CPU ${CLIENT_CPU}${prune.size ? `; without ${[...prune].join(', ')} (not in Packr)` : ''}`);
   for (const [name, fn] of kinds) {
     const times = { packr: [], verdaccio: [], ceiling: [] };
     const counts = {};
@@ -492,8 +536,9 @@ if (!O.skipInstalls) {
     for (let rep = 0; rep < O.installReps; rep++) {
       const order = servers.slice(rep % 3).concat(servers.slice(0, rep % 3));
       for (const s of order) {
-        const w = join(work, 'installs', `${s.kind}`);
+        const w = join(installRoot, `${s.kind}`);
         await alive(s);
+        execFileSync('sync'); // no write-back of an earlier run's files during this one
         try {
           const win = cpuWindow([s.pid]);
           const r = await fn(s, w);
@@ -507,7 +552,7 @@ if (!O.skipInstalls) {
         rmSync(w, { recursive: true, force: true });
       }
     }
-    const values = Object.fromEntries(Object.entries(times).map(([k, t]) => [k, t.some((x) => !Number.isFinite(x)) ? NaN : median(t)]));
+    const values = Object.fromEntries(Object.entries(times).map(([k, t]) => [k, t.some((x) => !Number.isFinite(x)) ? NaN : Math.min(...t)]));
     row({
       section: 'Install of shared/corpus/app, empty cache (s)',
       figure: name,
@@ -516,7 +561,7 @@ if (!O.skipInstalls) {
       others: Object.fromEntries(Object.entries(others).map(([k, o]) => [k, Math.max(...o)])),
       cells: Object.fromEntries(Object.entries(times).map(([k, t]) => [k, `${fmt(values[k])} (${t.map((x) => fmt(x, 1)).join(', ')})`])),
       target: timeVsCeiling(1.1),
-      note: `median of ${O.installReps}; packages installed: ${Object.entries(counts).map(([k, n]) => `${k} ${n}`).join(', ')}`,
+      note: `best of ${O.installReps} (all runs in brackets); packages installed: ${Object.entries(counts).map(([k, n]) => `${k} ${n}`).join(', ')}`,
     });
   }
 }
@@ -527,27 +572,35 @@ log('Packr variants: logging off, anonymous reads');
 await packr.stop();
 cleanup.splice(cleanup.indexOf(packr), 1);
 const variants = [];
+const variantServers = [];
 for (const [label, env, useToken] of [
   ['default (RUST_LOG=info, token)', {}, true],
   ['RUST_LOG=warn (no per-request log line), token', { RUST_LOG: 'warn' }, true],
   ['PACKR_ANONYMOUS_READ=true, no Authorization header, RUST_LOG=warn', { RUST_LOG: 'warn', PACKR_ANONYMOUS_READ: 'true' }, false],
 ]) {
-  const s = newPackr(packrP.dataDir, env, 'packr-variants.log');
-  s.token = useToken ? packrP.token : undefined;
+  const s = new Packr({ bin: packrBin, dataDir: packrP.dataDir, port: await freePort(), cpu: SERVER_CPU, logFile: join(work, 'packr-variants.log'), env });
   await s.start();
-  const h = { accept: ABBREVIATED, 'accept-encoding': 'gzip', ...(useToken ? { authorization: `Bearer ${s.token}` } : {}) };
-  const r = { label };
-  for (const [what, path] of [['small', smallPath], ['big', bigPath], ['tgz10k', tarballPath(tenK.name, tenK.version)]]) {
-    if (O.warmup > 0) await wrk({ url: s.url + path, headers: h, connections: O.connections, seconds: O.warmup, cpu: CLIENT_CPU });
-    const w = cpuWindow([s.pid]);
-    r[what] = await wrk({ url: s.url + path, headers: h, connections: O.connections, seconds: O.seconds, cpu: CLIENT_CPU });
-    r[what].othersPct = w.stop({ childSeconds: r[what].cpuSeconds }).othersPct;
-    othersAll.push(r[what].othersPct);
-  }
-  variants.push(r);
-  log(`  ${label}: small ${fmt(r.small.rps)}, big ${fmt(r.big.rps)}, 10k tarball ${fmt(r.tgz10k.rps)} req/s`);
-  await s.stop();
+  cleanup.push(s);
+  const headers = { accept: ABBREVIATED, 'accept-encoding': 'gzip', ...(useToken ? { authorization: `Bearer ${packrP.token}` } : {}) };
+  variantServers.push({ s, headers });
+  variants.push({ label });
 }
+for (const [what, path] of [['small', smallPath], ['big', bigPath], ['tgz10k', tarballPath(tenK.name, tenK.version)]]) {
+  for (const { s, headers } of variantServers) {
+    if (O.warmup > 0) await wrk({ url: s.url + path, headers, connections: O.connections, seconds: O.warmup, cpu: CLIENT_CPU });
+  }
+  for (let round = 0; round < O.rounds; round++) {
+    for (const [i, { s, headers }] of variantServers.entries()) {
+      const w = cpuWindow([s.pid]);
+      const r = await wrk({ url: s.url + path, headers, connections: O.connections, seconds: O.seconds, cpu: CLIENT_CPU });
+      r.othersPct = w.stop({ childSeconds: r.cpuSeconds }).othersPct;
+      delete r.raw;
+      othersAll.push(r.othersPct);
+      if (!variants[i][what] || r.rps > variants[i][what].rps) variants[i][what] = r;
+    }
+  }
+}
+for (const v of variants) log(`  ${v.label}: small ${fmt(v.small.rps)}, big ${fmt(v.big.rps)}, 10k tarball ${fmt(v.tgz10k.rps)} req/s`);
 const ceilRef = rows.find((r) => r.figure === `${small} (1 version), abbreviated, gzip`)?.values.ceiling;
 const ceilRefBig = rows.find((r) => r.figure === `${SYNTH_NAME} (300 versions), abbreviated, gzip`)?.values.ceiling;
 const ceilRefTgz = rows.find((r) => r.figure.startsWith(`${tenK.name}@`))?.values.ceiling;
@@ -600,7 +653,7 @@ const header = [
   `Packr benchmark — ${machine.date}`,
   `machine: ${machine.cpu}, ${machine.memGiB} GiB, ${machine.os ?? ''}, ${machine.kernel}`,
   `packr ${machine.packrCommit ?? '?'}; Verdaccio ${machine.verdaccio} on Node ${machine.node}; npm ${machine.npm}; pnpm ${machine.pnpm}; ${machine.wrk}`,
-  `servers pinned to CPU ${SERVER_CPU}, load generator / loader / installers pinned to CPU ${CLIENT_CPU} (taskset); wrk -t1 -c${O.connections}, ${O.warmup} s warm-up + ${O.seconds} s per figure`,
+  `servers pinned to CPU ${SERVER_CPU}, load generator / loader / installers pinned to CPU ${CLIENT_CPU} (taskset); installs run in ${O.installDir || 'the work directory'}; wrk -t1 -c${O.connections}; each read figure: ${O.warmup} s warm-up, then ${O.rounds} rounds of ${O.seconds} s per server interleaved, best round reported; publish: best of ${O.rounds} rounds on fresh data directories; installs: best of ${O.installReps}`,
   `load average at start ${machine.loadavgStart}, at end ${machine.loadavgEnd}; run took ${machine.minutes} min`,
   `machine at start: ${machine.quietAtStart}; CPU used by other processes during the measured windows: median ${fmt(median(othersAll), 1)}%, max ${fmt(Math.max(...othersAll), 1)}% of one core (⚠ marks a figure measured while others used more than ${O.busyLimit}%)${restarts.length ? `; servers found dead and restarted: ${restarts.join(', ')}` : ''}`,
   `targets: ${passes.filter(Boolean).length} PASS, ${passes.filter((x) => !x).length} FAIL`,
@@ -613,7 +666,7 @@ const stamp = machine.date.replace(/[:.]/g, '-');
 writeFileSync(join(O.out, `bench-${stamp}.md`), report);
 writeFileSync(
   join(O.out, `bench-${stamp}.json`),
-  JSON.stringify({ machine, options: O, othersAll, restarts, rows: rows.map(({ target, ...r }) => ({ ...r, target: target?.text, pass: target?.check(r.values) })), variants, synthTimes, ready, refused, snapshot: snap }, null, 1),
+  JSON.stringify({ machine, options: O, othersAll, restarts, allPublish, rows: rows.map(({ target, ...r }) => ({ ...r, target: target?.text, pass: target?.check(r.values) })), variants, synthTimes, ready, refused, snapshot: snap }, null, 1),
 );
 log(`report written to ${join(O.out, `bench-${stamp}.md`)}`);
-if (!O.keepWork) rmSync(work, { recursive: true, force: true });
+if (!O.keepWork) for (const d of [work, ...cleanupDirs]) rmSync(d, { recursive: true, force: true });

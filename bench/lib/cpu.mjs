@@ -43,6 +43,7 @@ export function cpuWindow(pids = []) {
       const mine = srv + (own.user + own.system) / 1e6 + childSeconds;
       return {
         seconds,
+        serverSeconds: srv,
         serverPct: (100 * srv) / seconds,
         othersPct: Math.max(0, (100 * (total - mine)) / seconds),
       };
