@@ -568,14 +568,14 @@ if (!O.skipInstalls) {
 
 // ---------------------------------------------------------------- 8. Packr variants (diagnostics)
 
-log('Packr variants: logging off, anonymous reads');
+log('Packr variants: RUST_LOG=warn, anonymous reads');
 await packr.stop();
 cleanup.splice(cleanup.indexOf(packr), 1);
 const variants = [];
 const variantServers = [];
 for (const [label, env, useToken] of [
-  ['default (RUST_LOG=info, token)', {}, true],
-  ['RUST_LOG=warn (no per-request log line), token', { RUST_LOG: 'warn' }, true],
+  ['default (RUST_LOG unset, i.e. info), token', {}, true],
+  ['RUST_LOG=warn, token', { RUST_LOG: 'warn' }, true],
   ['PACKR_ANONYMOUS_READ=true, no Authorization header, RUST_LOG=warn', { RUST_LOG: 'warn', PACKR_ANONYMOUS_READ: 'true' }, false],
 ]) {
   const s = new Packr({ bin: packrBin, dataDir: packrP.dataDir, port: await freePort(), cpu: SERVER_CPU, logFile: join(work, 'packr-variants.log'), env });
