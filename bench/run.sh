@@ -2,14 +2,15 @@
 # The Packr benchmark, in one command: Packr vs Verdaccio 6 vs a bare hyper server (the ceiling) on the
 # real corpus of ../shared/corpus, same machine, same run. See BENCHMARKS.md.
 #
-#   bench/run.sh                    # everything (builds, installs tools, measures; ~15 min on 2 cores)
-#   bench/run.sh --seconds 2 --install-reps 1 --ready-reps 2 --wait-quiet 0   # a quick smoke run
+#   bench/run.sh                    # everything (builds, installs tools, measures: ~13 min + ~5 min of building)
+#   bench/run.sh --seconds 1 --rounds 1 --install-reps 1 --ready-reps 1 --wait-quiet 0   # a quick smoke run
 #
-# Options after the script name go to bench/lib/bench.mjs: --seconds N (per figure, default 5),
-# --warmup N (1), --connections N (64), --install-reps N (3), --ready-reps N (5), --skip-installs,
-# --wait-quiet N (seconds to wait for other processes to go quiet first, default 900),
-# --busy-limit PCT (re-measure a read figure when others used more than PCT% of a core, default 10),
-# --corpus DIR, --out DIR (default bench/results), --work DIR --keep-work (keep the data directories).
+# Options after the script name go to bench/lib/bench.mjs: --seconds N (per measured round, default 3),
+# --rounds N (3), --warmup N (1), --connections N (64), --install-reps N (3), --ready-reps N (5),
+# --skip-installs, --wait-quiet N (seconds to wait for other processes to go quiet first, default 300),
+# --busy-limit PCT (a read figure is measured again when others used more than PCT% of a core; 10),
+# --install-dir DIR (default /dev/shm), --corpus DIR, --out DIR (default bench/results),
+# --work DIR --keep-work (keep the data directories and logs).
 set -euo pipefail
 
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

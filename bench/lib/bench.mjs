@@ -1,8 +1,10 @@
 // The Packr benchmark: Packr vs Verdaccio vs a bare hyper server (the ceiling), same machine, same run.
 // Run through bench/run.sh, which builds and installs everything first. See BENCHMARKS.md.
 //
-// node bench/lib/bench.mjs --packr BIN --ceiling BIN --node-modules DIR [--seconds 5] [--warmup 1]
-//   [--connections 64] [--install-reps 3] [--ready-reps 5] [--skip-installs] [--out DIR] [--work DIR]
+// node bench/lib/bench.mjs [--packr BIN] [--ceiling BIN] [--node-modules DIR] [--seconds 3] [--rounds 3]
+//   [--warmup 1] [--connections 64] [--install-reps 3] [--ready-reps 5] [--skip-installs]
+//   [--wait-quiet 300] [--busy-limit 10] [--install-dir /dev/shm] [--corpus DIR] [--out DIR]
+//   [--work DIR] [--keep-work]
 
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -69,6 +71,7 @@ const median = (xs) => {
 
 const rows = []; // {section, figure, values: {packr, verdaccio, ceiling}, cells?, target?, note?, others?}
 const othersAll = []; // % of one core used by other processes during each measured window
+const stealAll = []; // % of one core stolen by the hypervisor during each measured window
 const restarts = [];
 function row(r) {
   rows.push(r);
@@ -177,7 +180,8 @@ const totalVersions = groups.reduce((n, g) => n + g.length, 0);
 async function loadInto(server, concurrency) {
   const w = cpuWindow([server.pid]);
   const r = await publishGroups(server.url, server.token, groups, concurrency);
-  const { othersPct, serverSeconds } = w.stop();
+  const { othersPct, serverSeconds, stealPct } = w.stop();
+  stealAll.push(stealPct);
   return { ...r, perSec: r.versions / (r.ms / 1000), othersPct, serverCpuMsPerVersion: (serverSeconds * 1000) / r.versions };
 }
 
@@ -259,7 +263,9 @@ for (const s of [packrP, verdP]) {
   }
   a.destroy();
   synthTimes[s.kind] = times;
-  synthOthers[s.kind] = w.stop().othersPct;
+  const cw = w.stop();
+  synthOthers[s.kind] = cw.othersPct;
+  stealAll.push(cw.stealPct);
 }
 const first10 = (k) => median(synthTimes[k].slice(0, 10));
 const last10 = (k) => median(synthTimes[k].slice(-10));
@@ -411,6 +417,7 @@ async function readFigure({ section, figure, path, headers = {}, expect = 200, t
         const r = await wrk({ url: s.url + path, headers: wh, connections: O.connections, seconds: O.seconds, cpu: CLIENT_CPU });
         const cw = w.stop({ childSeconds: r.cpuSeconds });
         r.othersPct = cw.othersPct;
+        stealAll.push(cw.stealPct);
         r.serverCpuUsPerReq = (cw.serverSeconds * 1e6) / r.requests;
         delete r.raw;
         (all[s.kind] ??= []).push(r);
@@ -542,7 +549,9 @@ if (!O.skipInstalls) {
         try {
           const win = cpuWindow([s.pid]);
           const r = await fn(s, w);
-          others[s.kind].push(win.stop({ childSeconds: r.cpuSeconds }).othersPct);
+          const cw = win.stop({ childSeconds: r.cpuSeconds });
+          others[s.kind].push(cw.othersPct);
+          stealAll.push(cw.stealPct);
           times[s.kind].push(r.ms / 1000);
           counts[s.kind] = r.installed;
         } catch (e) {
@@ -593,7 +602,9 @@ for (const [what, path] of [['small', smallPath], ['big', bigPath], ['tgz10k', t
     for (const [i, { s, headers }] of variantServers.entries()) {
       const w = cpuWindow([s.pid]);
       const r = await wrk({ url: s.url + path, headers, connections: O.connections, seconds: O.seconds, cpu: CLIENT_CPU });
-      r.othersPct = w.stop({ childSeconds: r.cpuSeconds }).othersPct;
+      const cw = w.stop({ childSeconds: r.cpuSeconds });
+      r.othersPct = cw.othersPct;
+      stealAll.push(cw.stealPct);
       delete r.raw;
       othersAll.push(r.othersPct);
       if (!variants[i][what] || r.rps > variants[i][what].rps) variants[i][what] = r;
@@ -655,7 +666,7 @@ const header = [
   `packr ${machine.packrCommit ?? '?'}; Verdaccio ${machine.verdaccio} on Node ${machine.node}; npm ${machine.npm}; pnpm ${machine.pnpm}; ${machine.wrk}`,
   `servers pinned to CPU ${SERVER_CPU}, load generator / loader / installers pinned to CPU ${CLIENT_CPU} (taskset); installs run in ${O.installDir || 'the work directory'}; wrk -t1 -c${O.connections}; each read figure: ${O.warmup} s warm-up, then ${O.rounds} rounds of ${O.seconds} s per server interleaved, best round reported; publish: best of ${O.rounds} rounds on fresh data directories; installs: best of ${O.installReps}`,
   `load average at start ${machine.loadavgStart}, at end ${machine.loadavgEnd}; run took ${machine.minutes} min`,
-  `machine at start: ${machine.quietAtStart}; CPU used by other processes during the measured windows: median ${fmt(median(othersAll), 1)}%, max ${fmt(Math.max(...othersAll), 1)}% of one core (⚠ marks a figure measured while others used more than ${O.busyLimit}%)${restarts.length ? `; servers found dead and restarted: ${restarts.join(', ')}` : ''}`,
+  `machine at start: ${machine.quietAtStart}; CPU used by other processes during the measured windows: median ${fmt(median(othersAll), 1)}%, max ${fmt(Math.max(...othersAll), 1)}% of one core (⚠ marks a figure measured while others used more than ${O.busyLimit}%); CPU stolen by the hypervisor: median ${fmt(median(stealAll), 1)}%, max ${fmt(Math.max(...stealAll), 1)}% of one core${restarts.length ? `; servers found dead and restarted: ${restarts.join(', ')}` : ''}`,
   `targets: ${passes.filter(Boolean).length} PASS, ${passes.filter((x) => !x).length} FAIL`,
 ];
 const report = [...header, '', ...lines, '', 'Notes:', ...notes, '', ...vlines, ''].join('\n');
@@ -666,7 +677,7 @@ const stamp = machine.date.replace(/[:.]/g, '-');
 writeFileSync(join(O.out, `bench-${stamp}.md`), report);
 writeFileSync(
   join(O.out, `bench-${stamp}.json`),
-  JSON.stringify({ machine, options: O, othersAll, restarts, allPublish, rows: rows.map(({ target, ...r }) => ({ ...r, target: target?.text, pass: target?.check(r.values) })), variants, synthTimes, ready, refused, snapshot: snap }, null, 1),
+  JSON.stringify({ machine, options: O, othersAll, stealAll, restarts, allPublish, rows: rows.map(({ target, ...r }) => ({ ...r, target: target?.text, pass: target?.check(r.values) })), variants, synthTimes, ready, refused, snapshot: snap }, null, 1),
 );
 log(`report written to ${join(O.out, `bench-${stamp}.md`)}`);
 if (!O.keepWork) for (const d of [work, ...cleanupDirs]) rmSync(d, { recursive: true, force: true });

@@ -5,11 +5,11 @@ import { readFileSync } from 'node:fs';
 
 const HZ = 100; // USER_HZ on Linux
 
-/** Jiffies spent in user+nice+system on all CPUs, and in irq+softirq. */
+/** Jiffies spent in user+nice+system on all CPUs, in irq+softirq, and stolen by the hypervisor. */
 function systemBusy() {
   const line = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  const [user, nice, system, , , irq, softirq] = line;
-  return { proc: user + nice + system, irq: irq + softirq };
+  const [user, nice, system, , , irq, softirq, steal = 0] = line;
+  return { proc: user + nice + system, irq: irq + softirq, steal };
 }
 
 /** utime+stime of a process (all threads), in jiffies; 0 if it is gone. */
@@ -25,8 +25,9 @@ export function processTicks(pid) {
 
 /**
  * Starts a measurement window. `stop({childSeconds})` returns
- * `{seconds, othersPct, serverPct}`: CPU (in % of one core) used by processes that are neither the
- * given server PIDs, nor this process, nor the children whose CPU seconds are passed in.
+ * `{seconds, othersPct, serverPct, stealPct}`: CPU (in % of one core) used by processes that are neither
+ * the given server PIDs, nor this process, nor the children whose CPU seconds are passed in; and CPU
+ * time the hypervisor took from this VM (`steal`).
  */
 export function cpuWindow(pids = []) {
   const t0 = process.hrtime.bigint();
@@ -45,6 +46,7 @@ export function cpuWindow(pids = []) {
         seconds,
         serverSeconds: srv,
         serverPct: (100 * srv) / seconds,
+        stealPct: (100 * (sys1.steal - sys0.steal)) / HZ / seconds,
         othersPct: Math.max(0, (100 * (total - mine)) / seconds),
       };
     },
