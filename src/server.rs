@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -32,9 +33,21 @@ use crate::store::blob::s3::S3BlobStore;
 use crate::webhooks::{SecretBox, WebhookSettings, Webhooks, Worker};
 use crate::{api, error, health, npm, telemetry, web};
 
-/// Everything a request handler may use; cheap to clone.
+/// Everything a request handler may use. axum clones the state for every extractor of every
+/// request, so it is one `Arc`: a clone is a reference count, not a copy of keys and pools.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppContext>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppContext;
+
+    fn deref(&self) -> &AppContext {
+        &self.0
+    }
+}
+
+/// The services behind [`AppState`].
+pub struct AppContext {
     /// The validated configuration.
     pub config: Arc<Config>,
     /// Packages: publish, read, edit.
@@ -130,7 +143,7 @@ impl Server {
             },
         );
         let worker = webhooks.worker()?;
-        let state = AppState {
+        let state = AppState(Arc::new(AppContext {
             webhooks,
             oauth: OAuth::new(
                 &config.oauth,
@@ -152,7 +165,7 @@ impl Server {
             accounts: services.accounts,
             started: Instant::now(),
             config: Arc::new(config.clone()),
-        };
+        }));
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -186,8 +199,15 @@ impl Server {
             &axum::middleware::map_request(npm::path::normalize_scoped_uri),
             self.app,
         );
+        // Without TCP_NODELAY, Nagle's algorithm holds the last chunk of a streamed body for up
+        // to 40 ms waiting for the client's delayed ACK.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %err, "could not set TCP_NODELAY");
+            }
+        });
         let served = axum::serve(
-            self.listener,
+            listener,
             axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
                 SocketAddr,
             >(service),

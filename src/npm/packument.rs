@@ -7,7 +7,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::extract::{BaseUrl, ReadAccess, package_name};
-use crate::clock;
 use crate::error::ApiError;
 use crate::packages::cache::Rendered;
 use crate::server::AppState;
@@ -90,7 +89,7 @@ pub async fn get_packument(
     if let Ok(etag) = HeaderValue::from_str(etag) {
         out.insert(header::ETAG, etag);
     }
-    if let Ok(date) = HeaderValue::from_str(&clock::http_date(set.modified_ms)) {
+    if let Ok(date) = HeaderValue::from_str(&set.last_modified) {
         out.insert(header::LAST_MODIFIED, date);
     }
     // no-cache, not max-age: a cached packument would hide a version published a second ago.

@@ -25,8 +25,8 @@ pub struct PackumentSet {
     pub full: Rendered,
     /// The abbreviated document (`application/vnd.npm.install-v1+json`).
     pub abbreviated: Rendered,
-    /// `time.modified` in ms, for `Last-Modified`.
-    pub modified_ms: i64,
+    /// `time.modified` as an HTTP date, for `Last-Modified` (formatted once, not per request).
+    pub last_modified: String,
 }
 
 impl PackumentSet {
@@ -150,7 +150,7 @@ mod tests {
         Arc::new(PackumentSet {
             full: rendered(),
             abbreviated: rendered(),
-            modified_ms: 0,
+            last_modified: String::new(),
         })
     }
 

@@ -159,7 +159,7 @@ pub fn render(record: &PackageRecord, base_url: &str) -> Result<PackumentSet, Re
     Ok(PackumentSet {
         full: encode(&Value::Object(full))?,
         abbreviated: encode(&abbreviated)?,
-        modified_ms: record.modified_at,
+        last_modified: clock::http_date(record.modified_at),
     })
 }
 
