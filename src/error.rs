@@ -201,11 +201,14 @@ pub async fn fallback_not_found() -> ApiError {
 }
 
 /// Maps rejections from axum's own extractors and layers (413, 405) into npm-shaped JSON.
-pub async fn json_errors(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let response = next.run(request).await;
+/// A plain function for `tower::util::MapResponseLayer`: no per-request boxing on the hot path.
+pub fn json_errors<B>(response: axum::http::Response<B>) -> Response
+where
+    B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    // The layers below change the body type; the router boxes it into axum's `Body` anyway.
+    let response = response.map(axum::body::Body::new);
     let status = response.status();
     // Only bare answers from axum's own rejections and layers (plain text or empty) are rewritten;
     // JSON errors and HTML pages already speak for themselves.

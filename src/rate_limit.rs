@@ -2,7 +2,7 @@
 //! a token bucket per address and endpoint group (governor's keyed GCRA limiter), answering 429
 //! with `Retry-After` and an npm-shaped error.
 //!
-//! The middleware sits on the whole router and picks its routes by method and path, so routes
+//! The layer sits on the whole router and picks its routes by method and path, so routes
 //! added later under those paths are limited too. Each group has its own bucket, so a device
 //! polling for its token does not use up the address's password attempts. The key is the TCP
 //! peer: behind a reverse proxy every client shares the proxy's bucket.
@@ -11,12 +11,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use std::task::{Context, Poll};
+
+use axum::extract::{ConnectInfo, Request};
 use axum::http::Method;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::future::{Either, Ready, ready};
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tower::{Layer, Service};
 
 use crate::config::RateLimit;
 use crate::error::ApiError;
@@ -94,31 +97,68 @@ impl LoginRateLimit {
     }
 }
 
-/// The middleware: limited requests over their budget get 429 with `Retry-After` (seconds).
-pub async fn limit_logins(
-    State(limit): State<LoginRateLimit>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let group = group_of(request.method(), request.uri().path());
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip());
-    if let (Some(group), Some(ip)) = (group, peer)
-        && let Err(wait) = limit.check(ip, group)
-    {
+impl LoginRateLimit {
+    /// The 429 answer for a limited request over its budget, or `None` to let it through.
+    fn refusal(&self, request: &Request) -> Option<Response> {
+        let group = group_of(request.method(), request.uri().path())?;
+        let ip = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()?
+            .0
+            .ip();
+        let wait = self.check(ip, group).err()?;
         let seconds = u32::try_from(wait.as_secs().saturating_add(1)).unwrap_or(u32::MAX);
         tracing::warn!(%ip, ?group, retry_after = seconds, "rate limit reached");
-        return ApiError::too_many_requests(
-            seconds,
-            format!(
-                "too many login or token requests from your address; try again in {seconds} seconds"
-            ),
+        Some(
+            ApiError::too_many_requests(
+                seconds,
+                format!(
+                    "too many login or token requests from your address; try again in {seconds} seconds"
+                ),
+            )
+            .into_response(),
         )
-        .into_response();
     }
-    next.run(request).await
+}
+
+/// As a layer on the whole router. A plain `Service` rather than `axum::middleware::from_fn`, which
+/// boxes the rest of the stack on every request, cached reads included.
+impl<S> Layer<S> for LoginRateLimit {
+    type Service = RateLimited<S>;
+
+    fn layer(&self, inner: S) -> RateLimited<S> {
+        RateLimited {
+            limit: self.clone(),
+            inner,
+        }
+    }
+}
+
+/// The service [`LoginRateLimit`] wraps around the router.
+#[derive(Clone)]
+pub struct RateLimited<S> {
+    limit: LoginRateLimit,
+    inner: S,
+}
+
+impl<S> Service<Request> for RateLimited<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Either<Ready<Result<Response, S::Error>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        match self.limit.refusal(&request) {
+            Some(response) => Either::Left(ready(Ok(response))),
+            None => Either::Right(self.inner.call(request)),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceBuilder;
+use tower::util::{MapRequestLayer, MapResponseLayer};
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -25,7 +26,7 @@ use crate::config::{Config, Storage};
 use crate::orgs::Orgs;
 use crate::packages::tarball::TarballLimits;
 use crate::packages::{Registry, RegistrySettings};
-use crate::rate_limit::{self, LoginRateLimit};
+use crate::rate_limit::LoginRateLimit;
 use crate::store::BlobStore;
 use crate::store::Sqlite;
 use crate::store::blob::fs::FsBlobStore;
@@ -196,7 +197,7 @@ impl Server {
         tasks.spawn(clean_up_device_codes(self.device, worker_stop.clone()));
         tasks.close();
         let service = tower::Layer::layer(
-            &axum::middleware::map_request(npm::path::normalize_scoped_uri),
+            &MapRequestLayer::new(npm::path::normalize_scoped_uri),
             self.app,
         );
         // Without TCP_NODELAY, Nagle's algorithm holds the last chunk of a streamed body for up
@@ -266,16 +267,13 @@ fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(web::routes())
         .fallback(error::fallback_not_found)
         .with_state(state)
-        .layer(axum::middleware::from_fn_with_state(
-            login_limit,
-            rate_limit::limit_logins,
-        ))
+        .layer(login_limit)
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(telemetry::trace_layer())
                 .layer(PropagateRequestIdLayer::x_request_id())
-                .layer(axum::middleware::from_fn(error::json_errors))
+                .layer(MapResponseLayer::new(error::json_errors))
                 .layer(TimeoutLayer::with_status_code(
                     axum::http::StatusCode::SERVICE_UNAVAILABLE,
                     Duration::from_secs(300),

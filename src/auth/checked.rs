@@ -32,7 +32,7 @@ pub(super) struct CheckedTokens {
 
 #[derive(Default)]
 struct CheckedInner {
-    entries: HashMap<String, CheckedToken>,
+    entries: HashMap<String, Arc<CheckedToken>>,
     /// Hashes revoked by this instance, so that a check which read the row just before the
     /// revocation committed cannot put the token back afterwards.
     revoked: HashSet<String>,
@@ -43,15 +43,15 @@ impl CheckedTokens {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(super) fn get(&self, hash: &str) -> Option<CheckedToken> {
+    pub(super) fn get(&self, hash: &str) -> Option<Arc<CheckedToken>> {
         let inner = self.lock();
         let entry = inner.entries.get(hash)?;
         let fresh = entry.checked.elapsed() < CHECKED_TOKEN_TTL
             && entry.expires_at.is_none_or(|at| at > clock::now_ms());
-        fresh.then(|| entry.clone())
+        fresh.then(|| Arc::clone(entry))
     }
 
-    pub(super) fn put(&self, hash: String, entry: CheckedToken) {
+    pub(super) fn put(&self, hash: String, entry: Arc<CheckedToken>) {
         let mut inner = self.lock();
         if inner.revoked.contains(&hash) {
             return;
@@ -97,19 +97,19 @@ mod tests {
     #[test]
     fn a_revoked_token_is_never_remembered_again() {
         let tokens = CheckedTokens::default();
-        tokens.put("h".into(), checked(None));
+        tokens.put("h".into(), Arc::new(checked(None)));
         assert!(tokens.get("h").is_some());
         tokens.forget("h");
         assert!(tokens.get("h").is_none());
         // A check that read the row just before the revocation committed comes back late.
-        tokens.put("h".into(), checked(None));
+        tokens.put("h".into(), Arc::new(checked(None)));
         assert!(tokens.get("h").is_none());
     }
 
     #[test]
     fn an_expired_token_is_not_served_from_memory() {
         let tokens = CheckedTokens::default();
-        tokens.put("h".into(), checked(Some(clock::now_ms() - 1)));
+        tokens.put("h".into(), Arc::new(checked(Some(clock::now_ms() - 1))));
         assert!(tokens.get("h").is_none());
     }
 }

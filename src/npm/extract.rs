@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde_json::Value;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::ConnectInfo;
 
@@ -69,14 +69,18 @@ impl FromRequestParts<AppState> for MaybeAuthenticated {
         let Some(token) = bearer(parts)? else {
             return Ok(Self(None));
         };
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0.ip());
-        let mut caller = state.tokens.authenticate(token, peer).await?;
+        let mut caller = state.tokens.authenticate(token, peer_ip(parts)).await?;
         caller.origin = origin(parts);
         Ok(Self(Some(caller)))
     }
+}
+
+/// The TCP peer's address.
+fn peer_ip(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip())
 }
 
 impl FromRequestParts<AppState> for Authenticated {
@@ -100,14 +104,12 @@ impl FromRequestParts<AppState> for ReadAccess {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match MaybeAuthenticated::from_request_parts(parts, state)
-            .await?
-            .0
-        {
-            Some(caller) => caller
-                .require(Permission::Read)
-                .map(|()| Self)
-                .map_err(Into::into),
+        match bearer(parts)? {
+            Some(token) => {
+                let ip = peer_ip(parts);
+                state.tokens.authorize(token, ip, Permission::Read).await?;
+                Ok(Self)
+            }
             None if state.config.anonymous_read => Ok(Self),
             None => Err(AuthError::MissingToken.into()),
         }

@@ -25,8 +25,9 @@ pub fn normalize_scoped_path(path: &str) -> Option<String> {
     })
 }
 
-/// Middleware body: applies [`normalize_scoped_path`] to the request URI.
-pub async fn normalize_scoped_uri(mut request: Request) -> Request {
+/// Applies [`normalize_scoped_path`] to the request URI; a plain function for
+/// `tower::util::MapRequestLayer`.
+pub fn normalize_scoped_uri(mut request: Request) -> Request {
     let uri = request.uri();
     if let Some(path) = normalize_scoped_path(uri.path()) {
         let path_and_query = match uri.query() {
