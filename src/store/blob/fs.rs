@@ -1,10 +1,14 @@
-//! Blobs as files under `<data dir>/blobs/ab/cd/<key>`, written to a temporary file and renamed.
+//! Blobs as files under `<data dir>/blobs/ab/<key>`, written to a temporary file and renamed.
+//!
+//! One level of 256 directories: a second level (`ab/cd/`, the first layout) made nearly every
+//! publish create a directory as well as a file, and directory creation is the costliest part of
+//! a publish on ext4. Stores in that layout are moved over when opened.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 
 use super::{Blob, BlobError, BlobKey, BlobStore};
@@ -18,6 +22,7 @@ impl FsBlobStore {
     /// Uses (and creates) `root` for blobs.
     pub fn open(root: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(root.join("tmp"))?;
+        move_from_two_levels(root)?;
         Ok(Self {
             root: root.to_owned(),
         })
@@ -25,30 +30,62 @@ impl FsBlobStore {
 
     fn path(&self, key: &BlobKey) -> PathBuf {
         let k = key.as_str();
-        self.root.join(&k[0..2]).join(&k[2..4]).join(k)
+        self.root.join(&k[0..2]).join(k)
     }
+}
+
+/// Moves blobs stored as `ab/cd/<key>` to `ab/<key>` and removes the emptied `cd/` directories.
+fn move_from_two_levels(root: &Path) -> std::io::Result<()> {
+    for first in std::fs::read_dir(root)? {
+        let first = first?.path();
+        if !first.is_dir() || first.file_name().is_some_and(|n| n == "tmp") {
+            continue;
+        }
+        for second in std::fs::read_dir(&first)? {
+            let second = second?.path();
+            if !second.is_dir() {
+                continue;
+            }
+            for blob in std::fs::read_dir(&second)? {
+                let blob = blob?;
+                std::fs::rename(blob.path(), first.join(blob.file_name()))?;
+            }
+            std::fs::remove_dir(&second)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a temporary file in `tmp_dir`: readers see the whole blob
+/// or nothing, and it is on disk before the version that names it is committed.
+fn write_atomically(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if path.try_exists()? {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    // A unique temporary name, so concurrent writers of one key never share a file.
+    let tmp = tmp_dir.join(uuid::Uuid::new_v4().to_string());
+    let written = std::fs::File::create(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_data()
+    });
+    let renamed = written.and_then(|()| std::fs::rename(&tmp, path));
+    if renamed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    renamed
 }
 
 #[async_trait::async_trait]
 impl BlobStore for FsBlobStore {
     async fn put(&self, key: &BlobKey, bytes: Bytes) -> Result<(), BlobError> {
-        let path = self.path(key);
-        if tokio::fs::try_exists(&path).await? {
-            return Ok(());
-        }
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await?;
-        }
-        // A unique temporary name, so concurrent writers of one key never share a file.
-        let tmp = self.root.join("tmp").join(uuid::Uuid::new_v4().to_string());
-        let mut file = tokio::fs::File::create(&tmp).await?;
-        file.write_all(&bytes).await?;
-        file.sync_all().await?;
-        drop(file);
-        if let Err(err) = tokio::fs::rename(&tmp, &path).await {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(err.into());
-        }
+        let (tmp_dir, path) = (self.root.join("tmp"), self.path(key));
+        // One trip to the blocking pool for the whole write, not one per file operation.
+        tokio::task::spawn_blocking(move || write_atomically(&tmp_dir, &path, &bytes))
+            .await
+            .map_err(std::io::Error::other)??;
         Ok(())
     }
 
@@ -77,5 +114,56 @@ impl BlobStore for FsBlobStore {
 
     async fn presigned_get(&self, _key: &BlobKey) -> Result<Option<String>, BlobError> {
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn read_all(store: &FsBlobStore, key: &BlobKey) -> Option<Vec<u8>> {
+        let blob = store.get(key).await.unwrap()?;
+        let chunks: Vec<_> = blob.body.collect().await;
+        Some(
+            chunks
+                .into_iter()
+                .flat_map(|c| c.unwrap().to_vec())
+                .collect(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_blob_reads_back_and_a_second_put_of_the_key_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        let key = BlobKey::parse(&"ab".repeat(64)).unwrap();
+        store
+            .put(&key, Bytes::from_static(b"tarball"))
+            .await
+            .unwrap();
+        store
+            .put(&key, Bytes::from_static(b"tarball"))
+            .await
+            .unwrap();
+        assert_eq!(read_all(&store, &key).await.unwrap(), b"tarball");
+        assert!(dir.path().join("ab").join(key.as_str()).is_file());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+        store.delete(&key).await.unwrap();
+        assert!(read_all(&store, &key).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn blobs_in_the_two_level_layout_are_moved_when_the_store_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = BlobKey::parse(&"cd".repeat(64)).unwrap();
+        let old = dir.path().join("cd").join("cd");
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join(key.as_str()), b"old layout").unwrap();
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        assert_eq!(read_all(&store, &key).await.unwrap(), b"old layout");
+        assert!(!old.exists());
     }
 }
