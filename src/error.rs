@@ -7,6 +7,7 @@ use crate::auth::AuthError;
 use crate::orgs::OrgError;
 use crate::packages::RegistryError;
 use crate::store::{BlobError, StoreError};
+use crate::telemetry::FailureCause;
 use crate::webhooks::WebhookError;
 
 /// An error answer: `{"error": <message>, "code": <stable code>, "status": <status>}`.
@@ -17,6 +18,8 @@ pub struct ApiError {
     message: String,
     www_authenticate: Option<&'static str>,
     retry_after_seconds: Option<u32>,
+    /// What went wrong on the server's side, for the log only.
+    cause: Option<String>,
 }
 
 impl ApiError {
@@ -28,6 +31,7 @@ impl ApiError {
             message: message.into(),
             www_authenticate: None,
             retry_after_seconds: None,
+            cause: None,
         }
     }
 
@@ -49,22 +53,25 @@ impl ApiError {
         }
     }
 
-    /// A server-side failure: the cause is logged once here, the caller gets a generic message.
+    /// A server-side failure: the cause goes to the log with the request's access line, the
+    /// caller gets a generic message.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "request failed");
-        Self::user(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; the request id in X-Request-Id identifies it in the server log",
-        )
+        Self {
+            cause: Some(cause.to_string()),
+            ..Self::user(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; the request id in X-Request-Id identifies it in the server log",
+            )
+        }
     }
 
     /// A 503 with `Retry-After: 5` for a storage service that is down for now; the cause is
-    /// logged here, and npm retries the request by itself.
+    /// logged with the access line, and npm retries the request by itself.
     pub fn unavailable(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "storage unavailable");
         Self {
             retry_after_seconds: Some(5),
+            cause: Some(format!("storage unavailable: {cause}")),
             ..Self::user(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage_unavailable",
@@ -105,6 +112,9 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(cause) = self.cause {
+            response.extensions_mut().insert(FailureCause(cause));
         }
         response
     }

@@ -271,7 +271,7 @@ fn router(state: AppState, max_body_bytes: usize) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(telemetry::trace_layer())
+                .layer(telemetry::AccessLog)
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(MapResponseLayer::new(error::json_errors))
                 .layer(TimeoutLayer::with_status_code(

@@ -9,6 +9,7 @@ use base64::Engine;
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use crate::support::publish_body::PublishBody;
 use crate::support::server::{TestServer, packr_binary};
 
 /// Runs `packr ARGS` with no `PACKR_*` variables from the environment, feeding `stdin`.
@@ -243,73 +244,206 @@ fn packr_user_add_needs_a_password_on_stdin() {
     assert!(stderr.contains("password"), "{stderr}");
 }
 
+/// A `packr serve` process with no `PACKR_*` variables but `env`, logging to a file.
+struct ServeProcess {
+    child: tokio::process::Child,
+    listen: String,
+    log_path: std::path::PathBuf,
+}
+
+impl ServeProcess {
+    async fn start(data_dir: &std::path::Path, env: &[(&str, &str)]) -> Self {
+        // `serve` cannot report a port it picked itself, so reserve a free one and hand it over.
+        let listen = format!("127.0.0.1:{}", free_port());
+        let log_path = data_dir.join("serve.log");
+        let log_file = std::fs::File::create(&log_path).expect("creating the log file");
+        let mut command = tokio::process::Command::new(packr_binary());
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("PACKR_") || key == "RUST_LOG" {
+                command.env_remove(key);
+            }
+        }
+        let child = command
+            .args(["serve", "--listen", &listen, "--data-dir"])
+            .arg(data_dir)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawning packr serve");
+        Self {
+            child,
+            listen,
+            log_path,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.listen)
+    }
+
+    /// Polls `/health` until the process answers, then returns that answer.
+    async fn health(&mut self, http: &reqwest::Client) -> reqwest::Response {
+        let started = Instant::now();
+        loop {
+            match http.get(self.url("/health")).send().await {
+                Ok(response) => return response,
+                Err(err) if started.elapsed() < Duration::from_secs(20) => {
+                    if let Ok(Some(status)) = self.child.try_wait() {
+                        panic!(
+                            "packr serve exited early with {status}: {err}\n{}",
+                            self.log()
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(err) => panic!(
+                    "packr serve did not answer within 20 s: {err}\n{}",
+                    self.log()
+                ),
+            }
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("finding a free port")
+        .port()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packr_serve_answers_health_checks_and_exits_zero_on_sigterm() {
     let data = tempfile::tempdir().expect("temp dir");
-    // `serve` cannot report a port it picked itself, so reserve a free one and hand it over.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("finding a free port")
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let log_path = data.path().join("serve.log");
-    let log_file = std::fs::File::create(&log_path).expect("creating the log file");
-    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    let mut command = tokio::process::Command::new(packr_binary());
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("PACKR_") {
-            command.env_remove(key);
-        }
-    }
-    let mut child = command
-        .args(["serve", "--listen", &listen, "--data-dir"])
-        .arg(data.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawning packr serve");
-
-    // The process is outside the test, so poll until it is ready.
+    let mut serve = ServeProcess::start(data.path(), &[]).await;
     let http = reqwest::Client::new();
-    let started = Instant::now();
-    let health = loop {
-        match http.get(format!("http://{listen}/health")).send().await {
-            Ok(response) => break response,
-            Err(err) if started.elapsed() < Duration::from_secs(20) => {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("packr serve exited early with {status}: {err}\n{}", log());
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(err) => panic!("packr serve did not answer within 20 s: {err}\n{}", log()),
-        }
-    };
+    let health = serve.health(&http).await;
     assert_eq!(health.status(), StatusCode::OK);
     let body: Value = health.json().await.expect("health answers JSON");
     assert_eq!(body["status"], "ok", "{body}");
 
-    let pid = child.id().expect("packr serve is running").to_string();
+    let pid = serve
+        .child
+        .id()
+        .expect("packr serve is running")
+        .to_string();
     let kill = Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .expect("running kill");
     assert!(kill.success(), "kill -TERM {pid} failed");
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+    let status = tokio::time::timeout(Duration::from_secs(10), serve.child.wait())
         .await
-        .unwrap_or_else(|_| panic!("packr serve did not exit within 10 s of SIGTERM\n{}", log()))
+        .unwrap_or_else(|_| {
+            panic!(
+                "packr serve did not exit within 10 s of SIGTERM\n{}",
+                serve.log()
+            )
+        })
         .expect("waiting for packr serve");
     assert!(
         status.success(),
         "packr serve exited with {status} after SIGTERM\n{}",
-        log()
+        serve.log()
     );
     assert!(
-        http.get(format!("http://{listen}/health"))
-            .send()
-            .await
-            .is_err(),
+        http.get(serve.url("/health")).send().await.is_err(),
         "the port must be closed after shutdown"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_side_failure_is_one_error_line_with_the_request_and_its_cause_and_no_secret() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let data_dir = data.path().to_str().expect("UTF-8 temp path");
+    succeeds(
+        &[
+            "user",
+            "add",
+            "alice",
+            "--password-stdin",
+            "--data-dir",
+            data_dir,
+        ],
+        "alice-password-1\n",
+    );
+    let create = ["token", "create", "--user", "alice", "--role", "maintainer"];
+    let stdout = succeeds(&[&create[..], &["--data-dir", data_dir]].concat(), "");
+    let token = stdout.lines().last().unwrap_or_default().to_owned();
+    // S3 storage on a port nobody listens on: every blob write fails after its retries.
+    let dead_endpoint = format!("http://127.0.0.1:{}", free_port());
+    let env = [
+        ("PACKR_STORAGE", "s3"),
+        ("PACKR_S3_BUCKET", "tarballs"),
+        ("PACKR_S3_ENDPOINT", dead_endpoint.as_str()),
+        ("PACKR_S3_PATH_STYLE", "true"),
+        ("PACKR_S3_ACCESS_KEY_ID", "packr"),
+        ("PACKR_S3_SECRET_ACCESS_KEY", "packr-secret"),
+        ("RUST_LOG", "info,packr=debug"),
+    ];
+    let mut serve = ServeProcess::start(data.path(), &env).await;
+    let http = reqwest::Client::new();
+    serve.health(&http).await;
+
+    let body = PublishBody::new("stranded", "1.0.0");
+    let publish = http
+        .put(serve.url("/stranded"))
+        .bearer_auth(&token)
+        .json(&body.json())
+        .send()
+        .await
+        .expect("PUT /stranded");
+    assert_eq!(publish.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let request_id = publish.headers()["x-request-id"]
+        .to_str()
+        .expect("ASCII request id")
+        .to_owned();
+    let logout = http
+        .delete(serve.url(&format!("/-/user/token/{token}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("DELETE /-/user/token/…");
+    assert_eq!(logout.status(), StatusCode::OK);
+
+    let log = serve.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let failures: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["request_id"] == request_id.as_str())
+        .collect();
+    assert_eq!(failures.len(), 1, "one line for the failed request:\n{log}");
+    let fields = &failures[0]["fields"];
+    assert_eq!(failures[0]["level"], "ERROR", "{log}");
+    assert_eq!(fields["message"], "request failed");
+    assert_eq!(fields["method"], "PUT");
+    assert_eq!(fields["path"], "/stranded");
+    assert_eq!(fields["status"], 503);
+    let error = fields["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("storage unavailable") && error.contains("PUT object"),
+        "{error}"
+    );
+    // At debug every request has an access line; the logout path carries the token.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["path"] == "/-/user/token/[redacted]"
+                && l["fields"]["status"] == 200),
+        "{log}"
+    );
+    assert!(
+        !log.contains(&token),
+        "the token must not be logged:\n{log}"
     );
 }

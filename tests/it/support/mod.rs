@@ -6,6 +6,7 @@ pub mod clients;
 pub mod fixtures;
 pub mod install;
 pub mod oidc;
+pub mod publish_body;
 pub mod s3;
 pub mod server;
 
