@@ -167,7 +167,16 @@ impl FromRequest<AppState> for NpmJson {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(Value::Object(Default::default())));
         }
-        serde_json::from_slice(&bytes).map(Self).map_err(|e| {
+        // A publish body of many megabytes takes milliseconds to parse: off the async threads,
+        // so that the reads sharing them do not wait.
+        let parsed = if bytes.len() > LARGE_BODY_BYTES {
+            tokio::task::spawn_blocking(move || serde_json::from_slice(&bytes))
+                .await
+                .map_err(ApiError::internal)?
+        } else {
+            serde_json::from_slice(&bytes)
+        };
+        parsed.map(Self).map_err(|e| {
             ApiError::bad_request(
                 "bad_json",
                 format!("the request body is not valid JSON: {e}"),
@@ -175,6 +184,9 @@ impl FromRequest<AppState> for NpmJson {
         })
     }
 }
+
+/// Bodies larger than this are parsed on the blocking pool.
+const LARGE_BODY_BYTES: usize = 256 * 1024;
 
 /// A non-empty string field of a JSON body, if the body has one.
 pub fn text_field<'a>(body: &'a Value, field: &str) -> Option<&'a str> {

@@ -397,6 +397,32 @@ async fn an_oversized_body_is_refused_with_413_json() {
     assert!(message.contains("too large"), "{message}");
 }
 
+on_each_storage!(a_megabyte_tarball_publishes_and_downloads_byte_for_byte);
+async fn a_megabyte_tarball_publishes_and_downloads_byte_for_byte(storage: Storage) {
+    use sha2::{Digest, Sha512};
+
+    let registry = Registry::start_on(storage).await;
+    // 2 MiB of hex from a hash chain: the tarball stays over 1 MiB, past the in-memory tarball
+    // cache and over several read chunks, and the JSON body is parsed off the async threads.
+    let filler: String = (0u32..16_384)
+        .map(|i| hex::encode(Sha512::digest(i.to_le_bytes())))
+        .collect();
+    let package_json = json!({ "name": "bulky", "version": "1.0.0" });
+    let bytes = tarball("package", &package_json, &[("data.txt", &filler)]);
+    assert!(bytes.len() > 1024 * 1024, "{}", bytes.len());
+    let body = PublishBody::new("bulky", "1.0.0").with_tarball(bytes.clone());
+    assert_eq!(registry.publish(&body).await.status(), StatusCode::CREATED);
+
+    let download = registry.get("/bulky/-/bulky-1.0.0.tgz").await;
+    assert_eq!(download.status(), StatusCode::OK);
+    assert_eq!(download.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    let doc = registry.server.packument("bulky", &registry.token).await;
+    assert_eq!(
+        doc["versions"]["1.0.0"]["dist"]["integrity"],
+        body.integrity()
+    );
+}
+
 on_each_storage!(sixteen_concurrent_publishes_of_one_package_all_land);
 async fn sixteen_concurrent_publishes_of_one_package_all_land(storage: Storage) {
     let registry = Registry::start_on(storage).await;
