@@ -34,8 +34,15 @@ impl FsBlobStore {
     }
 }
 
+/// Marks a store in the one-level layout, so that opening it does not list every blob again.
+const LAYOUT_MARKER: &str = "layout-1";
+
 /// Moves blobs stored as `ab/cd/<key>` to `ab/<key>` and removes the emptied `cd/` directories.
 fn move_from_two_levels(root: &Path) -> std::io::Result<()> {
+    let marker = root.join(LAYOUT_MARKER);
+    if marker.exists() {
+        return Ok(());
+    }
     for first in std::fs::read_dir(root)? {
         let first = first?.path();
         if !first.is_dir() || first.file_name().is_some_and(|n| n == "tmp") {
@@ -53,7 +60,10 @@ fn move_from_two_levels(root: &Path) -> std::io::Result<()> {
             std::fs::remove_dir(&second)?;
         }
     }
-    Ok(())
+    std::fs::write(
+        marker,
+        b"blobs are stored as <first two hex digits>/<key>\n",
+    )
 }
 
 /// Writes `bytes` to `path` through a temporary file in `tmp_dir`: readers see the whole blob
@@ -166,5 +176,8 @@ mod tests {
         let store = FsBlobStore::open(dir.path()).unwrap();
         assert_eq!(read_all(&store, &key).await.unwrap(), b"old layout");
         assert!(!old.exists());
+        // Opened again, the marker spares the walk; the blob stays where it is.
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        assert_eq!(read_all(&store, &key).await.unwrap(), b"old layout");
     }
 }

@@ -97,7 +97,7 @@ impl TestServer {
         let blobs = self.data_dir.join("blobs");
         let mut stored: Vec<String> = walk_files(&blobs)
             .into_iter()
-            .filter(|path| !path.starts_with(blobs.join("tmp")))
+            .filter(|path| !path.starts_with(blobs.join("tmp")) && *path != blobs.join("layout-1"))
             .map(|path| path.display().to_string())
             .collect();
         stored.sort();
