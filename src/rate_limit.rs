@@ -9,9 +9,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
-
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request};
 use axum::http::Method;
@@ -95,9 +94,7 @@ impl LoginRateLimit {
             .check_key(&(ip.to_canonical(), group))
             .map_err(|not_until| not_until.wait_time_from(limiter.clock().now()))
     }
-}
 
-impl LoginRateLimit {
     /// The 429 answer for a limited request over its budget, or `None` to let it through.
     fn refusal(&self, request: &Request) -> Option<Response> {
         let group = group_of(request.method(), request.uri().path())?;
