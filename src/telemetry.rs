@@ -63,7 +63,6 @@ struct RequestLine {
 impl RequestLine {
     fn log(&self, response: &Response) {
         let status = response.status();
-        let cause = response.extensions().get::<FailureCause>();
         if !status.is_server_error() && !tracing::enabled!(Level::DEBUG) {
             return;
         }
@@ -82,6 +81,7 @@ impl RequestLine {
         let method = self.method.as_str();
         let status = status.as_u16();
         if status >= 500 {
+            let cause = response.extensions().get::<FailureCause>();
             let error = cause.map_or("", |c| c.0.as_str());
             tracing::error!(
                 method,
