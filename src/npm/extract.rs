@@ -33,10 +33,7 @@ fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
 /// Where the request came from: peer address and request id.
 pub fn origin(parts: &Parts) -> Origin {
     Origin {
-        ip: parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0.ip().to_string()),
+        ip: peer_ip(parts).map(|ip| ip.to_string()),
         request_id: parts
             .headers
             .get("x-request-id")

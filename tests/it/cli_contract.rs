@@ -3,13 +3,14 @@
 
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::support::publish_body::PublishBody;
+use crate::support::serve_process::ServeProcess;
 use crate::support::server::{TestServer, packr_binary};
 
 /// Runs `packr ARGS` with no `PACKR_*` variables from the environment, feeding `stdin`.
@@ -244,110 +245,27 @@ fn packr_user_add_needs_a_password_on_stdin() {
     assert!(stderr.contains("password"), "{stderr}");
 }
 
-/// A `packr serve` process with no `PACKR_*` variables but `env`, logging to a file.
-struct ServeProcess {
-    child: tokio::process::Child,
-    listen: String,
-    log_path: std::path::PathBuf,
-}
-
-impl ServeProcess {
-    async fn start(data_dir: &std::path::Path, env: &[(&str, &str)]) -> Self {
-        // `serve` cannot report a port it picked itself, so reserve a free one and hand it over.
-        let listen = format!("127.0.0.1:{}", free_port());
-        let log_path = data_dir.join("serve.log");
-        let log_file = std::fs::File::create(&log_path).expect("creating the log file");
-        let mut command = tokio::process::Command::new(packr_binary());
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("PACKR_") || key == "RUST_LOG" {
-                command.env_remove(key);
-            }
-        }
-        let child = command
-            .args(["serve", "--listen", &listen, "--data-dir"])
-            .arg(data_dir)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawning packr serve");
-        Self {
-            child,
-            listen,
-            log_path,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.listen)
-    }
-
-    /// Polls `/health` until the process answers, then returns that answer.
-    async fn health(&mut self, http: &reqwest::Client) -> reqwest::Response {
-        let started = Instant::now();
-        loop {
-            match http.get(self.url("/health")).send().await {
-                Ok(response) => return response,
-                Err(err) if started.elapsed() < Duration::from_secs(20) => {
-                    if let Ok(Some(status)) = self.child.try_wait() {
-                        panic!(
-                            "packr serve exited early with {status}: {err}\n{}",
-                            self.log()
-                        );
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(err) => panic!(
-                    "packr serve did not answer within 20 s: {err}\n{}",
-                    self.log()
-                ),
-            }
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("finding a free port")
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packr_serve_answers_health_checks_and_exits_zero_on_sigterm() {
     let data = tempfile::tempdir().expect("temp dir");
-    let mut serve = ServeProcess::start(data.path(), &[]).await;
+    let mut serve = ServeProcess::start(data.path(), "serve.log", &[]).await;
     let http = reqwest::Client::new();
-    let health = serve.health(&http).await;
+    let health = http
+        .get(serve.url("/health"))
+        .send()
+        .await
+        .expect("GET /health");
     assert_eq!(health.status(), StatusCode::OK);
     let body: Value = health.json().await.expect("health answers JSON");
     assert_eq!(body["status"], "ok", "{body}");
 
-    let pid = serve
-        .child
-        .id()
-        .expect("packr serve is running")
-        .to_string();
+    let pid = serve.pid().to_string();
     let kill = Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .expect("running kill");
     assert!(kill.success(), "kill -TERM {pid} failed");
-    let status = tokio::time::timeout(Duration::from_secs(10), serve.child.wait())
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "packr serve did not exit within 10 s of SIGTERM\n{}",
-                serve.log()
-            )
-        })
-        .expect("waiting for packr serve");
+    let status = serve.exit_within(Duration::from_secs(10)).await;
     assert!(
         status.success(),
         "packr serve exited with {status} after SIGTERM\n{}",
@@ -378,7 +296,11 @@ async fn a_server_side_failure_is_one_error_line_with_the_request_and_its_cause_
     let stdout = succeeds(&[&create[..], &["--data-dir", data_dir]].concat(), "");
     let token = stdout.lines().last().unwrap_or_default().to_owned();
     // S3 storage on a port nobody listens on: every blob write fails after its retries.
-    let dead_endpoint = format!("http://127.0.0.1:{}", free_port());
+    let dead_port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("finding a free port")
+        .port();
+    let dead_endpoint = format!("http://127.0.0.1:{dead_port}");
     let env = [
         ("PACKR_STORAGE", "s3"),
         ("PACKR_S3_BUCKET", "tarballs"),
@@ -388,9 +310,8 @@ async fn a_server_side_failure_is_one_error_line_with_the_request_and_its_cause_
         ("PACKR_S3_SECRET_ACCESS_KEY", "packr-secret"),
         ("RUST_LOG", "info,packr=debug"),
     ];
-    let mut serve = ServeProcess::start(data.path(), &env).await;
+    let serve = ServeProcess::start(data.path(), "serve.log", &env).await;
     let http = reqwest::Client::new();
-    serve.health(&http).await;
 
     let body = PublishBody::new("stranded", "1.0.0");
     let publish = http

@@ -4,24 +4,23 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
-use base64::Engine;
 use bytes::Bytes;
 use hmac::{Hmac, KeyInit, Mac};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256, Sha512};
+use sha2::Sha256;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::server::{TestServer, packr, packr_binary};
+use crate::support::publish_body::PublishBody;
+use crate::support::serve_process::ServeProcess;
+use crate::support::server::{TestServer, packr};
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -155,35 +154,6 @@ where
     }
 }
 
-/// A minimal npm publish body around a real tarball.
-fn publish_body(name: &str, version: &str) -> Value {
-    let manifest = json!({ "name": name, "version": version });
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    let mut tar = tar::Builder::new(gz);
-    let bytes = serde_json::to_vec(&manifest).unwrap();
-    let mut header = tar::Header::new_gnu();
-    header.set_size(bytes.len() as u64);
-    header.set_mode(0o644);
-    header.set_cksum();
-    tar.append_data(&mut header, "package/package.json", bytes.as_slice())
-        .unwrap();
-    let tarball = tar.into_inner().unwrap().finish().unwrap();
-    let b64 = |data: &[u8]| base64::engine::general_purpose::STANDARD.encode(data);
-    let integrity = format!("sha512-{}", b64(&Sha512::digest(&tarball)));
-    json!({
-        "_id": name, "name": name,
-        "dist-tags": { "latest": version },
-        "versions": { (version): {
-            "name": name, "version": version, "dist": { "integrity": integrity },
-        }},
-        "_attachments": { (format!("{name}-{version}.tgz")): {
-            "content_type": "application/octet-stream",
-            "data": b64(&tarball),
-            "length": tarball.len(),
-        }},
-    })
-}
-
 /// Talks to a registry (in-process or a child process) over HTTP.
 struct Client {
     url: String,
@@ -225,7 +195,12 @@ impl Client {
     async fn publish(&self, token: &str, name: &str, version: &str) {
         let path = format!("/{}", name.replacen('/', "%2f", 1));
         let (status, body) = self
-            .send("PUT", &path, token, Some(&publish_body(name, version)))
+            .send(
+                "PUT",
+                &path,
+                token,
+                Some(&PublishBody::new(name, version).json()),
+            )
             .await;
         assert!(
             status.is_success(),
@@ -556,57 +531,12 @@ async fn webhook_changes_are_validated_and_audited() {
     }
 }
 
-/// `packr serve` as a child process; SIGKILLed when dropped.
-struct ServeProcess {
-    child: Child,
-    url: String,
-}
-
-impl ServeProcess {
-    async fn start(data_dir: &Path, log: &str) -> Self {
-        let addr = free_port().await;
-        let log = std::fs::File::create(data_dir.join(log)).unwrap();
-        let child = Command::new(packr_binary())
-            .arg("serve")
-            .env_clear()
-            .env("PACKR_DATA_DIR", data_dir)
-            .env("PACKR_LISTEN", addr.to_string())
-            .env("PACKR_WEBHOOK_RETRY_SCHEDULE", "1s,2s,2s,2s,2s")
-            .env("PACKR_WEBHOOK_TIMEOUT", "2s")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let process = Self {
-            child,
-            url: format!("http://{addr}"),
-        };
-        let health = format!("{}/health/ready", process.url);
-        eventually("packr serve to answer", Duration::from_secs(30), || async {
-            let ok = reqwest::get(&health)
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            ok.then_some(())
-        })
-        .await;
-        process
-    }
-
-    fn kill(&mut self) {
-        // std's `Child::kill` sends SIGKILL on Unix: no shutdown code runs.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// What the restart test gives `packr serve`: quick retries, and info logs to read on failure.
+const SERVE_ENV: [(&str, &str); 3] = [
+    ("PACKR_WEBHOOK_RETRY_SCHEDULE", "1s,2s,2s,2s,2s"),
+    ("PACKR_WEBHOOK_TIMEOUT", "2s"),
+    ("RUST_LOG", "info"),
+];
 
 async fn free_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -633,7 +563,7 @@ async fn deliveries_pending_when_the_registry_is_killed_all_arrive_after_a_resta
     // The receiver's port is chosen now, but nothing listens on it until after the kill.
     let receiver_addr = free_port().await;
 
-    let mut first = ServeProcess::start(dir, "serve-1.log").await;
+    let mut first = ServeProcess::start(dir, "serve-1.log", &SERVE_ENV).await;
     let client = Client::new(&first.url);
     let (hook, secret) = client
         .create_hook(
@@ -659,11 +589,11 @@ async fn deliveries_pending_when_the_registry_is_killed_all_arrive_after_a_resta
         },
     )
     .await;
-    first.kill();
+    first.kill().await;
 
     let receiver = Receiver::start_on(TcpListener::bind(receiver_addr).await.unwrap(), 0);
     receiver.set_secret(&secret);
-    let second = ServeProcess::start(dir, "serve-2.log").await;
+    let second = ServeProcess::start(dir, "serve-2.log", &SERVE_ENV).await;
     let client = Client::new(&second.url);
     let delivered = client
         .settled(&admin, hook, versions.len(), "delivered")

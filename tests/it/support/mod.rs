@@ -8,6 +8,7 @@ pub mod install;
 pub mod oidc;
 pub mod publish_body;
 pub mod s3;
+pub mod serve_process;
 pub mod server;
 
 /// Runs `async fn scenario(storage: Storage)` as two tests, `scenario::on_fs` and
