@@ -25,7 +25,10 @@ CREATE TABLE IF NOT EXISTS tokens (
     cidr         TEXT NOT NULL DEFAULT '[]',    -- JSON array of allowed networks; empty: anywhere
     display      TEXT NOT NULL DEFAULT '',      -- a short non-secret piece of the token, for listings
     last_used_at INTEGER,                       -- usage data, flushed from memory every few seconds
-    use_count    INTEGER NOT NULL DEFAULT 0
+    use_count    INTEGER NOT NULL DEFAULT 0,
+    -- Added in user_version 6: who issued a service-account token (`operator` for `packr token
+    -- create`, else the registry admin's name); NULL for a token its owner made.
+    issued_by    TEXT
 );
 CREATE INDEX IF NOT EXISTS tokens_user ON tokens(user_id);
 
@@ -120,6 +123,15 @@ CREATE TABLE IF NOT EXISTS team_members (
     team_id INTEGER NOT NULL REFERENCES teams(id) ON DELETE CASCADE,
     user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     PRIMARY KEY (team_id, user_id)
+);
+
+-- Scopes that are not orgs, claimed by their first publisher or reserved by an admin
+-- (`packr scope reserve @x --owner NAME`): only the owner creates new packages under them.
+CREATE TABLE IF NOT EXISTS scope_owners (
+    scope       TEXT PRIMARY KEY,               -- without '@'
+    user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    reserved_by TEXT,                           -- the admin or `operator`; NULL when claimed by publishing
+    created_at  INTEGER NOT NULL
 );
 
 -- Team grants on packages (npm access grant): 'read' or 'write'.
@@ -223,4 +235,4 @@ CREATE TABLE IF NOT EXISTS user_identities (
 );
 CREATE INDEX IF NOT EXISTS user_identities_user ON user_identities(user_id);
 
-PRAGMA user_version = 5;
+PRAGMA user_version = 6;

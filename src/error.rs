@@ -143,6 +143,9 @@ impl From<AuthError> for ApiError {
             AuthError::Forbidden { .. } | AuthError::OutsideScope { .. } => {
                 Self::user(StatusCode::FORBIDDEN, "forbidden", message)
             }
+            AuthError::ScopeNotAllowed(_) => {
+                Self::user(StatusCode::FORBIDDEN, "scope_not_allowed", message)
+            }
             AuthError::SignupClosed => Self::user(StatusCode::FORBIDDEN, "signup_closed", message),
             AuthError::Invalid(_) => Self::bad_request("invalid", message),
             AuthError::Store(inner) => Self::internal(inner),

@@ -7,7 +7,8 @@ use rusqlite::Connection;
 use serde_json::{Value, json};
 
 use crate::audit::AuditEvent;
-use crate::auth::{Caller, Permission};
+use crate::auth::tokens::OPERATOR;
+use crate::auth::{Caller, Permission, Role, UserRole};
 use crate::clock;
 use crate::store::sqlite::orgs::{self as rows, OrgRow};
 use crate::store::sqlite::{audit, users};
@@ -109,6 +110,20 @@ enum Need {
 }
 
 fn require(conn: &Connection, caller: &Caller, org: &OrgRow, need: Need) -> Result<(), OrgError> {
+    let scope = format!("@{}", org.slug);
+    if !caller.covers_scope(&scope) {
+        return Err(OrgError::Forbidden(format!(
+            "this token is limited to {} and cannot act on org {}",
+            caller.scopes.join(", "),
+            org.slug
+        )));
+    }
+    if matches!(need, Need::Admin) && caller.role < Role::Maintainer {
+        return Err(OrgError::Forbidden(format!(
+            "a {} token cannot administer org {}: use a maintainer or admin token (npm login)",
+            caller.role, org.slug
+        )));
+    }
     if caller.is_admin() {
         return Ok(());
     }
@@ -188,6 +203,12 @@ impl Orgs {
             .require(Permission::Admin)
             .map_err(|e| OrgError::Forbidden(e.to_string()))?;
         validate_slug("org name", slug)?;
+        if !caller.covers_scope(&format!("@{slug}")) {
+            return Err(OrgError::Forbidden(format!(
+                "this token is limited to {} and cannot create org {slug}",
+                caller.scopes.join(", ")
+            )));
+        }
         let (slug, display) = (slug.to_owned(), display_name.to_owned());
         let event =
             AuditEvent::by(caller, "org.created", json!({ "display_name": display })).on_org(&slug);
@@ -206,6 +227,41 @@ impl Orgs {
                     display_name: display,
                     created_at: now,
                 }))
+            })
+            .await?
+    }
+
+    /// Reserves a scope that is not an org's for `owner` (the operator's `packr scope reserve`):
+    /// only the owner then creates new packages under it. Replaces an earlier claim.
+    pub async fn reserve_scope(&self, scope: &str, owner: &str) -> Result<(), OrgError> {
+        let slug = scope.strip_prefix('@').unwrap_or(scope).to_owned();
+        validate_slug("scope", &slug)?;
+        let owner = owner.to_owned();
+        self.db
+            .write(move |tx| {
+                if rows::find(tx, &slug)?.is_some() {
+                    return Ok(Err(OrgError::Invalid(format!(
+                        "@{slug} is an org's scope: its members decide who publishes there (npm org set)"
+                    ))));
+                }
+                let Some(user) = users::find_by_name(tx, &owner)? else {
+                    return Ok(Err(OrgError::NotFound(format!(
+                        "there is no user named {owner}"
+                    ))));
+                };
+                rows::set_scope_owner(tx, &slug, user.id, Some(OPERATOR), clock::now_ms())?;
+                let event = AuditEvent {
+                    actor_name: Some(OPERATOR.to_owned()),
+                    ..AuditEvent::by_user(
+                        user.id,
+                        &user.name,
+                        &crate::auth::Origin::default(),
+                        "scope.reserved",
+                        json!({ "scope": format!("@{slug}"), "owner": user.name, "reserved_by": OPERATOR }),
+                    )
+                };
+                audit::record(tx, &event)?;
+                Ok(Ok(()))
             })
             .await?
     }
@@ -286,15 +342,33 @@ impl Orgs {
             .await?)
     }
 
-    /// Packages of an org: name → access.
-    pub async fn packages(&self, slug: &str) -> Result<BTreeMap<String, String>, OrgError> {
-        let slug = slug.to_owned();
+    /// Packages of an org that `reader` may see: name → access.
+    pub async fn packages(
+        &self,
+        reader: Option<&Caller>,
+        slug: &str,
+    ) -> Result<BTreeMap<String, String>, OrgError> {
+        let (slug, reader) = (slug.to_owned(), reader.cloned());
         self.db
             .read(move |conn| {
-                Ok(match rows::find(conn, &slug)? {
-                    Some(_) => Ok(rows::packages(conn, &slug)?),
-                    None => Err(OrgError::NotFound(format!("there is no org named {slug}"))),
-                })
+                if rows::find(conn, &slug)?.is_none() {
+                    return Ok(Err(OrgError::NotFound(format!(
+                        "there is no org named {slug}"
+                    ))));
+                }
+                let mut packages = rows::packages(conn, &slug)?;
+                let mut hidden = Vec::new();
+                for (name, access) in &packages {
+                    if access != "public"
+                        && !may_read_restricted(conn, reader.as_ref(), &slug, name)?
+                    {
+                        hidden.push(name.clone());
+                    }
+                }
+                for name in hidden {
+                    packages.remove(&name);
+                }
+                Ok(Ok(packages))
             })
             .await?
     }
@@ -468,15 +542,31 @@ impl Orgs {
         .await
     }
 
-    /// Packages a user maintains: name → `write`.
-    pub async fn user_packages(&self, user: &str) -> Result<BTreeMap<String, String>, OrgError> {
-        let user = user.to_owned();
+    /// Packages a user maintains that `reader` may see: name → `write`.
+    pub async fn user_packages(
+        &self,
+        reader: Option<&Caller>,
+        user: &str,
+    ) -> Result<BTreeMap<String, String>, OrgError> {
+        let (user, reader) = (user.to_owned(), reader.cloned());
         self.db
             .read(move |conn| {
-                Ok(match users::find_by_name(conn, &user)? {
-                    Some(u) => Ok(rows::user_packages(conn, u.id)?),
-                    None => Err(OrgError::NotFound(format!("there is no user named {user}"))),
-                })
+                let Some(u) = users::find_by_name(conn, &user)? else {
+                    return Ok(Err(OrgError::NotFound(format!(
+                        "there is no user named {user}"
+                    ))));
+                };
+                let mut packages = rows::user_packages(conn, u.id)?;
+                let mut hidden = Vec::new();
+                for name in packages.keys() {
+                    if !readable(conn, reader.as_ref(), name)? {
+                        hidden.push(name.clone());
+                    }
+                }
+                for name in hidden {
+                    packages.remove(&name);
+                }
+                Ok(Ok(packages))
             })
             .await?
     }
@@ -493,40 +583,121 @@ pub enum OrgDecision {
     Denied(String),
 }
 
-/// The org rule: under an org's scope, changes need membership as maintainer or admin, except
-/// for registry admins and CI tokens restricted to that scope.
-pub fn decide(
-    conn: &Connection,
-    caller: &Caller,
-    package: &str,
-) -> Result<OrgDecision, StoreError> {
+/// The org's slug if `package` is under an org's scope.
+fn org_of(conn: &Connection, package: &str) -> Result<Option<String>, StoreError> {
     let Some(slug) = package
         .strip_prefix('@')
         .and_then(|rest| rest.split_once('/'))
         .map(|(s, _)| s)
     else {
+        return Ok(None);
+    };
+    Ok(rows::find(conn, slug)?.map(|org| org.slug))
+}
+
+/// The org rule: under an org's scope, a change needs the caller's user to write there (a
+/// registry admin, an org admin or maintainer, or a team granted `read-write` on the package),
+/// checked now since membership changes. The one exception is a CI token that a registry admin
+/// or the operator issued for a service account and scoped to the org. The token's own role
+/// and scope are checked before this, by [`Caller::require_for`].
+pub fn decide(
+    conn: &Connection,
+    caller: &Caller,
+    package: &str,
+) -> Result<OrgDecision, StoreError> {
+    let Some(slug) = org_of(conn, package)? else {
         return Ok(OrgDecision::NotAnOrg);
     };
-    if rows::find(conn, slug)?.is_none() {
-        return Ok(OrgDecision::NotAnOrg);
-    }
     let scope = format!("@{slug}");
-    let ci_token_for_scope = matches!(
-        caller.role,
-        crate::auth::Role::CiPublish | crate::auth::Role::CiReadonly
-    ) && caller.scopes.contains(&scope);
-    if caller.is_admin() || ci_token_for_scope {
+    let service_token_for_scope =
+        caller.service_token && caller.role < Role::Maintainer && caller.scopes.contains(&scope);
+    if caller.is_admin() || caller.user_role == UserRole::Admin || service_token_for_scope {
         return Ok(OrgDecision::Allowed);
     }
-    match rows::member_role(conn, slug, caller.user_id)?.as_deref() {
-        Some("admin" | "maintainer") => Ok(OrgDecision::Allowed),
-        Some(role) => Ok(OrgDecision::Denied(format!(
-            "{} is a {role} of org {slug}; changing {package} needs the maintainer or admin role (npm org set {slug} {} developer)",
+    let role = rows::member_role(conn, &slug, caller.user_id)?;
+    if matches!(role.as_deref(), Some("admin" | "maintainer"))
+        || rows::team_grant(conn, package, caller.user_id)?.as_deref() == Some("write")
+    {
+        return Ok(OrgDecision::Allowed);
+    }
+    Ok(OrgDecision::Denied(match role {
+        Some(role) => format!(
+            "{} is a {role} of org {slug}; changing {package} needs the maintainer or admin role (npm org set {slug} {} developer) or a read-write team grant",
             caller.name, caller.name
-        ))),
-        None => Ok(OrgDecision::Denied(format!(
+        ),
+        None => format!(
             "{scope} belongs to org {slug} and {} is not a member; ask an org admin to run npm org set {slug} {} developer",
             caller.name, caller.name
-        ))),
+        ),
+    }))
+}
+
+/// Whether a reader may see a restricted package of org `slug`: registry admins, the org's
+/// members and teams granted the package may; everyone else must not learn it exists.
+pub fn may_read_restricted(
+    conn: &Connection,
+    caller: Option<&Caller>,
+    slug: &str,
+    package: &str,
+) -> Result<bool, StoreError> {
+    let Some(caller) = caller else {
+        return Ok(false);
+    };
+    if caller.is_admin() {
+        return Ok(true);
     }
+    Ok(rows::member_role(conn, slug, caller.user_id)?.is_some()
+        || rows::team_grant(conn, package, caller.user_id)?.is_some())
+}
+
+/// Whether `reader` may read `package`: only restricted packages of an org are hidden.
+pub fn readable(
+    conn: &Connection,
+    reader: Option<&Caller>,
+    package: &str,
+) -> Result<bool, StoreError> {
+    let Some(slug) = package
+        .strip_prefix('@')
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(s, _)| s)
+    else {
+        return Ok(true);
+    };
+    match rows::visibility(conn, package, slug)? {
+        Some((access, true)) if access != "public" => {
+            may_read_restricted(conn, reader, slug, package)
+        }
+        _ => Ok(true),
+    }
+}
+
+/// Why a user may not hold a token scoped to `scope` (`@acme`) they made for themselves, or
+/// `None` when they may: a scope on a token only narrows what its user can already write.
+pub fn scope_refusal(
+    conn: &Connection,
+    user_id: i64,
+    user_name: &str,
+    user_role: UserRole,
+    scope: &str,
+) -> Result<Option<String>, StoreError> {
+    let slug = scope.trim_start_matches('@');
+    if user_role == UserRole::Admin {
+        return Ok(None);
+    }
+    if rows::find(conn, slug)?.is_some() {
+        let role = rows::member_role(conn, slug, user_id)?;
+        let writes = matches!(role.as_deref(), Some("admin" | "maintainer"))
+            || rows::writes_any_org_package(conn, slug, user_id)?;
+        return Ok((!writes).then(|| {
+            format!(
+                "{user_name} cannot write under {scope}: it belongs to org {slug}, where {user_name} is not a maintainer or admin; a token scope only narrows what you can already do (an org admin runs npm org set {slug} {user_name} developer)"
+            )
+        }));
+    }
+    Ok(match rows::scope_owner(conn, slug)? {
+        Some((owner_id, owner)) if owner_id != user_id => Some(format!(
+            "{user_name} cannot write under {scope}: the scope belongs to {owner}"
+        )),
+        _ => None,
+    })
 }

@@ -43,8 +43,11 @@ async fn session_caller(parts: &Parts, state: &AppState) -> Result<Caller, ApiEr
     let user = crate::web::session_user(state, &jar)
         .await
         .ok_or(AuthError::MissingToken)?;
+    let account_role = user_role(&user);
     Ok(Caller {
-        role: user_role(&user).max_token_role(),
+        role: account_role.max_token_role(),
+        user_role: account_role,
+        service_token: false,
         user_id: user.id,
         name: user.name,
         email: user.email,

@@ -111,12 +111,12 @@ async fn get_my_orgs(
 /// `GET /api/v1/orgs/:slug/packages` (readable like packuments).
 async fn get_org_packages(
     State(app): State<AppState>,
-    _read: ReadAccess,
+    read: ReadAccess,
     Path(slug): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let packages: Vec<Value> = app
         .orgs
-        .packages(&slug)
+        .packages(read.caller(), &slug)
         .await?
         .into_iter()
         .map(|(name, access)| json!({ "name": name, "access": access }))

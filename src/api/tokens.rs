@@ -12,7 +12,7 @@ use super::AdminCaller;
 use super::paging::Paging;
 use crate::auth::Role;
 use crate::auth::cidr::CidrList;
-use crate::auth::tokens::{TokenInfo, TokenListing, TokenRequest};
+use crate::auth::tokens::{Issuer, TokenInfo, TokenListing, TokenRequest};
 use crate::clock;
 use crate::config::parse_duration;
 use crate::error::ApiError;
@@ -41,6 +41,7 @@ fn token_json(info: &TokenInfo) -> Value {
         "revoked_at": info.revoked_at.map(clock::iso),
         "last_used_at": info.last_used_at.map(clock::iso),
         "use_count": info.use_count,
+        "issued_by": info.issued_by,
     })
 }
 
@@ -129,7 +130,7 @@ async fn post_token(
     let user = find_user(&app, name).await?;
     let issued = app
         .tokens
-        .create(&user, request, cidr, Some(&admin), &admin.origin)
+        .create(&user, request, cidr, Issuer::Admin(&admin), &admin.origin)
         .await?;
     let mut answer = token_json(&issued.info);
     answer["token"] = json!(issued.token);

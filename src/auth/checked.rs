@@ -86,6 +86,8 @@ mod tests {
                 token_id: "t".into(),
                 role: Role::CiReadonly,
                 scopes: Vec::new(),
+                user_role: crate::auth::UserRole::Reader,
+                service_token: false,
                 origin: Origin::default(),
             },
             cidr: Arc::default(),

@@ -12,6 +12,7 @@ use super::{
     tokens::TokenRequest,
 };
 use crate::clock;
+use crate::orgs;
 use crate::store::Sqlite;
 use crate::store::sqlite::device::{self as rows, DeviceRow, NewDevice};
 use crate::store::sqlite::users;
@@ -270,6 +271,8 @@ impl DeviceFlow {
     }
 
     /// Approves or denies the request behind a user code, as `user_id`; the code is single use.
+    /// A request for scopes the user cannot write is refused, naming the scope, and stays
+    /// pending: the token would be one the user made for themselves, whose scopes only narrow.
     pub async fn decide(
         &self,
         user_code: &str,
@@ -277,16 +280,30 @@ impl DeviceFlow {
         approve: bool,
     ) -> Result<bool, AuthError> {
         let hash = self.code_hash("user", &normalize_user_code(user_code))?;
-        let decided = self
-            .db
+        self.db
             .write(move |tx| {
                 let Some(row) = rows::find_by_user_code(tx, &hash)? else {
-                    return Ok(false);
+                    return Ok(Ok(false));
                 };
-                rows::decide(tx, row.id, approve, user_id, clock::now_ms())
+                if approve && let Some(user) = users::find_by_id(tx, user_id)? {
+                    let role = user_role(&user);
+                    for scope in &row.scopes {
+                        if let Some(refusal) =
+                            orgs::scope_refusal(tx, user.id, &user.name, role, scope)?
+                        {
+                            return Ok(Err(AuthError::ScopeNotAllowed(refusal)));
+                        }
+                    }
+                }
+                Ok(Ok(rows::decide(
+                    tx,
+                    row.id,
+                    approve,
+                    user_id,
+                    clock::now_ms(),
+                )?))
             })
-            .await?;
-        Ok(decided)
+            .await?
     }
 
     /// Deletes authorizations that expired a day ago or more (run periodically by `serve`).

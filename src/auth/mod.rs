@@ -73,6 +73,9 @@ pub enum AuthError {
         /// The package.
         package: String,
     },
+    /// A token a user made for themselves names a scope the user cannot write.
+    #[error("{0}")]
+    ScopeNotAllowed(String),
     /// Input that cannot be used (a bad user name, an empty password...).
     #[error("{0}")]
     Invalid(String),

@@ -149,6 +149,12 @@ pub struct Caller {
     pub role: Role,
     /// The token's scope restriction (`@acme`); empty means every scope.
     pub scopes: Vec<String>,
+    /// The user's account role now: a registry admin account may write everywhere whatever scope
+    /// its token names, but only with a token whose role allows the action.
+    pub user_role: UserRole,
+    /// Whether a registry admin or the operator issued the token for a service account: only
+    /// such a CI token scoped to an org writes there without its user being a member.
+    pub service_token: bool,
     /// Where the request came from (filled in by the edge), for the audit log.
     pub origin: Origin,
 }
@@ -205,6 +211,12 @@ impl Caller {
     pub fn is_admin(&self) -> bool {
         self.role.allows(Permission::Admin)
     }
+
+    /// Whether the token's scope restriction covers `scope` (`@acme`); an unrestricted token
+    /// covers every scope.
+    pub fn covers_scope(&self, scope: &str) -> bool {
+        self.scopes.is_empty() || self.scopes.iter().any(|s| s == scope)
+    }
 }
 
 #[cfg(test)]
@@ -219,6 +231,8 @@ mod tests {
             token_id: "t".into(),
             role,
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            user_role: UserRole::Maintainer,
+            service_token: false,
             origin: Origin::default(),
         }
     }

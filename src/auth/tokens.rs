@@ -18,6 +18,7 @@ use super::usage::TokenUsage;
 use super::{AuthError, Caller, Origin, Permission, Role};
 use crate::audit::AuditEvent;
 use crate::clock;
+use crate::orgs;
 use crate::store::Sqlite;
 use crate::store::sqlite::audit;
 use crate::store::sqlite::tokens::{self as token_rows, TokenFilter, TokenRow};
@@ -58,6 +59,19 @@ pub struct TokenRequest {
     pub name: Option<String>,
 }
 
+/// A caller found valid by [`Tokens::authorize`], shared with the token cache rather than copied
+/// (its `origin` is not filled in: reads are not audited).
+#[derive(Clone)]
+pub struct CheckedCaller(Arc<CheckedToken>);
+
+impl std::ops::Deref for CheckedCaller {
+    type Target = Caller;
+
+    fn deref(&self) -> &Caller {
+        &self.0.caller
+    }
+}
+
 /// Issues, checks and revokes tokens.
 #[derive(Clone)]
 pub struct Tokens {
@@ -95,6 +109,9 @@ pub struct TokenInfo {
     pub last_used_at: Option<i64>,
     /// Uses, as of the last usage flush.
     pub use_count: i64,
+    /// Who issued it for a service account (`operator` or an admin's name); `None` when its
+    /// owner made it.
+    pub issued_by: Option<String>,
 }
 
 impl TokenInfo {
@@ -112,6 +129,7 @@ impl TokenInfo {
             revoked_at: row.revoked_at,
             last_used_at: row.last_used_at,
             use_count: row.use_count,
+            issued_by: row.issued_by,
         }
     }
 }
@@ -140,6 +158,22 @@ pub struct TokenListing {
 
 /// How many characters of the signature listings show.
 const DISPLAY_CHARS: usize = 6;
+
+/// Who issues a token. A token its owner makes can only narrow what the owner may do; one a
+/// registry admin or the operator issues for a service account is recorded as theirs, and only
+/// such a CI token scoped to an org writes there without its user being a member.
+#[derive(Clone, Copy)]
+pub enum Issuer<'a> {
+    /// The owner for themselves (npm token create, logins), through this caller when given.
+    Owner(Option<&'a Caller>),
+    /// A registry admin through the admin API.
+    Admin(&'a Caller),
+    /// The operator at the command line (`packr token create`).
+    Operator,
+}
+
+/// `issued_by` of tokens made with `packr token create`.
+pub const OPERATOR: &str = "operator";
 
 /// Hex SHA-256 of a token: what the database keeps instead of the token.
 pub fn token_hash(token: &str) -> String {
@@ -189,20 +223,27 @@ impl Tokens {
         also: Option<&'static str>,
     ) -> Result<String, AuthError> {
         let issued = self
-            .issue_row(user, request, CidrList::default(), None, origin, also)
+            .issue_row(
+                user,
+                request,
+                CidrList::default(),
+                Issuer::Owner(None),
+                origin,
+                also,
+            )
             .await?;
         Ok(issued.token)
     }
 
     /// Creates a token on someone's request (`npm token create`, the admin API, `packr token
-    /// create`), usable only from `cidr` when that is not empty. The creation is audited as done
-    /// by `actor` when given (an admin creating a token for someone), else by the token's owner.
+    /// create`), usable only from `cidr` when that is not empty; `issuer` decides whether its
+    /// scopes may reach beyond what the user can write, and who the creation is audited as.
     pub async fn create(
         &self,
         user: &UserRow,
         request: TokenRequest,
         cidr: CidrList,
-        actor: Option<&Caller>,
+        issuer: Issuer<'_>,
         origin: &Origin,
     ) -> Result<IssuedToken, AuthError> {
         let allowed = super::accounts::user_role(user).max_token_role();
@@ -212,8 +253,34 @@ impl Tokens {
                 user.name, user.role, request.role
             )));
         }
-        self.issue_row(user, request, cidr, actor, origin, None)
+        self.issue_row(user, request, cidr, issuer, origin, None)
             .await
+    }
+
+    /// Refuses a scope the user cannot write: on a token a user makes for themselves, a scope
+    /// only narrows what the user can already do.
+    async fn check_own_scopes(&self, user: &UserRow, scopes: &[String]) -> Result<(), AuthError> {
+        if scopes.is_empty() {
+            return Ok(());
+        }
+        let (user, scopes) = (user.clone(), scopes.to_vec());
+        let refusal = self
+            .db
+            .read(move |conn| {
+                let role = super::accounts::user_role(&user);
+                for scope in &scopes {
+                    let refusal = orgs::scope_refusal(conn, user.id, &user.name, role, scope)?;
+                    if refusal.is_some() {
+                        return Ok(refusal);
+                    }
+                }
+                Ok(None)
+            })
+            .await?;
+        match refusal {
+            Some(message) => Err(AuthError::ScopeNotAllowed(message)),
+            None => Ok(()),
+        }
     }
 
     async fn issue_row(
@@ -221,13 +288,21 @@ impl Tokens {
         user: &UserRow,
         request: TokenRequest,
         cidr: CidrList,
-        actor: Option<&Caller>,
+        issuer: Issuer<'_>,
         origin: &Origin,
         also: Option<&'static str>,
     ) -> Result<IssuedToken, AuthError> {
         for scope in &request.scopes {
             validate_scope(scope)?;
         }
+        let (actor, issued_by) = match issuer {
+            Issuer::Owner(actor) => {
+                self.check_own_scopes(user, &request.scopes).await?;
+                (actor, None)
+            }
+            Issuer::Admin(admin) => (Some(admin), Some(admin.name.clone())),
+            Issuer::Operator => (None, Some(OPERATOR.to_owned())),
+        };
         let now = clock::now_ms();
         let expires_at = request
             .ttl
@@ -263,11 +338,15 @@ impl Tokens {
             display: display_piece(&token),
             last_used_at: None,
             use_count: 0,
+            issued_by,
         };
         let mut details = json!({
             "token_id": row.id, "role": row.role, "scopes": row.scopes, "name": row.name,
             "expires": row.expires_at.map(clock::iso),
         });
+        if let Some(issuer) = &row.issued_by {
+            details["issued_by"] = json!(issuer);
+        }
         if !row.cidr.is_empty() {
             details["cidr"] = json!(row.cidr);
         }
@@ -319,8 +398,10 @@ impl Tokens {
         token: &str,
         ip: Option<IpAddr>,
         permission: Permission,
-    ) -> Result<(), AuthError> {
-        self.check(token, ip).await?.caller.require(permission)
+    ) -> Result<CheckedCaller, AuthError> {
+        let checked = self.check(token, ip).await?;
+        checked.caller.require(permission)?;
+        Ok(CheckedCaller(checked))
     }
 
     async fn check(&self, token: &str, ip: Option<IpAddr>) -> Result<Arc<CheckedToken>, AuthError> {
@@ -367,6 +448,7 @@ impl Tokens {
         let role = Role::parse(&row.role).ok_or(AuthError::InvalidToken)?;
         // A stored list that no longer parses must not open the token to every address.
         let cidr = CidrList::parse(&row.cidr).map_err(|_| AuthError::InvalidToken)?;
+        let user_role = super::accounts::user_role(&user);
         let checked = Arc::new(CheckedToken {
             caller: Caller {
                 user_id: user.id,
@@ -375,6 +457,8 @@ impl Tokens {
                 token_id: row.id,
                 role,
                 scopes: row.scopes,
+                user_role,
+                service_token: row.issued_by.is_some(),
                 origin: super::Origin::default(),
             },
             cidr: Arc::new(cidr),

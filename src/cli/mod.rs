@@ -1,6 +1,7 @@
 //! The `packr` command line: one file per subcommand.
 
 mod login;
+mod scope;
 mod serve;
 mod token;
 mod user;
@@ -27,6 +28,9 @@ enum Command {
     /// Manage tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Reserve scopes that are not orgs.
+    #[command(subcommand)]
+    Scope(scope::ScopeCommand),
     /// Log in to a registry from this terminal by confirming a code in a browser.
     Login(login::LoginArgs),
 }
@@ -37,6 +41,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve::run(*args),
         Command::User(command) => user::run(command),
         Command::Token(command) => token::run(command),
+        Command::Scope(command) => scope::run(command),
         Command::Login(args) => login::run(args),
     };
     match result {

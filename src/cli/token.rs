@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use crate::auth::accounts::user_role;
 use crate::auth::cidr::CidrList;
-use crate::auth::tokens::{TokenInfo, TokenListing, TokenRequest};
+use crate::auth::tokens::{Issuer, TokenInfo, TokenListing, TokenRequest};
 use crate::auth::{Origin, Role};
 use crate::config::{DataDirArgs, parse_duration};
 use crate::server::Services;
@@ -102,7 +102,7 @@ fn create(args: CreateArgs) -> anyhow::Result<()> {
         };
         let issued = services
             .tokens
-            .create(&user, request, cidr, None, &Origin::default())
+            .create(&user, request, cidr, Issuer::Operator, &Origin::default())
             .await?;
         println!("{}", issued.token);
         Ok(())
@@ -196,9 +196,10 @@ fn table(tokens: &[TokenInfo], now: i64) -> String {
         "EXPIRES",
         "LAST USED",
         "USES",
+        "ISSUED BY",
         "STATUS",
     ];
-    let rows: Vec<[String; 11]> = tokens
+    let rows: Vec<[String; 12]> = tokens
         .iter()
         .map(|t| {
             [
@@ -212,6 +213,7 @@ fn table(tokens: &[TokenInfo], now: i64) -> String {
                 when(t.expires_at),
                 when(t.last_used_at),
                 t.use_count.to_string(),
+                t.issued_by.clone().unwrap_or_else(|| "-".to_owned()),
                 status(t, now).to_owned(),
             ]
         })
@@ -257,6 +259,7 @@ mod tests {
             revoked_at: Some(1),
             last_used_at: None,
             use_count: 3,
+            issued_by: Some("operator".into()),
         };
         let text = table(&[token], 2);
         let lines: Vec<&str> = text.lines().collect();
@@ -268,5 +271,10 @@ mod tests {
             "{text}"
         );
         assert_eq!(lines[0].find("USER"), lines[1].find("alice"), "{text}");
+        assert_eq!(
+            lines[0].find("ISSUED BY"),
+            lines[1].find("operator"),
+            "{text}"
+        );
     }
 }

@@ -13,10 +13,15 @@ use crate::server::AppState;
 /// `GET /-/package/:pkg/dist-tags`.
 pub async fn get_dist_tags(
     State(app): State<AppState>,
-    _read: ReadAccess,
+    read: ReadAccess,
     Path(pkg): Path<String>,
 ) -> Result<Response, ApiError> {
     let name = package_name(&pkg)?;
+    app.registry
+        .require_read(read.caller(), &name, || {
+            format!("package not found: {name}")
+        })
+        .await?;
     let tags = app.registry.dist_tags(&name).await?;
     let mut response = Json(tags).into_response();
     response

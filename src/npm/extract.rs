@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::ConnectInfo;
 
+use crate::auth::tokens::CheckedCaller;
 use crate::auth::{AuthError, Caller, Origin, Permission};
 use crate::error::ApiError;
 use crate::packages::PackageName;
@@ -94,8 +95,16 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
-/// Permission to read packages: a token with `read`, or none when anonymous reads are on.
-pub struct ReadAccess;
+/// Permission to read packages: a token with `read` (its caller decides which restricted
+/// packages are visible), or none when anonymous reads are on.
+pub struct ReadAccess(Option<CheckedCaller>);
+
+impl ReadAccess {
+    /// The reader, `None` for an anonymous read.
+    pub fn caller(&self) -> Option<&Caller> {
+        self.0.as_deref()
+    }
+}
 
 impl FromRequestParts<AppState> for ReadAccess {
     type Rejection = ApiError;
@@ -104,10 +113,10 @@ impl FromRequestParts<AppState> for ReadAccess {
         match bearer(parts)? {
             Some(token) => {
                 let ip = peer_ip(parts);
-                state.tokens.authorize(token, ip, Permission::Read).await?;
-                Ok(Self)
+                let caller = state.tokens.authorize(token, ip, Permission::Read).await?;
+                Ok(Self(Some(caller)))
             }
-            None if state.config.anonymous_read => Ok(Self),
+            None if state.config.anonymous_read => Ok(Self(None)),
             None => Err(AuthError::MissingToken.into()),
         }
     }

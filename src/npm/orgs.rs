@@ -119,10 +119,10 @@ async fn delete_org_user(
 
 async fn get_org_packages(
     State(app): State<AppState>,
-    _read: ReadAccess,
+    read: ReadAccess,
     Path(org): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let packages = app.orgs.packages(org_slug(&org)).await?;
+    let packages = app.orgs.packages(read.caller(), org_slug(&org)).await?;
     Ok(Json(npm_permissions(
         packages
             .into_keys()
@@ -272,18 +272,25 @@ async fn delete_team_package(
 
 async fn get_user_packages(
     State(app): State<AppState>,
-    _read: ReadAccess,
+    read: ReadAccess,
     Path(user): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(npm_permissions(app.orgs.user_packages(&user).await?)))
+    Ok(Json(npm_permissions(
+        app.orgs.user_packages(read.caller(), &user).await?,
+    )))
 }
 
 async fn get_visibility(
     State(app): State<AppState>,
-    _read: ReadAccess,
+    read: ReadAccess,
     Path(pkg): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let name = package_name(&pkg)?;
+    app.registry
+        .require_read(read.caller(), &name, || {
+            format!("package not found: {name}")
+        })
+        .await?;
     Ok(Json(
         json!({ "public": app.registry.is_public(&name).await? }),
     ))
@@ -308,10 +315,15 @@ async fn post_access(
 
 async fn get_collaborators(
     State(app): State<AppState>,
-    _read: ReadAccess,
+    read: ReadAccess,
     Path(pkg): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let name = package_name(&pkg)?;
+    app.registry
+        .require_read(read.caller(), &name, || {
+            format!("package not found: {name}")
+        })
+        .await?;
     Ok(Json(npm_permissions(
         app.registry.collaborators(&name).await?,
     )))

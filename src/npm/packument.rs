@@ -44,13 +44,18 @@ fn not_modified(headers: &HeaderMap, rendered: &Rendered) -> bool {
 /// `GET /:pkg`.
 pub async fn get_packument(
     State(app): State<AppState>,
-    _read: ReadAccess,
+    read: ReadAccess,
     BaseUrl(base): BaseUrl,
     Path(pkg): Path<String>,
     Query(query): Query<PackumentQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let name = package_name(&pkg)?;
+    app.registry
+        .require_read(read.caller(), &name, || {
+            format!("package not found: {name}")
+        })
+        .await?;
     let set = app.registry.packuments(&name, &base).await?;
     let write = query.write.as_deref() == Some("true");
     let accept = headers
@@ -107,11 +112,16 @@ pub async fn get_packument(
 /// `GET /:pkg/:version-or-tag`.
 pub async fn get_version(
     State(app): State<AppState>,
-    _read: ReadAccess,
+    read: ReadAccess,
     BaseUrl(base): BaseUrl,
     Path((pkg, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let name = package_name(&pkg)?;
+    app.registry
+        .require_read(read.caller(), &name, || {
+            format!("package not found: {name}")
+        })
+        .await?;
     let document = app
         .registry
         .version_document(&name, &version, &base)

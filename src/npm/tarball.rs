@@ -19,11 +19,16 @@ const REDIRECT_CACHE_CONTROL: &str = "private, max-age=60";
 /// `GET /:pkg/-/:file`.
 pub async fn get_tarball(
     State(app): State<AppState>,
-    _read: ReadAccess,
+    read: ReadAccess,
     Path((pkg, file)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let name = package_name(&pkg)?;
+    app.registry
+        .require_read(read.caller(), &name, || {
+            format!("tarball not found: {name}/-/{file}")
+        })
+        .await?;
     let source = app.registry.tarball(&name, &file).await?;
     let etag = format!("\"{}\"", source.shasum());
     let unchanged = headers

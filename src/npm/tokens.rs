@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::extract::{Authenticated, BaseUrl, NpmJson, string_list};
 use crate::auth::accounts::user_role;
 use crate::auth::cidr::CidrList;
-use crate::auth::tokens::{TokenInfo, TokenListing, TokenRequest};
+use crate::auth::tokens::{Issuer, TokenInfo, TokenListing, TokenRequest};
 use crate::auth::{AuthError, Role};
 use crate::clock;
 use crate::error::ApiError;
@@ -131,7 +131,13 @@ async fn post_token(
     };
     let issued = app
         .tokens
-        .create(&user, request, cidr, Some(&caller), &caller.origin)
+        .create(
+            &user,
+            request,
+            cidr,
+            Issuer::Owner(Some(&caller)),
+            &caller.origin,
+        )
         .await?;
     tracing::info!(user = %user.name, token_id = %issued.info.id, "token created");
     Ok(Json(token_object(&issued.info, Some(&issued.token))))

@@ -15,6 +15,7 @@ pub mod tarball;
 pub mod tarball_cache;
 pub mod unpublish;
 pub mod version;
+pub mod visibility;
 
 pub use name::PackageName;
 pub use registry::{Registry, RegistrySettings};

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::integrity::{self, Digests};
-use super::registry::may_change;
+use super::registry::{may_change, scope_to_claim};
 use super::tarball::{self, TarballManifest};
 use super::{DistTag, PackageName, Registry, RegistryError, Version};
 use crate::audit::AuditEvent;
@@ -13,6 +13,7 @@ use crate::auth::{Caller, Permission};
 use crate::clock;
 use crate::store::BlobKey;
 use crate::store::sqlite::audit;
+use crate::store::sqlite::orgs as org_rows;
 use crate::store::sqlite::packages::{self as rows, NewVersion, PublishOutcome, VersionRow};
 
 /// Fields clients add that must not be served back (local paths, client-side bookkeeping).
@@ -345,11 +346,20 @@ impl Registry {
             .db
             .write(move |tx| {
                 // Checked inside the write transaction, so two first publishes cannot both win.
-                if let Err(denied) = may_change(tx, &actor, &new.package)? {
-                    return Ok(Err(denied));
-                }
+                let existed = match may_change(tx, &actor, &new.package)? {
+                    Ok(existed) => existed,
+                    Err(denied) => return Ok(Err(denied)),
+                };
+                let claim = if existed {
+                    None
+                } else {
+                    scope_to_claim(tx, &new.package)?
+                };
                 let outcome = rows::commit_publish(tx, &new)?;
                 if outcome == PublishOutcome::Committed {
+                    if let Some(slug) = claim {
+                        org_rows::set_scope_owner(tx, slug, actor.user_id, None, clock::now_ms())?;
+                    }
                     audit::record(tx, &event)?;
                 }
                 Ok(Ok(outcome))

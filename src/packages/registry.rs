@@ -12,10 +12,11 @@ use super::tarball_cache::{CachedTarball, SMALL_TARBALL_BYTES, TarballCache};
 use super::{PackageName, RegistryError, packument};
 use rusqlite::Connection;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Role, UserRole};
 use crate::orgs::{self, OrgDecision};
 use crate::store::StoreError;
 use crate::store::blob::Blob;
+use crate::store::sqlite::orgs as org_rows;
 use crate::store::sqlite::packages as rows;
 use crate::store::{BlobKey, BlobStore, Sqlite};
 
@@ -39,6 +40,7 @@ pub struct Registry {
     pub(super) blobs: Arc<dyn BlobStore>,
     pub(super) cache: Arc<PackumentCache>,
     pub(super) tarballs: Arc<TarballCache>,
+    pub(super) visibility: Arc<super::visibility::VisibilityCache>,
     pub(super) settings: Arc<RegistrySettings>,
 }
 
@@ -86,7 +88,13 @@ pub(super) fn may_change(
         OrgDecision::Allowed => return Ok(Ok(exists)),
         OrgDecision::NotAnOrg => {}
     }
-    if !exists || caller.is_admin() || rows::is_maintainer(conn, package, caller.user_id)? {
+    if !exists {
+        return Ok(match scope_owner_refusal(conn, caller, package)? {
+            Some(message) => Err(RegistryError::OrgDenied(message)),
+            None => Ok(false),
+        });
+    }
+    if caller.is_admin() || rows::is_maintainer(conn, package, caller.user_id)? {
         Ok(Ok(exists))
     } else {
         Ok(Err(RegistryError::NotMaintainer {
@@ -94,6 +102,56 @@ pub(super) fn may_change(
             package: package.to_owned(),
         }))
     }
+}
+
+/// The slug of a scope that is not an org's, if `package` has one.
+fn plain_scope<'a>(conn: &Connection, package: &'a str) -> Result<Option<&'a str>, StoreError> {
+    let Some(slug) = package
+        .strip_prefix('@')
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(slug, _)| slug)
+    else {
+        return Ok(None);
+    };
+    Ok(org_rows::find(conn, slug)?.is_none().then_some(slug))
+}
+
+/// Why the caller may not create a new package under a scope someone owns (claimed by its first
+/// publish or reserved by an admin), or `None` when they may.
+fn scope_owner_refusal(
+    conn: &Connection,
+    caller: &Caller,
+    package: &str,
+) -> Result<Option<String>, StoreError> {
+    let Some(slug) = plain_scope(conn, package)? else {
+        return Ok(None);
+    };
+    let scope = format!("@{slug}");
+    let service_token_for_scope =
+        caller.service_token && caller.role < Role::Maintainer && caller.scopes.contains(&scope);
+    if caller.is_admin() || caller.user_role == UserRole::Admin || service_token_for_scope {
+        return Ok(None);
+    }
+    Ok(match org_rows::scope_owner(conn, slug)? {
+        Some((owner_id, owner)) if owner_id != caller.user_id => Some(format!(
+            "{scope} belongs to {owner}: only {owner} creates new packages under it; ask {owner} to publish {package} or to add you as an owner of one (npm owner add)"
+        )),
+        _ => None,
+    })
+}
+
+/// The scope a first publish of `package` claims for its publisher: a scope that is not an org,
+/// has no owner yet and holds no package. Scopes shared before claims existed stay open.
+pub(super) fn scope_to_claim<'a>(
+    conn: &Connection,
+    package: &'a str,
+) -> Result<Option<&'a str>, StoreError> {
+    let Some(slug) = plain_scope(conn, package)? else {
+        return Ok(None);
+    };
+    let unclaimed =
+        org_rows::scope_owner(conn, slug)?.is_none() && !org_rows::scope_has_packages(conn, slug)?;
+    Ok(unclaimed.then_some(slug))
 }
 
 impl Registry {
@@ -104,6 +162,7 @@ impl Registry {
             blobs,
             cache: Arc::new(PackumentCache::new(settings.packument_cache_bytes)),
             tarballs: Arc::new(TarballCache::new(settings.packument_cache_bytes)),
+            visibility: Arc::default(),
             settings: Arc::new(settings),
         }
     }
@@ -269,6 +328,7 @@ impl Registry {
     /// Forgets cached packuments of a package after a write.
     pub(super) fn invalidate(&self, name: &PackageName) {
         self.cache.invalidate(name.as_str());
+        self.visibility.forget(name.as_str());
         self.tarballs.invalidate(name.as_str());
     }
 

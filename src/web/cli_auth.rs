@@ -266,6 +266,9 @@ async fn post_decide(
             .await
         }
         Ok(false) => render(&app, &jar, &form.code, None, None).await,
+        Err(err @ crate::auth::AuthError::ScopeNotAllowed(_)) => {
+            render(&app, &jar, &form.code, Some(err.to_string()), None).await
+        }
         Err(err) => crate::error::ApiError::from(err).into_response(),
     }
 }

@@ -24,6 +24,9 @@ pub fn run(conn: &Connection, version: i64) -> rusqlite::Result<()> {
     if version < 5 {
         add_missing_columns(conn, "tokens", TOKEN_COLUMNS_V5)?;
     }
+    if version < 6 {
+        add_missing_columns(conn, "tokens", &[("issued_by", "TEXT")])?;
+    }
     Ok(())
 }
 

@@ -323,3 +323,93 @@ pub fn access(conn: &Connection, package: &str) -> Result<Option<String>, StoreE
         )
         .optional()?)
 }
+
+/// The strongest team grant a user holds on a package (`read` or `write`), through any team.
+pub fn team_grant(
+    conn: &Connection,
+    package: &str,
+    user_id: i64,
+) -> Result<Option<String>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT MAX(tp.permission) FROM team_packages tp
+         JOIN team_members tm ON tm.team_id = tp.team_id
+         WHERE tp.package = ?1 AND tm.user_id = ?2",
+    )?;
+    // 'write' sorts after 'read', so MAX is the strongest grant.
+    Ok(stmt.query_row(params![package, user_id], |row| row.get(0))?)
+}
+
+/// Whether a user holds a `write` team grant on any package of an org.
+pub fn writes_any_org_package(
+    conn: &Connection,
+    slug: &str,
+    user_id: i64,
+) -> Result<bool, StoreError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM team_packages tp
+             JOIN team_members tm ON tm.team_id = tp.team_id
+             JOIN teams t ON t.id = tp.team_id JOIN orgs o ON o.id = t.org_id
+             WHERE o.slug = ?1 AND tm.user_id = ?2 AND tp.permission = 'write')",
+        params![slug, user_id],
+        |row| row.get(0),
+    )?)
+}
+
+/// A package's access and whether its scope is an org's, if the package exists: what decides
+/// who may read it.
+pub fn visibility(
+    conn: &Connection,
+    package: &str,
+    slug: &str,
+) -> Result<Option<(String, bool)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.access, EXISTS (SELECT 1 FROM orgs WHERE slug = ?2)
+         FROM packages p WHERE p.name = ?1",
+    )?;
+    Ok(stmt
+        .query_row(params![package, slug], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?)
+}
+
+/// The owner of a scope that is not an org (claimed or reserved), by user id and name.
+pub fn scope_owner(conn: &Connection, scope: &str) -> Result<Option<(i64, String)>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT s.user_id, u.name FROM scope_owners s JOIN users u ON u.id = s.user_id
+             WHERE s.scope = ?1",
+            [scope],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?)
+}
+
+/// Records a scope's owner: `reserved_by` names the admin who reserved it, `None` when the
+/// first publish claimed it. A reservation replaces an earlier owner; a claim never does.
+pub fn set_scope_owner(
+    conn: &Connection,
+    scope: &str,
+    user_id: i64,
+    reserved_by: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let sql = if reserved_by.is_some() {
+        "INSERT INTO scope_owners (scope, user_id, reserved_by, created_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(scope) DO UPDATE SET user_id = excluded.user_id,
+             reserved_by = excluded.reserved_by, created_at = excluded.created_at"
+    } else {
+        "INSERT INTO scope_owners (scope, user_id, reserved_by, created_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(scope) DO NOTHING"
+    };
+    conn.execute(sql, params![scope, user_id, reserved_by, now])?;
+    Ok(())
+}
+
+/// Whether any package exists under a scope (`slug` without `@`).
+pub fn scope_has_packages(conn: &Connection, scope: &str) -> Result<bool, StoreError> {
+    // '0' follows '/' in ASCII: the range holds exactly the names starting with `@scope/`.
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM packages WHERE name >= ?1 AND name < ?2)",
+        params![format!("@{scope}/"), format!("@{scope}0")],
+        |row| row.get(0),
+    )?)
+}

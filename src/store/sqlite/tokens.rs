@@ -34,10 +34,14 @@ pub struct TokenRow {
     pub last_used_at: Option<i64>,
     /// Requests authenticated with the token, as of the last usage flush.
     pub use_count: i64,
+    /// Who issued the token for a service account (`operator`, or an admin's name); `None` for
+    /// a token its owner made.
+    pub issued_by: Option<String>,
 }
 
 const COLUMNS: &str = "t.id, t.user_id, t.token_hash, t.role, t.scopes, t.name, t.created_at, \
-                       t.expires_at, t.revoked_at, t.cidr, t.display, t.last_used_at, t.use_count";
+                       t.expires_at, t.revoked_at, t.cidr, t.display, t.last_used_at, t.use_count, \
+                       t.issued_by";
 
 /// The token columns of [`COLUMNS`], with its two JSON columns still as text.
 fn from_row(row: &Row<'_>) -> rusqlite::Result<(TokenRow, String, String)> {
@@ -56,6 +60,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<(TokenRow, String, String)> {
             display: row.get(10)?,
             last_used_at: row.get(11)?,
             use_count: row.get(12)?,
+            issued_by: row.get(13)?,
         },
         row.get(4)?,
         row.get(9)?,
@@ -73,8 +78,8 @@ fn finish((mut token, scopes, cidr): (TokenRow, String, String)) -> Result<Token
 pub fn insert(conn: &Connection, token: &TokenRow) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO tokens (id, user_id, token_hash, role, scopes, name, created_at, expires_at,
-                             cidr, display)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                             cidr, display, issued_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             token.id,
             token.user_id,
@@ -86,6 +91,7 @@ pub fn insert(conn: &Connection, token: &TokenRow) -> Result<(), StoreError> {
             token.expires_at,
             serde_json::to_string(&token.cidr)?,
             token.display,
+            token.issued_by,
         ],
     )?;
     Ok(())
@@ -105,11 +111,11 @@ pub fn find_with_user(
             Ok((
                 from_row(row)?,
                 UserRow {
-                    id: row.get(13)?,
-                    name: row.get(14)?,
-                    email: row.get(15)?,
-                    password_hash: row.get(16)?,
-                    role: row.get(17)?,
+                    id: row.get(14)?,
+                    name: row.get(15)?,
+                    email: row.get(16)?,
+                    password_hash: row.get(17)?,
+                    role: row.get(18)?,
                 },
             ))
         })
@@ -181,7 +187,7 @@ pub fn list(
     );
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt
-        .query_map(args, |row| Ok((from_row(row)?, row.get::<_, String>(13)?)))?
+        .query_map(args, |row| Ok((from_row(row)?, row.get::<_, String>(14)?)))?
         .collect::<Result<Vec<_>, _>>()?;
     let rows = rows
         .into_iter()
