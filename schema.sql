@@ -1,4 +1,6 @@
 -- Packr metadata schema (SQLite). Applied at every start; every statement is idempotent.
+-- No version stamp here: src/store/sqlite/migrate.rs stamps PRAGMA user_version in the same
+-- transaction, and holds the steps that bring older databases up to date.
 -- Times are Unix milliseconds (UTC).
 
 CREATE TABLE IF NOT EXISTS users (
@@ -223,4 +225,3 @@ CREATE TABLE IF NOT EXISTS user_identities (
 );
 CREATE INDEX IF NOT EXISTS user_identities_user ON user_identities(user_id);
 
-PRAGMA user_version = 5;
