@@ -206,7 +206,7 @@ CREATE TABLE IF NOT EXISTS oauth_states (
     provider      TEXT NOT NULL,
     pkce_verifier TEXT NOT NULL,
     nonce         TEXT NOT NULL,
-    return_code   TEXT NOT NULL,                -- the device user code /cli/auth shows afterwards
+    return_code   TEXT NOT NULL,                -- the device user code /-/cli/auth shows afterwards
     redirect_uri  TEXT NOT NULL,                -- sent again with the code exchange
     created_at    INTEGER NOT NULL,
     expires_at    INTEGER NOT NULL

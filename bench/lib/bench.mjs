@@ -341,7 +341,7 @@ row({
   values: { packr: median(ready.packr), verdaccio: median(ready.verdaccio), ceiling: median(ready.ceiling) },
   lowerIsBetter: true,
   target: below(100, 'ms'),
-  note: 'spawn → first 200 from /health (Verdaccio: /-/ping); the ceiling loads its whole snapshot into memory first',
+  note: 'spawn → first 200 from /-/health (Verdaccio and the ceiling: /-/ping); the ceiling loads its whole snapshot into memory first',
 });
 await new Promise((r) => setTimeout(r, 1000));
 const idleRestart = Object.fromEntries(servers.map((s) => [s.kind, s.memory().rssKiB / 1024]));
