@@ -8,6 +8,7 @@
 
 mod blob_store;
 mod cli_contract;
+mod namespace;
 mod npm_client;
 mod oauth;
 mod orgs;
