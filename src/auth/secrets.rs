@@ -152,8 +152,14 @@ mod tests {
         std::fs::create_dir_all(data.path().join("secrets")).unwrap();
         let path = data.path().join("secrets/session.key");
         std::fs::write(&path, "").unwrap();
-        let err = format!("{:#}", load_or_create(data.path(), "session.key").unwrap_err());
-        assert!(err.contains("session.key") && err.contains("32 bytes"), "{err}");
+        let err = format!(
+            "{:#}",
+            load_or_create(data.path(), "session.key").unwrap_err()
+        );
+        assert!(
+            err.contains("session.key") && err.contains("32 bytes"),
+            "{err}"
+        );
         assert_eq!(std::fs::read(&path).unwrap(), b"");
     }
 }

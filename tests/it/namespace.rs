@@ -74,7 +74,10 @@ async fn packages_named_like_packr_endpoints_publish_install_and_answer_their_ow
             assert_eq!(status, StatusCode::OK, "GET {path}: {version}");
             assert_eq!(version["name"], *name, "GET {path}: {version}");
             assert_eq!(version["version"], "1.0.0", "GET {path}: {version}");
-            assert!(version["dist"]["tarball"].is_string(), "GET {path}: {version}");
+            assert!(
+                version["dist"]["tarball"].is_string(),
+                "GET {path}: {version}"
+            );
         }
     }
 }

@@ -52,7 +52,8 @@ fn serve_refuses(data_dir: &Path, env: &[(&str, &str)]) -> (ExitStatus, String) 
         if let Some(status) = child.try_wait().expect("polling packr serve") {
             break status;
         }
-        if std::net::TcpStream::connect(&listen).is_ok() || started.elapsed() > Duration::from_secs(30)
+        if std::net::TcpStream::connect(&listen).is_ok()
+            || started.elapsed() > Duration::from_secs(30)
         {
             let _ = child.kill();
             let _ = child.wait();
@@ -143,7 +144,11 @@ async fn generated_keys_are_whole_private_and_kept_and_a_long_hex_secret_is_acce
         .map(|entry| entry.expect("entry").file_name())
         .collect();
     names.sort();
-    assert_eq!(names, ["jwt.key", "session.key", "webhook.key"], "no temporary files");
+    assert_eq!(
+        names,
+        ["jwt.key", "session.key", "webhook.key"],
+        "no temporary files"
+    );
 
     let long = "0123456789abcdef".repeat(6);
     let serve = ServeProcess::start(
@@ -152,10 +157,15 @@ async fn generated_keys_are_whole_private_and_kept_and_a_long_hex_secret_is_acce
         &[("PACKR_JWT_SECRET", &long), ("PACKR_SECRET_KEY", &keys[2])],
     )
     .await;
-    let health = reqwest::get(serve.url("/-/health/ready")).await.expect("ready");
+    let health = reqwest::get(serve.url("/-/health/ready"))
+        .await
+        .expect("ready");
     assert_eq!(health.status(), StatusCode::OK);
     for (file, before) in ["jwt.key", "session.key", "webhook.key"].iter().zip(&keys) {
-        assert_eq!(&std::fs::read_to_string(secrets.join(file)).expect("key"), before);
+        assert_eq!(
+            &std::fs::read_to_string(secrets.join(file)).expect("key"),
+            before
+        );
     }
 }
 
@@ -170,7 +180,10 @@ struct Call {
 fn calls(log: &str) -> Vec<Call> {
     log.lines()
         .filter_map(|line| {
-            let rest = line.split_once(' ').map_or(line, |(_, rest)| rest).trim_start();
+            let rest = line
+                .split_once(' ')
+                .map_or(line, |(_, rest)| rest)
+                .trim_start();
             let name = rest.split('(').next()?.trim();
             let known = ["fsync", "fdatasync", "rename", "renameat", "renameat2"];
             known.contains(&name).then(|| Call {
@@ -194,7 +207,14 @@ async fn an_acknowledged_publish_has_synced_its_blob_its_directory_and_the_datab
     let data = tempfile::tempdir().expect("temp dir");
     packr(
         data.path(),
-        &["user", "add", "alice", "--password-stdin", "--role", "admin"],
+        &[
+            "user",
+            "add",
+            "alice",
+            "--password-stdin",
+            "--role",
+            "admin",
+        ],
         Some("correct horse battery"),
     );
     let created = packr(
@@ -208,7 +228,13 @@ async fn an_acknowledged_publish_has_synced_its_blob_its_directory_and_the_datab
     let trace = data.path().join("strace.log");
     let mut traced = Command::new("strace");
     traced
-        .args(["-f", "-qq", "-y", "-e", "trace=fsync,fdatasync,rename,renameat,renameat2"])
+        .args([
+            "-f",
+            "-qq",
+            "-y",
+            "-e",
+            "trace=fsync,fdatasync,rename,renameat,renameat2",
+        ])
         .arg("-o")
         .arg(&trace)
         .arg(packr_binary())
@@ -226,8 +252,16 @@ async fn an_acknowledged_publish_has_synced_its_blob_its_directory_and_the_datab
     let url = format!("http://{listen}");
     let http = reqwest::Client::new();
     let started = Instant::now();
-    while http.get(format!("{url}/-/health/live")).send().await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(60), "packr serve did not start");
+    while http
+        .get(format!("{url}/-/health/live"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "packr serve did not start"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let before = calls(&std::fs::read_to_string(&trace).unwrap_or_default()).len();

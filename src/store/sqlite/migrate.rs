@@ -48,7 +48,9 @@ fn apply_steps(conn: &mut Connection, schema: &str, steps: &[Step]) -> rusqlite:
     let latest = steps.last().map_or(0, |(version, _)| *version);
     // IMMEDIATE: `packr user add` may open the same file while the server starts.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let fresh = tx.query_row("SELECT count(*) = 0 FROM sqlite_schema", [], |row| row.get(0))?;
+    let fresh = tx.query_row("SELECT count(*) = 0 FROM sqlite_schema", [], |row| {
+        row.get(0)
+    })?;
     tx.execute_batch(schema)?;
     if fresh {
         tx.pragma_update(None, "user_version", latest)?;
@@ -181,7 +183,10 @@ mod tests {
             conn.execute_batch("CREATE TABLE blocker (x)").unwrap();
             assert!(apply_steps(&mut conn, SCHEMA, steps).is_err());
             assert_eq!(user_version(&conn).unwrap(), 5);
-            assert!(!has_table(&conn, "added_in_v6"), "the step's work is rolled back");
+            assert!(
+                !has_table(&conn, "added_in_v6"),
+                "the step's work is rolled back"
+            );
             conn.execute_batch("DROP TABLE blocker").unwrap();
         }
         let mut conn = Connection::open(&path).unwrap();
