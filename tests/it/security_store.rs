@@ -21,9 +21,14 @@ fn free_address() -> String {
         .to_string()
 }
 
-/// `packr serve` on `data_dir` with only `env` among `PACKR_*` variables.
-fn serve_command(data_dir: &Path, listen: &str, env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(packr_binary());
+/// `packr serve` on `data_dir` with only `env` among `PACKR_*` variables, appended to `command`:
+/// the `packr` binary itself, or a tracer whose last argument is the binary.
+fn serve_command(
+    mut command: Command,
+    data_dir: &Path,
+    listen: &str,
+    env: &[(&str, &str)],
+) -> Command {
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("PACKR_") {
             command.env_remove(key);
@@ -43,7 +48,7 @@ fn serve_command(data_dir: &Path, listen: &str, env: &[(&str, &str)]) -> Command
 fn serve_refuses(data_dir: &Path, env: &[(&str, &str)]) -> (ExitStatus, String) {
     let listen = free_address();
     let log = data_dir.join("serve.stderr");
-    let mut child = serve_command(data_dir, &listen, env)
+    let mut child = serve_command(Command::new(packr_binary()), data_dir, &listen, env)
         .stderr(std::fs::File::create(&log).expect("creating the log"))
         .spawn()
         .expect("spawning packr serve");
@@ -226,28 +231,15 @@ async fn an_acknowledged_publish_has_synced_its_blob_its_directory_and_the_datab
 
     let listen = free_address();
     let trace = data.path().join("strace.log");
-    let mut traced = Command::new("strace");
-    traced
-        .args([
-            "-f",
-            "-qq",
-            "-y",
-            "-e",
-            "trace=fsync,fdatasync,rename,renameat,renameat2",
-        ])
+    let mut strace = Command::new("strace");
+    strace
+        .args(["-f", "-qq", "-y", "-e"])
+        .arg("trace=fsync,fdatasync,rename,renameat,renameat2")
         .arg("-o")
         .arg(&trace)
-        .arg(packr_binary())
-        .args(["serve", "--listen", &listen, "--data-dir"])
-        .arg(data.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("PACKR_") {
-            traced.env_remove(key);
-        }
-    }
+        .arg(packr_binary());
+    let mut traced = serve_command(strace, data.path(), &listen, &[]);
+    traced.stderr(Stdio::null());
     let mut child = traced.spawn().expect("spawning strace packr serve");
     let url = format!("http://{listen}");
     let http = reqwest::Client::new();
