@@ -84,7 +84,7 @@ fn create_dir_private(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Writes `dir/file` whole or not at all: a temporary file in `dir` (mode 0600) is written and
-/// synced, then linked to its name, and `dir` is synced. A crash leaves no file or the whole one.
+/// synced, then linked to its name (renamed where links are not supported), and `dir` is synced. A crash leaves no file or the whole one.
 /// A link, unlike a rename, fails when the name exists, so two processes starting at once never
 /// replace each other's key. False when `file` already existed.
 fn write_new(dir: &Path, file: &str, contents: &[u8]) -> anyhow::Result<bool> {
@@ -98,9 +98,14 @@ fn write_new(dir: &Path, file: &str, contents: &[u8]) -> anyhow::Result<bool> {
         out.write_all(contents)?;
         out.sync_all()
     });
-    let linked = written.and_then(|()| std::fs::hard_link(&tmp, &path));
+    let placed = written.and_then(|()| match std::fs::hard_link(&tmp, &path) {
+        // File systems without hard links (SMB, some FUSE mounts): a rename is just as atomic,
+        // but would replace a key another process created in the same instant.
+        Err(err) if err.kind() != std::io::ErrorKind::AlreadyExists => std::fs::rename(&tmp, &path),
+        linked => linked,
+    });
     let _ = std::fs::remove_file(&tmp);
-    match linked {
+    match placed {
         Ok(()) => {}
         Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
         Err(err) => return Err(err).with_context(|| format!("creating {}", path.display())),
