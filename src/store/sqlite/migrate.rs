@@ -16,10 +16,10 @@ use std::collections::HashSet;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 /// One schema change and the version it brings the database to.
-pub type Step = (i64, fn(&Transaction<'_>) -> rusqlite::Result<()>);
+type Step = (i64, fn(&Transaction<'_>) -> rusqlite::Result<()>);
 
 /// Every schema change, in version order.
-pub const STEPS: &[Step] = &[(5, v5)];
+const STEPS: &[Step] = &[(5, v5)];
 
 /// Columns added to `tokens` in version 5: the CIDR allow-list, the display piece and usage data.
 const TOKEN_COLUMNS_V5: &[(&str, &str)] = &[
