@@ -1,4 +1,6 @@
 -- Packr metadata schema (SQLite). Applied at every start; every statement is idempotent.
+-- No version stamp here: src/store/sqlite/migrate.rs stamps PRAGMA user_version in the same
+-- transaction, and holds the steps that bring older databases up to date.
 -- Times are Unix milliseconds (UTC).
 
 CREATE TABLE IF NOT EXISTS users (
@@ -216,7 +218,7 @@ CREATE TABLE IF NOT EXISTS oauth_states (
     provider      TEXT NOT NULL,
     pkce_verifier TEXT NOT NULL,
     nonce         TEXT NOT NULL,
-    return_code   TEXT NOT NULL,                -- the device user code /cli/auth shows afterwards
+    return_code   TEXT NOT NULL,                -- the device user code /-/cli/auth shows afterwards
     redirect_uri  TEXT NOT NULL,                -- sent again with the code exchange
     created_at    INTEGER NOT NULL,
     expires_at    INTEGER NOT NULL
@@ -235,4 +237,3 @@ CREATE TABLE IF NOT EXISTS user_identities (
 );
 CREATE INDEX IF NOT EXISTS user_identities_user ON user_identities(user_id);
 
-PRAGMA user_version = 6;

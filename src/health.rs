@@ -1,4 +1,4 @@
-//! Health endpoints: `/health` (details), `/health/live`, `/health/ready` (503 when a store is down).
+//! Health endpoints: `/-/health` (details), `/-/health/live`, `/-/health/ready` (503 when a store is down).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,9 +11,9 @@ use crate::server::AppState;
 /// The routes of this module.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/health", get(get_health))
-        .route("/health/live", get(get_live))
-        .route("/health/ready", get(get_ready))
+        .route("/-/health", get(get_health))
+        .route("/-/health/live", get(get_live))
+        .route("/-/health/ready", get(get_ready))
 }
 
 async fn readiness(app: &AppState) -> (StatusCode, Value) {

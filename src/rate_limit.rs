@@ -41,13 +41,13 @@ enum Group {
 fn group_of(method: &Method, path: &str) -> Option<Group> {
     let post = method == Method::POST;
     match path {
-        "/-/v1/login" | "/api/v1/admin/sessions" | "/cli/auth/login" if post => {
+        "/-/v1/login" | "/api/v1/admin/sessions" | "/-/cli/auth/login" if post => {
             Some(Group::Password)
         }
         // Polls (`/-/v1/device/token`, `/-/v1/done`) are not counted: they carry a 256-bit device
         // code and are paced by `slow_down`. What is counted is every try of a short user code.
-        "/-/v1/device/authorize" | "/cli/auth/decide" if post => Some(Group::Device),
-        "/cli/auth" if method == Method::GET => Some(Group::Device),
+        "/-/v1/device/authorize" | "/-/cli/auth/decide" if post => Some(Group::Device),
+        "/-/cli/auth" if method == Method::GET => Some(Group::Device),
         _ if path.starts_with("/api/auth/login/") || path.starts_with("/api/auth/callback/") => {
             Some(Group::Password)
         }
@@ -187,9 +187,9 @@ mod tests {
             (Method::POST, "/-/v1/device/authorize", Some(Group::Device)),
             (Method::POST, "/-/v1/device/token", None),
             (Method::GET, "/-/v1/done", None),
-            (Method::GET, "/cli/auth", Some(Group::Device)),
-            (Method::POST, "/cli/auth/decide", Some(Group::Device)),
-            (Method::POST, "/cli/auth/login", Some(Group::Password)),
+            (Method::GET, "/-/cli/auth", Some(Group::Device)),
+            (Method::POST, "/-/cli/auth/decide", Some(Group::Device)),
+            (Method::POST, "/-/cli/auth/login", Some(Group::Password)),
             (
                 Method::GET,
                 "/api/auth/callback/oidc",

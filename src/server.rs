@@ -90,10 +90,7 @@ impl Services {
             .with_context(|| format!("creating data directory {}", data_dir.display()))?;
         let db = Sqlite::open(data_dir)
             .with_context(|| format!("opening the database in {}", data_dir.display()))?;
-        let secret = match std::env::var("PACKR_JWT_SECRET") {
-            Ok(secret) if !secret.is_empty() => secret.into_bytes(),
-            _ => secrets::load_or_create(data_dir, "jwt.key")?,
-        };
+        let secret = secrets::from_env_or_file("PACKR_JWT_SECRET", data_dir, "jwt.key")?;
         Ok(Self {
             tokens: Tokens::new(db.clone(), &secret),
             accounts: Accounts::new(db.clone()),

@@ -129,7 +129,11 @@ machine.wrk = execFileSync('sh', ['-c', 'wrk --version 2>&1 | head -1 || true'])
 
 const work = O.work ? resolve(O.work) : mkdtempSync(join(tmpdir(), 'packr-bench-'));
 mkdirSync(work, { recursive: true });
-log(`work directory ${work}`);
+// Publish figures include Packr's syncs to disk (the tarball, its directory entry and the database
+// log, before each 201); on tmpfs those cost nothing and the figures would leave out durability.
+machine.workFs = execFileSync('stat', ['-f', '-c', '%T', work]).toString().trim();
+log(`work directory ${work} (${machine.workFs})`);
+if (machine.workFs === 'tmpfs') log('  warning: the work directory is on tmpfs: publish figures leave out the cost of syncing to disk');
 // A private copy of the binaries, so a rebuild during the run cannot swap them. The copy has another
 // name: on a shared machine, `killall packr` / `pkill -x packr` by someone else must not stop it.
 const packrBin = join(work, 'packr_bench');
@@ -243,7 +247,7 @@ for (const c of [1, 8]) {
     figure: `publish corpus, concurrency ${c} (versions/s)`,
     values: { packr: publish[c].packr.perSec, verdaccio: publish[c].verdaccio.perSec },
     others: { packr: publish[c].packr.othersPct, verdaccio: publish[c].verdaccio.othersPct },
-    note: `best of ${O.rounds}; server CPU per version: Packr ${fmt(publish[c].packr.serverCpuMsPerVersion)} ms, Verdaccio ${fmt(publish[c].verdaccio.serverCpuMsPerVersion)} ms`,
+    note: `best of ${O.rounds}; server CPU per version: Packr ${fmt(publish[c].packr.serverCpuMsPerVersion)} ms, Verdaccio ${fmt(publish[c].verdaccio.serverCpuMsPerVersion)} ms; data on ${machine.workFs} (Packr syncs each publish to disk before answering)`,
     target: c === 8 ? vsVerdaccio(5) : undefined,
   });
 }
@@ -341,7 +345,7 @@ row({
   values: { packr: median(ready.packr), verdaccio: median(ready.verdaccio), ceiling: median(ready.ceiling) },
   lowerIsBetter: true,
   target: below(100, 'ms'),
-  note: 'spawn → first 200 from /health (Verdaccio: /-/ping); the ceiling loads its whole snapshot into memory first',
+  note: 'spawn → first 200 from /-/health (Verdaccio and the ceiling: /-/ping); the ceiling loads its whole snapshot into memory first',
 });
 await new Promise((r) => setTimeout(r, 1000));
 const idleRestart = Object.fromEntries(servers.map((s) => [s.kind, s.memory().rssKiB / 1024]));

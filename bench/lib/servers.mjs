@@ -115,7 +115,7 @@ class Server {
 
 export class Packr extends Server {
   constructor({ bin, dataDir, port, cpu, logFile, env = {} }) {
-    super({ kind: 'packr', port, cpu, logFile, readyPath: '/health' });
+    super({ kind: 'packr', port, cpu, logFile, readyPath: '/-/health' });
     Object.assign(this, { bin, dataDir, env });
   }
 
@@ -199,7 +199,7 @@ export class Verdaccio extends Server {
 
 export class Ceiling extends Server {
   constructor({ bin, index, port, cpu, logFile }) {
-    super({ kind: 'ceiling', port, cpu, logFile, readyPath: '/health' });
+    super({ kind: 'ceiling', port, cpu, logFile, readyPath: '/-/ping' });
     Object.assign(this, { bin, index });
     this.token = 'unused';
   }

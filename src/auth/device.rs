@@ -172,7 +172,7 @@ impl DeviceFlow {
             },
         };
         self.db.write(move |tx| rows::insert(tx, &new)).await?;
-        let verification_uri = format!("{base_url}/cli/auth");
+        let verification_uri = format!("{base_url}/-/cli/auth");
         Ok(DeviceStart {
             verification_uri_complete: format!("{verification_uri}?code={user_code}"),
             verification_uri,

@@ -1,4 +1,4 @@
-//! `/cli/auth`: enter or confirm a device code, sign in, approve or deny. Works without
+//! `/-/cli/auth`: enter or confirm a device code, sign in, approve or deny. Works without
 //! JavaScript; every form carries a CSRF token bound to the browser's nonce cookie.
 
 use askama::Template;
@@ -21,9 +21,9 @@ use crate::store::sqlite::users::UserRow;
 /// The routes of this module.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/cli/auth", get(get_page))
-        .route("/cli/auth/login", post(post_login))
-        .route("/cli/auth/decide", post(post_decide))
+        .route("/-/cli/auth", get(get_page))
+        .route("/-/cli/auth/login", post(post_login))
+        .route("/-/cli/auth/decide", post(post_decide))
 }
 
 /// What the page shows about a pending request.
@@ -149,7 +149,7 @@ async fn render(
     }
 }
 
-/// Query of `GET /cli/auth`.
+/// Query of `GET /-/cli/auth`.
 #[derive(Deserialize)]
 pub struct CodeQuery {
     #[serde(default)]
@@ -204,7 +204,7 @@ async fn post_login(
     };
     let cookie = app.sessions.set_cookie(&app.sessions.issue(user.id));
     // Back to this page only: the code is the one parameter, encoded, so nothing can redirect elsewhere.
-    let target = format!("/cli/auth?code={}", urlencode(&form.code));
+    let target = format!("/-/cli/auth?code={}", urlencode(&form.code));
     let mut response = Redirect::to(&target).into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);

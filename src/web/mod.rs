@@ -1,4 +1,4 @@
-//! Server-rendered pages: `/cli/auth`, where a person confirms a terminal's login, and the OAuth
+//! Server-rendered pages: `/-/cli/auth`, where a person confirms a terminal's login, and the OAuth
 //! sign-in redirects that lead back to it.
 
 mod cli_auth;

@@ -1,5 +1,5 @@
 //! `GET /api/auth/login/:provider` (leave for the provider) and `GET /api/auth/callback/:provider`
-//! (come back signed in). The only place a sign-in ends is `/cli/auth?code=<the stored code>`:
+//! (come back signed in). The only place a sign-in ends is `/-/cli/auth?code=<the stored code>`:
 //! no URL from the request is ever redirected to.
 
 use askama::Template;
@@ -34,7 +34,7 @@ struct ErrorPage {
     back: Option<String>,
 }
 
-/// The failure page, linking back to `/cli/auth` with `code` when there is one.
+/// The failure page, linking back to `/-/cli/auth` with `code` when there is one.
 fn failure(status: StatusCode, message: String, code: Option<&str>) -> Response {
     let page = ErrorPage {
         message,
@@ -71,10 +71,10 @@ fn failure_of(err: OAuthError, code: Option<&str>) -> Response {
     failure(status, message, code)
 }
 
-/// `/cli/auth?code=..`: the one place a sign-in returns to.
+/// `/-/cli/auth?code=..`: the one place a sign-in returns to.
 fn cli_auth_path(code: &str) -> String {
     let code: String = form_urlencoded::byte_serialize(code.as_bytes()).collect();
-    format!("/cli/auth?code={code}")
+    format!("/-/cli/auth?code={code}")
 }
 
 /// A 302 to `location` setting `cookies`.

@@ -39,12 +39,8 @@ impl SecretBox {
     /// The key from `PACKR_SECRET_KEY` (hex, 32 bytes), or from the data directory, created on
     /// first start.
     pub fn load(data_dir: &Path) -> anyhow::Result<Self> {
-        let key = match std::env::var("PACKR_SECRET_KEY") {
-            Ok(text) if !text.trim().is_empty() => hex::decode(text.trim())
-                .context("PACKR_SECRET_KEY must be 32 bytes written as 64 hex digits")?,
-            _ => secrets::load_or_create(data_dir, "webhook.key")?,
-        };
-        Self::from_key(&key)
+        let key = secrets::from_env_or_file("PACKR_SECRET_KEY", data_dir, "webhook.key")?;
+        Self::from_key(&key).context("PACKR_SECRET_KEY or secrets/webhook.key")
     }
 
     /// A box for a 32-byte key.

@@ -251,10 +251,10 @@ async fn packr_serve_answers_health_checks_and_exits_zero_on_sigterm() {
     let mut serve = ServeProcess::start(data.path(), "serve.log", &[]).await;
     let http = reqwest::Client::new();
     let health = http
-        .get(serve.url("/health"))
+        .get(serve.url("/-/health"))
         .send()
         .await
-        .expect("GET /health");
+        .expect("GET /-/health");
     assert_eq!(health.status(), StatusCode::OK);
     let body: Value = health.json().await.expect("health answers JSON");
     assert_eq!(body["status"], "ok", "{body}");
@@ -272,7 +272,7 @@ async fn packr_serve_answers_health_checks_and_exits_zero_on_sigterm() {
         serve.log()
     );
     assert!(
-        http.get(serve.url("/health")).send().await.is_err(),
+        http.get(serve.url("/-/health")).send().await.is_err(),
         "the port must be closed after shutdown"
     );
 }

@@ -8,12 +8,14 @@
 
 mod blob_store;
 mod cli_contract;
+mod namespace;
 mod npm_client;
 mod oauth;
 mod orgs;
 mod pnpm_client;
 mod protocol;
 mod security_authz;
+mod security_store;
 mod support;
 mod tokens;
 mod web_login;

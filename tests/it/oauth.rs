@@ -162,13 +162,13 @@ async fn provider_redirect(server: &TestServer, provider: &str, code: &str) -> (
     (at_provider.location, cookie)
 }
 
-/// Signs in at `provider` and follows the way back to `/cli/auth`: the user it names there.
+/// Signs in at `provider` and follows the way back to `/-/cli/auth`: the user it names there.
 async fn sign_in(server: &TestServer, provider: &str) -> String {
     let code = user_code(server).await;
     let (callback, state) = provider_redirect(server, provider, &code).await;
     let back = get(&callback, Some(&state)).await;
     assert_eq!(back.status, StatusCode::FOUND, "{}", back.body);
-    assert_eq!(back.location, format!("/cli/auth?code={code}"));
+    assert_eq!(back.location, format!("/-/cli/auth?code={code}"));
     let session = back.cookie("packr_session").expect("a session cookie");
     let page = get(&format!("{}{}", server.url, back.location), Some(session)).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
@@ -247,7 +247,7 @@ async fn an_oidc_identity_matching_no_user_gets_a_clear_refusal_in_the_browser()
         .await;
     let code = user_code(&server).await;
     let signed = sign_in_with_browser(
-        &format!("{}/cli/auth?code={code}", server.url),
+        &format!("{}/-/cli/auth?code={code}", server.url),
         "oidc",
         "mallory",
         "approve",
@@ -364,7 +364,7 @@ async fn a_tampered_replayed_foreign_or_refused_state_never_signs_in() {
     )
     .await;
     refused(&denied, "did not sign you in: access_denied");
-    assert!(denied.body.contains(&format!("/cli/auth?code={code}")));
+    assert!(denied.body.contains(&format!("/-/cli/auth?code={code}")));
 
     let (callback, state) = provider_redirect(&server, "github", &code).await;
     let bogus = get(

@@ -467,7 +467,7 @@ async fn a_publish_while_s3_is_down_gets_503_with_retry_after_and_leaves_no_vers
     let tarball = registry.get("/steady/-/steady-1.0.0.tgz").await;
     assert_eq!(tarball.headers()["retry-after"], "5");
     error_of(tarball, StatusCode::SERVICE_UNAVAILABLE).await;
-    let ready = reqwest::get(registry.url("/health/ready")).await.unwrap();
+    let ready = reqwest::get(registry.url("/-/health/ready")).await.unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         ready.json::<Value>().await.unwrap()["blob_store"],
@@ -617,7 +617,7 @@ async fn a_scoped_ci_token_may_only_publish_under_its_scope() {
 #[tokio::test]
 async fn health_answers_when_ready() {
     let registry = Registry::start().await;
-    for path in ["/health", "/health/live", "/health/ready"] {
+    for path in ["/-/health", "/-/health/live", "/-/health/ready"] {
         let response = reqwest::get(registry.url(path)).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
         assert_eq!(response.json::<Value>().await.unwrap()["status"], "ok");

@@ -24,7 +24,7 @@ async fn server() -> TestServer {
     server
 }
 
-/// Reads a child's stdout until a line holding the `/cli/auth` URL; the rest of its output is
+/// Reads a child's stdout until a line holding the `/-/cli/auth` URL; the rest of its output is
 /// collected by the returned task.
 pub(crate) async fn login_url(child: &mut Child) -> (String, tokio::task::JoinHandle<String>) {
     let stdout = child.stdout.take().expect("piped stdout");
@@ -33,7 +33,7 @@ pub(crate) async fn login_url(child: &mut Child) -> (String, tokio::task::JoinHa
         while let Some(line) = lines.next_line().await.expect("stdout readable") {
             if let Some(at) = line.find("http") {
                 let url = line[at..].trim().to_owned();
-                if url.contains("/cli/auth") {
+                if url.contains("/-/cli/auth") {
                     return url;
                 }
             }
@@ -91,7 +91,7 @@ async fn npm_web_login_completes_when_the_browser_approves_and_the_token_publish
         .expect("npm starts");
     let (url, _) = login_url(&mut child).await;
     assert!(
-        url.starts_with(&format!("{}/cli/auth?code=", server.url)),
+        url.starts_with(&format!("{}/-/cli/auth?code=", server.url)),
         "{url}"
     );
 
@@ -277,7 +277,7 @@ async fn device_polls_answer_pending_slow_down_and_expired_as_rfc_8628_says() {
     let (_, unknown) = form(&server, "/-/v1/device/token", &[("device_code", "nope")]).await;
     assert_eq!(unknown["error"], "expired_token");
 
-    let page = reqwest::get(format!("{}/cli/auth?code={user_code}", server.url))
+    let page = reqwest::get(format!("{}/-/cli/auth?code={user_code}", server.url))
         .await
         .unwrap();
     assert_eq!(page.status(), StatusCode::BAD_REQUEST);
@@ -295,7 +295,7 @@ async fn page_forms_without_a_valid_csrf_token_are_refused() {
     let (_, start) = form(&server, "/-/v1/device/authorize", &[]).await;
     let code = start["user_code"].as_str().unwrap();
     let response = reqwest::Client::new()
-        .post(format!("{}/cli/auth/login", server.url))
+        .post(format!("{}/-/cli/auth/login", server.url))
         .header("cookie", "packr_csrf=attacker-nonce")
         .header("content-type", "application/x-www-form-urlencoded")
         .body(

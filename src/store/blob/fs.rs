@@ -67,13 +67,19 @@ fn move_from_two_levels(root: &Path) -> std::io::Result<()> {
 }
 
 /// Writes `bytes` to `path` through a temporary file in `tmp_dir`: readers see the whole blob
-/// or nothing, and it is on disk before the version that names it is committed.
+/// or nothing, and both the file and its directory entry are on disk before the version that
+/// names it is committed (the rename alone lives in the page cache until the directory is synced).
 fn write_atomically(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(tmp_dir);
     if path.try_exists()? {
-        return Ok(());
+        // Another put of the same bytes may have renamed it and not yet synced the directory.
+        return sync_dir(dir);
     }
-    if let Some(dir) = path.parent() {
+    if !dir.try_exists()? {
         std::fs::create_dir_all(dir)?;
+        if let Some(root) = dir.parent() {
+            sync_dir(root)?;
+        }
     }
     // A unique temporary name, so concurrent writers of one key never share a file.
     let tmp = tmp_dir.join(uuid::Uuid::new_v4().to_string());
@@ -85,7 +91,13 @@ fn write_atomically(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Resul
     if renamed.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    renamed
+    renamed?;
+    sync_dir(dir)
+}
+
+/// Makes the entries of `dir` (a rename or a new file into it) durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[async_trait::async_trait]

@@ -1,10 +1,25 @@
-//! Schema changes that `schema.sql` cannot make on an existing database (`CREATE TABLE IF NOT
-//! EXISTS` leaves an old table as it is), keyed on the `PRAGMA user_version` the database had
-//! before `schema.sql` ran. Every step is idempotent: it checks before it alters.
+//! Schema versions. `schema.sql` holds the whole current schema, every statement idempotent, and
+//! no version stamp. [`STEPS`] holds the changes it cannot make to an existing database
+//! (`CREATE TABLE IF NOT EXISTS` leaves an old table as it is), each with the `PRAGMA
+//! user_version` it brings the database to.
+//!
+//! A new database gets the schema and the latest stamp in one transaction. An existing one gets
+//! `schema.sql` (new tables and indexes), then each pending step together with its stamp in one
+//! transaction: a step that fails or is interrupted leaves the version where it was, and runs
+//! again on the next start.
+//!
+//! To add a change: write `fn vN(tx)` below (idempotent: check before you alter) and append
+//! `(N, vN)` to [`STEPS`]; `N` is one more than the last entry.
 
 use std::collections::HashSet;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+/// One schema change and the version it brings the database to.
+type Step = (i64, fn(&Transaction<'_>) -> rusqlite::Result<()>);
+
+/// Every schema change, in version order.
+const STEPS: &[Step] = &[(5, v5), (6, v6)];
 
 /// Columns added to `tokens` in version 5: the CIDR allow-list, the display piece and usage data.
 const TOKEN_COLUMNS_V5: &[(&str, &str)] = &[
@@ -14,18 +29,47 @@ const TOKEN_COLUMNS_V5: &[(&str, &str)] = &[
     ("use_count", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
+/// Version 5: token CIDR allow-lists, display pieces and usage data.
+fn v5(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    add_missing_columns(tx, "tokens", TOKEN_COLUMNS_V5)
+}
+
+/// Version 6: who issued a service-account token.
+fn v6(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    add_missing_columns(tx, "tokens", &[("issued_by", "TEXT")])
+}
+
 /// The database's `PRAGMA user_version` (0 for a new file).
 pub fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |row| row.get(0))
 }
 
-/// Brings a database that was at `version` before `schema.sql` was applied up to date.
-pub fn run(conn: &Connection, version: i64) -> rusqlite::Result<()> {
-    if version < 5 {
-        add_missing_columns(conn, "tokens", TOKEN_COLUMNS_V5)?;
+/// Brings the database up to date with `schema` and [`STEPS`].
+pub fn apply(conn: &mut Connection, schema: &str) -> rusqlite::Result<()> {
+    apply_steps(conn, schema, STEPS)
+}
+
+fn apply_steps(conn: &mut Connection, schema: &str, steps: &[Step]) -> rusqlite::Result<()> {
+    let latest = steps.last().map_or(0, |(version, _)| *version);
+    // IMMEDIATE: `packr user add` may open the same file while the server starts.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let fresh = tx.query_row("SELECT count(*) = 0 FROM sqlite_schema", [], |row| {
+        row.get(0)
+    })?;
+    tx.execute_batch(schema)?;
+    if fresh {
+        tx.pragma_update(None, "user_version", latest)?;
     }
-    if version < 6 {
-        add_missing_columns(conn, "tokens", &[("issued_by", "TEXT")])?;
+    tx.commit()?;
+    for (version, step) in steps {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Read inside the transaction: another process may have run this step meanwhile.
+        if user_version(&tx)? >= *version {
+            continue;
+        }
+        step(&tx)?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
     }
     Ok(())
 }
@@ -52,6 +96,7 @@ fn add_missing_columns(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sqlite::SCHEMA;
 
     fn columns(conn: &Connection, table: &str) -> HashSet<String> {
         conn.prepare("SELECT name FROM pragma_table_info(?1)")
@@ -62,9 +107,18 @@ mod tests {
             .unwrap()
     }
 
+    fn has_table(conn: &Connection, name: &str) -> bool {
+        conn.query_row(
+            "SELECT count(*) > 0 FROM sqlite_schema WHERE name = ?1",
+            [name],
+            |row| row.get(0),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn a_version_2_tokens_table_gains_the_new_columns_and_keeps_its_rows() {
-        let conn = Connection::open_in_memory().unwrap();
+        let mut conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(
             "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
                  email TEXT NOT NULL DEFAULT '', password_hash TEXT, role TEXT NOT NULL,
@@ -79,10 +133,8 @@ mod tests {
              PRAGMA user_version = 2;",
         )
         .unwrap();
-        let before = user_version(&conn).unwrap();
-        conn.execute_batch(super::super::SCHEMA).unwrap();
-        run(&conn, before).unwrap();
-        run(&conn, before).unwrap();
+        apply(&mut conn, SCHEMA).unwrap();
+        apply(&mut conn, SCHEMA).unwrap();
         let found = columns(&conn, "tokens");
         for (name, _) in TOKEN_COLUMNS_V5 {
             assert!(found.contains(*name), "tokens lacks {name}: {found:?}");
@@ -95,15 +147,58 @@ mod tests {
             )
             .unwrap();
         assert_eq!((cidr.as_str(), uses), ("[]", 0));
+        assert!(found.contains("issued_by"), "tokens lacks issued_by: {found:?}");
+        assert_eq!(user_version(&conn).unwrap(), STEPS.last().unwrap().0);
     }
 
     #[test]
-    fn a_new_database_needs_no_alteration() {
-        let conn = Connection::open_in_memory().unwrap();
-        let before = user_version(&conn).unwrap();
-        conn.execute_batch(super::super::SCHEMA).unwrap();
-        run(&conn, before).unwrap();
-        assert!(user_version(&conn).unwrap() >= 5);
+    fn a_new_database_gets_the_schema_and_the_latest_version_together() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        apply(&mut conn, SCHEMA).unwrap();
+        let latest = STEPS.last().unwrap().0;
+        assert_eq!(user_version(&conn).unwrap(), latest);
         assert!(columns(&conn, "tokens").contains("use_count"));
+    }
+
+    #[test]
+    fn a_schema_that_fails_leaves_a_new_database_empty_and_unstamped() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let broken = "CREATE TABLE IF NOT EXISTS a (x); CREATE TABLE oops (;";
+        assert!(apply(&mut conn, broken).is_err());
+        assert_eq!(user_version(&conn).unwrap(), 0);
+        assert!(!has_table(&conn, "a"));
+    }
+
+    /// A version-6 step that creates a table, then fails while a `blocker` table exists.
+    fn v6_fails_while_blocked(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+        tx.execute_batch("CREATE TABLE added_in_v6 (x)")?;
+        if has_table(tx, "blocker") {
+            return Err(rusqlite::Error::InvalidQuery);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_failing_step_leaves_the_version_unchanged_and_runs_again_on_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("packr.db");
+        let steps: &[Step] = &[(5, v5), (6, v6_fails_while_blocked)];
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            apply_steps(&mut conn, SCHEMA, &steps[..1]).unwrap();
+            conn.execute_batch("CREATE TABLE blocker (x)").unwrap();
+            assert!(apply_steps(&mut conn, SCHEMA, steps).is_err());
+            assert_eq!(user_version(&conn).unwrap(), 5);
+            assert!(
+                !has_table(&conn, "added_in_v6"),
+                "the step's work is rolled back"
+            );
+            conn.execute_batch("DROP TABLE blocker").unwrap();
+        }
+        let mut conn = Connection::open(&path).unwrap();
+        apply_steps(&mut conn, SCHEMA, steps).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), 6);
+        assert!(has_table(&conn, "added_in_v6"));
+        apply_steps(&mut conn, SCHEMA, steps).unwrap();
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod device;
+mod group_sync;
 pub mod migrate;
 pub mod oauth;
 pub mod orgs;
@@ -19,33 +20,57 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use tokio::task::spawn_blocking;
 
 use super::StoreError;
+use group_sync::GroupSync;
 
-const SCHEMA: &str = include_str!("../../../schema.sql");
+/// The whole current schema; [`migrate`] applies it and the steps older databases need.
+pub(crate) const SCHEMA: &str = include_str!("../../../schema.sql");
 
 /// The embedded metadata store (WAL mode, so readers never wait for the writer).
 #[derive(Clone)]
 pub struct Sqlite {
     writer: Arc<Mutex<Connection>>,
     readers: r2d2::Pool<SqliteConnectionManager>,
+    /// Syncs the log after commits; None when the file system refused WAL mode, where
+    /// `synchronous=FULL` syncs every commit instead.
+    log_sync: Option<Arc<GroupSync>>,
 }
 
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
+/// Sets up the writer; true when the database is in WAL mode.
+fn configure(conn: &Connection) -> rusqlite::Result<bool> {
     conn.busy_timeout(Duration::from_secs(10))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    let wal = mode.eq_ignore_ascii_case("wal");
+    // A write is acknowledged only once it is on disk either way: in WAL mode through
+    // [`GroupSync`] after NORMAL commits (one sync for many concurrent commits), otherwise by
+    // FULL. NORMAL alone syncs only at checkpoints and can lose acknowledged commits on power loss.
+    conn.pragma_update(None, "synchronous", if wal { "NORMAL" } else { "FULL" })?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    Ok(())
+    Ok(wal)
+}
+
+/// A failed sync of the log, reported as SQLite reports its own.
+fn sync_failed(err: std::io::Error) -> StoreError {
+    let code = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_FSYNC);
+    StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+        code,
+        Some(format!("syncing the database log: {err}")),
+    ))
 }
 
 impl Sqlite {
     /// Opens (creating if needed) `packr.db` in `dir` and applies `schema.sql`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join("packr.db");
-        let writer = Connection::open(&path)?;
-        configure(&writer)?;
-        let version = migrate::user_version(&writer)?;
-        writer.execute_batch(SCHEMA)?;
-        migrate::run(&writer, version)?;
+        let mut writer = Connection::open(&path)?;
+        let wal = configure(&writer)?;
+        migrate::apply(&mut writer, SCHEMA)?;
+        let log_sync = wal.then(|| Arc::new(GroupSync::new(&path)));
+        if let Some(sync) = &log_sync {
+            sync.committed()
+                .and_then(|ticket| sync.wait(ticket))
+                .map_err(sync_failed)?;
+        }
         let manager = SqliteConnectionManager::file(&path)
             .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .with_init(|conn| {
@@ -62,25 +87,36 @@ impl Sqlite {
         Ok(Self {
             writer: Arc::new(Mutex::new(writer)),
             readers,
+            log_sync,
         })
     }
 
-    /// Runs `work` in one IMMEDIATE transaction on the writer, off the async threads.
+    /// Runs `work` in one IMMEDIATE transaction on the writer, off the async threads, and returns
+    /// once the commit is on disk.
     pub async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let writer = Arc::clone(&self.writer);
+        let log_sync = self.log_sync.clone();
         let span = tracing::Span::current();
         spawn_blocking(move || {
             span.in_scope(|| {
-                let mut conn = writer
-                    .lock()
-                    .map_err(|_| StoreError::Task("writer connection poisoned".into()))?;
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let value = work(&tx)?;
-                tx.commit()?;
+                let (value, ticket) = {
+                    let mut conn = writer
+                        .lock()
+                        .map_err(|_| StoreError::Task("writer connection poisoned".into()))?;
+                    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    let value = work(&tx)?;
+                    tx.commit()?;
+                    let ticket = log_sync.as_ref().map(|sync| sync.committed());
+                    (value, ticket.transpose().map_err(sync_failed)?)
+                };
+                // The writer is free again: the next commits can join this sync.
+                if let (Some(sync), Some(ticket)) = (&log_sync, ticket) {
+                    sync.wait(ticket).map_err(sync_failed)?;
+                }
                 Ok(value)
             })
         })

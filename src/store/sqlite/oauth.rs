@@ -17,7 +17,7 @@ pub struct StateRow {
     pub pkce_verifier: String,
     /// The OIDC nonce sent in the authorization request.
     pub nonce: String,
-    /// The device user code to show on `/cli/auth` afterwards (may be empty).
+    /// The device user code to show on `/-/cli/auth` afterwards (may be empty).
     pub return_code: String,
     /// The redirect URI the authorization request named.
     pub redirect_uri: String,

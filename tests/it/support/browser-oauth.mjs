@@ -1,4 +1,4 @@
-// Drives real headless Chromium through an OAuth sign-in from the /cli/auth page:
+// Drives real headless Chromium through an OAuth sign-in from the /-/cli/auth page:
 //   node browser-oauth.mjs URL PROVIDER LOGIN approve|deny SCREENSHOT
 // Clicks "Sign in with PROVIDER", completes oidc-provider's development login (LOGIN, any
 // password) and consent if they appear, and back on Packr either approves or denies, or reports

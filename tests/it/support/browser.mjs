@@ -1,4 +1,4 @@
-// Drives real headless Chromium through the /cli/auth page with playwright-core:
+// Drives real headless Chromium through the /-/cli/auth page with playwright-core:
 //   node browser.mjs URL USER PASSWORD approve|deny SCREENSHOT
 // Prints one JSON line: {"result": <text of #result>, "title": ...}.
 import { launchChromium } from './chromium.mjs';

@@ -1,4 +1,4 @@
-//! Real headless Chromium (Debian's package) driven by playwright-core, for the `/cli/auth` page.
+//! Real headless Chromium (Debian's package) driven by playwright-core, for the `/-/cli/auth` page.
 //! Both are installed on first use: Chromium with apt-get when missing, playwright-core with npm
 //! into `<target>/test-browser/` (see [`super::install`]).
 

@@ -182,7 +182,7 @@ impl MockProvider {
 /// What the browser saw at the end of a provider sign-in.
 #[derive(Debug, Default)]
 pub struct BrowserSignIn {
-    /// The user `/cli/auth` said was signed in.
+    /// The user `/-/cli/auth` said was signed in.
     pub signed_in_as: String,
     /// The page's result line after the decision.
     pub result: String,
@@ -192,9 +192,9 @@ pub struct BrowserSignIn {
     pub status: u16,
 }
 
-/// Opens `url` (a `/cli/auth` page) in headless Chromium, clicks "Sign in with" `provider`,
+/// Opens `url` (a `/-/cli/auth` page) in headless Chromium, clicks "Sign in with" `provider`,
 /// signs in at oidc-provider as `login` and consents, then approves or denies (`decision`) on
-/// `/cli/auth` unless the sign-in ended on an error page.
+/// `/-/cli/auth` unless the sign-in ended on an error page.
 pub async fn sign_in_with_browser(
     url: &str,
     provider: &str,

@@ -18,7 +18,7 @@ pub struct ServeProcess {
 
 impl ServeProcess {
     /// Starts `packr serve` on `data_dir` with no `PACKR_*` or `RUST_LOG` variables but `env`,
-    /// and waits until it answers `/health` (with any status: a broken store answers 503 there).
+    /// and waits until it answers `/-/health` (with any status: a broken store answers 503 there).
     pub async fn start(data_dir: &Path, log_name: &str, env: &[(&str, &str)]) -> Self {
         // `serve` cannot report a port it picked itself, so reserve a free one and hand it over.
         let listen = std::net::TcpListener::bind("127.0.0.1:0")
@@ -53,7 +53,7 @@ impl ServeProcess {
     }
 
     async fn wait_until_answering(&mut self) {
-        let health = self.url("/health");
+        let health = self.url("/-/health");
         let started = Instant::now();
         loop {
             let answer = reqwest::get(&health).await;
