@@ -6,6 +6,7 @@ pub mod cache;
 pub mod deprecate;
 pub mod dist_tags;
 pub mod integrity;
+pub mod manifest;
 pub mod name;
 pub mod owners;
 pub mod packument;

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::integrity::{self, Digests};
+use super::manifest;
 use super::registry::may_change;
 use super::tarball::{self, TarballManifest};
 use super::{DistTag, PackageName, Registry, RegistryError, Version};
@@ -244,7 +245,8 @@ fn inspect(
     Ok((digests, contents))
 }
 
-/// The version object as stored: the client's manifest, cleaned, plus the server's fields.
+/// The version object as stored: the client's manifest, cleaned, with the fields npm installs by
+/// taken from the tarball, plus the server's fields.
 fn stored_manifest(
     request: &PublishRequest,
     caller: &Caller,
@@ -272,15 +274,7 @@ fn stored_manifest(
             "unpackedSize": contents.unpacked_size,
         }),
     );
-    let scripts = manifest.get("scripts");
-    let has_install_script = ["preinstall", "install", "postinstall"]
-        .iter()
-        .any(|s| scripts.and_then(|sc| sc.get(*s)).is_some());
-    if has_install_script {
-        manifest.insert("hasInstallScript".into(), true.into());
-    } else {
-        manifest.remove("hasInstallScript");
-    }
+    manifest::apply_tarball_fields(&mut manifest, contents);
     manifest.insert("_hasShrinkwrap".into(), contents.has_shrinkwrap.into());
     manifest
 }
