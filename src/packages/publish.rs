@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::integrity::{self, Digests};
 use super::manifest;
-use super::registry::may_change;
+use super::registry::may_publish;
 use super::tarball::{self, TarballManifest};
 use super::{DistTag, PackageName, Registry, RegistryError, Version};
 use crate::audit::AuditEvent;
@@ -305,6 +305,7 @@ impl Registry {
         let key = BlobKey::parse(&digests.sha512_hex)
             .ok_or_else(|| RegistryError::Internal("sha512 hex has the wrong shape".into()))?;
         // The blob goes first: a crash after it leaves an unreferenced file, never a version without bytes.
+        let claim = self.blob_claims.claim(key.as_str()).await;
         self.blobs.put(&key, request.tarball.clone()).await?;
 
         let readme = request
@@ -339,7 +340,7 @@ impl Registry {
             .db
             .write(move |tx| {
                 // Checked inside the write transaction, so two first publishes cannot both win.
-                if let Err(denied) = may_change(tx, &actor, &new.package)? {
+                if let Err(denied) = may_publish(tx, &actor, &new.package)? {
                     return Ok(Err(denied));
                 }
                 let outcome = rows::commit_publish(tx, &new)?;
@@ -356,7 +357,7 @@ impl Registry {
         };
         if result.is_err() {
             // Nothing may stay behind from a refused publish, not even its bytes.
-            self.discard_blob(key).await;
+            self.discard_blob(&claim, key).await;
         }
         result
     }

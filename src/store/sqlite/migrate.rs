@@ -14,6 +14,21 @@ const TOKEN_COLUMNS_V5: &[(&str, &str)] = &[
     ("use_count", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
+/// Version 6: tombstones of fully unpublished names and an index on `versions.blob_key`. The same
+/// statements as in `schema.sql`, so the step holds however that file is applied.
+const RETIRED_NAMES_V6: &str = "
+    CREATE TABLE IF NOT EXISTS retired_packages (
+        name       TEXT PRIMARY KEY,
+        retired_at INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS retired_package_maintainers (
+        package TEXT NOT NULL REFERENCES retired_packages(name) ON DELETE CASCADE,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        PRIMARY KEY (package, user_id)
+    );
+    CREATE INDEX IF NOT EXISTS versions_blob_key ON versions(blob_key);
+";
+
 /// The database's `PRAGMA user_version` (0 for a new file).
 pub fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |row| row.get(0))
@@ -23,6 +38,9 @@ pub fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
 pub fn run(conn: &Connection, version: i64) -> rusqlite::Result<()> {
     if version < 5 {
         add_missing_columns(conn, "tokens", TOKEN_COLUMNS_V5)?;
+    }
+    if version < 6 {
+        conn.execute_batch(RETIRED_NAMES_V6)?;
     }
     Ok(())
 }
@@ -92,6 +110,31 @@ mod tests {
             )
             .unwrap();
         assert_eq!((cidr.as_str(), uses), ("[]", 0));
+    }
+
+    #[test]
+    fn a_version_5_database_gains_retired_names_and_the_blob_key_index() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+             CREATE TABLE versions (package TEXT NOT NULL, version TEXT NOT NULL,
+                 blob_key TEXT NOT NULL, PRIMARY KEY (package, version));
+             PRAGMA user_version = 5;",
+        )
+        .unwrap();
+        let before = user_version(&conn).unwrap();
+        run(&conn, before).unwrap();
+        run(&conn, before).unwrap();
+        assert!(columns(&conn, "retired_packages").contains("retired_at"));
+        assert!(columns(&conn, "retired_package_maintainers").contains("user_id"));
+        let index: String = conn
+            .query_row(
+                "SELECT name FROM pragma_index_list('versions') WHERE name = 'versions_blob_key'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(index, "versions_blob_key");
     }
 
     #[test]
