@@ -127,7 +127,10 @@ mod tests {
         for _ in 0..10 {
             tokio::task::yield_now().await;
         }
-        assert!(!waiting.is_finished(), "claimed while the blob was being deleted");
+        assert!(
+            !waiting.is_finished(),
+            "claimed while the blob was being deleted"
+        );
         drop(discard);
         let next = tokio::time::timeout(Duration::from_secs(5), waiting)
             .await
@@ -136,7 +139,10 @@ mod tests {
         drop(refused);
         assert!(next.discard().is_some());
         drop(next);
-        assert!(claims.keys().is_empty(), "finished claims leave nothing behind");
+        assert!(
+            claims.keys().is_empty(),
+            "finished claims leave nothing behind"
+        );
     }
 
     #[tokio::test]

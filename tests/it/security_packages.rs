@@ -151,7 +151,9 @@ async fn a_postinstall_dependency_and_bin_hidden_from_the_json_are_served_and_np
     assert_eq!(locked["hasInstallScript"], true, "{locked}");
     assert_eq!(locked["dependencies"]["helper-dep"], "^1.0.0", "{locked}");
     assert!(
-        project.join("node_modules/helper-dep/package.json").exists(),
+        project
+            .join("node_modules/helper-dep/package.json")
+            .exists(),
         "npm installed the dependency the JSON hid"
     );
     assert!(
@@ -239,7 +241,10 @@ async fn an_unpublish_never_removes_a_version_its_body_did_not_know_about() {
     for field in ["versions", "time"] {
         document[field].as_object_mut().unwrap().remove("1.2.0");
     }
-    document["versions"].as_object_mut().unwrap().remove("1.0.0");
+    document["versions"]
+        .as_object_mut()
+        .unwrap()
+        .remove("1.0.0");
     let (status, body) = registry.put_rev("known", &document).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(registry.versions("known").await, ["1.1.0", "1.2.0"]);
@@ -367,9 +372,7 @@ async fn a_refused_publish_of_the_same_bytes_never_deletes_an_accepted_publishs_
         .server
         .add_user("mallory", "mallory-pass-1", "maintainer");
     let mallory = registry.server.token("mallory", "maintainer", &[]);
-    let (status, body) = registry
-        .publish(&PublishBody::new("shared", "0.0.1"))
-        .await;
+    let (status, body) = registry.publish(&PublishBody::new("shared", "0.0.1")).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     for round in 0..20 {
         let body = PublishBody::new("shared", &format!("1.0.{round}"));

@@ -177,11 +177,17 @@ pub fn current_rev(conn: &Connection, name: &str) -> Result<Option<i64>, StoreEr
 
 /// Whether the user may take back a name whose every version was unpublished: `None` when the
 /// name was never retired, else whether the user maintained it then.
-pub fn may_reclaim(conn: &Connection, name: &str, user_id: i64) -> Result<Option<bool>, StoreError> {
+pub fn may_reclaim(
+    conn: &Connection,
+    name: &str,
+    user_id: i64,
+) -> Result<Option<bool>, StoreError> {
     let retired = conn
-        .query_row("SELECT 1 FROM retired_packages WHERE name = ?1", [name], |_| {
-            Ok(())
-        })
+        .query_row(
+            "SELECT 1 FROM retired_packages WHERE name = ?1",
+            [name],
+            |_| Ok(()),
+        )
         .optional()?;
     if retired.is_none() {
         return Ok(None);
@@ -245,7 +251,10 @@ pub fn commit_publish(conn: &Connection, new: &NewVersion) -> Result<PublishOutc
             params![new.package, new.publisher_id],
         )?;
         // The name lives again; its maintainers from now on are the package's own.
-        conn.execute("DELETE FROM retired_packages WHERE name = ?1", [&new.package])?;
+        conn.execute(
+            "DELETE FROM retired_packages WHERE name = ?1",
+            [&new.package],
+        )?;
     }
     let inserted = conn.execute(
         "INSERT INTO versions (package, version, manifest, integrity, shasum, blob_key, size,
