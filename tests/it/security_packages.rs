@@ -390,3 +390,58 @@ async fn a_refused_publish_of_the_same_bytes_never_deletes_an_accepted_publishs_
         assert_eq!(response.0, StatusCode::OK, "round {round}: {path}");
     }
 }
+
+#[tokio::test]
+async fn an_unpublished_org_package_goes_back_to_the_orgs_maintainers_only() {
+    let registry = Registry::start().await;
+    let server = &registry.server;
+    server.add_user("root", "root-password-1", "admin");
+    server.add_user("carol", "carol-password-1", "maintainer");
+    server.add_user("dave", "dave-password-1", "maintainer");
+    let root = server.token("root", "admin", &[]);
+    let carol = server.token("carol", "maintainer", &[]);
+    let dave = server.token("dave", "maintainer", &[]);
+    let admin_post = |path: &str, body: Value| {
+        let request = registry.http.post(registry.url(path)).json(&body);
+        registry.send(request, &root)
+    };
+    let (status, body) = admin_post(
+        "/api/v1/admin/orgs",
+        json!({ "slug": "acme", "display_name": "Acme" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    for user in ["alice", "carol"] {
+        let (status, body) = admin_post(
+            "/api/v1/admin/orgs/acme/members",
+            json!({ "user": user, "role": "maintainer" }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, body) = registry
+        .publish(&PublishBody::new("@acme/tool", "1.0.0"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let document = registry.read_for_write("@acme/tool").await;
+    let path = format!(
+        "{}/-rev/{}",
+        package_path("@acme/tool"),
+        document["_rev"].as_str().unwrap()
+    );
+    let (status, body) = registry
+        .send(registry.http.delete(registry.url(&path)), &registry.alice)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, body) = registry
+        .publish_as(&dave, &PublishBody::new("@acme/tool", "1.0.1"))
+        .await;
+    let message = assert_error(status, &body, StatusCode::FORBIDDEN);
+    assert!(message.contains("not a member"), "{message}");
+    // carol never maintained @acme/tool, but the org's maintainers may publish under @acme.
+    let (status, body) = registry
+        .publish_as(&carol, &PublishBody::new("@acme/tool", "1.0.1"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
