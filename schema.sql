@@ -80,7 +80,8 @@ CREATE TABLE IF NOT EXISTS retired_versions (
 -- registry admin may publish it again, so nobody else can take over its users' installs.
 CREATE TABLE IF NOT EXISTS retired_packages (
     name       TEXT PRIMARY KEY,
-    retired_at INTEGER NOT NULL
+    retired_at INTEGER NOT NULL,
+    last_rev   INTEGER NOT NULL DEFAULT 0  -- a new package of that name carries its rev on
 );
 CREATE TABLE IF NOT EXISTS retired_package_maintainers (
     package TEXT NOT NULL REFERENCES retired_packages(name) ON DELETE CASCADE,

@@ -361,6 +361,15 @@ async fn a_registry_admin_may_publish_a_tombstoned_name_and_a_stranger_may_not()
         .publish_as(&root, &PublishBody::new("right-pad", "2.0.0"))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // The `_rev` read before the unpublish does not match the new package, so it deletes nothing.
+    let fresh = registry.read_for_write("right-pad").await;
+    assert_ne!(fresh["_rev"], document["_rev"]);
+    let (status, body) = registry
+        .send(registry.http.delete(registry.url(&path)), &root)
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT);
+    assert_eq!(registry.versions("right-pad").await, ["2.0.0"]);
 }
 
 // Low: a refused publish never deletes the bytes an accepted publish of the same tarball uses.

@@ -19,7 +19,8 @@ const TOKEN_COLUMNS_V5: &[(&str, &str)] = &[
 const RETIRED_NAMES_V6: &str = "
     CREATE TABLE IF NOT EXISTS retired_packages (
         name       TEXT PRIMARY KEY,
-        retired_at INTEGER NOT NULL
+        retired_at INTEGER NOT NULL,
+        last_rev   INTEGER NOT NULL DEFAULT 0
     );
     CREATE TABLE IF NOT EXISTS retired_package_maintainers (
         package TEXT NOT NULL REFERENCES retired_packages(name) ON DELETE CASCADE,

@@ -240,8 +240,11 @@ pub fn commit_publish(conn: &Connection, new: &NewVersion) -> Result<PublishOutc
     if retired.is_some() {
         return Ok(PublishOutcome::Retired);
     }
+    // A name published again continues the old package's rev, so a `_rev` read before the
+    // unpublish never matches the new package.
     let created = conn.execute(
-        "INSERT INTO packages (name, access, rev, created_at, modified_at) VALUES (?1, ?2, 0, ?3, ?3)
+        "INSERT INTO packages (name, access, rev, created_at, modified_at)
+         VALUES (?1, ?2, COALESCE((SELECT last_rev FROM retired_packages WHERE name = ?1), 0), ?3, ?3)
          ON CONFLICT(name) DO NOTHING",
         params![new.package, new.access, row.published_at],
     )?;
@@ -394,8 +397,9 @@ pub fn delete_package(conn: &Connection, name: &str, now: i64) -> Result<Vec<Str
         params![name, now],
     )?;
     conn.execute(
-        "INSERT INTO retired_packages (name, retired_at) VALUES (?1, ?2)
-         ON CONFLICT(name) DO UPDATE SET retired_at = excluded.retired_at",
+        "INSERT INTO retired_packages (name, retired_at, last_rev)
+         SELECT name, ?2, rev FROM packages WHERE name = ?1
+         ON CONFLICT(name) DO UPDATE SET retired_at = excluded.retired_at, last_rev = excluded.last_rev",
         params![name, now],
     )?;
     conn.execute(
