@@ -23,6 +23,9 @@ const COPIED_FIELDS: &[&str] = &[
     "gypfile",
 ];
 
+/// The script npm adds for a package with a `binding.gyp` and no install script of its own.
+const NODE_GYP_REBUILD: &str = "node-gyp rebuild";
+
 /// The lifecycle scripts npm runs when it installs a package from the registry.
 const INSTALL_SCRIPTS: &[&str] = &["preinstall", "install", "postinstall"];
 
@@ -63,9 +66,6 @@ pub fn apply_tarball_fields(manifest: &mut Map<String, Value>, contents: &Tarbal
         has_install_script.then_some(Value::Bool(true)),
     );
 }
-
-/// The script npm adds for a package with a `binding.gyp` and no install script of its own.
-const NODE_GYP_REBUILD: &str = "node-gyp rebuild";
 
 fn set_or_remove(manifest: &mut Map<String, Value>, field: &str, value: Option<Value>) {
     match value {
