@@ -80,6 +80,22 @@ CREATE TABLE IF NOT EXISTS retired_versions (
     PRIMARY KEY (package, version)
 );
 
+-- Added in user_version 6 (store/sqlite/migrate.rs creates them in older databases).
+-- A name whose every version was unpublished: only its former maintainers, its org or a
+-- registry admin may publish it again, so nobody else can take over its users' installs.
+CREATE TABLE IF NOT EXISTS retired_packages (
+    name       TEXT PRIMARY KEY,
+    retired_at INTEGER NOT NULL,
+    last_rev   INTEGER NOT NULL DEFAULT 0  -- a new package of that name carries its rev on
+);
+CREATE TABLE IF NOT EXISTS retired_package_maintainers (
+    package TEXT NOT NULL REFERENCES retired_packages(name) ON DELETE CASCADE,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    PRIMARY KEY (package, user_id)
+);
+-- Unpublish and refused publishes look up whether any version still uses a blob.
+CREATE INDEX IF NOT EXISTS versions_blob_key ON versions(blob_key);
+
 
 -- Every mutation, with who did it, from where, and what changed.
 CREATE TABLE IF NOT EXISTS audit_log (

@@ -196,9 +196,10 @@ impl From<RegistryError> for ApiError {
             E::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             E::VersionExists(_) | E::VersionRetired(_) => (StatusCode::FORBIDDEN, "version_exists"),
             E::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            E::NotMaintainer { .. } | E::UnpublishWindow { .. } | E::OrgDenied(_) => {
-                (StatusCode::FORBIDDEN, "forbidden")
-            }
+            E::NotMaintainer { .. }
+            | E::UnpublishWindow { .. }
+            | E::OrgDenied(_)
+            | E::NameRetired(_) => (StatusCode::FORBIDDEN, "forbidden"),
             E::Blob(BlobError::Unavailable(_)) => return Self::unavailable(err),
             E::Auth(_) | E::Store(_) | E::Blob(_) | E::Internal(_) => {
                 return Self::internal(err);

@@ -12,17 +12,18 @@ fn ok(name: &str) -> Json<Value> {
     Json(json!({ "ok": true, "success": true, "id": name }))
 }
 
-/// `PUT /:pkg/-rev/:rev`: removes the versions missing from `versions`, or replaces `maintainers`.
+/// `PUT /:pkg/-rev/:rev`: removes the versions missing from `versions` (refused with 409 when
+/// `rev` is stale), or replaces `maintainers`.
 pub async fn put_package_rev(
     State(app): State<AppState>,
     Authenticated(caller): Authenticated,
-    Path((pkg, _rev)): Path<(String, String)>,
+    Path((pkg, rev)): Path<(String, String)>,
     NpmJson(body): NpmJson,
 ) -> Result<Json<Value>, ApiError> {
     let name = package_name_for_write(&pkg)?;
     if body.get("versions").is_some() {
         app.registry
-            .unpublish_missing_versions(&caller, &name, &body)
+            .unpublish_missing_versions(&caller, &name, &rev, &body)
             .await?;
     } else if body.get("maintainers").is_some() {
         app.registry.set_owners(&caller, &name, &body).await?;
@@ -35,14 +36,14 @@ pub async fn put_package_rev(
     Ok(ok(name.as_str()))
 }
 
-/// `DELETE /:pkg/-rev/:rev`: deletes the whole package.
+/// `DELETE /:pkg/-rev/:rev`: deletes the whole package (refused with 409 when `rev` is stale).
 pub async fn delete_package(
     State(app): State<AppState>,
     Authenticated(caller): Authenticated,
-    Path((pkg, _rev)): Path<(String, String)>,
+    Path((pkg, rev)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let name = package_name_for_write(&pkg)?;
-    app.registry.unpublish_package(&caller, &name).await?;
+    app.registry.unpublish_package(&caller, &name, &rev).await?;
     Ok(ok(name.as_str()))
 }
 

@@ -2,10 +2,12 @@
 //! owners and the packuments built from them. Nothing here knows about HTTP.
 
 pub mod access;
+pub mod blob_claims;
 pub mod cache;
 pub mod deprecate;
 pub mod dist_tags;
 pub mod integrity;
+pub mod manifest;
 pub mod name;
 pub mod owners;
 pub mod packument;
@@ -66,6 +68,11 @@ pub enum RegistryError {
         /// The package.
         package: String,
     },
+    /// Every version of the package was unpublished, and the caller did not maintain it.
+    #[error(
+        "{0} was unpublished, and only its former maintainers, its org or a registry admin may publish it again; choose another name, or ask a former maintainer to publish it and run `npm owner add`"
+    )]
+    NameRetired(String),
     /// The package's scope is an org's, and the caller may not change its packages.
     #[error("{0}")]
     OrgDenied(String),

@@ -5,7 +5,8 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::integrity::{self, Digests};
-use super::registry::{may_change, scope_to_claim};
+use super::manifest;
+use super::registry::{may_publish, scope_to_claim};
 use super::tarball::{self, TarballManifest};
 use super::{DistTag, PackageName, Registry, RegistryError, Version};
 use crate::audit::AuditEvent;
@@ -245,7 +246,8 @@ fn inspect(
     Ok((digests, contents))
 }
 
-/// The version object as stored: the client's manifest, cleaned, plus the server's fields.
+/// The version object as stored: the client's manifest, cleaned, with the fields npm installs by
+/// taken from the tarball, plus the server's fields.
 fn stored_manifest(
     request: &PublishRequest,
     caller: &Caller,
@@ -273,15 +275,7 @@ fn stored_manifest(
             "unpackedSize": contents.unpacked_size,
         }),
     );
-    let scripts = manifest.get("scripts");
-    let has_install_script = ["preinstall", "install", "postinstall"]
-        .iter()
-        .any(|s| scripts.and_then(|sc| sc.get(*s)).is_some());
-    if has_install_script {
-        manifest.insert("hasInstallScript".into(), true.into());
-    } else {
-        manifest.remove("hasInstallScript");
-    }
+    manifest::apply_tarball_fields(&mut manifest, contents);
     manifest.insert("_hasShrinkwrap".into(), contents.has_shrinkwrap.into());
     manifest
 }
@@ -312,6 +306,7 @@ impl Registry {
         let key = BlobKey::parse(&digests.sha512_hex)
             .ok_or_else(|| RegistryError::Internal("sha512 hex has the wrong shape".into()))?;
         // The blob goes first: a crash after it leaves an unreferenced file, never a version without bytes.
+        let claim = self.blob_claims.claim(key.as_str()).await;
         self.blobs.put(&key, request.tarball.clone()).await?;
 
         let readme = request
@@ -346,7 +341,7 @@ impl Registry {
             .db
             .write(move |tx| {
                 // Checked inside the write transaction, so two first publishes cannot both win.
-                let existed = match may_change(tx, &actor, &new.package)? {
+                let existed = match may_publish(tx, &actor, &new.package)? {
                     Ok(existed) => existed,
                     Err(denied) => return Ok(Err(denied)),
                 };
@@ -372,7 +367,7 @@ impl Registry {
         };
         if result.is_err() {
             // Nothing may stay behind from a refused publish, not even its bytes.
-            self.discard_blob(key).await;
+            self.discard_blob(&claim, key).await;
         }
         result
     }

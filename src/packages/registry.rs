@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 
+use super::blob_claims::{BlobClaims, Claim};
 use super::cache::{PackumentCache, PackumentSet};
 use super::tarball::TarballLimits;
 use super::tarball_cache::{CachedTarball, SMALL_TARBALL_BYTES, TarballCache};
@@ -41,6 +42,7 @@ pub struct Registry {
     pub(super) cache: Arc<PackumentCache>,
     pub(super) tarballs: Arc<TarballCache>,
     pub(super) visibility: Arc<super::visibility::VisibilityCache>,
+    pub(super) blob_claims: Arc<BlobClaims>,
     pub(super) settings: Arc<RegistrySettings>,
 }
 
@@ -82,26 +84,51 @@ pub(super) fn may_change(
     caller: &Caller,
     package: &str,
 ) -> Result<Result<bool, RegistryError>, StoreError> {
+    may_write(conn, caller, package, false)
+}
+
+/// [`may_change`] for a publish, which may also create the package: a name whose every version
+/// was unpublished goes back only to its former maintainers (or its org, or an admin).
+pub(super) fn may_publish(
+    conn: &Connection,
+    caller: &Caller,
+    package: &str,
+) -> Result<Result<bool, RegistryError>, StoreError> {
+    may_write(conn, caller, package, true)
+}
+
+fn may_write(
+    conn: &Connection,
+    caller: &Caller,
+    package: &str,
+    creating: bool,
+) -> Result<Result<bool, RegistryError>, StoreError> {
     let exists = rows::exists(conn, package)?;
     match orgs::decide(conn, caller, package)? {
         OrgDecision::Denied(message) => return Ok(Err(RegistryError::OrgDenied(message))),
         OrgDecision::Allowed => return Ok(Ok(exists)),
         OrgDecision::NotAnOrg => {}
     }
-    if !exists {
-        return Ok(match scope_owner_refusal(conn, caller, package)? {
-            Some(message) => Err(RegistryError::OrgDenied(message)),
-            None => Ok(false),
+    if caller.is_admin() {
+        return Ok(Ok(exists));
+    }
+    if exists {
+        return Ok(if rows::is_maintainer(conn, package, caller.user_id)? {
+            Ok(true)
+        } else {
+            Err(RegistryError::NotMaintainer {
+                user: caller.name.clone(),
+                package: package.to_owned(),
+            })
         });
     }
-    if caller.is_admin() || rows::is_maintainer(conn, package, caller.user_id)? {
-        Ok(Ok(exists))
-    } else {
-        Ok(Err(RegistryError::NotMaintainer {
-            user: caller.name.clone(),
-            package: package.to_owned(),
-        }))
+    if creating && rows::may_reclaim(conn, package, caller.user_id)? == Some(false) {
+        return Ok(Err(RegistryError::NameRetired(package.to_owned())));
     }
+    if let Some(message) = scope_owner_refusal(conn, caller, package)? {
+        return Ok(Err(RegistryError::OrgDenied(message)));
+    }
+    Ok(Ok(false))
 }
 
 /// The slug of a scope that is not an org's, if `package` has one.
@@ -163,6 +190,7 @@ impl Registry {
             cache: Arc::new(PackumentCache::new(settings.packument_cache_bytes)),
             tarballs: Arc::new(TarballCache::new(settings.packument_cache_bytes)),
             visibility: Arc::default(),
+            blob_claims: Arc::new(BlobClaims::default()),
             settings: Arc::new(settings),
         }
     }
@@ -341,12 +369,17 @@ impl Registry {
         }
     }
 
-    /// Deletes a blob unless a version references it (the bytes of a refused publish).
-    pub(super) async fn discard_blob(&self, key: BlobKey) {
+    /// Deletes the blob of a refused publish unless another publish of the same bytes is in
+    /// flight or a version references it, checked in a write transaction after the discard began,
+    /// so any publish that committed before is seen and any that starts later waits for the delete.
+    pub(super) async fn discard_blob(&self, claim: &Claim, key: BlobKey) {
+        let Some(_discarding) = claim.discard() else {
+            return;
+        };
         let candidate = vec![key.as_str().to_owned()];
         match self
             .db
-            .read(move |conn| rows::unreferenced(conn, candidate))
+            .write(move |tx| rows::unreferenced(tx, candidate))
             .await
         {
             Ok(free) => self.delete_blobs(free).await,

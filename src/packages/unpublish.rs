@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use rusqlite::Transaction;
 use serde_json::{Value, json};
 
-use super::{PackageName, Registry, RegistryError, Version};
+use super::{PackageName, Registry, RegistryError, Version, packument};
 use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
 use crate::clock;
@@ -22,6 +22,27 @@ pub fn next_latest<'a>(remaining: impl Iterator<Item = &'a str>) -> Option<Strin
             (!a.is_prerelease(), a.as_semver()).cmp(&(!b.is_prerelease(), b.as_semver()))
         })
         .map(|v| v.to_string())
+}
+
+/// The answer to a write based on an old read: nothing was removed, and the client should read again.
+fn changed_since_read(name: &PackageName) -> RegistryError {
+    RegistryError::Conflict(format!(
+        "{name} changed since this request's _rev was read (a version was published or the package was edited in between), so nothing was removed; run the unpublish again so it starts from the current versions"
+    ))
+}
+
+/// Refuses a `_rev` from the URL that is not the package's current one (CouchDB's rule, which
+/// npm relies on): a body read before another write could otherwise remove that write's version.
+fn require_current_rev(
+    name: &PackageName,
+    record: &PackageRecord,
+    rev: &str,
+) -> Result<(), RegistryError> {
+    if packument::rev(name.as_str(), record.rev) == rev {
+        Ok(())
+    } else {
+        Err(changed_since_read(name))
+    }
 }
 
 fn human(window: std::time::Duration) -> String {
@@ -70,15 +91,19 @@ impl Registry {
         self.load(name).await
     }
 
-    /// Removes the versions missing from a PUT body's `versions` (npm's first unpublish request).
+    /// Removes the versions missing from a PUT body's `versions` (npm's first unpublish request),
+    /// if `rev` is still the package's `_rev`. A version the body never knew about (absent from
+    /// its `time` as well) is kept, whatever the rev says.
     #[tracing::instrument(skip_all, fields(package = %name))]
     pub async fn unpublish_missing_versions(
         &self,
         caller: &Caller,
         name: &PackageName,
+        rev: &str,
         body: &Value,
     ) -> Result<(), RegistryError> {
         let record = self.authorize_unpublish(caller, name).await?;
+        require_current_rev(name, &record, rev)?;
         let Some(Value::Object(kept)) = body.get("versions") else {
             return Err(RegistryError::Invalid(
                 "the body has no `versions` object".into(),
@@ -92,10 +117,16 @@ impl Registry {
                 "{name}@{added} does not exist; this request may only remove versions"
             )));
         }
+        // npm sends the whole document back, `time` included, so `time` lists what its writer saw.
+        let known = |version: &str| {
+            body.get("time")
+                .and_then(Value::as_object)
+                .is_none_or(|time| time.contains_key(version))
+        };
         let removed: BTreeSet<String> = record
             .versions
             .iter()
-            .filter(|r| !kept.contains_key(&r.version))
+            .filter(|r| !kept.contains_key(&r.version) && known(&r.version))
             .map(|r| r.version.clone())
             .collect();
         if removed.is_empty() {
@@ -156,7 +187,7 @@ impl Registry {
         let package = name.to_string();
         let versions: Vec<String> = removed.into_iter().collect();
         let audited = json!({ "versions": versions, "whole_package": false });
-        self.commit_unpublish(caller, name, audited, move |tx| {
+        self.commit_unpublish(caller, name, record.rev, audited, move |tx| {
             rows::remove_versions(
                 tx,
                 &package,
@@ -168,14 +199,16 @@ impl Registry {
         .await
     }
 
-    /// Deletes a whole package (`npm unpublish pkg --force`).
+    /// Deletes a whole package (`npm unpublish pkg --force`), if `rev` is still its `_rev`.
     #[tracing::instrument(skip_all, fields(package = %name))]
     pub async fn unpublish_package(
         &self,
         caller: &Caller,
         name: &PackageName,
+        rev: &str,
     ) -> Result<(), RegistryError> {
         let record = self.authorize_unpublish(caller, name).await?;
+        require_current_rev(name, &record, rev)?;
         let all = record.versions.iter().map(|r| r.version.clone()).collect();
         self.check_window(caller, &record, &all)?;
         self.delete_package_checked(caller, name, &record).await
@@ -190,7 +223,7 @@ impl Registry {
         let package = name.to_string();
         let versions: Vec<&str> = record.versions.iter().map(|r| r.version.as_str()).collect();
         let audited = json!({ "versions": versions, "whole_package": true });
-        self.commit_unpublish(caller, name, audited, move |tx| {
+        self.commit_unpublish(caller, name, record.rev, audited, move |tx| {
             rows::delete_package(tx, &package, clock::now_ms())
         })
         .await
@@ -198,10 +231,13 @@ impl Registry {
 
     /// Runs `remove` (which answers the blob keys it freed) and records the `package.unpublished`
     /// event with `details` in one transaction, then drops the cached packument and the freed blobs.
+    /// Nothing is removed unless the package is still at `read_rev`, the write count of the record
+    /// the removal was decided on.
     async fn commit_unpublish<F>(
         &self,
         caller: &Caller,
         name: &PackageName,
+        read_rev: i64,
         details: Value,
         remove: F,
     ) -> Result<(), RegistryError>
@@ -210,14 +246,19 @@ impl Registry {
     {
         let event =
             AuditEvent::by(caller, "package.unpublished", details).on_package(name.as_str());
+        let package = name.to_string();
         let keys = self
             .db
             .write(move |tx| {
+                if rows::current_rev(tx, &package)? != Some(read_rev) {
+                    return Ok(None);
+                }
                 let keys = remove(tx)?;
                 audit::record(tx, &event)?;
-                Ok(keys)
+                Ok(Some(keys))
             })
-            .await?;
+            .await?
+            .ok_or_else(|| changed_since_read(name))?;
         self.invalidate(name);
         self.delete_blobs(keys).await;
         Ok(())

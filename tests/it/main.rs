@@ -15,6 +15,7 @@ mod orgs;
 mod pnpm_client;
 mod protocol;
 mod security_authz;
+mod security_packages;
 mod security_store;
 mod support;
 mod tokens;

@@ -56,6 +56,8 @@ pub struct TarballManifest {
     pub unpacked_size: u64,
     /// Whether `<root>/npm-shrinkwrap.json` exists.
     pub has_shrinkwrap: bool,
+    /// Whether `<root>/binding.gyp` exists, for which npm runs `node-gyp rebuild` on install.
+    pub has_binding_gyp: bool,
     /// The package's README, if it has one directly in the top-level folder.
     pub readme: Option<Readme>,
 }
@@ -254,6 +256,7 @@ struct Walk<'a> {
     file_count: u64,
     unpacked_size: u64,
     has_shrinkwrap: bool,
+    has_binding_gyp: bool,
     readme: Option<(ReadmeKind, Readme)>,
 }
 
@@ -278,6 +281,7 @@ impl<'a> Walk<'a> {
             file_count: 0,
             unpacked_size: 0,
             has_shrinkwrap: false,
+            has_binding_gyp: false,
             readme: None,
         }
     }
@@ -389,6 +393,8 @@ impl<'a> Walk<'a> {
             }
         } else if name == b"npm-shrinkwrap.json" {
             self.has_shrinkwrap = true;
+        } else if name == b"binding.gyp" {
+            self.has_binding_gyp = true;
         } else if let Some(kind) = readme_kind(name)
             && self.readme.as_ref().is_none_or(|(best, _)| kind < *best)
         {
@@ -418,6 +424,7 @@ impl<'a> Walk<'a> {
             file_count: self.file_count,
             unpacked_size: self.unpacked_size,
             has_shrinkwrap: self.has_shrinkwrap,
+            has_binding_gyp: self.has_binding_gyp,
             readme: self.readme.map(|(_, readme)| readme),
         })
     }

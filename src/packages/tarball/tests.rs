@@ -122,6 +122,20 @@ fn a_package_folder_tarball_is_inspected() {
 }
 
 #[test]
+fn a_binding_gyp_at_the_root_is_noticed_and_one_deeper_is_not() {
+    let with_gyp = TarballBuilder::new()
+        .file("package/package.json", PACKAGE_JSON)
+        .file("package/binding.gyp", b"{}")
+        .finish();
+    assert!(inspect(&with_gyp).unwrap().has_binding_gyp);
+    let nested = TarballBuilder::new()
+        .file("package/package.json", PACKAGE_JSON)
+        .file("package/src/binding.gyp", b"{}")
+        .finish();
+    assert!(!inspect(&nested).unwrap().has_binding_gyp);
+}
+
+#[test]
 fn a_types_style_root_folder_is_accepted() {
     let tarball = TarballBuilder::new()
         .file(

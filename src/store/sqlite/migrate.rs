@@ -157,6 +157,14 @@ mod tests {
         apply(&mut conn, SCHEMA).unwrap();
         let latest = STEPS.last().unwrap().0;
         assert_eq!(user_version(&conn).unwrap(), latest);
+        let index: String = conn
+            .query_row(
+                "SELECT name FROM pragma_index_list('versions') WHERE name = 'versions_blob_key'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(index, "versions_blob_key");
         assert!(columns(&conn, "tokens").contains("use_count"));
     }
 

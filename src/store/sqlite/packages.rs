@@ -1,4 +1,4 @@
-//! Queries on packages, versions, dist-tags, maintainers and retired versions.
+//! Queries on packages, versions, dist-tags, maintainers, retired versions and retired names.
 //!
 //! Every write bumps `packages.rev` and `modified_at`, which become `_rev` and `time.modified`.
 
@@ -166,6 +166,42 @@ pub fn exists(conn: &Connection, name: &str) -> Result<bool, StoreError> {
         .is_some())
 }
 
+/// The write counter of a package (`_rev`'s number), or `None` if it does not exist.
+pub fn current_rev(conn: &Connection, name: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .query_row("SELECT rev FROM packages WHERE name = ?1", [name], |row| {
+            row.get(0)
+        })
+        .optional()?)
+}
+
+/// Whether the user may take back a name whose every version was unpublished: `None` when the
+/// name was never retired, else whether the user maintained it then.
+pub fn may_reclaim(
+    conn: &Connection,
+    name: &str,
+    user_id: i64,
+) -> Result<Option<bool>, StoreError> {
+    let retired = conn
+        .query_row(
+            "SELECT 1 FROM retired_packages WHERE name = ?1",
+            [name],
+            |_| Ok(()),
+        )
+        .optional()?;
+    if retired.is_none() {
+        return Ok(None);
+    }
+    let former = conn
+        .query_row(
+            "SELECT 1 FROM retired_package_maintainers WHERE package = ?1 AND user_id = ?2",
+            params![name, user_id],
+            |_| Ok(()),
+        )
+        .optional()?;
+    Ok(Some(former.is_some()))
+}
+
 /// The tarball of one version: `(blob_key, size, shasum)`.
 pub fn find_tarball(
     conn: &Connection,
@@ -204,8 +240,11 @@ pub fn commit_publish(conn: &Connection, new: &NewVersion) -> Result<PublishOutc
     if retired.is_some() {
         return Ok(PublishOutcome::Retired);
     }
+    // A name published again continues the old package's rev, so a `_rev` read before the
+    // unpublish never matches the new package.
     let created = conn.execute(
-        "INSERT INTO packages (name, access, rev, created_at, modified_at) VALUES (?1, ?2, 0, ?3, ?3)
+        "INSERT INTO packages (name, access, rev, created_at, modified_at)
+         VALUES (?1, ?2, COALESCE((SELECT last_rev FROM retired_packages WHERE name = ?1), 0), ?3, ?3)
          ON CONFLICT(name) DO NOTHING",
         params![new.package, new.access, row.published_at],
     )?;
@@ -213,6 +252,11 @@ pub fn commit_publish(conn: &Connection, new: &NewVersion) -> Result<PublishOutc
         conn.execute(
             "INSERT INTO maintainers (package, user_id) VALUES (?1, ?2)",
             params![new.package, new.publisher_id],
+        )?;
+        // The name lives again; its maintainers from now on are the package's own.
+        conn.execute(
+            "DELETE FROM retired_packages WHERE name = ?1",
+            [&new.package],
         )?;
     }
     let inserted = conn.execute(
@@ -344,12 +388,24 @@ pub fn remove_versions(
     unreferenced(conn, keys)
 }
 
-/// Deletes a whole package, retiring its versions; returns the blob keys to delete.
+/// Deletes a whole package, retiring its versions and its name (remembering who maintained it);
+/// returns the blob keys to delete.
 pub fn delete_package(conn: &Connection, name: &str, now: i64) -> Result<Vec<String>, StoreError> {
     conn.execute(
         "INSERT INTO retired_versions (package, version, retired_at)
          SELECT package, version, ?2 FROM versions WHERE package = ?1 ON CONFLICT DO NOTHING",
         params![name, now],
+    )?;
+    conn.execute(
+        "INSERT INTO retired_packages (name, retired_at, last_rev)
+         SELECT name, ?2, rev FROM packages WHERE name = ?1
+         ON CONFLICT(name) DO UPDATE SET retired_at = excluded.retired_at, last_rev = excluded.last_rev",
+        params![name, now],
+    )?;
+    conn.execute(
+        "INSERT INTO retired_package_maintainers (package, user_id)
+         SELECT package, user_id FROM maintainers WHERE package = ?1 ON CONFLICT DO NOTHING",
+        [name],
     )?;
     let mut stmt = conn.prepare("SELECT blob_key FROM versions WHERE package = ?1")?;
     let keys = stmt
