@@ -213,9 +213,10 @@ impl Registry {
         let keys = self
             .db
             .write(move |tx| {
-                let keys = remove(tx)?;
+                // Recorded first: its webhook deliveries go to the maintainers' hooks, and a
+                // whole-package unpublish deletes the maintainer rows. One transaction either way.
                 audit::record(tx, &event)?;
-                Ok(keys)
+                remove(tx)
             })
             .await?;
         self.invalidate(name);
