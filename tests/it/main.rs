@@ -12,6 +12,7 @@ mod npm_client;
 mod oauth;
 mod orgs;
 mod pnpm_client;
+mod properties;
 mod protocol;
 mod security_webhooks;
 mod support;
