@@ -284,7 +284,9 @@ impl Config {
             bail!("PACKR_WEBHOOK_TIMEOUT must be longer than zero");
         }
         let webhook_allowed_networks = parse_networks(&args.webhooks.webhook_allowed_networks)
-            .context("PACKR_WEBHOOK_ALLOWED_NETWORKS must list networks like 10.0.0.0/8,fd00::/8")?;
+            .context(
+                "PACKR_WEBHOOK_ALLOWED_NETWORKS must list networks like 10.0.0.0/8,fd00::/8",
+            )?;
         Ok(Self {
             listen: args.listen,
             data_dir: args.data.data_dir,
@@ -551,9 +553,17 @@ mod tests {
 
     #[test]
     fn webhook_allowed_networks_are_parsed_and_checked_at_startup() {
-        assert!(config_from(&[]).unwrap().webhook_allowed_networks.is_empty());
-        let config =
-            config_from(&["--webhook-allowed-networks", "10.1.0.0/8, 127.0.0.1,fd00::/8"]).unwrap();
+        assert!(
+            config_from(&[])
+                .unwrap()
+                .webhook_allowed_networks
+                .is_empty()
+        );
+        let config = config_from(&[
+            "--webhook-allowed-networks",
+            "10.1.0.0/8, 127.0.0.1,fd00::/8",
+        ])
+        .unwrap();
         let shown: Vec<String> = config
             .webhook_allowed_networks
             .iter()

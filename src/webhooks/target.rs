@@ -53,13 +53,51 @@ impl TargetPolicy {
     }
 }
 
-/// The address a URL host names literally (`127.0.0.1`, `[::1]`), if it is one.
+/// The address a URL host names literally, if it is one: `127.0.0.1`, `[::1]`, or one of the
+/// shorthand IPv4 forms the system resolver reads as numbers without asking DNS (`127.1`,
+/// `2130706433`, `0x7f.0.0.1`, `0177.0.0.1`).
 pub fn literal_ip(host: &str) -> Option<IpAddr> {
     let bare = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    bare.parse().ok()
+    if let Ok(ip) = bare.parse() {
+        return Some(ip);
+    }
+    shorthand_ipv4(bare.strip_suffix('.').unwrap_or(bare)).map(IpAddr::V4)
+}
+
+/// Reads `inet_aton`'s forms: one to four parts in decimal, octal (`0` prefix) or hex (`0x`), the
+/// last part filling the remaining bytes.
+fn shorthand_ipv4(host: &str) -> Option<Ipv4Addr> {
+    let parts: Vec<u64> = host.split('.').map(number).collect::<Option<_>>()?;
+    let (last, head) = parts.split_last()?;
+    if head.len() > 3 || head.iter().any(|part| *part > 255) {
+        return None;
+    }
+    let last_bits = 32 - 8 * head.len() as u32;
+    if *last >= 1u64 << last_bits {
+        return None;
+    }
+    let value = head.iter().enumerate().fold(*last, |value, (i, part)| {
+        value | part << (24 - 8 * i as u32)
+    });
+    u32::try_from(value).ok().map(Ipv4Addr::from)
+}
+
+fn number(part: &str) -> Option<u64> {
+    let (digits, radix) =
+        if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+            (hex, 16)
+        } else if part.len() > 1 && part.starts_with('0') {
+            (&part[1..], 8)
+        } else {
+            (part, 10)
+        };
+    if digits.is_empty() || digits.len() > 11 || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    u64::from_str_radix(digits, radix).ok()
 }
 
 /// What kind of internal address `ip` is, or `None` for an ordinary public one.
@@ -238,6 +276,38 @@ mod tests {
         assert_eq!(literal_ip("[::1]"), Some(ip("::1")));
         assert_eq!(literal_ip("10.0.0.1"), Some(ip("10.0.0.1")));
         assert_eq!(literal_ip("localhost"), None);
-        assert_eq!(literal_ip("2130706433"), None);
+    }
+
+    #[test]
+    fn shorthand_ipv4_forms_are_read_as_the_resolver_reads_them() {
+        for (host, expected) in [
+            ("2130706433", "127.0.0.1"),
+            ("127.1", "127.0.0.1"),
+            ("127.0.1", "127.0.0.1"),
+            ("0x7f.1", "127.0.0.1"),
+            ("0177.0.0.1", "127.0.0.1"),
+            ("169.254.43518", "169.254.169.254"),
+            ("0xa9fea9fe", "169.254.169.254"),
+            ("0xA9.0xFE.0xA9.0xFE", "169.254.169.254"),
+            ("10.0.0.1.", "10.0.0.1"),
+            ("0", "0.0.0.0"),
+        ] {
+            assert_eq!(literal_ip(host), Some(ip(expected)), "{host}");
+        }
+        for host in [
+            "example.com",
+            "1.2.3.4.5",
+            "256.1.1.1",
+            "1.16777216",
+            "4294967296",
+            "0x",
+            "08.1.1.1",
+            "1..1",
+            "+1.1.1.1",
+            "a.b",
+            "",
+        ] {
+            assert_eq!(literal_ip(host), None, "{host}");
+        }
     }
 }

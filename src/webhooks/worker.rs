@@ -267,7 +267,10 @@ mod target_tests {
             "https://192.168.0.10/hook",
         ] {
             let err = validate_url(url, &default).unwrap_err().to_string();
-            assert!(err.contains("PACKR_WEBHOOK_ALLOWED_NETWORKS"), "{url}: {err}");
+            assert!(
+                err.contains("PACKR_WEBHOOK_ALLOWED_NETWORKS"),
+                "{url}: {err}"
+            );
         }
         assert!(validate_url("http://localhost:9000/hook", &default).is_ok());
         assert!(validate_url("https://8.8.8.8/hook", &default).is_ok());

@@ -68,6 +68,13 @@ async fn hooks_to_the_metadata_address_and_other_internal_literals_are_refused_a
         "http://[fe80::1]/hook",
         "http://[ff02::1]/hook",
         "http://[64:ff9b::a9fe:a9fe]/hook",
+        // Shorthand forms the system resolver reads as numbers.
+        "http://2852039166/latest/meta-data/",
+        "http://0xa9.0xfe.0xa9.0xfe/",
+        "http://0251.0376.0251.0376/",
+        "http://169.254.43518/",
+        "http://127.1:9/hook",
+        "http://2130706433:9/hook",
     ] {
         // token.revoked: never caused here, so even a wrongly accepted hook gets no delivery.
         let body = json!({ "url": url, "events": ["token.revoked"] });
@@ -216,7 +223,12 @@ async fn a_literal_address_allowed_when_the_hook_was_made_is_not_contacted_once_
     }
     let token = |user: &str, role: &str| {
         let args = ["token", "create", "--user", user, "--role", role];
-        packr(dir, &args, None).lines().last().unwrap().trim().to_owned()
+        packr(dir, &args, None)
+            .lines()
+            .last()
+            .unwrap()
+            .trim()
+            .to_owned()
     };
     let (admin, alice) = (token("root", "admin"), token("alice", "maintainer"));
     let receiver = Receiver::start(0).await;
@@ -243,7 +255,10 @@ async fn a_literal_address_allowed_when_the_hook_was_made_is_not_contacted_once_
     let failed = client.settled(&admin, hook, 1, "failed").await;
     let attempts = failed[0]["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 2, "{failed:#?}");
-    assert!(attempts.iter().all(|a| a["error"] == REFUSED), "{failed:#?}");
+    assert!(
+        attempts.iter().all(|a| a["error"] == REFUSED),
+        "{failed:#?}"
+    );
     assert!(receiver.hits().is_empty(), "{:#?}", receiver.hits());
 }
 

@@ -226,7 +226,13 @@ impl Client {
     }
 
     /// Waits until the hook has `count` deliveries, all with `status`; returns them.
-    pub(crate) async fn settled(&self, admin: &str, hook: i64, count: usize, status: &str) -> Vec<Value> {
+    pub(crate) async fn settled(
+        &self,
+        admin: &str,
+        hook: i64,
+        count: usize,
+        status: &str,
+    ) -> Vec<Value> {
         eventually(
             &format!("{count} {status} deliveries"),
             Duration::from_secs(30),

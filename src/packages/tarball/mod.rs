@@ -479,7 +479,9 @@ fn read_package_json<R: Read>(
             size,
         });
     }
-    let mut raw = Vec::new();
+    // The size was checked just above: reserving it once avoids growing (and copying) the buffer
+    // to twice what the file holds.
+    let mut raw = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     entry
         .take(MAX_PACKAGE_JSON_BYTES)
         .read_to_end(&mut raw)
