@@ -250,11 +250,6 @@ mod tests {
             assert!(validate_url(bad).is_err(), "{bad} was accepted");
         }
     }
-}
-
-#[cfg(test)]
-mod target_tests {
-    use super::*;
 
     #[test]
     fn literal_internal_addresses_are_refused_unless_allowed() {
