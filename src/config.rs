@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use ipnet::IpNet;
 use secrecy::SecretString;
 
 mod oauth;
@@ -92,6 +93,11 @@ pub struct WebhookArgs {
     /// Time limit of one delivery attempt (s, m, h or d suffix).
     #[arg(long, env = "PACKR_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub webhook_timeout: Duration,
+
+    /// Networks deliveries may reach although they are loopback, private, link-local or otherwise
+    /// internal, comma-separated CIDRs such as `10.0.0.0/8`; empty refuses every such address.
+    #[arg(long, env = "PACKR_WEBHOOK_ALLOWED_NETWORKS", default_value = "")]
+    pub webhook_allowed_networks: String,
 }
 
 /// Where tarball bytes are kept: the data directory, or an S3-compatible bucket.
@@ -220,6 +226,8 @@ pub struct Config {
     pub webhook_retry_schedule: Vec<Duration>,
     /// Time limit of one webhook delivery attempt.
     pub webhook_timeout: Duration,
+    /// Internal networks webhook deliveries may reach anyway.
+    pub webhook_allowed_networks: Vec<IpNet>,
 }
 
 /// Browser and device-code login settings.
@@ -275,6 +283,10 @@ impl Config {
         if args.webhooks.webhook_timeout.is_zero() {
             bail!("PACKR_WEBHOOK_TIMEOUT must be longer than zero");
         }
+        let webhook_allowed_networks = parse_networks(&args.webhooks.webhook_allowed_networks)
+            .context(
+                "PACKR_WEBHOOK_ALLOWED_NETWORKS must list networks like 10.0.0.0/8,fd00::/8",
+            )?;
         Ok(Self {
             listen: args.listen,
             data_dir: args.data.data_dir,
@@ -292,6 +304,7 @@ impl Config {
             oauth: OAuthConfig::from_args(args.oauth)?,
             webhook_retry_schedule,
             webhook_timeout: args.webhooks.webhook_timeout,
+            webhook_allowed_networks,
         })
     }
 
@@ -318,6 +331,8 @@ impl Config {
             oauth: OAuthConfig::default(),
             webhook_retry_schedule: crate::webhooks::schedule::DEFAULT_SCHEDULE.to_vec(),
             webhook_timeout: Duration::from_secs(10),
+            // As in production: tests that deliver to loopback receivers allow 127.0.0.0/8.
+            webhook_allowed_networks: Vec::new(),
         }
     }
 }
@@ -374,6 +389,20 @@ impl Storage {
 /// Wraps a flag's value so that `Debug` never shows it.
 fn parse_secret(text: &str) -> Result<SecretString, std::convert::Infallible> {
     Ok(SecretString::from(text))
+}
+
+/// Parses a comma-separated list of networks, such as `10.0.0.0/8,fd00::/8`; a bare address
+/// stands for itself alone, and host bits are dropped.
+pub fn parse_networks(text: &str) -> anyhow::Result<Vec<IpNet>> {
+    let mut networks = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let network = entry
+            .parse::<IpNet>()
+            .or_else(|_| entry.parse::<std::net::IpAddr>().map(IpNet::from))
+            .with_context(|| format!("`{entry}` is not a network like 10.0.0.0/8"))?;
+        networks.push(network.trunc());
+    }
+    Ok(networks)
 }
 
 /// Parses a comma-separated list of durations, such as `1m,5m,30m,2h,24h`.
@@ -520,6 +549,32 @@ mod tests {
             "{err:#}"
         );
         assert!(config_from(&["--webhook-timeout", "0s"]).is_err());
+    }
+
+    #[test]
+    fn webhook_allowed_networks_are_parsed_and_checked_at_startup() {
+        assert!(
+            config_from(&[])
+                .unwrap()
+                .webhook_allowed_networks
+                .is_empty()
+        );
+        let config = config_from(&[
+            "--webhook-allowed-networks",
+            "10.1.0.0/8, 127.0.0.1,fd00::/8",
+        ])
+        .unwrap();
+        let shown: Vec<String> = config
+            .webhook_allowed_networks
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["10.0.0.0/8", "127.0.0.1/32", "fd00::/8"]);
+        let err = config_from(&["--webhook-allowed-networks", "intranet"]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("PACKR_WEBHOOK_ALLOWED_NETWORKS"),
+            "{err:#}"
+        );
     }
 
     #[test]

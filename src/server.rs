@@ -31,7 +31,7 @@ use crate::store::BlobStore;
 use crate::store::Sqlite;
 use crate::store::blob::fs::FsBlobStore;
 use crate::store::blob::s3::S3BlobStore;
-use crate::webhooks::{SecretBox, WebhookSettings, Webhooks, Worker};
+use crate::webhooks::{SecretBox, TargetPolicy, WebhookSettings, Webhooks, Worker};
 use crate::{api, error, health, npm, telemetry, web};
 
 /// Everything a request handler may use. axum clones the state for every extractor of every
@@ -138,6 +138,7 @@ impl Server {
             WebhookSettings {
                 retry_schedule: config.webhook_retry_schedule.clone(),
                 timeout: config.webhook_timeout,
+                targets: TargetPolicy::new(config.webhook_allowed_networks.clone()),
             },
         );
         let worker = webhooks.worker()?;

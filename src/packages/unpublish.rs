@@ -253,9 +253,10 @@ impl Registry {
                 if rows::current_rev(tx, &package)? != Some(read_rev) {
                     return Ok(None);
                 }
-                let keys = remove(tx)?;
+                // Recorded first: its webhook deliveries go to the maintainers' hooks, and a
+                // whole-package unpublish deletes the maintainer rows. One transaction either way.
                 audit::record(tx, &event)?;
-                Ok(Some(keys))
+                Ok(Some(remove(tx)?))
             })
             .await?
             .ok_or_else(|| changed_since_read(name))?;

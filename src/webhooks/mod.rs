@@ -8,6 +8,7 @@
 pub mod schedule;
 mod secret;
 pub mod signature;
+pub mod target;
 mod views;
 mod worker;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 use serde_json::json;
 
 pub use secret::{Sealed, SecretBox};
+pub use target::TargetPolicy;
 pub use views::{Attempt, CreatedWebhook, Delivery, Webhook};
 pub use worker::Worker;
 
@@ -67,6 +69,8 @@ pub struct WebhookSettings {
     pub retry_schedule: Vec<Duration>,
     /// Time limit of one attempt.
     pub timeout: Duration,
+    /// The addresses deliveries may reach.
+    pub targets: TargetPolicy,
 }
 
 /// Who owns a new hook.
@@ -151,7 +155,7 @@ impl Webhooks {
         owner: Option<Owner>,
     ) -> Result<CreatedWebhook, WebhookError> {
         require_admin(caller)?;
-        worker::validate_url(url)?;
+        worker::validate_url(url, &self.settings.targets)?;
         let events = validate_events(events)?;
         let owner = owner.unwrap_or_else(|| Owner::User(caller.name.clone()));
         let secret = secret::generate();

@@ -12,9 +12,10 @@ use hyper::header::{CONTENT_TYPE, USER_AGENT};
 use tokio_util::sync::CancellationToken;
 
 use super::schedule::next_attempt;
+use super::target::{TargetPolicy, literal_ip};
 use super::{SecretBox, WebhookError, WebhookSettings, signature};
 use crate::clock;
-use crate::outbound::{self, HttpClient};
+use crate::outbound::{self, CheckedClient, ResolveError};
 use crate::store::sqlite::webhooks::{self as rows, AfterAttempt, AttemptRow, DueDelivery};
 use crate::store::{Sqlite, StoreError};
 
@@ -25,13 +26,17 @@ const BATCH: u32 = 16;
 /// Longest hook URL accepted.
 const MAX_URL_LEN: usize = 2048;
 
+/// The stored error of an attempt refused by the target policy. Attempt errors are kept short and
+/// generic: they are shown to hook administrators, and must not map the registry's network.
+const REFUSED: &str = "refused: the hook's host is a loopback, private, link-local or other internal address; PACKR_WEBHOOK_ALLOWED_NETWORKS can allow its network";
+
 /// Sends due deliveries; cheap to clone.
 #[derive(Clone)]
 pub struct Worker {
     db: Sqlite,
     secrets: SecretBox,
     settings: Arc<WebhookSettings>,
-    client: HttpClient,
+    client: CheckedClient,
 }
 
 impl Worker {
@@ -40,7 +45,9 @@ impl Worker {
         secrets: SecretBox,
         settings: Arc<WebhookSettings>,
     ) -> anyhow::Result<Self> {
-        let client = outbound::client().context("setting up the webhook HTTP client")?;
+        let targets = settings.targets.clone();
+        let client = outbound::checked_client(move |ip| targets.permits(ip))
+            .context("setting up the webhook HTTP client")?;
         Ok(Self {
             db,
             secrets,
@@ -141,10 +148,21 @@ impl Worker {
 
     /// POSTs the delivery; the receiver's status, or why there was none.
     async fn send(&self, delivery: &DueDelivery) -> Result<u16, String> {
+        let uri: hyper::Uri = delivery
+            .url
+            .parse()
+            .map_err(|_| "the hook URL cannot be requested".to_owned())?;
+        // The connector skips resolution for literal addresses, so those are checked here; the
+        // policy may have changed since the hook was created.
+        if let Some(ip) = uri.host().and_then(literal_ip)
+            && !self.settings.targets.permits(ip)
+        {
+            return Err(REFUSED.to_owned());
+        }
         let secret = self.secrets.open(&delivery.secret)?;
         let signature = signature::sign(&secret, delivery.payload.as_bytes())
             .ok_or_else(|| "signing the delivery failed".to_owned())?;
-        let request = Request::post(delivery.url.as_str())
+        let request = Request::post(uri)
             .header(CONTENT_TYPE, "application/json")
             .header(USER_AGENT, "packr-webhooks")
             .header(signature::HEADER, signature)
@@ -152,18 +170,33 @@ impl Worker {
             .header("X-Packr-Event-Id", delivery.event_id.to_string())
             .header("X-Packr-Delivery", delivery.id.as_str())
             .body(Full::new(Bytes::from(delivery.payload.clone())))
-            .map_err(|e| format!("the hook URL cannot be requested: {e}"))?;
+            .map_err(|_| "the hook URL cannot be requested".to_owned())?;
         let timeout = self.settings.timeout;
         match tokio::time::timeout(timeout, self.client.request(request)).await {
             Ok(Ok(response)) => Ok(response.status().as_u16()),
-            Ok(Err(err)) => Err(outbound::error_chain(&err)),
+            Ok(Err(err)) => {
+                // The details (addresses, OS errors) go to the operator's log only.
+                tracing::warn!(error = %outbound::error_chain(&err), "webhook request failed");
+                Err(generic_error(&err).to_owned())
+            }
             Err(_) => Err(format!("no answer within {} ms", millis(timeout))),
         }
     }
 }
 
-/// Checks a hook URL: absolute `http://` or `https://` with a host, no credentials.
-pub(super) fn validate_url(url: &str) -> Result<(), WebhookError> {
+/// A short description of a failed request that names no address and quotes no OS error.
+fn generic_error(err: &hyper_util::client::legacy::Error) -> &'static str {
+    match outbound::resolve_error(err) {
+        Some(ResolveError::Refused) => REFUSED,
+        Some(ResolveError::NotFound) => "the hook's host name did not resolve",
+        None if err.is_connect() => "could not connect to the receiver",
+        None => "the connection failed before the receiver answered",
+    }
+}
+
+/// Checks a hook URL: absolute `http://` or `https://` with a host, no credentials, and not a
+/// literal address the policy refuses (host names are checked when a delivery resolves them).
+pub(super) fn validate_url(url: &str, targets: &TargetPolicy) -> Result<(), WebhookError> {
     let invalid = |why: &str| WebhookError::Invalid(format!("url `{url}` {why}"));
     if url.len() > MAX_URL_LEN {
         return Err(invalid(&format!("is longer than {MAX_URL_LEN} bytes")));
@@ -183,6 +216,12 @@ pub(super) fn validate_url(url: &str) -> Result<(), WebhookError> {
     if authority.host().is_empty() {
         return Err(invalid("has no host"));
     }
+    if let Some(why) = literal_ip(authority.host()).and_then(|ip| targets.refusal(ip)) {
+        return Err(invalid(&format!(
+            "points at {why}; webhooks may not target loopback, private, link-local or other \
+             internal addresses unless PACKR_WEBHOOK_ALLOWED_NETWORKS lists the network"
+        )));
+    }
     Ok(())
 }
 
@@ -196,6 +235,8 @@ mod tests {
 
     #[test]
     fn hook_urls_must_be_absolute_http_without_credentials() {
+        let loopback = TargetPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]);
+        let validate_url = |url: &str| validate_url(url, &loopback);
         assert!(validate_url("http://127.0.0.1:9000/hook").is_ok());
         assert!(validate_url("https://hooks.example.com/packr?team=a").is_ok());
         for bad in [
@@ -208,5 +249,25 @@ mod tests {
         ] {
             assert!(validate_url(bad).is_err(), "{bad} was accepted");
         }
+    }
+
+    #[test]
+    fn literal_internal_addresses_are_refused_unless_allowed() {
+        let default = TargetPolicy::default();
+        for url in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://127.0.0.1:9000/hook",
+            "http://[::1]/hook",
+            "http://[::ffff:10.0.0.1]/hook",
+            "https://192.168.0.10/hook",
+        ] {
+            let err = validate_url(url, &default).unwrap_err().to_string();
+            assert!(
+                err.contains("PACKR_WEBHOOK_ALLOWED_NETWORKS"),
+                "{url}: {err}"
+            );
+        }
+        assert!(validate_url("http://localhost:9000/hook", &default).is_ok());
+        assert!(validate_url("https://8.8.8.8/hook", &default).is_ok());
     }
 }

@@ -24,13 +24,13 @@ use crate::support::server::{TestServer, packr};
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
-struct Hit {
-    delivery: String,
-    event: String,
+pub(crate) struct Hit {
+    pub(crate) delivery: String,
+    pub(crate) event: String,
     event_id: String,
-    signature_ok: bool,
+    pub(crate) signature_ok: bool,
     user_agent: String,
-    body: Value,
+    pub(crate) body: Value,
     answered: u16,
 }
 
@@ -43,14 +43,14 @@ struct Inbox {
 }
 
 /// A webhook receiver on loopback; stops when dropped.
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     inbox: Inbox,
     stop: CancellationToken,
 }
 
 impl Receiver {
-    async fn start(failures: usize) -> Self {
+    pub(crate) async fn start(failures: usize) -> Self {
         Self::start_on(TcpListener::bind("127.0.0.1:0").await.unwrap(), failures)
     }
 
@@ -75,11 +75,11 @@ impl Receiver {
     }
 
     /// Verifies signatures with `secret` from now on.
-    fn set_secret(&self, secret: &str) {
+    pub(crate) fn set_secret(&self, secret: &str) {
         self.inbox.secret.set(secret.to_owned()).unwrap();
     }
 
-    fn hits(&self) -> Vec<Hit> {
+    pub(crate) fn hits(&self) -> Vec<Hit> {
         self.inbox.hits.lock().unwrap().clone()
     }
 }
@@ -136,7 +136,7 @@ fn verify(secret: &str, body: &[u8], header: &str) -> bool {
 }
 
 /// Waits for `check` to return something, polling; panics after `limit`.
-async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -155,20 +155,20 @@ where
 }
 
 /// Talks to a registry (in-process or a child process) over HTTP.
-struct Client {
+pub(crate) struct Client {
     url: String,
     http: reqwest::Client,
 }
 
 impl Client {
-    fn new(url: &str) -> Self {
+    pub(crate) fn new(url: &str) -> Self {
         Self {
             url: url.to_owned(),
             http: reqwest::Client::new(),
         }
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: &str,
         path: &str,
@@ -192,7 +192,7 @@ impl Client {
         )
     }
 
-    async fn publish(&self, token: &str, name: &str, version: &str) {
+    pub(crate) async fn publish(&self, token: &str, name: &str, version: &str) {
         let path = format!("/{}", name.replacen('/', "%2f", 1));
         let (status, body) = self
             .send(
@@ -209,7 +209,7 @@ impl Client {
     }
 
     /// Creates a hook; returns its id and secret.
-    async fn create_hook(&self, admin: &str, body: Value) -> (i64, String) {
+    pub(crate) async fn create_hook(&self, admin: &str, body: Value) -> (i64, String) {
         let (status, created) = self
             .send("POST", "/api/v1/admin/webhooks", admin, Some(&body))
             .await;
@@ -218,7 +218,7 @@ impl Client {
         (created["id"].as_i64().unwrap(), secret)
     }
 
-    async fn deliveries(&self, admin: &str, hook: i64) -> Vec<Value> {
+    pub(crate) async fn deliveries(&self, admin: &str, hook: i64) -> Vec<Value> {
         let path = format!("/api/v1/admin/webhooks/{hook}/deliveries");
         let (status, body) = self.send("GET", &path, admin, None).await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -226,7 +226,13 @@ impl Client {
     }
 
     /// Waits until the hook has `count` deliveries, all with `status`; returns them.
-    async fn settled(&self, admin: &str, hook: i64, count: usize, status: &str) -> Vec<Value> {
+    pub(crate) async fn settled(
+        &self,
+        admin: &str,
+        hook: i64,
+        count: usize,
+        status: &str,
+    ) -> Vec<Value> {
         eventually(
             &format!("{count} {status} deliveries"),
             Duration::from_secs(30),
@@ -248,11 +254,15 @@ fn http_statuses(delivery: &Value) -> Vec<Value> {
         .collect()
 }
 
+/// The receivers listen on loopback, which hooks may only reach when it is allowed.
+pub(crate) const LOOPBACK: &str = "127.0.0.0/8";
+
 /// A server retrying after 300 ms, an admin token, and alice's maintainer token.
 async fn registry() -> (TestServer, Client, String, String) {
     let server = TestServer::start_with(|config| {
         config.webhook_retry_schedule = vec![Duration::from_millis(300); 5];
         config.webhook_timeout = Duration::from_secs(5);
+        config.webhook_allowed_networks = vec![LOOPBACK.parse().unwrap()];
     })
     .await;
     server.add_user("root", "root-pass-1", "admin");
@@ -532,9 +542,10 @@ async fn webhook_changes_are_validated_and_audited() {
 }
 
 /// What the restart test gives `packr serve`: quick retries, and info logs to read on failure.
-const SERVE_ENV: [(&str, &str); 3] = [
+const SERVE_ENV: [(&str, &str); 4] = [
     ("PACKR_WEBHOOK_RETRY_SCHEDULE", "1s,2s,2s,2s,2s"),
     ("PACKR_WEBHOOK_TIMEOUT", "2s"),
+    ("PACKR_WEBHOOK_ALLOWED_NETWORKS", LOOPBACK),
     ("RUST_LOG", "info"),
 ];
 

@@ -195,6 +195,7 @@ pub fn inspect_tarball(
     let budget = Budget {
         read: Cell::new(0),
         allowed: Cell::new(ARCHIVE_SLACK_BYTES),
+        earned: Cell::new(ARCHIVE_SLACK_BYTES),
     };
     let reader = Metered {
         // npm's gunzip reads every concatenated gzip member, so a second member could carry
@@ -218,10 +219,13 @@ pub fn inspect_tarball(
     }
 }
 
-/// How many decompressed bytes have been read, and how many the entries seen so far justify.
+/// How many decompressed bytes have been read, and how many may be.
 struct Budget {
     read: Cell<u64>,
+    /// The reader fails past this: the smaller of `earned` and the current entry's window.
     allowed: Cell<u64>,
+    /// What the entries seen so far justify in total.
+    earned: Cell<u64>,
 }
 
 /// A reader that fails as soon as more is read than the budget allows.
@@ -347,10 +351,24 @@ impl<'a> Walk<'a> {
             return Err(TarballError::UnpackedTooLarge { limit });
         }
         let padded = size.saturating_add(511) & !511;
-        let allowed = self.budget.allowed.get().saturating_add(padded);
-        self.budget
-            .allowed
-            .set(allowed.saturating_add(ENTRY_OVERHEAD_BYTES));
+        let earned = self
+            .budget
+            .earned
+            .get()
+            .saturating_add(padded)
+            .saturating_add(ENTRY_OVERHEAD_BYTES);
+        self.budget.earned.set(earned);
+        // The tar reader holds pax and long-name records in memory, so the records up to the next
+        // entry get a window of their own: without it, the overhead thousands of small entries
+        // left unspent could all go into one record, hundreds of MiB from a small upload.
+        let window = self
+            .budget
+            .read
+            .get()
+            .saturating_add(padded)
+            .saturating_add(ENTRY_OVERHEAD_BYTES)
+            .saturating_add(ARCHIVE_SLACK_BYTES);
+        self.budget.allowed.set(earned.min(window));
         Ok(())
     }
 
@@ -468,7 +486,9 @@ fn read_package_json<R: Read>(
             size,
         });
     }
-    let mut raw = Vec::new();
+    // The size was checked just above: reserving it once avoids growing (and copying) the buffer
+    // to twice what the file holds.
+    let mut raw = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     entry
         .take(MAX_PACKAGE_JSON_BYTES)
         .read_to_end(&mut raw)

@@ -132,8 +132,8 @@ pub fn deactivate(conn: &Connection, id: i64, now: i64) -> Result<bool, StoreErr
 /// A user hook receives the events its user caused, and the events on packages the user
 /// maintains. An org hook receives the events on packages under `@<slug>/`, and events naming
 /// the org. Only the webhook events ([`EVENTS`]) are delivered. Maintainers are looked up as the
-/// transaction sees them, so a whole-package unpublish, which removes them first, reaches the user
-/// hooks of its actor and of the scope's org only.
+/// transaction sees them, so a change that removes them (a whole-package unpublish) records its
+/// event before removing them.
 pub fn enqueue(conn: &Connection, event: &AuditEvent, event_id: i64) -> Result<(), StoreError> {
     if !EVENTS.contains(&event.action) {
         return Ok(());
