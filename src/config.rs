@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use ipnet::IpNet;
 use secrecy::SecretString;
 
 mod oauth;
@@ -59,6 +60,11 @@ pub struct ServeArgs {
     /// N/m or N/h (a bucket of N refilled over that period), or `off`.
     #[arg(long, env = "PACKR_LOGIN_RATE_LIMIT", default_value = "10/m", value_parser = parse_rate_limit)]
     pub login_rate_limit: RateLimit,
+
+    /// Reverse proxies (CIDRs, comma-separated) whose X-Forwarded-For / Forwarded headers are
+    /// believed; the client is the rightmost forwarded address outside these networks.
+    #[arg(long, env = "PACKR_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
 
     /// How often token usage data (last use, use count) is written to the database.
     #[arg(long, env = "PACKR_TOKEN_USAGE_FLUSH", default_value = "5s", value_parser = parse_duration)]
@@ -208,6 +214,8 @@ pub struct Config {
     pub login_rate_limit: RateLimit,
     /// How often token usage data is written to the database.
     pub token_usage_flush: Duration,
+    /// Reverse proxies whose forwarding headers name the client; empty: the peer is the client.
+    pub trusted_proxies: Vec<IpNet>,
     /// Where tarballs are stored.
     pub storage: Storage,
     /// Whether tarball downloads answer 302 to a short-lived presigned URL instead of streaming.
@@ -269,6 +277,8 @@ impl Config {
         }
         let webhook_retry_schedule = parse_duration_list(&args.webhooks.webhook_retry_schedule)
             .context("PACKR_WEBHOOK_RETRY_SCHEDULE must list durations like 1m,5m,30m,2h,24h")?;
+        let trusted_proxies = crate::client_ip::parse_networks(&args.trusted_proxies)
+            .map_err(|err| anyhow::anyhow!("PACKR_TRUSTED_PROXIES: {err}"))?;
         if args.token_usage_flush.is_zero() {
             bail!("PACKR_TOKEN_USAGE_FLUSH must be longer than zero");
         }
@@ -286,6 +296,7 @@ impl Config {
             allow_signup: args.allow_signup,
             login_rate_limit: args.login_rate_limit,
             token_usage_flush: args.token_usage_flush,
+            trusted_proxies,
             storage,
             tarball_redirect: args.storage.tarball_redirect,
             login: args.login,
@@ -312,6 +323,7 @@ impl Config {
                 per: Duration::from_secs(60),
             },
             token_usage_flush: Duration::from_millis(200),
+            trusted_proxies: Vec::new(),
             storage: Storage::Fs,
             tarball_redirect: false,
             login: LoginSettings::defaults(),
