@@ -15,7 +15,8 @@ use crate::error::ApiError;
 use crate::packages::PackageName;
 use crate::server::AppState;
 
-fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
+/// The bearer token of a request, if it sends one (another scheme is a 401).
+pub fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };

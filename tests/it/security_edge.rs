@@ -1,0 +1,272 @@
+//! The edge of the server under attack: spoofed forwarding headers, rate limits on polls and
+//! logout, cross-site requests with a session cookie, a flood of Host headers, secrets in logged
+//! paths and hostile request ids.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use packr::config::RateLimit;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::server::TestServer;
+
+const ALICE_PASSWORD: &str = "alice-password-1";
+
+fn per_minute(requests: u32) -> RateLimit {
+    RateLimit::Every {
+        requests: NonZeroU32::new(requests).unwrap(),
+        per: Duration::from_secs(60),
+    }
+}
+
+/// One request to `server`: the status and the body as JSON (`Value::Null` when it is not).
+struct Send {
+    request: reqwest::RequestBuilder,
+}
+
+impl Send {
+    fn new(server: &TestServer, method: Method, path: &str) -> Self {
+        let request = reqwest::Client::new().request(method, format!("{}{path}", server.url));
+        Self { request }
+    }
+
+    fn token(mut self, token: &str) -> Self {
+        self.request = self.request.bearer_auth(token);
+        self
+    }
+
+    fn header(mut self, name: &str, value: &str) -> Self {
+        self.request = self.request.header(name, value);
+        self
+    }
+
+    fn json(mut self, body: Value) -> Self {
+        self.request = self.request.json(&body);
+        self
+    }
+
+    fn body(mut self, content_type: &str, body: &str) -> Self {
+        self.request = self
+            .request
+            .header("content-type", content_type)
+            .body(body.to_owned());
+        self
+    }
+
+    async fn response(self) -> reqwest::Response {
+        self.request.send().await.expect("the request is sent")
+    }
+
+    async fn status_and_body(self) -> (StatusCode, Value) {
+        let response = self.response().await;
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap_or_default();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+}
+
+fn get(server: &TestServer, path: &str) -> Send {
+    Send::new(server, Method::GET, path)
+}
+
+fn post(server: &TestServer, path: &str) -> Send {
+    Send::new(server, Method::POST, path)
+}
+
+/// A server with the maintainer `alice` and the admin `root`; the admin's token.
+async fn server_with(tweak: impl FnOnce(&mut packr::config::Config)) -> (TestServer, String) {
+    let server = TestServer::start_with(tweak).await;
+    server.add_user("alice", ALICE_PASSWORD, "maintainer");
+    server.add_user("root", "root-password-1", "admin");
+    let admin = server.token("root", "admin", &[]);
+    (server, admin)
+}
+
+/// A token of alice's usable only from `network`.
+fn token_from(server: &TestServer, network: &str) -> String {
+    let stdout = crate::support::server::packr(
+        &server.data_dir,
+        &[
+            "token",
+            "create",
+            "--user",
+            "alice",
+            "--role",
+            "ci-readonly",
+            "--cidr",
+            network,
+        ],
+        None,
+    );
+    stdout.lines().last().unwrap_or_default().trim().to_owned()
+}
+
+/// `POST /-/v1/login` as alice with `password`, the client claiming `forwarded` in `header`.
+async fn login(server: &TestServer, password: &str, header: &str, forwarded: &str) -> StatusCode {
+    post(server, "/-/v1/login")
+        .header(header, forwarded)
+        .json(json!({ "name": "alice", "password": password }))
+        .status_and_body()
+        .await
+        .0
+}
+
+/// The IP addresses of alice's audited logins, newest first.
+async fn login_ips(server: &TestServer, admin: &str) -> Vec<String> {
+    let (status, body) = get(server, "/api/v1/audit-log?action=user.login&actor=alice")
+        .token(admin)
+        .status_and_body()
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["ip"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_spoofed_x_forwarded_for_from_an_untrusted_peer_changes_nothing() {
+    let (server, admin) = server_with(|config| config.login_rate_limit = per_minute(3)).await;
+
+    // CIDR allow-list: the peer (127.0.0.1) is what counts.
+    let token = token_from(&server, "10.0.0.0/8");
+    let (status, body) = get(&server, "/-/whoami")
+        .token(&token)
+        .header("x-forwarded-for", "10.1.2.3")
+        .status_and_body()
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("127.0.0.1"),
+        "{body}"
+    );
+
+    // Audit IP.
+    assert_eq!(
+        login(&server, ALICE_PASSWORD, "x-forwarded-for", "198.51.100.9").await,
+        StatusCode::OK
+    );
+    assert_eq!(login_ips(&server, &admin).await, ["127.0.0.1"]);
+
+    // Rate-limit key: a new forwarded address per try is still the same bucket.
+    for (attempt, ip) in ["198.51.100.1", "198.51.100.2"].iter().enumerate() {
+        let status = login(&server, "wrong", "x-forwarded-for", ip).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {attempt}");
+    }
+    let status = login(&server, "wrong", "forwarded", "for=198.51.100.3").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn from_a_trusted_proxy_the_forwarded_client_counts_for_limits_cidr_and_audit() {
+    let (server, admin) = server_with(|config| {
+        config.login_rate_limit = per_minute(3);
+        config.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+
+    let token = token_from(&server, "10.0.0.0/8");
+    let whoami = |forwarded: Option<&'static str>| {
+        let mut request = get(&server, "/-/whoami").token(&token);
+        if let Some(forwarded) = forwarded {
+            request = request.header("x-forwarded-for", forwarded);
+        }
+        async move { request.status_and_body().await.0 }
+    };
+    assert_eq!(whoami(Some("10.1.2.3")).await, StatusCode::OK);
+    assert_eq!(whoami(Some("10.1.2.3, 127.0.0.5")).await, StatusCode::OK);
+    // What the client wrote left of the proxy's entry does not count.
+    assert_eq!(
+        whoami(Some("10.1.2.3, 198.51.100.1")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(whoami(None).await, StatusCode::UNAUTHORIZED);
+
+    assert_eq!(
+        login(&server, ALICE_PASSWORD, "x-forwarded-for", "6.6.6.6, 198.51.100.7").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        login(&server, ALICE_PASSWORD, "forwarded", r#"for="[2001:db8::7]:4711""#).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        login_ips(&server, &admin).await,
+        ["2001:db8::7", "198.51.100.7"]
+    );
+
+    // One bucket per client address behind the proxy...
+    for _ in 0..3 {
+        let status = login(&server, "wrong", "x-forwarded-for", "203.0.113.1").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let status = login(&server, "wrong", "x-forwarded-for", "203.0.113.1").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let status = login(&server, "wrong", "x-forwarded-for", "203.0.113.2").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // ...and per IPv6 /64.
+    for ip in ["2001:db8:0:5::1", "2001:db8:0:5::2", "2001:db8:0:5:ffff::3"] {
+        let status = login(&server, "wrong", "x-forwarded-for", ip).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{ip}");
+    }
+    let status = login(&server, "wrong", "x-forwarded-for", "2001:db8:0:5::4").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let status = login(&server, "wrong", "x-forwarded-for", "2001:db8:0:6::1").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn device_token_polls_have_a_generous_rate_limit() {
+    // 1/m for logins; a terminal's polls get twelve times that.
+    let (server, _) = server_with(|config| config.login_rate_limit = per_minute(1)).await;
+    let poll = || {
+        post(&server, "/-/v1/device/token")
+            .body(
+                "application/x-www-form-urlencoded",
+                "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&device_code=bogus",
+            )
+            .status_and_body()
+    };
+    for attempt in 1..=12 {
+        let (status, body) = poll().await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "poll {attempt}: {body}");
+    }
+    let (status, body) = poll().await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["code"], "rate_limited", "{body}");
+}
+
+#[tokio::test]
+async fn npm_logout_needs_the_token_it_revokes_and_is_rate_limited() {
+    let (server, _) = server_with(|config| config.login_rate_limit = per_minute(4)).await;
+    server.add_user("bob", "bob-password-1", "maintainer");
+    let alice = server.token("alice", "maintainer", &[]);
+    let alice_other = server.token("alice", "maintainer", &[]);
+    let bob = server.token("bob", "maintainer", &[]);
+    let whoami = |token: &str| get(&server, "/-/whoami").token(token).status_and_body();
+    let logout = |path_token: &str| Send::new(&server, Method::DELETE, &format!("/-/user/token/{path_token}"));
+
+    // The path alone (read from a proxy's log, say) is not enough.
+    let (status, body) = logout(&alice).status_and_body().await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(whoami(&alice).await.0, StatusCode::OK);
+    // Nor is someone else's token.
+    let (status, body) = logout(&alice).token(&bob).status_and_body().await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(whoami(&alice).await.0, StatusCode::OK);
+    // The owner's other token may.
+    let (status, body) = logout(&alice).token(&alice_other).status_and_body().await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(whoami(&alice).await.0, StatusCode::UNAUTHORIZED);
+    // npm's own logout: the token in the path and as the bearer; done twice, it still succeeds.
+    let (status, body) = logout(&alice).token(&alice).status_and_body().await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The fifth try from this address within the minute is refused.
+    let (status, body) = logout(&bob).token(&bob).status_and_body().await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(whoami(&bob).await.0, StatusCode::OK);
+}
