@@ -270,3 +270,132 @@ async fn npm_logout_needs_the_token_it_revokes_and_is_rate_limited() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(whoami(&bob).await.0, StatusCode::OK);
 }
+
+/// Signs `root` in through the admin API: the `packr_session=…` cookie pair.
+async fn admin_session(server: &TestServer) -> String {
+    let response = post(server, "/api/v1/admin/sessions")
+        .json(json!({ "name": "root", "password": "root-password-1" }))
+        .response()
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+async fn org_slugs(server: &TestServer, admin: &str) -> Vec<String> {
+    let (status, body) = get(server, "/api/v1/admin/orgs")
+        .token(admin)
+        .status_and_body()
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["orgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|org| org["slug"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_cross_site_form_post_with_a_session_cookie_is_refused_and_changes_nothing() {
+    let (server, admin) = server_with(|_| {}).await;
+    let session = admin_session(&server).await;
+    let create = |slug: &str| {
+        post(&server, "/api/v1/admin/orgs")
+            .header("cookie", &session)
+            .body("application/json", &json!({ "slug": slug }).to_string())
+    };
+
+    // An HTML form on another site: the body is crafted to parse as JSON.
+    let (status, body) = post(&server, "/api/v1/admin/orgs")
+        .header("cookie", &session)
+        .header("origin", "http://evil.example")
+        .body("application/x-www-form-urlencoded", r#"{"slug":"evil","x":"="}"#)
+        .status_and_body()
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["code"], "cross_site_request", "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("application/json"),
+        "{body}"
+    );
+    // `enctype="text/plain"`, and a browser that sends no Origin.
+    let (status, body) = post(&server, "/api/v1/admin/orgs")
+        .header("cookie", &session)
+        .body("text/plain", r#"{"slug":"evil2","x":"="}"#)
+        .status_and_body()
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // JSON by fetch() from another site (no CORS preflight is ever granted, but still).
+    let (status, body) = create("evil3")
+        .header("origin", "http://evil.example")
+        .status_and_body()
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("http://evil.example"),
+        "{body}"
+    );
+    let (status, body) = create("evil4")
+        .header("sec-fetch-site", "cross-site")
+        .status_and_body()
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = Send::new(&server, Method::DELETE, "/api/v1/admin/sessions")
+        .header("cookie", &session)
+        .header("origin", "null")
+        .status_and_body()
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(org_slugs(&server, &admin).await.is_empty());
+
+    // From the registry's own origin, and from a non-browser client, the session still works.
+    let own = server.url.clone();
+    let (status, body) = create("acme")
+        .header("origin", &own)
+        .header("sec-fetch-site", "same-origin")
+        .status_and_body()
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = create("beta").status_and_body().await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // A bearer token carries no ambient authority: its requests are not checked.
+    let (status, body) = post(&server, "/api/v1/admin/orgs")
+        .token(&admin)
+        .header("origin", "http://evil.example")
+        .json(json!({ "slug": "gamma" }))
+        .status_and_body()
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut slugs = org_slugs(&server, &admin).await;
+    slugs.sort();
+    assert_eq!(slugs, ["acme", "beta", "gamma"]);
+}
+
+#[tokio::test]
+async fn a_cross_site_sign_in_is_refused_without_a_session_cookie() {
+    let (server, _) = server_with(|_| {}).await;
+    let credentials = json!({ "name": "root", "password": "root-password-1" }).to_string();
+    let response = post(&server, "/api/v1/admin/sessions")
+        .header("origin", "http://evil.example")
+        .body("application/x-www-form-urlencoded", &credentials)
+        .response()
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(response.headers().get("set-cookie").is_none());
+    let response = post(&server, "/api/v1/admin/sessions")
+        .header("origin", "http://evil.example")
+        .body("application/json", &credentials)
+        .response()
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(response.headers().get("set-cookie").is_none());
+    let own = server.url.clone();
+    let response = post(&server, "/api/v1/admin/sessions")
+        .header("origin", &own)
+        .body("application/json", &credentials)
+        .response()
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert!(response.headers().get("set-cookie").is_some());
+}
