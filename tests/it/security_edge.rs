@@ -399,3 +399,109 @@ async fn a_cross_site_sign_in_is_refused_without_a_session_cookie() {
     assert_eq!(response.status(), StatusCode::CREATED);
     assert!(response.headers().get("set-cookie").is_some());
 }
+
+/// Resident memory of a process, in bytes.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in\n{status}"));
+    kib * 1024
+}
+
+/// `n` bytes of text that gzip cannot shrink much (hex of chained SHA-512 digests).
+fn incompressible_text(n: usize) -> String {
+    use sha2::{Digest, Sha512};
+    let mut text = String::with_capacity(n + 128);
+    let mut digest = Sha512::digest(b"seed");
+    while text.len() < n {
+        text.push_str(&hex::encode(digest));
+        digest = Sha512::digest(digest);
+    }
+    text.truncate(n);
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_host_headers_does_not_grow_the_packument_cache() {
+    use crate::support::publish_body::{PublishBody, tarball};
+    use crate::support::serve_process::ServeProcess;
+    use crate::support::server::packr;
+
+    let data = tempfile::tempdir().unwrap();
+    packr(
+        data.path(),
+        &["user", "add", "alice", "--password-stdin", "--email", "a@example.com"],
+        Some(ALICE_PASSWORD),
+    );
+    let stdout = packr(
+        data.path(),
+        &["token", "create", "--user", "alice", "--role", "maintainer"],
+        None,
+    );
+    let token = stdout.lines().last().unwrap().trim().to_owned();
+    let serve = ServeProcess::start(
+        data.path(),
+        "serve.log",
+        &[("PACKR_CACHE_BYTES", "1048576")],
+    )
+    .await;
+
+    // A package whose full packument is about 300 KiB plain and 150 KiB gzipped.
+    let readme = incompressible_text(300 * 1024);
+    let manifest = json!({ "name": "big", "version": "1.0.0", "readme": readme });
+    let body = PublishBody::new("big", "1.0.0").with_tarball(tarball(
+        "package",
+        &manifest,
+        &[("index.js", "module.exports = 1;\n"), ("README.md", &readme)],
+    ));
+    let mut document = body.json();
+    document["versions"]["1.0.0"]["readme"] = json!(readme);
+    let http = reqwest::Client::new();
+    let published = http
+        .put(serve.url("/big"))
+        .bearer_auth(&token)
+        .json(&document)
+        .send()
+        .await
+        .unwrap();
+    assert!(published.status().is_success(), "{}", serve.log());
+
+    let packument_for = |host: String| {
+        let request = http
+            .get(serve.url("/big"))
+            .bearer_auth(&token)
+            .header("host", &host);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "Host: {host}");
+            let body: Value = response.json().await.unwrap();
+            let tarball = body["versions"]["1.0.0"]["dist"]["tarball"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            assert_eq!(tarball, format!("http://{host}/big/-/big-1.0.0.tgz"));
+            assert!(body["readme"].as_str().unwrap().len() >= 300 * 1024);
+        }
+    };
+    for _ in 0..5 {
+        packument_for("registry.example".to_owned()).await;
+    }
+    let before = rss_bytes(serve.pid());
+    // Each made-up host would keep its own rendering (about 450 KiB): 200 of them, about 90 MiB.
+    for round in 0..50 {
+        let hosts = (0..4).map(|i| packument_for(format!("x{round}-{i}.example")));
+        futures_util::future::join_all(hosts).await;
+    }
+    // The rendering for each host is still the right one.
+    packument_for("registry.example".to_owned()).await;
+    packument_for("x0-0.example".to_owned()).await;
+    let grown = rss_bytes(serve.pid()).saturating_sub(before);
+    assert!(
+        grown < 30 * 1024 * 1024,
+        "memory grew by {} MiB over 200 Host headers",
+        grown / (1024 * 1024)
+    );
+}
