@@ -273,6 +273,7 @@ fn router(state: AppState, max_body_bytes: usize) -> Router {
         .layer(ClientIpLayer::new(&trusted_proxies))
         .layer(
             ServiceBuilder::new()
+                .layer(MapRequestLayer::new(telemetry::bound_request_id))
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(telemetry::AccessLog)
                 .layer(PropagateRequestIdLayer::x_request_id())

@@ -505,3 +505,104 @@ async fn a_flood_of_host_headers_does_not_grow_the_packument_cache() {
         grown / (1024 * 1024)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_in_url_paths_never_reach_the_log() {
+    use crate::support::serve_process::ServeProcess;
+    use crate::support::server::packr;
+
+    let data = tempfile::tempdir().unwrap();
+    packr(
+        data.path(),
+        &["user", "add", "root", "--password-stdin", "--email", "r@example.com", "--role", "admin"],
+        Some("root-password-1"),
+    );
+    let tokens: Vec<String> = (0..4)
+        .map(|_| {
+            let stdout = packr(
+                data.path(),
+                &["token", "create", "--user", "root", "--role", "admin"],
+                None,
+            );
+            stdout.lines().last().unwrap().trim().to_owned()
+        })
+        .collect();
+    let serve = ServeProcess::start(
+        data.path(),
+        "serve.log",
+        &[("RUST_LOG", "info,packr=debug")],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let admin = &tokens[0];
+    for (path, victim) in [
+        ("/-/npm/v1/tokens/token/", &tokens[1]),
+        ("/api/v1/admin/tokens/", &tokens[2]),
+        ("/-/user/token/", &tokens[3]),
+    ] {
+        let response = http
+            .delete(serve.url(&format!("{path}{victim}")))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+        let whoami = http
+            .get(serve.url("/-/whoami"))
+            .bearer_auth(victim)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(whoami.status(), StatusCode::UNAUTHORIZED, "{path} revoked it");
+    }
+    // The access lines are written as each response goes out; give the last one a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = serve.log();
+    for prefix in ["/-/npm/v1/tokens/token/", "/api/v1/admin/tokens/", "/-/user/token/"] {
+        assert!(
+            log.contains(&format!("\"path\":\"{prefix}[redacted]\"")),
+            "no redacted access line for {prefix}:\n{log}"
+        );
+    }
+    for token in &tokens[1..] {
+        let signature = token.rsplit('.').next().unwrap();
+        assert!(!log.contains(signature), "a token reached the log:\n{log}");
+    }
+}
+
+#[tokio::test]
+async fn a_hostile_request_id_is_replaced_before_the_audit_log_and_the_response() {
+    let (server, admin) = server_with(|_| {}).await;
+    let login_with_id = |id: String| {
+        post(&server, "/-/v1/login")
+            .header("x-request-id", &id)
+            .json(json!({ "name": "alice", "password": ALICE_PASSWORD }))
+            .response()
+    };
+    let audited_ids = || async {
+        let (status, body) = get(&server, "/api/v1/audit-log?action=user.login&actor=alice")
+            .token(&admin)
+            .status_and_body()
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["events"][0]["request_id"].as_str().unwrap().to_owned()
+    };
+
+    for hostile in [
+        "x".repeat(8000),
+        "<script>alert(1)</script>".to_owned(),
+        "id\" onmouseover=\"x".to_owned(),
+    ] {
+        let response = login_with_id(hostile.clone()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let answered = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert_ne!(answered, hostile);
+        assert_eq!(answered.len(), 36, "a fresh UUID: {answered}");
+        assert_eq!(audited_ids().await, answered);
+    }
+    // A plain id of a tracing system is kept, end to end.
+    let plain = "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7".to_owned();
+    let response = login_with_id(plain.clone()).await;
+    assert_eq!(response.headers()["x-request-id"], plain.as_str());
+    assert_eq!(audited_ids().await, plain);
+}
