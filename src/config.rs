@@ -535,6 +535,26 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_are_a_comma_separated_list_of_networks() {
+        assert!(config_from(&[]).unwrap().trusted_proxies.is_empty());
+        assert!(
+            config_from(&["--trusted-proxies", ""])
+                .unwrap()
+                .trusted_proxies
+                .is_empty()
+        );
+        let config = config_from(&["--trusted-proxies", "172.16.0.0/12, fd00::/8,10.1.2.3"]).unwrap();
+        let listed: Vec<String> = config.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(listed, ["172.16.0.0/12", "fd00::/8", "10.1.2.3/32"]);
+        let err = config_from(&["--trusted-proxies", "10.0.0.0/8,proxy.local"]).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("PACKR_TRUSTED_PROXIES") && err.contains("proxy.local"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn tarball_redirects_need_s3_storage() {
         let err = config_from(&["--tarball-redirect"]).unwrap_err();
         assert!(err.to_string().contains("PACKR_STORAGE=s3"), "{err}");
