@@ -543,8 +543,13 @@ mod tests {
                 .trusted_proxies
                 .is_empty()
         );
-        let config = config_from(&["--trusted-proxies", "172.16.0.0/12, fd00::/8,10.1.2.3"]).unwrap();
-        let listed: Vec<String> = config.trusted_proxies.iter().map(ToString::to_string).collect();
+        let config =
+            config_from(&["--trusted-proxies", "172.16.0.0/12, fd00::/8,10.1.2.3"]).unwrap();
+        let listed: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(listed, ["172.16.0.0/12", "fd00::/8", "10.1.2.3/32"]);
         let err = config_from(&["--trusted-proxies", "10.0.0.0/8,proxy.local"]).unwrap_err();
         let err = format!("{err:#}");

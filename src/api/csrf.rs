@@ -32,11 +32,7 @@ fn refused(why: &str) -> ApiError {
 }
 
 fn has_csrf_token(parts: &Parts, state: &AppState) -> bool {
-    let Some(token) = parts
-        .headers
-        .get(CSRF_HEADER)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(token) = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()) else {
         return false;
     };
     let jar = CookieJar::from_headers(&parts.headers);
@@ -62,7 +58,10 @@ fn is_own_origin(origin: &str, parts: &Parts, state: &AppState) -> bool {
     if let Some(public) = &state.config.public_url {
         return origin.eq_ignore_ascii_case(origin_of(public));
     }
-    let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
     !scheme.is_empty() && host.is_some_and(|host| authority.eq_ignore_ascii_case(host))
 }
 
@@ -84,10 +83,10 @@ pub fn check(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
     if parts.method != Method::DELETE && !is_json(parts) {
         return Err(refused("the body is not Content-Type: application/json"));
     }
-    if let Some(site) = parts.headers.get("sec-fetch-site") {
-        if site.as_bytes() != b"same-origin" {
-            return Err(refused("the browser says it was sent from another site"));
-        }
+    if let Some(site) = parts.headers.get("sec-fetch-site")
+        && site.as_bytes() != b"same-origin"
+    {
+        return Err(refused("the browser says it was sent from another site"));
     }
     if let Some(origin) = parts.headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");

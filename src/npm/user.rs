@@ -2,8 +2,8 @@
 //! whoami, ping, logout and the user document `npm owner add` reads (npm-protocol.md §8).
 
 use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};

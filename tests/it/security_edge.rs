@@ -62,7 +62,10 @@ impl Send {
         let response = self.response().await;
         let status = response.status();
         let bytes = response.bytes().await.unwrap_or_default();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 }
 
@@ -186,11 +189,23 @@ async fn from_a_trusted_proxy_the_forwarded_client_counts_for_limits_cidr_and_au
     assert_eq!(whoami(None).await, StatusCode::UNAUTHORIZED);
 
     assert_eq!(
-        login(&server, ALICE_PASSWORD, "x-forwarded-for", "6.6.6.6, 198.51.100.7").await,
+        login(
+            &server,
+            ALICE_PASSWORD,
+            "x-forwarded-for",
+            "6.6.6.6, 198.51.100.7"
+        )
+        .await,
         StatusCode::OK
     );
     assert_eq!(
-        login(&server, ALICE_PASSWORD, "forwarded", r#"for="[2001:db8::7]:4711""#).await,
+        login(
+            &server,
+            ALICE_PASSWORD,
+            "forwarded",
+            r#"for="[2001:db8::7]:4711""#
+        )
+        .await,
         StatusCode::OK
     );
     assert_eq!(
@@ -248,7 +263,13 @@ async fn npm_logout_needs_the_token_it_revokes_and_is_rate_limited() {
     let alice_other = server.token("alice", "maintainer", &[]);
     let bob = server.token("bob", "maintainer", &[]);
     let whoami = |token: &str| get(&server, "/-/whoami").token(token).status_and_body();
-    let logout = |path_token: &str| Send::new(&server, Method::DELETE, &format!("/-/user/token/{path_token}"));
+    let logout = |path_token: &str| {
+        Send::new(
+            &server,
+            Method::DELETE,
+            &format!("/-/user/token/{path_token}"),
+        )
+    };
 
     // The path alone (read from a proxy's log, say) is not enough.
     let (status, body) = logout(&alice).status_and_body().await;
@@ -310,7 +331,10 @@ async fn a_cross_site_form_post_with_a_session_cookie_is_refused_and_changes_not
     let (status, body) = post(&server, "/api/v1/admin/orgs")
         .header("cookie", &session)
         .header("origin", "http://evil.example")
-        .body("application/x-www-form-urlencoded", r#"{"slug":"evil","x":"="}"#)
+        .body(
+            "application/x-www-form-urlencoded",
+            r#"{"slug":"evil","x":"="}"#,
+        )
         .status_and_body()
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
@@ -333,7 +357,10 @@ async fn a_cross_site_form_post_with_a_session_cookie_is_refused_and_changes_not
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(
-        body["error"].as_str().unwrap().contains("http://evil.example"),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("http://evil.example"),
         "{body}"
     );
     let (status, body) = create("evil4")
@@ -433,7 +460,14 @@ async fn a_flood_of_host_headers_does_not_grow_the_packument_cache() {
     let data = tempfile::tempdir().unwrap();
     packr(
         data.path(),
-        &["user", "add", "alice", "--password-stdin", "--email", "a@example.com"],
+        &[
+            "user",
+            "add",
+            "alice",
+            "--password-stdin",
+            "--email",
+            "a@example.com",
+        ],
         Some(ALICE_PASSWORD),
     );
     let stdout = packr(
@@ -455,7 +489,10 @@ async fn a_flood_of_host_headers_does_not_grow_the_packument_cache() {
     let body = PublishBody::new("big", "1.0.0").with_tarball(tarball(
         "package",
         &manifest,
-        &[("index.js", "module.exports = 1;\n"), ("README.md", &readme)],
+        &[
+            ("index.js", "module.exports = 1;\n"),
+            ("README.md", &readme),
+        ],
     ));
     let mut document = body.json();
     document["versions"]["1.0.0"]["readme"] = json!(readme);
@@ -514,7 +551,16 @@ async fn tokens_in_url_paths_never_reach_the_log() {
     let data = tempfile::tempdir().unwrap();
     packr(
         data.path(),
-        &["user", "add", "root", "--password-stdin", "--email", "r@example.com", "--role", "admin"],
+        &[
+            "user",
+            "add",
+            "root",
+            "--password-stdin",
+            "--email",
+            "r@example.com",
+            "--role",
+            "admin",
+        ],
         Some("root-password-1"),
     );
     let tokens: Vec<String> = (0..4)
@@ -546,19 +592,31 @@ async fn tokens_in_url_paths_never_reach_the_log() {
             .send()
             .await
             .unwrap();
-        assert!(response.status().is_success(), "{path}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
         let whoami = http
             .get(serve.url("/-/whoami"))
             .bearer_auth(victim)
             .send()
             .await
             .unwrap();
-        assert_eq!(whoami.status(), StatusCode::UNAUTHORIZED, "{path} revoked it");
+        assert_eq!(
+            whoami.status(),
+            StatusCode::UNAUTHORIZED,
+            "{path} revoked it"
+        );
     }
     // The access lines are written as each response goes out; give the last one a moment.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let log = serve.log();
-    for prefix in ["/-/npm/v1/tokens/token/", "/api/v1/admin/tokens/", "/-/user/token/"] {
+    for prefix in [
+        "/-/npm/v1/tokens/token/",
+        "/api/v1/admin/tokens/",
+        "/-/user/token/",
+    ] {
         assert!(
             log.contains(&format!("\"path\":\"{prefix}[redacted]\"")),
             "no redacted access line for {prefix}:\n{log}"
@@ -595,7 +653,10 @@ async fn a_hostile_request_id_is_replaced_before_the_audit_log_and_the_response(
     ] {
         let response = login_with_id(hostile.clone()).await;
         assert_eq!(response.status(), StatusCode::OK);
-        let answered = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let answered = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         assert_ne!(answered, hostile);
         assert_eq!(answered.len(), 36, "a fresh UUID: {answered}");
         assert_eq!(audited_ids().await, answered);
