@@ -667,3 +667,48 @@ async fn a_hostile_request_id_is_replaced_before_the_audit_log_and_the_response(
     assert_eq!(response.headers()["x-request-id"], plain.as_str());
     assert_eq!(audited_ids().await, plain);
 }
+
+#[tokio::test]
+async fn a_page_csrf_token_in_x_csrf_token_lets_a_session_change_things() {
+    let (server, admin) = server_with(|_| {}).await;
+    let session = admin_session(&server).await;
+    // The registry's own page gives the browser a nonce cookie and the matching token.
+    let (status, started) = post(&server, "/-/v1/device/authorize")
+        .body("application/x-www-form-urlencoded", "client_id=test")
+        .status_and_body()
+        .await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    let code = started["user_code"].as_str().unwrap();
+    let page = get(&server, &format!("/cli/auth?code={code}"))
+        .response()
+        .await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let nonce = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(nonce.starts_with("packr_csrf="), "{nonce}");
+    let html = page.text().await.unwrap();
+    let (_, rest) = html.split_once(r#"name="csrf" value=""#).unwrap();
+    let token = rest.split('"').next().unwrap().to_owned();
+    let cookies = format!("{session}; {nonce}");
+
+    let (status, body) = post(&server, "/api/v1/admin/orgs")
+        .header("cookie", &cookies)
+        .header("x-csrf-token", "0123abcd")
+        .body("text/plain", r#"{"slug":"forged"}"#)
+        .status_and_body()
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = post(&server, "/api/v1/admin/orgs")
+        .header("cookie", &cookies)
+        .header("x-csrf-token", &token)
+        .body("text/plain", r#"{"slug":"acme"}"#)
+        .status_and_body()
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(org_slugs(&server, &admin).await, ["acme"]);
+}
