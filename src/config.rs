@@ -61,6 +61,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PACKR_LOGIN_RATE_LIMIT", default_value = "10/m", value_parser = parse_rate_limit)]
     pub login_rate_limit: RateLimit,
 
+    /// Reverse proxies (CIDRs, comma-separated) whose X-Forwarded-For / Forwarded headers are
+    /// believed; the client is the rightmost forwarded address outside these networks.
+    #[arg(long, env = "PACKR_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
     /// How often token usage data (last use, use count) is written to the database.
     #[arg(long, env = "PACKR_TOKEN_USAGE_FLUSH", default_value = "5s", value_parser = parse_duration)]
     pub token_usage_flush: Duration,
@@ -214,6 +219,8 @@ pub struct Config {
     pub login_rate_limit: RateLimit,
     /// How often token usage data is written to the database.
     pub token_usage_flush: Duration,
+    /// Reverse proxies whose forwarding headers name the client; empty: the peer is the client.
+    pub trusted_proxies: Vec<IpNet>,
     /// Where tarballs are stored.
     pub storage: Storage,
     /// Whether tarball downloads answer 302 to a short-lived presigned URL instead of streaming.
@@ -277,6 +284,8 @@ impl Config {
         }
         let webhook_retry_schedule = parse_duration_list(&args.webhooks.webhook_retry_schedule)
             .context("PACKR_WEBHOOK_RETRY_SCHEDULE must list durations like 1m,5m,30m,2h,24h")?;
+        let trusted_proxies = crate::client_ip::parse_networks(&args.trusted_proxies)
+            .map_err(|err| anyhow::anyhow!("PACKR_TRUSTED_PROXIES: {err}"))?;
         if args.token_usage_flush.is_zero() {
             bail!("PACKR_TOKEN_USAGE_FLUSH must be longer than zero");
         }
@@ -298,6 +307,7 @@ impl Config {
             allow_signup: args.allow_signup,
             login_rate_limit: args.login_rate_limit,
             token_usage_flush: args.token_usage_flush,
+            trusted_proxies,
             storage,
             tarball_redirect: args.storage.tarball_redirect,
             login: args.login,
@@ -325,6 +335,7 @@ impl Config {
                 per: Duration::from_secs(60),
             },
             token_usage_flush: Duration::from_millis(200),
+            trusted_proxies: Vec::new(),
             storage: Storage::Fs,
             tarball_redirect: false,
             login: LoginSettings::defaults(),
@@ -574,6 +585,31 @@ mod tests {
         assert!(
             format!("{err:#}").contains("PACKR_WEBHOOK_ALLOWED_NETWORKS"),
             "{err:#}"
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_are_a_comma_separated_list_of_networks() {
+        assert!(config_from(&[]).unwrap().trusted_proxies.is_empty());
+        assert!(
+            config_from(&["--trusted-proxies", ""])
+                .unwrap()
+                .trusted_proxies
+                .is_empty()
+        );
+        let config =
+            config_from(&["--trusted-proxies", "172.16.0.0/12, fd00::/8,10.1.2.3"]).unwrap();
+        let listed: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(listed, ["172.16.0.0/12", "fd00::/8", "10.1.2.3/32"]);
+        let err = config_from(&["--trusted-proxies", "10.0.0.0/8,proxy.local"]).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("PACKR_TRUSTED_PROXIES") && err.contains("proxy.local"),
+            "{err}"
         );
     }
 

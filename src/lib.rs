@@ -6,7 +6,8 @@
 //!
 //! - edges: [`cli`] (the `packr` subcommands) and [`npm`] (the npm wire protocol over HTTP);
 //!   [`server`] wires them together, [`error`] is the only place that turns failures into HTTP answers,
-//!   and [`rate_limit`] throttles the login, device-code and token endpoints per client address.
+//!   [`rate_limit`] throttles the login, device-code and token endpoints per client address, and
+//!   [`client_ip`] decides that address (the peer, or what a trusted proxy forwarded).
 //! - core: [`auth`] (who is calling and what they may do) and [`packages`] (the registry's rules:
 //!   names, versions, tarballs, publish, dist-tags, packuments). The core never imports axum or hyper.
 //!   [`webhooks`] is core too; only its delivery worker speaks HTTP, through [`outbound`].
@@ -17,6 +18,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod client_ip;
 pub mod clock;
 pub mod config;
 pub mod error;

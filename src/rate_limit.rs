@@ -4,15 +4,18 @@
 //!
 //! The layer sits on the whole router and picks its routes by method and path, so routes
 //! added later under those paths are limited too. Each group has its own bucket, so a device
-//! polling for its token does not use up the address's password attempts. The key is the TCP
-//! peer: behind a reverse proxy every client shares the proxy's bucket.
+//! polling for its token does not use up the address's password attempts. The key is the client
+//! address of [`crate::client_ip`] (what a trusted proxy forwarded, else the TCP peer), and an IPv6
+//! client's whole /64: one host usually holds a /64, so single addresses would give it billions
+//! of buckets.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::{Either, Ready, ready};
@@ -20,6 +23,7 @@ use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tower::{Layer, Service};
 
+use crate::client_ip::ClientIp;
 use crate::config::RateLimit;
 use crate::error::ApiError;
 
@@ -33,9 +37,15 @@ enum Group {
     Password,
     /// RFC 8628 device authorization and polling.
     Device,
-    /// Listing and revoking tokens.
+    /// Listing and revoking tokens, and `npm logout`.
     Tokens,
+    /// A terminal polling for the token of a device or web login.
+    Polls,
 }
+
+/// Polls may come this many times as often as the other groups' requests: a terminal polls about
+/// every 5 s, so the default 10/m leaves room for ten logins at once from one address.
+const POLLS_PER_REQUEST: u32 = 12;
 
 /// The group of a request, or `None` when it is not limited.
 fn group_of(method: &Method, path: &str) -> Option<Group> {
@@ -44,8 +54,11 @@ fn group_of(method: &Method, path: &str) -> Option<Group> {
         "/-/v1/login" | "/api/v1/admin/sessions" | "/-/cli/auth/login" if post => {
             Some(Group::Password)
         }
-        // Polls (`/-/v1/device/token`, `/-/v1/done`) are not counted: they carry a 256-bit device
-        // code and are paced by `slow_down`. What is counted is every try of a short user code.
+        // Polls carry a 256-bit device code and are paced by `slow_down`, so their budget is
+        // generous; it bounds the work (a body parse, a database read) one address can cause.
+        "/-/v1/device/token" if post => Some(Group::Polls),
+        "/-/v1/done" if method == Method::GET => Some(Group::Polls),
+        // Every try of a short user code is counted.
         "/-/v1/device/authorize" | "/-/cli/auth/decide" if post => Some(Group::Device),
         "/-/cli/auth" if method == Method::GET => Some(Group::Device),
         _ if path.starts_with("/api/auth/login/") || path.starts_with("/api/auth/callback/") => {
@@ -58,51 +71,74 @@ fn group_of(method: &Method, path: &str) -> Option<Group> {
         _ if path == "/-/npm/v1/tokens" || path.starts_with("/-/npm/v1/tokens/") => {
             Some(Group::Tokens)
         }
+        _ if path.starts_with("/-/user/token/") && method == Method::DELETE => Some(Group::Tokens),
         _ => None,
     }
 }
 
+type Limiter = Arc<DefaultKeyedRateLimiter<(IpAddr, Group)>>;
+
 /// The limiter shared by every request; cheap to clone.
 #[derive(Clone)]
 pub struct LoginRateLimit {
-    limiter: Option<Arc<DefaultKeyedRateLimiter<(IpAddr, Group)>>>,
+    limiter: Option<Limiter>,
+    polls: Option<Limiter>,
+}
+
+fn limiter(limit: RateLimit, times: u32) -> Option<Limiter> {
+    match limit {
+        RateLimit::Off => None,
+        RateLimit::Every { requests, per } => {
+            let requests = requests.saturating_mul(NonZeroU32::new(times)?);
+            let refill = per / requests.get();
+            Quota::with_period(refill.max(Duration::from_nanos(1)))
+                .map(|quota| Arc::new(RateLimiter::keyed(quota.allow_burst(requests))))
+        }
+    }
+}
+
+/// The bucket an address falls in: IPv4 addresses alone, IPv6 by /64.
+fn bucket_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & (u128::MAX << 64);
+            IpAddr::V6(Ipv6Addr::from(prefix))
+        }
+        v4 => v4,
+    }
 }
 
 impl LoginRateLimit {
-    /// A limiter for `limit` (which may be off).
+    /// A limiter for `limit` (which may be off); polls get [`POLLS_PER_REQUEST`] times as much.
     pub fn new(limit: RateLimit) -> Self {
-        let limiter = match limit {
-            RateLimit::Off => None,
-            RateLimit::Every { requests, per } => {
-                let refill = per / requests.get();
-                Quota::with_period(refill.max(Duration::from_nanos(1)))
-                    .map(|quota| Arc::new(RateLimiter::keyed(quota.allow_burst(requests))))
-            }
-        };
-        Self { limiter }
+        Self {
+            limiter: limiter(limit, 1),
+            polls: limiter(limit, POLLS_PER_REQUEST),
+        }
     }
 
     /// `Err(wait)` when `ip` has used up its bucket for `group`.
     fn check(&self, ip: IpAddr, group: Group) -> Result<(), Duration> {
-        let Some(limiter) = &self.limiter else {
+        let limiter = if group == Group::Polls {
+            &self.polls
+        } else {
+            &self.limiter
+        };
+        let Some(limiter) = limiter else {
             return Ok(());
         };
         if limiter.len() > MAX_TRACKED_KEYS {
             limiter.retain_recent();
         }
         limiter
-            .check_key(&(ip.to_canonical(), group))
+            .check_key(&(bucket_key(ip), group))
             .map_err(|not_until| not_until.wait_time_from(limiter.clock().now()))
     }
 
     /// The 429 answer for a limited request over its budget, or `None` to let it through.
     fn refusal(&self, request: &Request) -> Option<Response> {
         let group = group_of(request.method(), request.uri().path())?;
-        let ip = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()?
-            .0
-            .ip();
+        let ClientIp(ip) = *request.extensions().get::<ClientIp>()?;
         let wait = self.check(ip, group).err()?;
         let seconds = u32::try_from(wait.as_secs().saturating_add(1)).unwrap_or(u32::MAX);
         tracing::warn!(%ip, ?group, retry_after = seconds, "rate limit reached");
@@ -160,8 +196,6 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::num::NonZeroU32;
-
     use super::*;
 
     #[test]
@@ -185,8 +219,9 @@ mod tests {
             ),
             (Method::POST, "/-/npm/v1/tokens", Some(Group::Password)),
             (Method::POST, "/-/v1/device/authorize", Some(Group::Device)),
-            (Method::POST, "/-/v1/device/token", None),
-            (Method::GET, "/-/v1/done", None),
+            (Method::POST, "/-/v1/device/token", Some(Group::Polls)),
+            (Method::GET, "/-/v1/done", Some(Group::Polls)),
+            (Method::DELETE, "/-/user/token/abc", Some(Group::Tokens)),
             (Method::GET, "/-/cli/auth", Some(Group::Device)),
             (Method::POST, "/-/cli/auth/decide", Some(Group::Device)),
             (Method::POST, "/-/cli/auth/login", Some(Group::Password)),
@@ -230,6 +265,27 @@ mod tests {
         );
         assert!(limit.check(bob, Group::Password).is_ok());
         assert!(limit.check(alice, Group::Device).is_ok());
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_bucket_per_64_and_polls_have_a_larger_one() {
+        let limit = LoginRateLimit::new(RateLimit::Every {
+            requests: NonZeroU32::new(2).unwrap(),
+            per: Duration::from_secs(60),
+        });
+        let first: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let next_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(limit.check(first, Group::Password).is_ok());
+        assert!(limit.check(same_64, Group::Password).is_ok());
+        assert!(limit.check(first, Group::Password).is_err());
+        assert!(limit.check(same_64, Group::Password).is_err());
+        assert!(limit.check(next_64, Group::Password).is_ok());
+        let polls = (0..2 * POLLS_PER_REQUEST)
+            .take_while(|_| limit.check(first, Group::Polls).is_ok())
+            .count();
+        assert_eq!(polls, usize::try_from(2 * POLLS_PER_REQUEST).unwrap());
+        assert!(limit.check(first, Group::Polls).is_err());
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::auth::device::{DeviceFlow, DeviceSettings};
 use crate::auth::oauth::OAuth;
 use crate::auth::session::Sessions;
 use crate::auth::{Accounts, Tokens, secrets};
+use crate::client_ip::ClientIpLayer;
 use crate::config::{Config, Storage};
 use crate::orgs::Orgs;
 use crate::packages::tarball::TarballLimits;
@@ -258,6 +259,7 @@ fn open_blob_store(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
 
 fn router(state: AppState, max_body_bytes: usize) -> Router {
     let login_limit = LoginRateLimit::new(state.config.login_rate_limit);
+    let trusted_proxies = state.config.trusted_proxies.clone();
     Router::new()
         .merge(health::routes())
         .merge(api::routes())
@@ -266,8 +268,10 @@ fn router(state: AppState, max_body_bytes: usize) -> Router {
         .fallback(error::fallback_not_found)
         .with_state(state)
         .layer(login_limit)
+        .layer(ClientIpLayer::new(&trusted_proxies))
         .layer(
             ServiceBuilder::new()
+                .layer(MapRequestLayer::new(telemetry::bound_request_id))
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(telemetry::AccessLog)
                 .layer(PropagateRequestIdLayer::x_request_id())

@@ -1,6 +1,7 @@
 //! Packr's own JSON API (`/api/v1/...`): orgs and members, the audit log, webhooks.
 
 mod audit_log;
+mod csrf;
 mod orgs;
 mod paging;
 mod sessions;
@@ -20,7 +21,8 @@ use crate::error::ApiError;
 use crate::npm::extract::{Authenticated, origin};
 use crate::server::AppState;
 
-/// An admin: a token with the `admin` permission, or a browser session of an admin user.
+/// An admin: a token with the `admin` permission, or a browser session of an admin user (whose
+/// changes must pass the [`csrf`] checks).
 pub struct AdminCaller(pub Caller);
 
 impl FromRequestParts<AppState> for AdminCaller {
@@ -30,7 +32,11 @@ impl FromRequestParts<AppState> for AdminCaller {
         let caller = if parts.headers.contains_key(header::AUTHORIZATION) {
             Authenticated::from_request_parts(parts, state).await?.0
         } else {
-            session_caller(parts, state).await?
+            let caller = session_caller(parts, state).await?;
+            if !parts.method.is_safe() {
+                csrf::check(parts, state)?;
+            }
+            caller
         };
         caller.require(Permission::Admin)?;
         Ok(Self(caller))

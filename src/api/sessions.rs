@@ -1,5 +1,5 @@
 //! `POST /api/v1/admin/sessions` (sign in: sets the `packr_session` cookie) and
-//! `DELETE /api/v1/admin/sessions` (sign out).
+//! `DELETE /api/v1/admin/sessions` (sign out), both refused when sent cross-site.
 
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -8,6 +8,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use super::csrf::SameOrigin;
 use crate::audit::AuditEvent;
 use crate::error::ApiError;
 use crate::npm::extract::{NpmJson, RequestOrigin};
@@ -31,6 +32,7 @@ fn with_cookie(mut response: Response, cookie: &str) -> Response {
 /// `POST /api/v1/admin/sessions {name, password}`.
 async fn post_session(
     State(app): State<AppState>,
+    _same_origin: SameOrigin,
     RequestOrigin(origin): RequestOrigin,
     NpmJson(body): NpmJson,
 ) -> Result<Response, ApiError> {
@@ -62,7 +64,7 @@ async fn post_session(
 }
 
 /// `DELETE /api/v1/admin/sessions`.
-async fn delete_session(State(app): State<AppState>) -> Response {
+async fn delete_session(State(app): State<AppState>, _same_origin: SameOrigin) -> Response {
     with_cookie(
         Json(json!({ "ok": true })).into_response(),
         &app.sessions.clear_cookie(),

@@ -7,17 +7,17 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde_json::Value;
 
-use std::net::{IpAddr, SocketAddr};
-
-use axum::extract::ConnectInfo;
+use std::net::IpAddr;
 
 use crate::auth::tokens::CheckedCaller;
 use crate::auth::{AuthError, Caller, Origin, Permission};
+use crate::client_ip::ClientIp;
 use crate::error::ApiError;
 use crate::packages::PackageName;
 use crate::server::AppState;
 
-fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
+/// The bearer token of a request, if it sends one (another scheme is a 401).
+pub fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -31,10 +31,10 @@ fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
     }
 }
 
-/// Where the request came from: peer address and request id.
+/// Where the request came from: client address and request id.
 pub fn origin(parts: &Parts) -> Origin {
     Origin {
-        ip: peer_ip(parts).map(|ip| ip.to_string()),
+        ip: client_ip(parts).map(|ip| ip.to_string()),
         request_id: parts
             .headers
             .get("x-request-id")
@@ -67,18 +67,15 @@ impl FromRequestParts<AppState> for MaybeAuthenticated {
         let Some(token) = bearer(parts)? else {
             return Ok(Self(None));
         };
-        let mut caller = state.tokens.authenticate(token, peer_ip(parts)).await?;
+        let mut caller = state.tokens.authenticate(token, client_ip(parts)).await?;
         caller.origin = origin(parts);
         Ok(Self(Some(caller)))
     }
 }
 
-/// The TCP peer's address.
-fn peer_ip(parts: &Parts) -> Option<IpAddr> {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip())
+/// The client's address, as [`crate::client_ip`] decided it for this request.
+fn client_ip(parts: &Parts) -> Option<IpAddr> {
+    parts.extensions.get::<ClientIp>().map(|ip| ip.0)
 }
 
 impl FromRequestParts<AppState> for Authenticated {
@@ -112,7 +109,7 @@ impl FromRequestParts<AppState> for ReadAccess {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match bearer(parts)? {
             Some(token) => {
-                let ip = peer_ip(parts);
+                let ip = client_ip(parts);
                 let caller = state.tokens.authorize(token, ip, Permission::Read).await?;
                 Ok(Self(Some(caller)))
             }

@@ -1,13 +1,14 @@
 //! Login, identity and logout: legacy CouchDB login/adduser, `POST /-/v1/login` with a password,
 //! whoami, ping, logout and the user document `npm owner add` reads (npm-protocol.md §8).
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::extract::{Authenticated, BaseUrl, NpmJson, RequestOrigin, text_field};
+use super::extract::{Authenticated, BaseUrl, NpmJson, RequestOrigin, bearer, text_field};
 use crate::auth::AuthError;
 use crate::auth::Origin;
 use crate::error::ApiError;
@@ -141,13 +142,29 @@ async fn get_ping() -> Json<Value> {
     Json(json!({}))
 }
 
-/// `DELETE /-/user/token/:token`: `npm logout`. Holding the token is the proof, and revoking an
-/// already revoked token succeeds, so a logout never leaves a dead token in `.npmrc`.
+/// `DELETE /-/user/token/:token`: `npm logout`, which sends the token both in the path and as its
+/// bearer token. Sending it as the bearer token is the proof (the path alone may have been read
+/// from a proxy's access log), and revoking an already revoked token that way succeeds, so a
+/// logout never leaves a dead token in `.npmrc`. Any other live token of its owner may revoke it
+/// too.
 async fn delete_token(
     State(app): State<AppState>,
     RequestOrigin(origin): RequestOrigin,
+    mut parts: Parts,
     Path(token): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    app.tokens.revoke(&token, &origin).await?;
+    match bearer(&parts)? {
+        None => return Err(AuthError::MissingToken.into()),
+        Some(presented) if presented == token => app.tokens.revoke(&token, &origin).await?,
+        Some(_) => {
+            let Authenticated(caller) = Authenticated::from_request_parts(&mut parts, &app).await?;
+            // Only a whole token names a token here, not an id or a prefix of one.
+            if !token.contains('.') {
+                return Err(AuthError::UnknownToken(token.chars().take(12).collect()).into());
+            }
+            let id = app.tokens.find_id(Some(caller.user_id), &token).await?;
+            app.tokens.revoke_id(&id, Some(&caller), &origin).await?;
+        }
+    }
     Ok(Json(json!({ "ok": true })))
 }

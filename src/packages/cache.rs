@@ -1,4 +1,9 @@
 //! The packument cache: rendered bytes (plain and gzip) with ETags, dropped on every write.
+//!
+//! Tarball URLs in a packument are built on the public base URL, which without `PACKR_PUBLIC_URL`
+//! comes from the request's `Host` header, so a client chooses it. Each package therefore keeps
+//! the rendering for one base URL only: a request with another `Host` replaces it, and a flood of
+//! made-up hosts costs re-rendering, never memory.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -43,12 +48,14 @@ impl PackumentSet {
 struct Entry {
     // Bumped by every invalidation, so a render that raced a write is never stored.
     epoch: u64,
-    by_base_url: HashMap<String, Arc<PackumentSet>>,
+    /// The rendering and the base URL it was built on.
+    rendered: Option<(String, Arc<PackumentSet>)>,
 }
 
 impl Entry {
-    fn size(&self) -> usize {
-        self.by_base_url.values().map(|s| s.size()).sum()
+    /// Drops the rendering; the bytes it held.
+    fn clear(&mut self) -> usize {
+        self.rendered.take().map_or(0, |(_, set)| set.size())
     }
 }
 
@@ -58,7 +65,7 @@ struct Entries {
     bytes: usize,
 }
 
-/// Rendered packuments by package name and public base URL, bounded in bytes.
+/// Rendered packuments by package name (each for one public base URL), bounded in bytes.
 pub struct PackumentCache {
     entries: Mutex<Entries>,
     max_bytes: usize,
@@ -85,8 +92,9 @@ impl PackumentCache {
         self.lock()
             .by_name
             .get(name)
-            .and_then(|e| e.by_base_url.get(base_url))
-            .cloned()
+            .and_then(|e| e.rendered.as_ref())
+            .filter(|(url, _)| url == base_url)
+            .map(|(_, set)| Arc::clone(set))
     }
 
     /// The invalidation count of a name; take it before reading the database.
@@ -107,9 +115,8 @@ impl PackumentCache {
         if entry.epoch != epoch {
             return;
         }
-        if let Some(old) = entry.by_base_url.insert(base_url.to_owned(), set) {
-            entries.bytes -= old.size();
-        }
+        entries.bytes -= entry.clear();
+        entry.rendered = Some((base_url.to_owned(), set));
         entries.bytes += size;
         if entries.bytes > self.max_bytes {
             // No recency is tracked: any other document goes. Hot ones come back on their next read.
@@ -118,8 +125,7 @@ impl PackumentCache {
                     break;
                 }
                 if other != name {
-                    entries.bytes -= entry.size();
-                    entry.by_base_url.clear();
+                    entries.bytes -= entry.clear();
                 }
             }
         }
@@ -131,8 +137,21 @@ impl PackumentCache {
         let entries = &mut *entries;
         let entry = entries.by_name.entry(name.to_owned()).or_default();
         entry.epoch += 1;
-        entries.bytes -= entry.size();
-        entry.by_base_url.clear();
+        entries.bytes -= entry.clear();
+    }
+
+    /// Bytes of rendered documents held.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// Renderings held.
+    pub fn renderings(&self) -> usize {
+        self.lock()
+            .by_name
+            .values()
+            .filter(|e| e.rendered.is_some())
+            .count()
     }
 }
 
@@ -165,6 +184,23 @@ mod tests {
             cache.get("d", "http://r").is_some(),
             "the newest document stays"
         );
+    }
+
+    #[test]
+    fn a_flood_of_base_urls_keeps_one_rendering_per_package() {
+        let cache = PackumentCache::new(1000);
+        for host in 0..10_000 {
+            cache.insert("a", &format!("http://x{host}"), 0, set(400));
+        }
+        assert_eq!(cache.renderings(), 1);
+        assert_eq!(cache.bytes(), 400);
+        assert!(cache.get("a", "http://x9999").is_some());
+        assert!(cache.get("a", "http://x0").is_none());
+        cache.insert("b", "http://r", 0, set(400));
+        cache.insert("c", "http://r", 0, set(400));
+        assert!(cache.bytes() <= 1000, "{}", cache.bytes());
+        cache.invalidate("c");
+        assert!(cache.bytes() <= 400, "{}", cache.bytes());
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod pnpm_client;
 mod properties;
 mod protocol;
 mod security_authz;
+mod security_edge;
 mod security_packages;
 mod security_store;
 mod security_webhooks;
