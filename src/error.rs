@@ -133,6 +133,10 @@ impl From<AuthError> for ApiError {
             AuthError::MissingToken | AuthError::InvalidToken => {
                 Self::unauthorized("Bearer realm=\"packr\"", message)
             }
+            AuthError::AccountDisabled(_) => Self {
+                code: "account_disabled",
+                ..Self::unauthorized("Bearer realm=\"packr\"", message)
+            },
             AuthError::BadPassword => Self::unauthorized("Basic realm=\"packr\"", message),
             // npm prints EAUTHIP "Login is not allowed from your IP address" (npm-protocol.md §8.7).
             AuthError::AddressNotAllowed { .. } => {

@@ -21,7 +21,7 @@ use crate::clock;
 use crate::store::Sqlite;
 use crate::store::sqlite::audit;
 use crate::store::sqlite::tokens::{self as token_rows, TokenFilter, TokenRow};
-use crate::store::sqlite::users::UserRow;
+use crate::store::sqlite::users::{self, UserRow};
 
 /// The claims of a Packr token (SPEC §4).
 #[derive(Debug, Serialize, Deserialize)]
@@ -355,16 +355,27 @@ impl Tokens {
             .claims;
         let found = self
             .db
-            .read(move |conn| token_rows::find_with_user(conn, &claims.jti))
+            .read(move |conn| {
+                let Some((row, user)) = token_rows::find_with_user(conn, &claims.jti)? else {
+                    return Ok(None);
+                };
+                Ok(users::standing(conn, user.id)?.map(|standing| (row, user, standing)))
+            })
             .await?;
-        let Some((row, user)) = found else {
+        let Some((row, user, standing)) = found else {
             return Err(AuthError::InvalidToken);
         };
         let expired = row.expires_at.is_some_and(|at| at <= clock::now_ms());
         if row.revoked_at.is_some() || expired || row.token_hash != hash {
             return Err(AuthError::InvalidToken);
         }
-        let role = Role::parse(&row.role).ok_or(AuthError::InvalidToken)?;
+        if standing.disabled_at.is_some() {
+            return Err(AuthError::AccountDisabled(user.name));
+        }
+        // The row keeps the role the token was issued with; a user demoted since then holds it
+        // only up to what the account may hold now.
+        let issued = Role::parse(&row.role).ok_or(AuthError::InvalidToken)?;
+        let role = issued.min(super::accounts::user_role(&user).max_token_role());
         // A stored list that no longer parses must not open the token to every address.
         let cidr = CidrList::parse(&row.cidr).map_err(|_| AuthError::InvalidToken)?;
         let checked = Arc::new(CheckedToken {

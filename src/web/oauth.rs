@@ -185,10 +185,10 @@ async fn get_callback(
     };
     let return_to = cli_auth_path(&return_code);
     match app.oauth.complete(pending, code, &origin).await {
-        Ok(user) => {
-            let session = app.sessions.set_cookie(&app.sessions.issue(user.id));
-            found(&return_to, &[session, state_cookie(&app, "", 0)])
-        }
+        Ok(user) => match crate::web::start_session(&app, &user).await {
+            Ok(session) => found(&return_to, &[session, state_cookie(&app, "", 0)]),
+            Err(err) => crate::error::ApiError::from(err).into_response(),
+        },
         Err(err) => failure_of(err, back),
     }
 }

@@ -14,6 +14,12 @@ const TOKEN_COLUMNS_V5: &[(&str, &str)] = &[
     ("use_count", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
+/// Columns added to `users` in version 6: what ends every credential of an account at once.
+const USER_COLUMNS_V6: &[(&str, &str)] = &[
+    ("disabled_at", "INTEGER"),
+    ("session_generation", "INTEGER NOT NULL DEFAULT 0"),
+];
+
 /// The database's `PRAGMA user_version` (0 for a new file).
 pub fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |row| row.get(0))
@@ -23,6 +29,9 @@ pub fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
 pub fn run(conn: &Connection, version: i64) -> rusqlite::Result<()> {
     if version < 5 {
         add_missing_columns(conn, "tokens", TOKEN_COLUMNS_V5)?;
+    }
+    if version < 6 {
+        add_missing_columns(conn, "users", USER_COLUMNS_V6)?;
     }
     Ok(())
 }
@@ -83,6 +92,10 @@ mod tests {
         let found = columns(&conn, "tokens");
         for (name, _) in TOKEN_COLUMNS_V5 {
             assert!(found.contains(*name), "tokens lacks {name}: {found:?}");
+        }
+        let found = columns(&conn, "users");
+        for (name, _) in USER_COLUMNS_V6 {
+            assert!(found.contains(*name), "users lacks {name}: {found:?}");
         }
         let (cidr, uses): (String, i64) = conn
             .query_row(

@@ -93,3 +93,56 @@ pub fn insert(
         .optional()?;
     Ok(id)
 }
+
+/// What decides whether an account's credentials still work, apart from each token's own row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// When `packr user disable` stopped the account (ms); `None` while it is enabled.
+    pub disabled_at: Option<i64>,
+    /// Carried in every session cookie; a cookie of an older generation is dead.
+    pub session_generation: i64,
+}
+
+/// The standing of a user, by id.
+pub fn standing(conn: &Connection, id: i64) -> Result<Option<Standing>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT disabled_at, session_generation FROM users WHERE id = ?1",
+            [id],
+            |row| {
+                Ok(Standing {
+                    disabled_at: row.get(0)?,
+                    session_generation: row.get(1)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Disables (`Some(now)`) or enables (`None`) a user, ending its sessions either way; answers
+/// the user's standing before, `None` for an unknown id. A second disable keeps the first time.
+pub fn set_disabled(
+    conn: &Connection,
+    id: i64,
+    disabled_at: Option<i64>,
+) -> Result<Option<Standing>, StoreError> {
+    let before = standing(conn, id)?;
+    if before.is_some() {
+        conn.execute(
+            "UPDATE users SET session_generation = session_generation + 1,
+                 disabled_at = CASE WHEN ?2 IS NULL THEN NULL ELSE COALESCE(disabled_at, ?2) END
+             WHERE id = ?1",
+            params![id, disabled_at],
+        )?;
+    }
+    Ok(before)
+}
+
+/// Ends every browser session of a user (a password reset).
+pub fn end_sessions(conn: &Connection, id: i64) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE users SET session_generation = session_generation + 1 WHERE id = ?1",
+        [id],
+    )?;
+    Ok(())
+}
