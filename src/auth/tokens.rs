@@ -353,6 +353,7 @@ impl Tokens {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .map_err(|_| AuthError::InvalidToken)?
             .claims;
+        let epoch = self.checked.epoch();
         let found = self
             .db
             .read(move |conn| {
@@ -392,7 +393,7 @@ impl Tokens {
             checked: Instant::now(),
             expires_at: row.expires_at,
         });
-        self.checked.put(hash, Arc::clone(&checked));
+        self.checked.put(hash, Arc::clone(&checked), epoch);
         Ok(checked)
     }
 
@@ -532,6 +533,12 @@ impl Tokens {
     /// Writes the usage counted since the last flush (see [`super::usage`]).
     pub async fn flush_usage(&self) -> Result<usize, AuthError> {
         Ok(self.usage.flush().await?)
+    }
+
+    /// Watches the accounts every `every` until `stop` is cancelled, and forgets the checked
+    /// tokens whenever one changed (see [`super::account_watch`]); `serve` runs it.
+    pub async fn watch_accounts_until(&self, every: Duration, stop: CancellationToken) {
+        super::account_watch::run(&self.db, &self.checked, every, stop).await;
     }
 
     /// Writes usage data every `every` until `stop` is cancelled, then once more; `serve` runs it.

@@ -146,3 +146,13 @@ pub fn end_sessions(conn: &Connection, id: i64) -> Result<(), StoreError> {
     )?;
     Ok(())
 }
+
+/// A value that changes whenever any account's standing or role may have changed: every such
+/// change bumps a session generation, and adding or removing a user changes the count.
+pub fn standing_stamp(conn: &Connection) -> Result<(i64, i64), StoreError> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(session_generation), 0) FROM users",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?)
+}
