@@ -1,7 +1,7 @@
 //! Who is calling and what they may do: roles, permissions, tokens, passwords and accounts.
 
-pub mod accounts;
 mod account_watch;
+pub mod accounts;
 mod checked;
 pub mod cidr;
 pub mod device;

@@ -382,12 +382,8 @@ mod tests {
             "{err}"
         );
         for bad in ["localhost", "a@b.example", "exa mple.com", "-x.example"] {
-            let err = config_from(&[
-                "--oauth-auto-create-users",
-                "--oauth-allowed-domains",
-                bad,
-            ])
-            .unwrap_err();
+            let err = config_from(&["--oauth-auto-create-users", "--oauth-allowed-domains", bad])
+                .unwrap_err();
             assert!(err.to_string().contains("not an e-mail domain"), "{err}");
         }
     }

@@ -189,7 +189,9 @@ async fn get_callback(
     };
     let return_to = cli_auth_path(&return_code);
     // A Packr session already in this browser is the explicit link an admin account needs.
-    let signed_in = crate::web::session_user(&app, &jar).await.map(|user| user.id);
+    let signed_in = crate::web::session_user(&app, &jar)
+        .await
+        .map(|user| user.id);
     match app.oauth.complete(pending, code, signed_in, &origin).await {
         Ok(user) => match crate::web::start_session(&app, &user).await {
             Ok(session) => found(&return_to, &[session, state_cookie(&app, "", 0)]),

@@ -52,7 +52,9 @@ impl LinkRules {
         if self.allowed_domains.is_empty() {
             return true;
         }
-        let domain = email.and_then(|email| email.rsplit_once('@')).map(|(_, d)| d);
+        let domain = email
+            .and_then(|email| email.rsplit_once('@'))
+            .map(|(_, d)| d);
         domain.is_some_and(|domain| {
             self.allowed_domains
                 .iter()
