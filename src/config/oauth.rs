@@ -382,8 +382,8 @@ mod tests {
             "{err}"
         );
         for bad in ["localhost", "a@b.example", "exa mple.com", "-x.example"] {
-            let err = config_from(&["--oauth-auto-create-users", "--oauth-allowed-domains", bad])
-                .unwrap_err();
+            let flag = format!("--oauth-allowed-domains={bad}");
+            let err = config_from(&["--oauth-auto-create-users", &flag]).unwrap_err();
             assert!(err.to_string().contains("not an e-mail domain"), "{err}");
         }
     }
