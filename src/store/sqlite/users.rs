@@ -156,3 +156,44 @@ pub fn standing_stamp(conn: &Connection) -> Result<(i64, i64), StoreError> {
         |row| Ok((row.get(0)?, row.get(1)?)),
     )?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(super::super::SCHEMA).unwrap();
+        conn
+    }
+
+    #[test]
+    fn disabling_and_resets_end_sessions_and_move_the_stamp() {
+        let conn = db();
+        let id = upsert(&conn, "alice", "", "phc", "maintainer", 1).unwrap();
+        let fresh = Standing {
+            disabled_at: None,
+            session_generation: 0,
+        };
+        assert_eq!(standing(&conn, id).unwrap(), Some(fresh));
+        let stamp = standing_stamp(&conn).unwrap();
+
+        assert_eq!(set_disabled(&conn, id, Some(10)).unwrap(), Some(fresh));
+        let disabled = standing(&conn, id).unwrap().unwrap();
+        assert_eq!(
+            (disabled.disabled_at, disabled.session_generation),
+            (Some(10), 1)
+        );
+        assert_ne!(standing_stamp(&conn).unwrap(), stamp);
+        // A second disable keeps the first time.
+        set_disabled(&conn, id, Some(20)).unwrap();
+        assert_eq!(standing(&conn, id).unwrap().unwrap().disabled_at, Some(10));
+
+        set_disabled(&conn, id, None).unwrap();
+        end_sessions(&conn, id).unwrap();
+        let enabled = standing(&conn, id).unwrap().unwrap();
+        assert_eq!((enabled.disabled_at, enabled.session_generation), (None, 4));
+        assert_eq!(set_disabled(&conn, id + 1, Some(1)).unwrap(), None);
+        assert_eq!(standing(&conn, id + 1).unwrap(), None);
+    }
+}
