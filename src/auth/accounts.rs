@@ -133,9 +133,9 @@ impl Accounts {
     }
 
     /// Disables (`disabled`) or enables a user: a disabled user's tokens, sessions and logins
-    /// stop working at once (tokens this server checked in the last few seconds: within
-    /// [`super::checked`]'s TTL), and either change ends the user's sessions. Audited as done
-    /// by `via` (say, the command line); answers whether anything changed.
+    /// stop working (a running server forgets the tokens it checked within a second, see
+    /// `auth::account_watch`), and either change ends the user's sessions. Audited as done by
+    /// `via` (the command that did it); answers whether anything changed.
     pub async fn set_disabled(
         &self,
         name: &str,

@@ -351,7 +351,7 @@ async fn an_oauth_identity_is_never_signed_in_as_an_admin_by_email_alone() {
             refused.body.contains("belongs to an administrator account")
                 && refused
                     .body
-                    .contains("signing in on this page with their password first"),
+                    .contains("signing in with their password on the login page first"),
             "{}",
             refused.body
         );
@@ -432,4 +432,79 @@ async fn accounts_created_on_oauth_sign_in_are_limited_to_the_allowed_domains() 
     .await;
     let server = start(&insider).await;
     assert_eq!(sign_in(&server, "github").await, "jane");
+}
+
+/// Posts a `/cli/auth` form with `cookies`: the status, the `packr_session=...` cookie if one was
+/// set, and the page.
+async fn post_form(
+    server: &TestServer,
+    path: &str,
+    cookies: &str,
+    fields: &[(&str, &str)],
+) -> (StatusCode, Option<String>, String) {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = http
+        .post(format!("{}{path}", server.url))
+        .header("cookie", cookies)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(fields).unwrap())
+        .send()
+        .await
+        .expect("the server answers");
+    let status = response.status();
+    let session = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok()?.split(';').next())
+        .find(|cookie| cookie.starts_with("packr_session="))
+        .map(str::to_owned);
+    (status, session, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_disabled_user_can_neither_sign_in_on_the_login_page_nor_approve_a_terminal() {
+    let server = TestServer::start().await;
+    server.add_user("root", ROOT_PASSWORD, "admin");
+    let code = crate::oauth::user_code(&server).await;
+    let page = crate::oauth::get(&format!("{}/cli/auth?code={code}", server.url), None).await;
+    let nonce = page
+        .cookie("packr_csrf")
+        .expect("a CSRF nonce cookie")
+        .to_owned();
+    let (_, rest) = page.body.split_once(r#"name="csrf" value=""#).unwrap();
+    let csrf = rest.split('"').next().unwrap().to_owned();
+    let sign_in = [
+        ("csrf", csrf.as_str()),
+        ("code", code.as_str()),
+        ("username", "root"),
+        ("password", ROOT_PASSWORD),
+    ];
+    let (status, session, _) = post_form(&server, "/cli/auth/login", &nonce, &sign_in).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let cookies = format!("{nonce}; {}", session.expect("a session cookie"));
+
+    packr(&server.data_dir, &["user", "disable", "root"], None);
+
+    let page = crate::oauth::get(
+        &format!("{}/cli/auth?code={code}", server.url),
+        Some(&cookies),
+    )
+    .await;
+    assert!(!page.body.contains("signed-in-as"), "{}", page.body);
+    let decide = [
+        ("csrf", csrf.as_str()),
+        ("code", code.as_str()),
+        ("decision", "approve"),
+    ];
+    let (status, _, body) = post_form(&server, "/cli/auth/decide", &cookies, &decide).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("Sign in first."), "{body}");
+    let (status, session, body) = post_form(&server, "/cli/auth/login", &nonce, &sign_in).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(session.is_none());
+    assert!(body.contains("The account root is disabled"), "{body}");
 }

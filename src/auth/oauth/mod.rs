@@ -90,7 +90,7 @@ pub enum OAuthError {
     },
     /// The identity's verified e-mail is an admin's, and the admin did not link it explicitly.
     #[error(
-        "the e-mail address {email} that {provider} verified belongs to an administrator account, which is never signed in by e-mail alone; an administrator links {provider} by signing in on this page with their password first, then choosing \"Link {provider}\""
+        "the e-mail address {email} that {provider} verified belongs to an administrator account, which is never signed in by e-mail alone; an administrator links {provider} by signing in with their password on the login page first, then choosing \"Link {provider}\" there"
     )]
     AdminNeedsLink {
         /// The provider's display name.
@@ -327,7 +327,7 @@ impl OAuth {
 
     /// Finishes a sign-in with the provider's authorization `code`: exchanges it (with the PKCE
     /// verifier), identifies the person, and signs them in as their Packr user. `signed_in` is
-    /// the user already signed in to the browser, which may link the identity (see [`link`]).
+    /// the user already signed in to the browser, which may link the identity (see `link`).
     pub async fn complete(
         &self,
         pending: Pending,
