@@ -116,7 +116,7 @@ impl Accounts {
     }
 
     /// Passes `user` through unless the account is disabled.
-    pub async fn require_enabled(&self, user: UserRow) -> Result<UserRow, AuthError> {
+    async fn require_enabled(&self, user: UserRow) -> Result<UserRow, AuthError> {
         match self.standing(user.id).await? {
             Some(standing) if standing.disabled_at.is_none() => Ok(user),
             Some(_) => Err(AuthError::AccountDisabled(user.name)),

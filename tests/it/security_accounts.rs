@@ -42,6 +42,11 @@ async fn send(
     )
 }
 
+/// `GET path` with `credential`.
+async fn get(server: &TestServer, path: &str, credential: Credential<'_>) -> (StatusCode, Value) {
+    send(server, Method::GET, path, credential, None).await
+}
+
 #[derive(Clone, Copy)]
 enum Credential<'a> {
     Token(&'a str),
@@ -90,27 +95,25 @@ async fn a_demoted_admins_token_acts_with_the_users_current_role() {
     server.add_user("root", ROOT_PASSWORD, "admin");
     let used = server.token("root", "admin", &[]);
     let unused = server.token("root", "admin", &[]);
-    let (status, body) = send(
-        &server,
-        Method::POST,
-        "/api/v1/admin/orgs",
-        Credential::Token(&used),
-        Some(json!({ "slug": "before", "display_name": "Before" })),
-    )
-    .await;
+    let create_org = async |token: &str, slug: &str| {
+        let org = json!({ "slug": slug, "display_name": slug });
+        let path = "/api/v1/admin/orgs";
+        send(
+            &server,
+            Method::POST,
+            path,
+            Credential::Token(token),
+            Some(org),
+        )
+        .await
+    };
+    let (status, body) = create_org(&used, "before").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
     // `packr user add` on an existing user resets its role: root is a maintainer from now on.
     server.add_user("root", ROOT_PASSWORD, "maintainer");
 
-    let (status, body) = send(
-        &server,
-        Method::POST,
-        "/api/v1/admin/orgs",
-        Credential::Token(&unused),
-        Some(json!({ "slug": "after", "display_name": "After" })),
-    )
-    .await;
+    let (status, body) = create_org(&unused, "after").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(
         body["error"]
@@ -120,14 +123,7 @@ async fn a_demoted_admins_token_acts_with_the_users_current_role() {
         "{body}"
     );
     let body = eventually(StatusCode::FORBIDDEN, async || {
-        send(
-            &server,
-            Method::GET,
-            "/api/v1/admin/tokens",
-            Credential::Token(&used),
-            None,
-        )
-        .await
+        get(&server, "/api/v1/admin/tokens", Credential::Token(&used)).await
     })
     .await;
     assert!(
@@ -136,14 +132,7 @@ async fn a_demoted_admins_token_acts_with_the_users_current_role() {
     );
 
     // Still a maintainer's token: it reads and names its user.
-    let (status, body) = send(
-        &server,
-        Method::GET,
-        "/-/whoami",
-        Credential::Token(&unused),
-        None,
-    )
-    .await;
+    let (status, body) = get(&server, "/-/whoami", Credential::Token(&unused)).await;
     assert_eq!(
         (status, &body["username"]),
         (StatusCode::OK, &json!("root"))
@@ -183,8 +172,7 @@ async fn a_disabled_users_tokens_sessions_and_logins_stop_and_enable_brings_back
     let (status, cookie) = session(&server, "root", ROOT_PASSWORD).await;
     assert_eq!(status, StatusCode::CREATED);
     let cookie = cookie.expect("a session cookie");
-    let orgs =
-        async |credential| send(&server, Method::GET, "/api/v1/admin/orgs", credential, None).await;
+    let orgs = async |credential| get(&server, "/api/v1/admin/orgs", credential).await;
     assert_eq!(orgs(Credential::Cookie(&cookie)).await.0, StatusCode::OK);
     assert_eq!(orgs(Credential::Token(&used)).await.0, StatusCode::OK);
 
@@ -239,14 +227,7 @@ async fn a_disabled_users_tokens_sessions_and_logins_stop_and_enable_brings_back
     let printed = packr(&server.data_dir, &["user", "enable", "root"], None);
     assert!(printed.contains("user root enabled"), "{printed}");
     assert_eq!(orgs(Credential::Token(&used)).await.0, StatusCode::OK);
-    let (status, body) = send(
-        &server,
-        Method::GET,
-        "/-/whoami",
-        Credential::Token(&unused),
-        None,
-    )
-    .await;
+    let (status, body) = get(&server, "/-/whoami", Credential::Token(&unused)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // The session from before the disable stays ended; a new sign-in works.
     assert_eq!(
@@ -260,12 +241,10 @@ async fn a_disabled_users_tokens_sessions_and_logins_stop_and_enable_brings_back
         StatusCode::OK
     );
 
-    let (status, log) = send(
+    let (status, log) = get(
         &server,
-        Method::GET,
         "/api/v1/audit-log?per_page=100",
         Credential::Token(&auditor),
-        None,
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{log}");
@@ -305,15 +284,9 @@ async fn a_password_reset_ends_the_sessions_made_before_it() {
     assert_eq!(status, StatusCode::CREATED);
     let before = before.expect("a session cookie");
     let orgs = async |cookie: &str| {
-        send(
-            &server,
-            Method::GET,
-            "/api/v1/admin/orgs",
-            Credential::Cookie(cookie),
-            None,
-        )
-        .await
-        .0
+        get(&server, "/api/v1/admin/orgs", Credential::Cookie(cookie))
+            .await
+            .0
     };
     assert_eq!(orgs(&before).await, StatusCode::OK);
 
