@@ -9,7 +9,10 @@ CREATE TABLE IF NOT EXISTS users (
     email         TEXT NOT NULL DEFAULT '',
     password_hash TEXT,
     role          TEXT NOT NULL CHECK (role IN ('admin', 'maintainer', 'reader')),
-    created_at    INTEGER NOT NULL
+    created_at    INTEGER NOT NULL,
+    -- Added in user_version 6 (see store/sqlite/migrate.rs).
+    disabled_at   INTEGER,                      -- set by `packr user disable`: no token or session works
+    session_generation INTEGER NOT NULL DEFAULT 0 -- part of every session cookie; bumped to end them all
 );
 
 -- One row per issued token. Only a SHA-256 of the token is kept, never the token.

@@ -68,6 +68,22 @@ impl AuditEvent {
         }
     }
 
+    /// An event caused by the operator outside the server (the `packr` command line on the data
+    /// directory), who has no account; `details` names what was changed.
+    pub fn by_operator(action: &'static str, details: Value) -> Self {
+        Self {
+            action,
+            actor_id: None,
+            actor_name: None,
+            token_id: None,
+            ip: None,
+            request_id: None,
+            package: None,
+            org: None,
+            details,
+        }
+    }
+
     /// Names the package concerned.
     pub fn on_package(mut self, package: &str) -> Self {
         self.package = Some(package.to_owned());

@@ -133,6 +133,11 @@ impl From<AuthError> for ApiError {
             AuthError::MissingToken | AuthError::InvalidToken => {
                 Self::unauthorized("Bearer realm=\"packr\"", message)
             }
+            // Without `WWW-Authenticate`, npm prints the message instead of "your token seems
+            // to be invalid" (npm-protocol.md §8.7): the token is fine, the account is not.
+            AuthError::AccountDisabled(_) => {
+                Self::user(StatusCode::UNAUTHORIZED, "account_disabled", message)
+            }
             AuthError::BadPassword => Self::unauthorized("Basic realm=\"packr\"", message),
             // npm prints EAUTHIP "Login is not allowed from your IP address" (npm-protocol.md §8.7).
             AuthError::AddressNotAllowed { .. } => {

@@ -102,6 +102,9 @@ impl Services {
 
 /// How long shutdown waits for background tasks such as a webhook delivery in flight.
 const WORKER_GRACE: Duration = Duration::from_secs(15);
+/// How often the accounts are checked for changes made by another process (see
+/// `auth::account_watch`): the longest a disabled or demoted user's token keeps its old power.
+const ACCOUNT_WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A bound, ready-to-run server.
 pub struct Server {
@@ -192,7 +195,13 @@ impl Server {
         tasks.spawn(self.worker.run(worker_stop.clone()));
         let (tokens, every, usage_stop) =
             (self.tokens, self.token_usage_flush, worker_stop.clone());
+        let (watcher, watch_stop) = (tokens.clone(), worker_stop.clone());
         tasks.spawn(async move { tokens.flush_usage_until(every, usage_stop).await });
+        tasks.spawn(async move {
+            watcher
+                .watch_accounts_until(ACCOUNT_WATCH_INTERVAL, watch_stop)
+                .await
+        });
         tasks.spawn(clean_up_device_codes(self.device, worker_stop.clone()));
         tasks.close();
         let service = tower::Layer::layer(

@@ -55,7 +55,7 @@ async fn post_session(
             json!({ "via": "session" }),
         ))
         .await?;
-    let cookie = app.sessions.set_cookie(&app.sessions.issue(user.id));
+    let cookie = crate::web::start_session(&app, &user).await?;
     let body = Json(json!({ "user": user.name, "role": user.role }));
     Ok(with_cookie(
         (StatusCode::CREATED, body).into_response(),

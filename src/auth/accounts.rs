@@ -1,9 +1,13 @@
 //! User accounts: creation, password login and look-ups.
 
+use serde_json::json;
+
 use super::{AuthError, UserRole, password};
+use crate::audit::AuditEvent;
 use crate::clock;
 use crate::store::Sqlite;
-use crate::store::sqlite::users::{self, UserRow};
+use crate::store::sqlite::audit;
+use crate::store::sqlite::users::{self, Standing, UserRow};
 
 /// The account service.
 #[derive(Clone)]
@@ -56,6 +60,8 @@ impl Accounts {
             .db
             .write(move |tx| {
                 let id = users::upsert(tx, &name, &email, &hash, role.as_str(), clock::now_ms())?;
+                // A new password ends every browser session signed in with the old one.
+                users::end_sessions(tx, id)?;
                 Ok(UserRow {
                     id,
                     name,
@@ -103,10 +109,62 @@ impl Accounts {
             return Err(AuthError::BadPassword);
         };
         if password::verify(password.to_owned(), phc).await? {
-            Ok(user)
+            self.require_enabled(user).await
         } else {
             Err(AuthError::BadPassword)
         }
+    }
+
+    /// Passes `user` through unless the account is disabled.
+    async fn require_enabled(&self, user: UserRow) -> Result<UserRow, AuthError> {
+        match self.standing(user.id).await? {
+            Some(standing) if standing.disabled_at.is_none() => Ok(user),
+            Some(_) => Err(AuthError::AccountDisabled(user.name)),
+            None => Err(AuthError::NoSuchUser(user.name)),
+        }
+    }
+
+    /// Whether a user's tokens and sessions work, and the generation its sessions carry.
+    pub async fn standing(&self, user_id: i64) -> Result<Option<Standing>, AuthError> {
+        Ok(self
+            .db
+            .read(move |conn| users::standing(conn, user_id))
+            .await?)
+    }
+
+    /// Disables (`disabled`) or enables a user: a disabled user's tokens, sessions and logins
+    /// stop working (a running server forgets the tokens it checked within a second, see
+    /// `auth::account_watch`), and either change ends the user's sessions. Audited as done by
+    /// `via` (the command that did it); answers whether anything changed.
+    pub async fn set_disabled(
+        &self,
+        name: &str,
+        disabled: bool,
+        via: &'static str,
+    ) -> Result<bool, AuthError> {
+        let name_owned = name.to_owned();
+        let changed = self
+            .db
+            .write(move |tx| {
+                let Some(user) = users::find_by_name(tx, &name_owned)? else {
+                    return Ok(None);
+                };
+                let now = clock::now_ms();
+                let before = users::set_disabled(tx, user.id, disabled.then_some(now))?;
+                let changed = before.is_some_and(|b| b.disabled_at.is_some() != disabled);
+                if changed {
+                    let action = if disabled {
+                        "user.disabled"
+                    } else {
+                        "user.enabled"
+                    };
+                    let details = json!({ "user": user.name, "user_id": user.id, "via": via });
+                    audit::record(tx, &AuditEvent::by_operator(action, details))?;
+                }
+                Ok(Some(changed))
+            })
+            .await?;
+        changed.ok_or_else(|| AuthError::NoSuchUser(name.to_owned()))
     }
 
     /// Looks a user up by id.

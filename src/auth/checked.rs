@@ -33,6 +33,9 @@ pub(super) struct CheckedTokens {
 #[derive(Default)]
 struct CheckedInner {
     entries: HashMap<String, Arc<CheckedToken>>,
+    /// Bumped by [`CheckedTokens::clear`], so that a check which read an account before it
+    /// changed cannot put the old answer back afterwards.
+    epoch: u64,
     /// Hashes revoked by this instance, so that a check which read the row just before the
     /// revocation committed cannot put the token back afterwards.
     revoked: HashSet<String>,
@@ -51,15 +54,28 @@ impl CheckedTokens {
         fresh.then(|| Arc::clone(entry))
     }
 
-    pub(super) fn put(&self, hash: String, entry: Arc<CheckedToken>) {
+    /// The current epoch; read it before the database, and hand it to [`CheckedTokens::put`].
+    pub(super) fn epoch(&self) -> u64 {
+        self.lock().epoch
+    }
+
+    pub(super) fn put(&self, hash: String, entry: Arc<CheckedToken>, epoch: u64) {
         let mut inner = self.lock();
-        if inner.revoked.contains(&hash) {
+        if inner.revoked.contains(&hash) || inner.epoch != epoch {
             return;
         }
         if inner.entries.len() >= CHECKED_TOKEN_CAPACITY {
             inner.entries.clear();
         }
         inner.entries.insert(hash, entry);
+    }
+
+    /// Forgets every checked token: some account changed (role, disabled, password), and the
+    /// next use of each token asks the database again.
+    pub(super) fn clear(&self) {
+        let mut inner = self.lock();
+        inner.entries.clear();
+        inner.epoch += 1;
     }
 
     pub(super) fn forget(&self, hash: &str) {
@@ -99,19 +115,36 @@ mod tests {
     #[test]
     fn a_revoked_token_is_never_remembered_again() {
         let tokens = CheckedTokens::default();
-        tokens.put("h".into(), Arc::new(checked(None)));
+        tokens.put("h".into(), Arc::new(checked(None)), tokens.epoch());
         assert!(tokens.get("h").is_some());
         tokens.forget("h");
         assert!(tokens.get("h").is_none());
         // A check that read the row just before the revocation committed comes back late.
-        tokens.put("h".into(), Arc::new(checked(None)));
+        tokens.put("h".into(), Arc::new(checked(None)), tokens.epoch());
         assert!(tokens.get("h").is_none());
+    }
+
+    #[test]
+    fn a_check_that_read_an_account_before_it_changed_is_not_remembered() {
+        let tokens = CheckedTokens::default();
+        tokens.put("a".into(), Arc::new(checked(None)), tokens.epoch());
+        let before = tokens.epoch();
+        tokens.clear();
+        assert!(tokens.get("a").is_none());
+        tokens.put("b".into(), Arc::new(checked(None)), before);
+        assert!(tokens.get("b").is_none());
+        tokens.put("b".into(), Arc::new(checked(None)), tokens.epoch());
+        assert!(tokens.get("b").is_some());
     }
 
     #[test]
     fn an_expired_token_is_not_served_from_memory() {
         let tokens = CheckedTokens::default();
-        tokens.put("h".into(), Arc::new(checked(Some(clock::now_ms() - 1))));
+        tokens.put(
+            "h".into(),
+            Arc::new(checked(Some(clock::now_ms() - 1))),
+            tokens.epoch(),
+        );
         assert!(tokens.get("h").is_none());
     }
 }

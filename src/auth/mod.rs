@@ -1,5 +1,6 @@
 //! Who is calling and what they may do: roles, permissions, tokens, passwords and accounts.
 
+mod account_watch;
 pub mod accounts;
 mod checked;
 pub mod cidr;
@@ -29,6 +30,11 @@ pub enum AuthError {
     /// The token is malformed, forged, revoked, expired or belongs to a deleted user.
     #[error("your token is invalid, expired or revoked; log in again with npm login")]
     InvalidToken,
+    /// The account was disabled (`packr user disable`): none of its tokens, sessions or logins work.
+    #[error(
+        "the account {0} is disabled on this registry, so its tokens and sessions no longer work; ask a registry admin to run `packr user enable {0}`"
+    )]
+    AccountDisabled(String),
     /// A valid token used from an address outside its CIDR allow-list.
     #[error(
         "this token may not be used from {ip}: it is limited to other networks; use it from an allowed network or create a token without a CIDR list"

@@ -15,6 +15,15 @@ pub const SESSION_COOKIE: &str = "packr_session";
 /// The cookie holding the CSRF nonce of a browser.
 pub const CSRF_COOKIE: &str = "packr_csrf";
 
+/// What a valid session cookie says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionClaim {
+    /// The signed-in user.
+    pub user_id: i64,
+    /// The user's session generation when the cookie was issued.
+    pub generation: i64,
+}
+
 /// Signs and checks session cookies and CSRF tokens.
 #[derive(Clone)]
 pub struct Sessions {
@@ -51,25 +60,33 @@ impl Sessions {
         mac.verify_slice(&signature).is_ok()
     }
 
-    /// A session cookie value for a user: `<user id>.<expiry ms>.<signature>`.
-    pub fn issue(&self, user_id: i64) -> String {
+    /// A session cookie value for a user: `<user id>.<session generation>.<expiry ms>.<signature>`.
+    /// The generation is the user's at sign-in; bumping the stored one (a password reset,
+    /// `packr user disable`) ends every session signed before, although the server keeps none.
+    pub fn issue(&self, user_id: i64, generation: i64) -> String {
         let expires = clock::now_ms() + i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX / 2);
-        let value = format!("{user_id}.{expires}");
+        let value = format!("{user_id}.{generation}.{expires}");
         let signature = self.sign("session", &value);
         format!("{value}.{signature}")
     }
 
-    /// The user of a valid, unexpired session cookie value.
-    pub fn user_id(&self, cookie: &str) -> Option<i64> {
+    /// Who a valid, unexpired session cookie value names; the caller still compares the
+    /// generation with the user's current one.
+    pub fn session(&self, cookie: &str) -> Option<SessionClaim> {
         let (value, signature) = cookie.rsplit_once('.')?;
         if !self.verify("session", value, signature) {
             return None;
         }
-        let (user_id, expires) = value.split_once('.')?;
+        let mut parts = value.split('.');
+        let (user_id, generation, expires) = (parts.next()?, parts.next()?, parts.next()?);
         let expires: i64 = expires.parse().ok()?;
-        (expires > clock::now_ms())
-            .then(|| user_id.parse().ok())
-            .flatten()
+        if parts.next().is_some() || expires <= clock::now_ms() {
+            return None;
+        }
+        Some(SessionClaim {
+            user_id: user_id.parse().ok()?,
+            generation: generation.parse().ok()?,
+        })
     }
 
     /// The `Set-Cookie` value that starts a session.
@@ -116,20 +133,33 @@ mod tests {
     }
 
     #[test]
-    fn a_session_cookie_names_its_user_until_altered() {
+    fn a_session_cookie_names_its_user_and_generation_until_altered() {
         let s = sessions();
-        let cookie = s.issue(42);
-        assert_eq!(s.user_id(&cookie), Some(42));
-        let forged = cookie.replacen("42.", "43.", 1);
-        assert_eq!(s.user_id(&forged), None);
+        let cookie = s.issue(42, 3);
+        let claim = SessionClaim {
+            user_id: 42,
+            generation: 3,
+        };
+        assert_eq!(s.session(&cookie), Some(claim));
+        assert_eq!(s.session(&cookie.replacen("42.", "43.", 1)), None);
+        assert_eq!(s.session(&cookie.replacen(".3.", ".4.", 1)), None);
         let other = Sessions::new(b"other key".to_vec(), Duration::from_secs(60), false);
-        assert_eq!(other.user_id(&cookie), None);
+        assert_eq!(other.session(&cookie), None);
+    }
+
+    #[test]
+    fn a_cookie_without_a_generation_is_refused() {
+        let s = sessions();
+        let expires = clock::now_ms() + 60_000;
+        let value = format!("42.{expires}");
+        let old_style = format!("{value}.{}", s.sign("session", &value));
+        assert_eq!(s.session(&old_style), None);
     }
 
     #[test]
     fn an_expired_session_is_refused() {
         let s = Sessions::new(b"k".to_vec(), Duration::from_secs(0), false);
-        assert_eq!(s.user_id(&s.issue(1)), None);
+        assert_eq!(s.session(&s.issue(1, 0)), None);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::orgs;
 use crate::store::Sqlite;
 use crate::store::sqlite::audit;
 use crate::store::sqlite::tokens::{self as token_rows, TokenFilter, TokenRow};
-use crate::store::sqlite::users::UserRow;
+use crate::store::sqlite::users::{self, UserRow};
 
 /// The claims of a Packr token (SPEC §4).
 #[derive(Debug, Serialize, Deserialize)]
@@ -434,18 +434,30 @@ impl Tokens {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .map_err(|_| AuthError::InvalidToken)?
             .claims;
+        let epoch = self.checked.epoch();
         let found = self
             .db
-            .read(move |conn| token_rows::find_with_user(conn, &claims.jti))
+            .read(move |conn| {
+                let Some((row, user)) = token_rows::find_with_user(conn, &claims.jti)? else {
+                    return Ok(None);
+                };
+                Ok(users::standing(conn, user.id)?.map(|standing| (row, user, standing)))
+            })
             .await?;
-        let Some((row, user)) = found else {
+        let Some((row, user, standing)) = found else {
             return Err(AuthError::InvalidToken);
         };
         let expired = row.expires_at.is_some_and(|at| at <= clock::now_ms());
         if row.revoked_at.is_some() || expired || row.token_hash != hash {
             return Err(AuthError::InvalidToken);
         }
-        let role = Role::parse(&row.role).ok_or(AuthError::InvalidToken)?;
+        if standing.disabled_at.is_some() {
+            return Err(AuthError::AccountDisabled(user.name));
+        }
+        // The row keeps the role the token was issued with; a user demoted since then holds it
+        // only up to what the account may hold now.
+        let issued = Role::parse(&row.role).ok_or(AuthError::InvalidToken)?;
+        let role = issued.min(super::accounts::user_role(&user).max_token_role());
         // A stored list that no longer parses must not open the token to every address.
         let cidr = CidrList::parse(&row.cidr).map_err(|_| AuthError::InvalidToken)?;
         let user_role = super::accounts::user_role(&user);
@@ -465,7 +477,7 @@ impl Tokens {
             checked: Instant::now(),
             expires_at: row.expires_at,
         });
-        self.checked.put(hash, Arc::clone(&checked));
+        self.checked.put(hash, Arc::clone(&checked), epoch);
         Ok(checked)
     }
 
@@ -605,6 +617,12 @@ impl Tokens {
     /// Writes the usage counted since the last flush (see [`super::usage`]).
     pub async fn flush_usage(&self) -> Result<usize, AuthError> {
         Ok(self.usage.flush().await?)
+    }
+
+    /// Watches the accounts every `every` until `stop` is cancelled, and forgets the checked
+    /// tokens whenever one changed (see [`super::account_watch`]); `serve` runs it.
+    pub async fn watch_accounts_until(&self, every: Duration, stop: CancellationToken) {
+        super::account_watch::run(&self.db, &self.checked, every, stop).await;
     }
 
     /// Writes usage data every `every` until `stop` is cancelled, then once more; `serve` runs it.

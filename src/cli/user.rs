@@ -1,4 +1,5 @@
-//! `packr user add NAME --password-stdin [--email E] [--role admin|maintainer|reader]`.
+//! `packr user add NAME --password-stdin [--email E] [--role admin|maintainer|reader]`,
+//! `packr user disable NAME` and `packr user enable NAME`.
 
 use std::io::Read;
 
@@ -11,8 +12,13 @@ use crate::server::Services;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum UserCommand {
-    /// Create a user, or reset the e-mail, password and role of an existing one.
+    /// Create a user, or reset the e-mail, password and role of an existing one (a reset ends
+    /// the user's browser sessions).
     Add(AddArgs),
+    /// Stop every token, browser session and login of a user at once, keeping the account.
+    Disable(NameArgs),
+    /// Let a disabled user's tokens and logins work again (old browser sessions stay ended).
+    Enable(NameArgs),
 }
 
 #[derive(Debug, Args)]
@@ -32,8 +38,23 @@ pub(super) struct AddArgs {
     data: DataDirArgs,
 }
 
+#[derive(Debug, Args)]
+pub(super) struct NameArgs {
+    /// Login name.
+    name: String,
+    #[command(flatten)]
+    data: DataDirArgs,
+}
+
 pub(super) fn run(command: UserCommand) -> anyhow::Result<()> {
-    let UserCommand::Add(args) = command;
+    match command {
+        UserCommand::Add(args) => add(args),
+        UserCommand::Disable(args) => set_disabled(args, true),
+        UserCommand::Enable(args) => set_disabled(args, false),
+    }
+}
+
+fn add(args: AddArgs) -> anyhow::Result<()> {
     let mut input = String::new();
     std::io::stdin()
         .read_to_string(&mut input)
@@ -52,6 +73,28 @@ pub(super) fn run(command: UserCommand) -> anyhow::Result<()> {
             .put_user(&args.name, &args.email, password, role)
             .await?;
         println!("user {} ({})", user.name, user.role);
+        Ok(())
+    })
+}
+
+fn set_disabled(args: NameArgs, disabled: bool) -> anyhow::Result<()> {
+    let via = if disabled {
+        "packr user disable"
+    } else {
+        "packr user enable"
+    };
+    super::runtime()?.block_on(async move {
+        let services = Services::open(&args.data.data_dir)?;
+        let changed = services
+            .accounts
+            .set_disabled(&args.name, disabled, via)
+            .await?;
+        let state = if disabled { "disabled" } else { "enabled" };
+        if changed {
+            println!("user {} {state}", args.name);
+        } else {
+            println!("user {} was already {state}", args.name);
+        }
         Ok(())
     })
 }

@@ -98,6 +98,11 @@ pub struct OAuthArgs {
     /// identity is only linked to an existing user with the same verified e-mail.
     #[arg(long, env = "PACKR_OAUTH_AUTO_CREATE_USERS", default_value_t = false)]
     pub oauth_auto_create_users: bool,
+
+    /// E-mail domains (comma-separated, e.g. `example.com,example.org`) that accounts created on
+    /// sign-in may have; others are refused. Unset: any domain.
+    #[arg(long, env = "PACKR_OAUTH_ALLOWED_DOMAINS")]
+    pub oauth_allowed_domains: Option<String>,
 }
 
 /// The validated OAuth settings.
@@ -107,6 +112,8 @@ pub struct OAuthConfig {
     pub providers: Vec<ProviderConfig>,
     /// Whether an identity matching no user creates one.
     pub auto_create_users: bool,
+    /// The e-mail domains (lower-case) accounts created on sign-in may have; empty for any.
+    pub allowed_domains: Vec<String>,
 }
 
 /// One configured provider; `Debug` redacts the secret.
@@ -228,11 +235,46 @@ impl OAuthConfig {
                 protocol,
             });
         }
+        let allowed_domains = allowed_domains(args.oauth_allowed_domains.as_deref())?;
+        if !allowed_domains.is_empty() && !args.oauth_auto_create_users {
+            bail!(
+                "PACKR_OAUTH_ALLOWED_DOMAINS limits the accounts created on sign-in, but PACKR_OAUTH_AUTO_CREATE_USERS is off; turn it on, or unset PACKR_OAUTH_ALLOWED_DOMAINS"
+            );
+        }
         Ok(Self {
             providers,
             auto_create_users: args.oauth_auto_create_users,
+            allowed_domains,
         })
     }
+}
+
+/// Parses `example.com, @Example.org` into lower-case domains.
+fn allowed_domains(list: Option<&str>) -> anyhow::Result<Vec<String>> {
+    let mut domains = Vec::new();
+    for entry in list.unwrap_or("").split(',') {
+        let domain = entry.trim().trim_start_matches('@').to_ascii_lowercase();
+        if domain.is_empty() {
+            continue;
+        }
+        let valid = domain.contains('.')
+            && domain.split('.').all(|label| {
+                !label.is_empty()
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !valid {
+            bail!(
+                "PACKR_OAUTH_ALLOWED_DOMAINS: `{}` is not an e-mail domain such as example.com",
+                entry.trim()
+            );
+        }
+        domains.push(domain);
+    }
+    Ok(domains)
 }
 
 struct GitHubUrls {
@@ -323,6 +365,27 @@ mod tests {
         let err =
             config_from(&["--oidc-client-id", "x", "--oidc-issuer", "id.example"]).unwrap_err();
         assert!(err.to_string().contains("http://"), "{err}");
+    }
+
+    #[test]
+    fn allowed_domains_are_a_lower_case_list_and_need_auto_create() {
+        let config = config_from(&[
+            "--oauth-auto-create-users",
+            "--oauth-allowed-domains",
+            " Example.com, @corp.example.org ,",
+        ])
+        .unwrap();
+        assert_eq!(config.allowed_domains, ["example.com", "corp.example.org"]);
+        let err = config_from(&["--oauth-allowed-domains", "example.com"]).unwrap_err();
+        assert!(
+            err.to_string().contains("PACKR_OAUTH_AUTO_CREATE_USERS"),
+            "{err}"
+        );
+        for bad in ["localhost", "a@b.example", "exa mple.com", "-x.example"] {
+            let flag = format!("--oauth-allowed-domains={bad}");
+            let err = config_from(&["--oauth-auto-create-users", &flag]).unwrap_err();
+            assert!(err.to_string().contains("not an e-mail domain"), "{err}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 
+use crate::auth::AuthError;
 use crate::auth::device::PendingRequest;
 use crate::auth::session::{CSRF_COOKIE, SESSION_COOKIE};
 use crate::clock;
@@ -75,10 +76,30 @@ struct Page {
     providers: Vec<ProviderLink>,
 }
 
-/// The signed-in user of a request, from the session cookie.
+/// The signed-in user of a request, from the session cookie: only while the account is enabled
+/// and the cookie carries its current session generation (no password reset or disable since).
 pub async fn session_user(app: &AppState, jar: &CookieJar) -> Option<UserRow> {
-    let user_id = app.sessions.user_id(jar.get(SESSION_COOKIE)?.value())?;
-    app.accounts.find_by_id(user_id).await.ok().flatten()
+    let claim = app.sessions.session(jar.get(SESSION_COOKIE)?.value())?;
+    let standing = app.accounts.standing(claim.user_id).await.ok()??;
+    if standing.disabled_at.is_some() || standing.session_generation != claim.generation {
+        return None;
+    }
+    app.accounts.find_by_id(claim.user_id).await.ok().flatten()
+}
+
+/// The `Set-Cookie` value that signs `user` in to this browser, bound to the user's current
+/// session generation; refused for a disabled account.
+pub async fn start_session(app: &AppState, user: &UserRow) -> Result<String, AuthError> {
+    let standing = app
+        .accounts
+        .standing(user.id)
+        .await?
+        .ok_or_else(|| AuthError::NoSuchUser(user.name.clone()))?;
+    if standing.disabled_at.is_some() {
+        return Err(AuthError::AccountDisabled(user.name.clone()));
+    }
+    let value = app.sessions.issue(user.id, standing.session_generation);
+    Ok(app.sessions.set_cookie(&value))
 }
 
 /// Renders the page, giving the browser a CSRF nonce cookie when it has none.
@@ -189,20 +210,20 @@ async fn post_login(
     if !csrf_ok(&app, &jar, &form.csrf) {
         return render(&app, &jar, &form.code, Some(CSRF_MESSAGE.into()), None).await;
     }
-    let user = match app.accounts.login(&form.username, &form.password).await {
-        Ok(user) => user,
-        Err(_) => {
-            return render(
-                &app,
-                &jar,
-                &form.code,
-                Some("Incorrect username or password.".into()),
-                None,
-            )
-            .await;
+    let signed_in = match app.accounts.login(&form.username, &form.password).await {
+        Ok(user) => start_session(&app, &user).await,
+        Err(err) => Err(err),
+    };
+    let cookie = match signed_in {
+        Ok(cookie) => cookie,
+        Err(err) => {
+            let message = match err {
+                AuthError::AccountDisabled(_) => format!("{}.", capitalized(&err.to_string())),
+                _ => "Incorrect username or password.".into(),
+            };
+            return render(&app, &jar, &form.code, Some(message), None).await;
         }
     };
-    let cookie = app.sessions.set_cookie(&app.sessions.issue(user.id));
     // Back to this page only: the code is the one parameter, encoded, so nothing can redirect elsewhere.
     let target = format!("/-/cli/auth?code={}", urlencode(&form.code));
     let mut response = Redirect::to(&target).into_response();
@@ -210,6 +231,14 @@ async fn post_login(
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 fn urlencode(text: &str) -> String {

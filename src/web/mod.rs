@@ -4,7 +4,7 @@
 mod cli_auth;
 mod oauth;
 
-pub use cli_auth::session_user;
+pub use cli_auth::{session_user, start_session};
 
 use axum::Router;
 

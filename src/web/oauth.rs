@@ -54,7 +54,11 @@ fn failure_of(err: OAuthError, code: Option<&str>) -> Response {
         OAuthError::BadState | OAuthError::Invalid(_) | OAuthError::Refused { .. } => {
             StatusCode::BAD_REQUEST
         }
-        OAuthError::NoAccount { .. } | OAuthError::SeveralAccounts { .. } => StatusCode::FORBIDDEN,
+        OAuthError::NoAccount { .. }
+        | OAuthError::SeveralAccounts { .. }
+        | OAuthError::AdminNeedsLink { .. }
+        | OAuthError::DomainNotAllowed { .. }
+        | OAuthError::Disabled(_) => StatusCode::FORBIDDEN,
         OAuthError::Unreachable { .. } => StatusCode::BAD_GATEWAY,
         OAuthError::Store(_) | OAuthError::Internal(_) => {
             return crate::error::ApiError::internal(err).into_response();
@@ -184,11 +188,15 @@ async fn get_callback(
         return failure(StatusCode::BAD_REQUEST, message.into(), back);
     };
     let return_to = cli_auth_path(&return_code);
-    match app.oauth.complete(pending, code, &origin).await {
-        Ok(user) => {
-            let session = app.sessions.set_cookie(&app.sessions.issue(user.id));
-            found(&return_to, &[session, state_cookie(&app, "", 0)])
-        }
+    // A Packr session already in this browser is the explicit link an admin account needs.
+    let signed_in = crate::web::session_user(&app, &jar)
+        .await
+        .map(|user| user.id);
+    match app.oauth.complete(pending, code, signed_in, &origin).await {
+        Ok(user) => match crate::web::start_session(&app, &user).await {
+            Ok(session) => found(&return_to, &[session, state_cookie(&app, "", 0)]),
+            Err(err) => crate::error::ApiError::from(err).into_response(),
+        },
         Err(err) => failure_of(err, back),
     }
 }

@@ -15,6 +15,7 @@ mod orgs;
 mod pnpm_client;
 mod properties;
 mod protocol;
+mod security_accounts;
 mod security_authz;
 mod security_edge;
 mod security_packages;

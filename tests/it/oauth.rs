@@ -35,7 +35,7 @@ fn oidc(issuer: &str) -> ProviderConfig {
     )
 }
 
-fn github(mock: &MockProvider) -> ProviderConfig {
+pub(crate) fn github(mock: &MockProvider) -> ProviderConfig {
     provider(
         "github",
         Protocol::GitHub {
@@ -46,7 +46,7 @@ fn github(mock: &MockProvider) -> ProviderConfig {
     )
 }
 
-async fn server_with(provider: ProviderConfig, auto_create_users: bool) -> TestServer {
+pub(crate) async fn server_with(provider: ProviderConfig, auto_create_users: bool) -> TestServer {
     TestServer::start_with(|config| {
         config.login.device_poll_interval = Duration::from_secs(1);
         config.oauth.providers.push(provider);
@@ -56,7 +56,7 @@ async fn server_with(provider: ProviderConfig, auto_create_users: bool) -> TestS
 }
 
 /// A pending device login's user code.
-async fn user_code(server: &TestServer) -> String {
+pub(crate) async fn user_code(server: &TestServer) -> String {
     let start: Value = reqwest::Client::new()
         .post(format!("{}/-/v1/device/authorize", server.url))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -71,16 +71,16 @@ async fn user_code(server: &TestServer) -> String {
 }
 
 /// One answer, redirects not followed.
-struct Answer {
-    status: StatusCode,
-    location: String,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) location: String,
     /// `name=value` of each cookie set.
-    cookies: Vec<String>,
-    body: String,
+    pub(crate) cookies: Vec<String>,
+    pub(crate) body: String,
 }
 
 impl Answer {
-    fn cookie(&self, name: &str) -> Option<&str> {
+    pub(crate) fn cookie(&self, name: &str) -> Option<&str> {
         self.cookies
             .iter()
             .find(|c| c.starts_with(&format!("{name}=")))
@@ -88,7 +88,7 @@ impl Answer {
     }
 }
 
-async fn get(url: &str, cookie: Option<&str>) -> Answer {
+pub(crate) async fn get(url: &str, cookie: Option<&str>) -> Answer {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -134,7 +134,11 @@ fn replace_param(url: &str, name: &str, param: &str) -> String {
 
 /// Starts a sign-in at `provider` (a mock that redirects back at once): the callback URL the
 /// provider sent the browser to, and the state cookie the browser holds.
-async fn provider_redirect(server: &TestServer, provider: &str, code: &str) -> (String, String) {
+pub(crate) async fn provider_redirect(
+    server: &TestServer,
+    provider: &str,
+    code: &str,
+) -> (String, String) {
     let login = get(
         &format!("{}/api/auth/login/{provider}?code={code}", server.url),
         None,
@@ -163,7 +167,7 @@ async fn provider_redirect(server: &TestServer, provider: &str, code: &str) -> (
 }
 
 /// Signs in at `provider` and follows the way back to `/-/cli/auth`: the user it names there.
-async fn sign_in(server: &TestServer, provider: &str) -> String {
+pub(crate) async fn sign_in(server: &TestServer, provider: &str) -> String {
     let code = user_code(server).await;
     let (callback, state) = provider_redirect(server, provider, &code).await;
     let back = get(&callback, Some(&state)).await;
@@ -180,7 +184,7 @@ async fn sign_in(server: &TestServer, provider: &str) -> String {
 }
 
 /// Signs in at `provider` expecting a failure page: its status and text.
-async fn refused_sign_in(server: &TestServer, provider: &str) -> Answer {
+pub(crate) async fn refused_sign_in(server: &TestServer, provider: &str) -> Answer {
     let code = user_code(server).await;
     let (callback, state) = provider_redirect(server, provider, &code).await;
     let answer = get(&callback, Some(&state)).await;

@@ -1,12 +1,19 @@
 //! From a provider identity to a Packr user: an identity already linked signs in as its user;
 //! otherwise a user with the same verified e-mail is linked, or (when allowed) a user is created.
 //! Each sign-in is one transaction, audit events included.
+//!
+//! The rules: a verified e-mail alone links an identity to a maintainer or reader. It never
+//! links one to an admin: whoever controls that address at some provider (a recycled mailbox,
+//! a provider that verifies loosely) would otherwise hold the registry. An admin links a provider
+//! explicitly, by completing the provider sign-in while signed in to Packr with their password
+//! in the same browser (and the verified e-mail must still match). Accounts created on sign-in
+//! are limited to `PACKR_OAUTH_ALLOWED_DOMAINS` when it is set. A disabled account never signs in.
 
 use serde_json::json;
 
 use super::{Identity, OAuthError};
 use crate::audit::AuditEvent;
-use crate::auth::accounts::validate_user_name;
+use crate::auth::accounts::{user_role, validate_user_name};
 use crate::auth::{Origin, UserRole};
 use crate::clock;
 use crate::store::sqlite::audit;
@@ -25,35 +32,76 @@ enum Outcome {
     NoAccount,
     SeveralAccounts,
     NoFreeName,
+    AdminNeedsLink,
+    DomainNotAllowed,
+    Disabled(String),
 }
 
-/// Signs `identity` of `provider` in, linking or creating its user as the rules allow.
+/// What decides how an identity that is not linked yet may sign in.
+#[derive(Debug, Clone, Default)]
+pub struct LinkRules {
+    /// Create a user for an identity that matches none.
+    pub auto_create: bool,
+    /// E-mail domains (lower-case) new users may have; empty for any.
+    pub allowed_domains: Vec<String>,
+}
+
+impl LinkRules {
+    /// Whether an account may be created for a verified `email` (`None`: the provider gave none).
+    fn may_create(&self, email: Option<&str>) -> bool {
+        if self.allowed_domains.is_empty() {
+            return true;
+        }
+        let domain = email
+            .and_then(|email| email.rsplit_once('@'))
+            .map(|(_, d)| d);
+        domain.is_some_and(|domain| {
+            self.allowed_domains
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(domain))
+        })
+    }
+}
+
+/// Signs `identity` of `provider` in, linking or creating its user as `rules` allow;
+/// `signed_in` is the Packr user already signed in to this browser, if any (the explicit link an
+/// admin account needs).
 pub async fn sign_in(
     db: &Sqlite,
     provider: &'static str,
     provider_name: &str,
     identity: Identity,
-    auto_create: bool,
+    rules: &LinkRules,
+    signed_in: Option<i64>,
     origin: &Origin,
 ) -> Result<UserRow, OAuthError> {
     let origin = origin.clone();
     let email = identity.email.clone();
+    let link_rules = rules.clone();
     let outcome = db
-        .write(move |tx| link(tx, provider, &identity, auto_create, &origin))
+        .write(move |tx| link(tx, provider, &identity, &link_rules, signed_in, &origin))
         .await?;
+    let provider = provider_name.to_owned();
     match outcome {
         Outcome::SignedIn(user) => Ok(user),
-        Outcome::NoAccount => Err(OAuthError::NoAccount {
-            provider: provider_name.to_owned(),
-            email,
-        }),
+        Outcome::NoAccount => Err(OAuthError::NoAccount { provider, email }),
         Outcome::SeveralAccounts => Err(OAuthError::SeveralAccounts {
-            provider: provider_name.to_owned(),
+            provider,
             email: email.unwrap_or_default(),
         }),
         Outcome::NoFreeName => Err(OAuthError::Internal(
             "no free user name for a new account".into(),
         )),
+        Outcome::AdminNeedsLink => Err(OAuthError::AdminNeedsLink {
+            provider,
+            email: email.unwrap_or_default(),
+        }),
+        Outcome::DomainNotAllowed => Err(OAuthError::DomainNotAllowed {
+            provider,
+            email,
+            domains: rules.allowed_domains.join(", "),
+        }),
+        Outcome::Disabled(name) => Err(OAuthError::Disabled(name)),
     }
 }
 
@@ -61,7 +109,8 @@ fn link(
     tx: &rusqlite::Transaction<'_>,
     provider: &'static str,
     identity: &Identity,
-    auto_create: bool,
+    rules: &LinkRules,
+    signed_in: Option<i64>,
     origin: &Origin,
 ) -> Result<Outcome, StoreError> {
     let now = clock::now_ms();
@@ -71,6 +120,7 @@ fn link(
         None => None,
     };
     let user = match linked {
+        Some(user) if !is_enabled(tx, &user)? => return Ok(Outcome::Disabled(user.name)),
         Some(user) => user,
         None => {
             let matched = match &identity.email {
@@ -82,8 +132,15 @@ fn link(
                 None => None,
             };
             let user = match matched {
+                Some(user) if user_role(&user) == UserRole::Admin && signed_in != Some(user.id) => {
+                    return Ok(Outcome::AdminNeedsLink);
+                }
+                Some(user) if !is_enabled(tx, &user)? => return Ok(Outcome::Disabled(user.name)),
                 Some(user) => user,
-                None if auto_create => {
+                None if rules.auto_create => {
+                    if !rules.may_create(identity.email.as_deref()) {
+                        return Ok(Outcome::DomainNotAllowed);
+                    }
                     let Some(user) = create_user(tx, identity, now)? else {
                         return Ok(Outcome::NoFreeName);
                     };
@@ -105,6 +162,10 @@ fn link(
         &by(&user, origin, "user.login", json!({ "via": provider })),
     )?;
     Ok(Outcome::SignedIn(user))
+}
+
+fn is_enabled(tx: &rusqlite::Transaction<'_>, user: &UserRow) -> Result<bool, StoreError> {
+    Ok(users::standing(tx, user.id)?.is_some_and(|s| s.disabled_at.is_none()))
 }
 
 fn by(
@@ -181,6 +242,20 @@ mod tests {
             email: email.map(str::to_owned),
             username: username.map(str::to_owned),
         }
+    }
+
+    #[test]
+    fn allowed_domains_match_the_whole_domain_without_case() {
+        let rules = LinkRules {
+            auto_create: true,
+            allowed_domains: vec!["example.com".into()],
+        };
+        assert!(rules.may_create(Some("jane@Example.COM")));
+        assert!(!rules.may_create(Some("jane@evil-example.com")));
+        assert!(!rules.may_create(Some("jane@example.com.evil.test")));
+        assert!(!rules.may_create(Some("jane@sub.example.com")));
+        assert!(!rules.may_create(None));
+        assert!(LinkRules::default().may_create(None));
     }
 
     #[test]

@@ -25,6 +25,7 @@ use oauth2::{
 use sha2::Sha256;
 
 use self::http::{Http, HttpError};
+use self::link::LinkRules;
 use self::provider::{Kind, Provider};
 use super::Origin;
 use crate::clock;
@@ -87,6 +88,31 @@ pub enum OAuthError {
         /// The shared e-mail address.
         email: String,
     },
+    /// The identity's verified e-mail is an admin's, and the admin did not link it explicitly.
+    #[error(
+        "the e-mail address {email} that {provider} verified belongs to an administrator account, which is never signed in by e-mail alone; an administrator links {provider} by signing in with their password on the login page first, then choosing \"Link {provider}\" there"
+    )]
+    AdminNeedsLink {
+        /// The provider's display name.
+        provider: String,
+        /// The admin's address.
+        email: String,
+    },
+    /// Accounts are created on sign-in only for some e-mail domains, and this is not one.
+    #[error("{}", domain_message(provider, email.as_deref(), domains))]
+    DomainNotAllowed {
+        /// The provider's display name.
+        provider: String,
+        /// The verified e-mail address, if the provider gave one.
+        email: Option<String>,
+        /// The allowed domains, comma-separated.
+        domains: String,
+    },
+    /// The identity's account is disabled.
+    #[error(
+        "the account {0} is disabled on this registry; ask a registry admin to run `packr user enable {0}`"
+    )]
+    Disabled(String),
     /// The metadata store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -104,6 +130,16 @@ fn no_account_message(provider: &str, email: Option<&str>) -> String {
             "{provider} did not share a verified e-mail address, so your identity matches no Packr account, and this registry does not create accounts on sign-in; verify your address at {provider} or ask an administrator to create your account"
         ),
     }
+}
+
+fn domain_message(provider: &str, email: Option<&str>, domains: &str) -> String {
+    let whose = match email {
+        Some(email) => format!("{provider} verified {email}"),
+        None => format!("{provider} shared no verified address"),
+    };
+    format!(
+        "this registry creates accounts on sign-in only for e-mail addresses at {domains}, and {whose}; sign in with an account at one of those domains, or ask an administrator to create your account"
+    )
 }
 
 /// A provider failure before it is named: the provider refused, or could not be used.
@@ -174,7 +210,7 @@ pub struct OAuth {
 
 struct Inner {
     providers: Vec<Provider>,
-    auto_create_users: bool,
+    rules: LinkRules,
     http: Http,
     db: Sqlite,
     key: Vec<u8>,
@@ -187,7 +223,10 @@ impl OAuth {
         Self {
             inner: Arc::new(Inner {
                 providers,
-                auto_create_users: config.auto_create_users,
+                rules: LinkRules {
+                    auto_create: config.auto_create_users,
+                    allowed_domains: config.allowed_domains.clone(),
+                },
                 http: Http::new(http),
                 db,
                 key,
@@ -287,11 +326,13 @@ impl OAuth {
     }
 
     /// Finishes a sign-in with the provider's authorization `code`: exchanges it (with the PKCE
-    /// verifier), identifies the person, and signs them in as their Packr user.
+    /// verifier), identifies the person, and signs them in as their Packr user. `signed_in` is
+    /// the user already signed in to the browser, which may link the identity (see `link`).
     pub async fn complete(
         &self,
         pending: Pending,
         code: &str,
+        signed_in: Option<i64>,
         origin: &Origin,
     ) -> Result<UserRow, OAuthError> {
         let row = pending.row;
@@ -322,7 +363,8 @@ impl OAuth {
             provider.config.id,
             &provider.config.display_name,
             identity,
-            self.inner.auto_create_users,
+            &self.inner.rules,
+            signed_in,
             origin,
         )
         .await

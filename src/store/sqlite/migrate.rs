@@ -19,7 +19,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 type Step = (i64, fn(&Transaction<'_>) -> rusqlite::Result<()>);
 
 /// Every schema change, in version order.
-const STEPS: &[Step] = &[(5, v5), (6, v6)];
+const STEPS: &[Step] = &[(5, v5), (6, v6), (7, v7)];
 
 /// Columns added to `tokens` in version 5: the CIDR allow-list, the display piece and usage data.
 const TOKEN_COLUMNS_V5: &[(&str, &str)] = &[
@@ -37,6 +37,17 @@ fn v5(tx: &Transaction<'_>) -> rusqlite::Result<()> {
 /// Version 6: who issued a service-account token.
 fn v6(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     add_missing_columns(tx, "tokens", &[("issued_by", "TEXT")])
+}
+
+/// Columns added to `users` in version 7: what ends every credential of an account at once.
+const USER_COLUMNS_V7: &[(&str, &str)] = &[
+    ("disabled_at", "INTEGER"),
+    ("session_generation", "INTEGER NOT NULL DEFAULT 0"),
+];
+
+/// Version 7: what ends every credential of an account at once.
+fn v7(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    add_missing_columns(tx, "users", USER_COLUMNS_V7)
 }
 
 /// The database's `PRAGMA user_version` (0 for a new file).
@@ -139,6 +150,14 @@ mod tests {
         for (name, _) in TOKEN_COLUMNS_V5 {
             assert!(found.contains(*name), "tokens lacks {name}: {found:?}");
         }
+        assert!(
+            found.contains("issued_by"),
+            "tokens lacks issued_by: {found:?}"
+        );
+        let users = columns(&conn, "users");
+        for (name, _) in USER_COLUMNS_V7 {
+            assert!(users.contains(*name), "users lacks {name}: {users:?}");
+        }
         let (cidr, uses): (String, i64) = conn
             .query_row(
                 "SELECT cidr, use_count FROM tokens WHERE id = 't1'",
@@ -147,7 +166,6 @@ mod tests {
             )
             .unwrap();
         assert_eq!((cidr.as_str(), uses), ("[]", 0));
-        assert!(found.contains("issued_by"), "tokens lacks issued_by: {found:?}");
         assert_eq!(user_version(&conn).unwrap(), STEPS.last().unwrap().0);
     }
 

@@ -93,3 +93,107 @@ pub fn insert(
         .optional()?;
     Ok(id)
 }
+
+/// What decides whether an account's credentials still work, apart from each token's own row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// When `packr user disable` stopped the account (ms); `None` while it is enabled.
+    pub disabled_at: Option<i64>,
+    /// Carried in every session cookie; a cookie of an older generation is dead.
+    pub session_generation: i64,
+}
+
+/// The standing of a user, by id.
+pub fn standing(conn: &Connection, id: i64) -> Result<Option<Standing>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT disabled_at, session_generation FROM users WHERE id = ?1",
+            [id],
+            |row| {
+                Ok(Standing {
+                    disabled_at: row.get(0)?,
+                    session_generation: row.get(1)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Disables (`Some(now)`) or enables (`None`) a user, ending its sessions either way; answers
+/// the user's standing before, `None` for an unknown id. A second disable keeps the first time.
+pub fn set_disabled(
+    conn: &Connection,
+    id: i64,
+    disabled_at: Option<i64>,
+) -> Result<Option<Standing>, StoreError> {
+    let before = standing(conn, id)?;
+    if before.is_some() {
+        conn.execute(
+            "UPDATE users SET session_generation = session_generation + 1,
+                 disabled_at = CASE WHEN ?2 IS NULL THEN NULL ELSE COALESCE(disabled_at, ?2) END
+             WHERE id = ?1",
+            params![id, disabled_at],
+        )?;
+    }
+    Ok(before)
+}
+
+/// Ends every browser session of a user (a password reset).
+pub fn end_sessions(conn: &Connection, id: i64) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE users SET session_generation = session_generation + 1 WHERE id = ?1",
+        [id],
+    )?;
+    Ok(())
+}
+
+/// A value that changes whenever any account's standing or role may have changed: every such
+/// change bumps a session generation, and adding or removing a user changes the count.
+pub fn standing_stamp(conn: &Connection) -> Result<(i64, i64), StoreError> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(session_generation), 0) FROM users",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(super::super::SCHEMA).unwrap();
+        conn
+    }
+
+    #[test]
+    fn disabling_and_resets_end_sessions_and_move_the_stamp() {
+        let conn = db();
+        let id = upsert(&conn, "alice", "", "phc", "maintainer", 1).unwrap();
+        let fresh = Standing {
+            disabled_at: None,
+            session_generation: 0,
+        };
+        assert_eq!(standing(&conn, id).unwrap(), Some(fresh));
+        let stamp = standing_stamp(&conn).unwrap();
+
+        assert_eq!(set_disabled(&conn, id, Some(10)).unwrap(), Some(fresh));
+        let disabled = standing(&conn, id).unwrap().unwrap();
+        assert_eq!(
+            (disabled.disabled_at, disabled.session_generation),
+            (Some(10), 1)
+        );
+        assert_ne!(standing_stamp(&conn).unwrap(), stamp);
+        // A second disable keeps the first time.
+        set_disabled(&conn, id, Some(20)).unwrap();
+        assert_eq!(standing(&conn, id).unwrap().unwrap().disabled_at, Some(10));
+
+        set_disabled(&conn, id, None).unwrap();
+        end_sessions(&conn, id).unwrap();
+        let enabled = standing(&conn, id).unwrap().unwrap();
+        assert_eq!((enabled.disabled_at, enabled.session_generation), (None, 4));
+        assert_eq!(set_disabled(&conn, id + 1, Some(1)).unwrap(), None);
+        assert_eq!(standing(&conn, id + 1).unwrap(), None);
+    }
+}
