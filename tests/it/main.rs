@@ -13,6 +13,7 @@ mod oauth;
 mod orgs;
 mod pnpm_client;
 mod protocol;
+mod security_bodies;
 mod support;
 mod tokens;
 mod web_login;
