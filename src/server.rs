@@ -13,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceBuilder;
 use tower::util::{MapRequestLayer, MapResponseLayer};
-use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 
@@ -175,7 +174,7 @@ impl Server {
             tokens: state.tokens.clone(),
             token_usage_flush: config.token_usage_flush,
             device: state.device.clone(),
-            app: router(state, config.max_body_bytes),
+            app: router(state),
             worker,
         })
     }
@@ -258,7 +257,7 @@ fn open_blob_store(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
     })
 }
 
-fn router(state: AppState, max_body_bytes: usize) -> Router {
+fn router(state: AppState) -> Router {
     let login_limit = LoginRateLimit::new(state.config.login_rate_limit);
     Router::new()
         .merge(health::routes())
@@ -278,7 +277,9 @@ fn router(state: AppState, max_body_bytes: usize) -> Router {
                     axum::http::StatusCode::SERVICE_UNAVAILABLE,
                     Duration::from_secs(300),
                 ))
-                .layer(RequestDecompressionLayer::new())
-                .layer(DefaultBodyLimit::max(max_body_bytes)),
+                // For axum's own extractors (the HTML login forms). Packr's JSON and OAuth bodies
+                // are read, and inflated from gzip, by `npm::body`, which allows more only after
+                // a valid token and never inflates past the limit.
+                .layer(DefaultBodyLimit::max(npm::body::ANONYMOUS_BODY_BYTES)),
         )
 }

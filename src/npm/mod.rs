@@ -1,5 +1,6 @@
 //! The npm wire protocol over HTTP: routes, extractors and the JSON npm, pnpm and yarn expect.
 
+pub mod body;
 mod device;
 mod dist_tags;
 pub mod extract;
