@@ -9,6 +9,9 @@ CREATE TABLE IF NOT EXISTS users (
     role          TEXT NOT NULL CHECK (role IN ('admin', 'maintainer', 'reader')),
     created_at    INTEGER NOT NULL
 );
+-- Names are also unique regardless of case: the index `users_name_nocase` (user_version 6) is
+-- created by store/sqlite/migrate.rs, which first checks an existing database for names that
+-- differ only in case and refuses to start, naming them, if it has any.
 
 -- One row per issued token. Only a SHA-256 of the token is kept, never the token.
 CREATE TABLE IF NOT EXISTS tokens (
@@ -223,4 +226,4 @@ CREATE TABLE IF NOT EXISTS user_identities (
 );
 CREATE INDEX IF NOT EXISTS user_identities_user ON user_identities(user_id);
 
-PRAGMA user_version = 5;
+PRAGMA user_version = 6;

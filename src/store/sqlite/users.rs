@@ -37,6 +37,18 @@ pub fn find_by_name(conn: &Connection, name: &str) -> Result<Option<UserRow>, St
     Ok(conn.query_row(&sql, [name], from_row).optional()?)
 }
 
+/// The name of the account whose name differs from `name` only in case, if there is one. Names
+/// are ASCII, so SQLite's `NOCASE` is the whole comparison.
+pub fn case_variant(conn: &Connection, name: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT name FROM users WHERE name = ?1 COLLATE NOCASE AND name <> ?1 LIMIT 1",
+            [name],
+            |row| row.get(0),
+        )
+        .optional()?)
+}
+
 /// Looks a user up by id.
 pub fn find_by_id(conn: &Connection, id: i64) -> Result<Option<UserRow>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1");
@@ -74,7 +86,8 @@ pub fn upsert(
     Ok(id)
 }
 
-/// Creates a user; `None` when the name is taken.
+/// Creates a user; `None` when the name is taken (exactly or, with the index of migration 6,
+/// in another case).
 pub fn insert(
     conn: &Connection,
     name: &str,
@@ -86,7 +99,7 @@ pub fn insert(
     let id = conn
         .query_row(
             "INSERT INTO users (name, email, password_hash, role, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(name) DO NOTHING RETURNING id",
+             ON CONFLICT DO NOTHING RETURNING id",
             params![name, email, password_hash, role, now],
             |row| row.get(0),
         )
