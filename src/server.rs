@@ -162,7 +162,9 @@ impl Server {
             orgs: Orgs::new(services.db.clone()),
             registry: Registry::new(services.db, blobs, settings),
             tokens: services.tokens,
-            accounts: services.accounts,
+            accounts: services
+                .accounts
+                .with_password_concurrency(config.password_concurrency),
             started: Instant::now(),
             config: Arc::new(config.clone()),
         }));

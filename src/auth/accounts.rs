@@ -37,11 +37,21 @@ fn validate_password(password: &str) -> Result<(), AuthError> {
 }
 
 impl Accounts {
-    /// The account service on a metadata store.
+    /// The account service on a metadata store, hashing one password at a time (the command
+    /// line's pace; the server raises it with [`Accounts::with_password_concurrency`]).
     pub fn new(db: Sqlite) -> Self {
         Self {
             db,
-            passwords: Passwords::per_cpu(),
+            passwords: Passwords::new(1),
+        }
+    }
+
+    /// The same service running at most `concurrency` Argon2 hashes and checks at once
+    /// (`PACKR_PASSWORD_CONCURRENCY`).
+    pub fn with_password_concurrency(self, concurrency: usize) -> Self {
+        Self {
+            passwords: Passwords::new(concurrency),
+            ..self
         }
     }
 

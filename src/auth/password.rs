@@ -25,11 +25,6 @@ impl Passwords {
         }
     }
 
-    /// One hash or check per CPU: more would only queue for the cores and hold more memory.
-    pub fn per_cpu() -> Self {
-        Self::new(std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
-    }
-
     /// Hashes a password into a PHC string.
     pub async fn hash(&self, password: String) -> Result<String, AuthError> {
         self.run(move || {
