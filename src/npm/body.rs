@@ -154,7 +154,7 @@ impl Write for Capped {
 /// Where the body goes as it arrives: into the buffer, or through a gzip decoder into it.
 enum Sink {
     Plain(Capped),
-    Gzip(GzDecoder<Capped>),
+    Gzip(Box<GzDecoder<Capped>>),
 }
 
 enum SinkError {
@@ -182,7 +182,7 @@ impl Sink {
             exceeded: false,
         };
         if gzip {
-            Self::Gzip(GzDecoder::new(buffer))
+            Self::Gzip(Box::new(GzDecoder::new(buffer)))
         } else {
             Self::Plain(buffer)
         }

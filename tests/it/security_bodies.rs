@@ -205,21 +205,24 @@ async fn npm_prints_the_413_message_for_a_publish_just_over_the_limit() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// A data directory whose database has the admin `alice` (password `s3cret-pass`).
+fn data_dir_with_alice() -> tempfile::TempDir {
+    let data = tempfile::tempdir().unwrap();
+    let args = [
+        "user",
+        "add",
+        "alice",
+        "--password-stdin",
+        "--role",
+        "admin",
+    ];
+    packr(data.path(), &args, Some("s3cret-pass"));
+    data
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packr_serve_stays_under_100_mib_while_32_logins_hash_at_once() {
-    let data = tempfile::tempdir().unwrap();
-    packr(
-        data.path(),
-        &[
-            "user",
-            "add",
-            "alice",
-            "--password-stdin",
-            "--role",
-            "maintainer",
-        ],
-        Some("s3cret-pass"),
-    );
+    let data = data_dir_with_alice();
     let env = [
         ("PACKR_LOGIN_RATE_LIMIT", "off"),
         ("PACKR_PASSWORD_CONCURRENCY", "2"),
@@ -390,19 +393,7 @@ async fn npm_adduser_refuses_a_case_variant_of_an_existing_name() {
 
 #[tokio::test]
 async fn packr_serve_refuses_a_database_whose_user_names_differ_only_in_case() {
-    let data = tempfile::tempdir().unwrap();
-    packr(
-        data.path(),
-        &[
-            "user",
-            "add",
-            "alice",
-            "--password-stdin",
-            "--role",
-            "admin",
-        ],
-        Some("s3cret-pass"),
-    );
+    let data = data_dir_with_alice();
     // A database from before the rule: the index absent, and a case variant of alice.
     let db = rusqlite::Connection::open(data.path().join("packr.db")).unwrap();
     db.execute_batch(
