@@ -292,7 +292,7 @@ async fn median_login_time(server: &TestServer, name: &str) -> Duration {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert!(response.status().is_client_error(), "{}", response.status());
         times.push(started.elapsed());
     }
     times.sort();
