@@ -106,3 +106,37 @@ pub fn insert(
         .optional()?;
     Ok(id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(super::super::SCHEMA).unwrap();
+        super::super::migrate::run(&conn, 0).unwrap();
+        conn
+    }
+
+    #[test]
+    fn a_name_that_differs_only_in_case_is_taken() {
+        let conn = db();
+        insert(&conn, "alice", "", "h", "maintainer", 0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            case_variant(&conn, "ALICE").unwrap().as_deref(),
+            Some("alice")
+        );
+        assert_eq!(case_variant(&conn, "alice").unwrap(), None);
+        assert_eq!(case_variant(&conn, "bob").unwrap(), None);
+        assert_eq!(
+            insert(&conn, "Alice", "", "h", "maintainer", 0).unwrap(),
+            None
+        );
+        // OAuth auto-create moves on to its next candidate name instead.
+        let oauth =
+            super::super::oauth::insert_user_without_password(&conn, "Alice", "", "reader", 0);
+        assert!(oauth.unwrap().is_none());
+    }
+}
