@@ -1,12 +1,12 @@
 //! Reading a request body within its limit, inflating gzip (npm gzips some bodies) on the way.
 //! Bodies arrive before anyone is authenticated, so a request without a valid token may send only
 //! [`ANONYMOUS_BODY_BYTES`], and inflating stops at the limit: a 65 KB gzip bomb is inflated no
-//! further than that, and the rest of it is discarded as it arrives, never inflated.
+//! further than that. What is left of a refused body is read, never inflated, by
+//! [`super::drain`], so that the client sees the 413.
 
 use std::io::Write;
-use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode, header};
 use flate2::write::GzDecoder;
@@ -16,15 +16,6 @@ use crate::error::ApiError;
 
 /// The most a request without a valid token (logins, device codes) may send, after inflation.
 pub const ANONYMOUS_BODY_BYTES: usize = 64 * 1024;
-
-/// Past its limit, this much more of a body (as sent, not inflated) is read and thrown away
-/// before the 413 goes out. A server that answers and closes while the client is still sending
-/// makes npm see `EPIPE`, and npm then prints nothing of the answer. Past this, or after
-/// [`DRAIN_TIME`], the connection closes anyway.
-const DRAIN_BYTES: usize = 32 * 1024 * 1024;
-
-/// How long the rest of a refused body is read at most.
-const DRAIN_TIME: Duration = Duration::from_secs(10);
 
 /// Request extension: the request carries a valid token, so its body may be as large as
 /// `PACKR_MAX_BODY_BYTES`. Set by the authenticating extractors, which run before the body is read.
@@ -77,16 +68,10 @@ pub async fn read(request: Request, max_body_bytes: usize) -> Result<Bytes, ApiE
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    let mut body = request.into_body();
-    if !gzip
-        && let Some(declared) = declared
-        && declared > limit.bytes
-    {
-        if declared - limit.bytes <= DRAIN_BYTES {
-            drain(body).await;
-        }
+    if !gzip && declared.is_some_and(|declared| declared > limit.bytes) {
         return Err(limit.exceeded());
     }
+    let mut body = request.into_body();
     let mut sink = Sink::new(limit.bytes, gzip);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|err| {
@@ -98,12 +83,7 @@ pub async fn read(request: Request, max_body_bytes: usize) -> Result<Bytes, ApiE
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        if let Err(err) = sink.write(&data) {
-            if matches!(err, SinkError::TooLarge) {
-                drain(body).await;
-            }
-            return Err(err.into_api(limit));
-        }
+        sink.write(&data).map_err(|err| err.into_api(limit))?;
     }
     sink.finish().map_err(|err| err.into_api(limit))
 }
@@ -214,24 +194,9 @@ impl Sink {
     }
 }
 
-/// Reads and discards the rest of a body as sent, at most [`DRAIN_BYTES`] for [`DRAIN_TIME`].
-async fn drain(mut body: Body) {
-    let discard = async {
-        let mut left = DRAIN_BYTES;
-        while let Some(Ok(frame)) = body.frame().await {
-            let size = frame.data_ref().map_or(0, Bytes::len);
-            match left.checked_sub(size) {
-                Some(rest) => left = rest,
-                None => return,
-            }
-        }
-    };
-    // Running out of time only means the connection closes, as it would have without draining.
-    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
-}
-
 #[cfg(test)]
 mod tests {
+    use axum::body::Body;
     use axum::response::IntoResponse;
 
     use super::*;

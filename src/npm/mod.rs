@@ -3,6 +3,7 @@
 pub mod body;
 mod device;
 mod dist_tags;
+pub mod drain;
 pub mod extract;
 mod orgs;
 mod packument;

@@ -178,6 +178,19 @@ async fn packr_serve_stays_under_100_mib_while_16_clients_send_gzip_bombs() {
     );
 }
 
+/// `chars` characters of barely compressible text.
+fn filler(chars: usize) -> String {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    (0..chars)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'!' + (state % 90) as u8)
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn npm_prints_the_413_message_for_a_publish_just_over_the_limit() {
     let limit = 2 * 1024 * 1024;
@@ -187,15 +200,7 @@ async fn npm_prints_the_413_message_for_a_publish_just_over_the_limit() {
     let npm = ClientEnv::new(&server, Some(&token));
     // Barely compressible text: the body is about 8.8 MiB, so what is left past the 2 MiB limit no
     // longer fits in the loopback socket buffers, the case where npm used to see only EPIPE.
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let filler: String = (0..8_000_000)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            char::from(b'!' + (state % 90) as u8)
-        })
-        .collect();
+    let filler = filler(8_000_000);
     let dir = npm.package(&Package::new("hefty", "1.0.0").file("data.txt", &filler));
     let output = npm.npm().arg("publish").current_dir(dir).fails().await;
     output
@@ -424,4 +429,18 @@ async fn packr_serve_refuses_a_database_whose_user_names_differ_only_in_case() {
             "{stderr}"
         );
     }
+}
+
+/// The token is checked before the body is read; the unread body is still drained, so npm prints
+/// its "log in again" advice instead of `EPIPE`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn npm_prints_the_401_message_for_a_large_publish_with_a_bad_token() {
+    let server = TestServer::start().await;
+    let npm = ClientEnv::new(&server, Some("not-a-token"));
+    let dir = npm.package(&Package::new("hefty", "1.0.0").file("data.txt", &filler(8_000_000)));
+    let output = npm.npm().arg("publish").current_dir(dir).fails().await;
+    output
+        .assert_mentions("E401")
+        .assert_mentions("npm login")
+        .assert_does_not_mention("EPIPE");
 }
