@@ -120,3 +120,61 @@ impl Drop for Returning {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::http::StatusCode;
+    use axum::routing::put;
+    use futures_util::StreamExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A body of `chunks` chunks of 1 KiB that counts how many were taken.
+    fn counted_body(chunks: usize) -> (Body, Arc<AtomicUsize>) {
+        let taken = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&taken);
+        let stream = futures_util::stream::iter(0..chunks).map(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 1024]))
+        });
+        (Body::from_stream(stream), taken)
+    }
+
+    async fn refuse_unread(headers: &[(header::HeaderName, &str)], chunks: usize) -> usize {
+        let app = Router::new()
+            .route("/", put(|| async { StatusCode::UNAUTHORIZED }))
+            .layer(axum::middleware::from_fn(drain_unread));
+        let (body, taken) = counted_body(chunks);
+        let mut request = Request::put("/").body(body).unwrap();
+        for (name, value) in headers {
+            request
+                .headers_mut()
+                .insert(name.clone(), value.parse().unwrap());
+        }
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        taken.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn an_unread_body_is_read_before_the_answer() {
+        assert_eq!(refuse_unread(&[], 100).await, 100);
+    }
+
+    #[tokio::test]
+    async fn a_body_too_long_to_drain_or_not_yet_sent_is_left_alone() {
+        let huge = (DRAIN_BYTES + 1024 * 1024).to_string();
+        assert_eq!(
+            refuse_unread(&[(header::CONTENT_LENGTH, &huge)], 100).await,
+            0
+        );
+        assert_eq!(
+            refuse_unread(&[(header::EXPECT, "100-continue")], 100).await,
+            0
+        );
+    }
+}
