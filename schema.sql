@@ -14,6 +14,9 @@ CREATE TABLE IF NOT EXISTS users (
     disabled_at   INTEGER,                      -- set by `packr user disable`: no token or session works
     session_generation INTEGER NOT NULL DEFAULT 0 -- part of every session cookie; bumped to end them all
 );
+-- Names are also unique regardless of case: the index `users_name_nocase` is
+-- created by store/sqlite/migrate.rs, which first checks an existing database for names that
+-- differ only in case and refuses to start, naming them, if it has any.
 
 -- One row per issued token. Only a SHA-256 of the token is kept, never the token.
 CREATE TABLE IF NOT EXISTS tokens (

@@ -65,6 +65,10 @@ pub struct ServeArgs {
     /// believed; the client is the rightmost forwarded address outside these networks.
     #[arg(long, env = "PACKR_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<String>,
+    /// Argon2 password hashes and checks run at once (about 19 MiB each); further logins wait.
+    /// Default: the number of CPUs.
+    #[arg(long, env = "PACKR_PASSWORD_CONCURRENCY")]
+    pub password_concurrency: Option<std::num::NonZeroUsize>,
 
     /// How often token usage data (last use, use count) is written to the database.
     #[arg(long, env = "PACKR_TOKEN_USAGE_FLUSH", default_value = "5s", value_parser = parse_duration)]
@@ -217,6 +221,8 @@ pub struct Config {
     pub allow_signup: bool,
     /// Per-IP limit on the login, device-code and token endpoints.
     pub login_rate_limit: RateLimit,
+    /// Argon2 hashes and checks at once.
+    pub password_concurrency: usize,
     /// How often token usage data is written to the database.
     pub token_usage_flush: Duration,
     /// Reverse proxies whose forwarding headers name the client; empty: the peer is the client.
@@ -306,6 +312,10 @@ impl Config {
             unpublish_window: args.unpublish_window,
             allow_signup: args.allow_signup,
             login_rate_limit: args.login_rate_limit,
+            password_concurrency: args.password_concurrency.map_or_else(
+                || std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+                std::num::NonZero::get,
+            ),
             token_usage_flush: args.token_usage_flush,
             trusted_proxies,
             storage,
@@ -334,6 +344,7 @@ impl Config {
                 requests: NonZeroU32::MIN.saturating_add(999),
                 per: Duration::from_secs(60),
             },
+            password_concurrency: 2,
             token_usage_flush: Duration::from_millis(200),
             trusted_proxies: Vec::new(),
             storage: Storage::Fs,

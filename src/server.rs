@@ -13,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceBuilder;
 use tower::util::{MapRequestLayer, MapResponseLayer};
-use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 
@@ -165,7 +164,9 @@ impl Server {
             orgs: Orgs::new(services.db.clone()),
             registry: Registry::new(services.db, blobs, settings),
             tokens: services.tokens,
-            accounts: services.accounts,
+            accounts: services
+                .accounts
+                .with_password_concurrency(config.password_concurrency),
             started: Instant::now(),
             config: Arc::new(config.clone()),
         }));
@@ -177,7 +178,7 @@ impl Server {
             tokens: state.tokens.clone(),
             token_usage_flush: config.token_usage_flush,
             device: state.device.clone(),
-            app: router(state, config.max_body_bytes),
+            app: router(state),
             worker,
         })
     }
@@ -266,7 +267,7 @@ fn open_blob_store(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
     })
 }
 
-fn router(state: AppState, max_body_bytes: usize) -> Router {
+fn router(state: AppState) -> Router {
     let login_limit = LoginRateLimit::new(state.config.login_rate_limit);
     let trusted_proxies = state.config.trusted_proxies.clone();
     Router::new()
@@ -289,7 +290,10 @@ fn router(state: AppState, max_body_bytes: usize) -> Router {
                     axum::http::StatusCode::SERVICE_UNAVAILABLE,
                     Duration::from_secs(300),
                 ))
-                .layer(RequestDecompressionLayer::new())
-                .layer(DefaultBodyLimit::max(max_body_bytes)),
+                .layer(axum::middleware::from_fn(npm::drain::drain_unread))
+                // For axum's own extractors (the HTML login forms). Packr's JSON and OAuth bodies
+                // are read, and inflated from gzip, by `npm::body`, which allows more only after
+                // a valid token and never inflates past the limit.
+                .layer(DefaultBodyLimit::max(npm::body::ANONYMOUS_BODY_BYTES)),
         )
 }

@@ -2,7 +2,8 @@
 
 use serde_json::json;
 
-use super::{AuthError, UserRole, password};
+use super::password::Passwords;
+use super::{AuthError, UserRole};
 use crate::audit::AuditEvent;
 use crate::clock;
 use crate::store::Sqlite;
@@ -13,6 +14,7 @@ use crate::store::sqlite::users::{self, Standing, UserRow};
 #[derive(Clone)]
 pub struct Accounts {
     db: Sqlite,
+    passwords: Passwords,
 }
 
 /// Checks a login name: 1-64 characters of `a-z A-Z 0-9 . _ -`, not starting with `.` or `-`.
@@ -39,9 +41,22 @@ fn validate_password(password: &str) -> Result<(), AuthError> {
 }
 
 impl Accounts {
-    /// The account service on a metadata store.
+    /// The account service on a metadata store, hashing one password at a time (the command
+    /// line's pace; the server raises it with [`Accounts::with_password_concurrency`]).
     pub fn new(db: Sqlite) -> Self {
-        Self { db }
+        Self {
+            db,
+            passwords: Passwords::new(1),
+        }
+    }
+
+    /// The same service running at most `concurrency` Argon2 hashes and checks at once
+    /// (`PACKR_PASSWORD_CONCURRENCY`).
+    pub fn with_password_concurrency(self, concurrency: usize) -> Self {
+        Self {
+            passwords: Passwords::new(concurrency),
+            ..self
+        }
     }
 
     /// Creates a user, or resets the e-mail, password and role of an existing one.
@@ -54,24 +69,25 @@ impl Accounts {
     ) -> Result<UserRow, AuthError> {
         validate_user_name(name)?;
         validate_password(&password)?;
-        let hash = password::hash(password).await?;
+        let hash = self.passwords.hash(password).await?;
         let (name, email) = (name.to_owned(), email.to_owned());
-        let user = self
-            .db
+        self.db
             .write(move |tx| {
+                if let Some(existing) = users::case_variant(tx, &name)? {
+                    return Ok(Err(name_taken(&existing, &name)));
+                }
                 let id = users::upsert(tx, &name, &email, &hash, role.as_str(), clock::now_ms())?;
                 // A new password ends every browser session signed in with the old one.
                 users::end_sessions(tx, id)?;
-                Ok(UserRow {
+                Ok(Ok(UserRow {
                     id,
                     name,
                     email,
                     password_hash: Some(hash),
                     role: role.as_str().to_owned(),
-                })
+                }))
             })
-            .await?;
-        Ok(user)
+            .await?
     }
 
     /// Creates an account through `npm adduser` (when sign-up is open) as a reader-less maintainer.
@@ -83,13 +99,19 @@ impl Accounts {
     ) -> Result<UserRow, AuthError> {
         validate_user_name(name)?;
         validate_password(&password)?;
-        let hash = password::hash(password).await?;
+        let hash = self.passwords.hash(password).await?;
         let (name_owned, email) = (name.to_owned(), email.to_owned());
         let role = UserRole::Maintainer.as_str();
         let id = self
             .db
-            .write(move |tx| users::insert(tx, &name_owned, &email, &hash, role, clock::now_ms()))
-            .await?;
+            .write(move |tx| {
+                if let Some(existing) = users::case_variant(tx, &name_owned)? {
+                    return Ok(Err(name_taken(&existing, &name_owned)));
+                }
+                let id = users::insert(tx, &name_owned, &email, &hash, role, clock::now_ms())?;
+                Ok(Ok(id))
+            })
+            .await??;
         match id {
             Some(_) => self
                 .find(name)
@@ -99,16 +121,17 @@ impl Accounts {
         }
     }
 
-    /// Checks a name and password; an unknown name is [`AuthError::NoSuchUser`].
+    /// Checks a name and password. An unknown name, or an account without a local password,
+    /// gets [`AuthError::BadPassword`] after the same Argon2 work as a wrong password, so that
+    /// neither the answer nor its time tells which names exist.
     pub async fn login(&self, name: &str, password: &str) -> Result<UserRow, AuthError> {
-        let user = self
-            .find(name)
-            .await?
-            .ok_or_else(|| AuthError::NoSuchUser(name.to_owned()))?;
-        let Some(phc) = user.password_hash.clone() else {
+        let user = self.find(name).await?;
+        let Some((user, phc)) = user.and_then(|u| u.password_hash.clone().map(|phc| (u, phc)))
+        else {
+            self.passwords.verify_nothing(password.to_owned()).await?;
             return Err(AuthError::BadPassword);
         };
-        if password::verify(password.to_owned(), phc).await? {
+        if self.passwords.verify(password.to_owned(), phc).await? {
             self.require_enabled(user).await
         } else {
             Err(AuthError::BadPassword)
@@ -183,6 +206,13 @@ impl Accounts {
             .read(move |conn| users::find_by_name(conn, &name))
             .await?)
     }
+}
+
+/// The refusal of `wanted` when `existing` differs from it only in case.
+fn name_taken(existing: &str, wanted: &str) -> AuthError {
+    AuthError::Invalid(format!(
+        "a user named `{existing}` already exists, and user names are unique regardless of case: choose a name other than `{wanted}`"
+    ))
 }
 
 /// The account's role, falling back to reader for an unknown stored value.

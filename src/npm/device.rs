@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -32,18 +31,16 @@ pub fn routes() -> Router<AppState> {
 /// OAuth parameters, sent form-encoded (RFC 8628) or as JSON.
 pub struct OAuthParams(HashMap<String, String>);
 
-impl<S: Send + Sync> FromRequest<S> for OAuthParams {
+impl FromRequest<AppState> for OAuthParams {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
         let is_json = request
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/json"));
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|r| ApiError::user(r.status(), "bad_body", r.body_text()))?;
+        let bytes = super::body::read(request, state.config.max_body_bytes).await?;
         let params = if bytes.is_empty() {
             HashMap::new()
         } else if is_json {

@@ -1,14 +1,14 @@
 //! Extractors: the caller's token, the public base URL, JSON bodies (and readers of their
 //! fields) and package names, each rejecting with an npm-shaped [`ApiError`].
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use serde_json::Value;
 
 use std::net::IpAddr;
 
+use super::body;
 use crate::auth::tokens::CheckedCaller;
 use crate::auth::{AuthError, Caller, Origin, Permission};
 use crate::client_ip::ClientIp;
@@ -69,6 +69,7 @@ impl FromRequestParts<AppState> for MaybeAuthenticated {
         };
         let mut caller = state.tokens.authenticate(token, client_ip(parts)).await?;
         caller.origin = origin(parts);
+        parts.extensions.insert(body::TokenChecked);
         Ok(Self(Some(caller)))
     }
 }
@@ -155,18 +156,7 @@ impl FromRequest<AppState> for NpmJson {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            let status = rejection.status();
-            if status == StatusCode::PAYLOAD_TOO_LARGE {
-                let limit = state.config.max_body_bytes;
-                return ApiError::user(
-                    status,
-                    "too_large",
-                    format!("request entity too large: the limit is {limit} bytes (PACKR_MAX_BODY_BYTES)"),
-                );
-            }
-            ApiError::user(status, "bad_body", rejection.body_text())
-        })?;
+        let bytes = body::read(request, state.config.max_body_bytes).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(Value::Object(Default::default())));
         }

@@ -1,7 +1,9 @@
 //! The npm wire protocol over HTTP: routes, extractors and the JSON npm, pnpm and yarn expect.
 
+pub mod body;
 mod device;
 mod dist_tags;
+pub mod drain;
 pub mod extract;
 mod orgs;
 mod packument;

@@ -13,6 +13,7 @@ use crate::auth::AuthError;
 use crate::auth::Origin;
 use crate::error::ApiError;
 use crate::server::AppState;
+use crate::store::sqlite::users::UserRow;
 
 const USER_PREFIX: &str = "org.couchdb.user:";
 
@@ -44,20 +45,36 @@ async fn log_in_or_sign_up(
         .ok_or_else(|| ApiError::bad_request("missing_password", "a password is required"))?;
     let user = match app.accounts.login(name, password).await {
         Ok(user) => user,
-        Err(AuthError::NoSuchUser(_)) if text_field(body, "email").is_some() => {
-            if !app.config.allow_signup {
-                return Err(AuthError::SignupClosed.into());
-            }
+        Err(AuthError::BadPassword) if text_field(body, "email").is_some() => {
             let email = text_field(body, "email").unwrap_or_default();
-            app.accounts
-                .sign_up(name, email, password.to_owned())
-                .await?
+            sign_up(app, name, email, password).await?
         }
         Err(err) => return Err(err.into()),
     };
     let token = app.tokens.issue_login(&user, "npm login", origin).await?;
     tracing::info!(user = %user.name, "logged in");
     Ok(token)
+}
+
+/// `npm adduser` for a name the login did not accept: a new account if the name is free and
+/// sign-up is open. A taken name stays a wrong password; sign-up itself cannot hide that a name
+/// exists, but a login without an e-mail never tells.
+async fn sign_up(
+    app: &AppState,
+    name: &str,
+    email: &str,
+    password: &str,
+) -> Result<UserRow, ApiError> {
+    if app.accounts.find(name).await?.is_some() {
+        return Err(AuthError::BadPassword.into());
+    }
+    if !app.config.allow_signup {
+        return Err(AuthError::SignupClosed.into());
+    }
+    Ok(app
+        .accounts
+        .sign_up(name, email, password.to_owned())
+        .await?)
 }
 
 /// `PUT /-/user/org.couchdb.user:NAME`: legacy `npm login` / `npm adduser`.

@@ -17,6 +17,7 @@ mod properties;
 mod protocol;
 mod security_accounts;
 mod security_authz;
+mod security_bodies;
 mod security_edge;
 mod security_packages;
 mod security_store;

@@ -50,6 +50,10 @@ fn v7(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     add_missing_columns(tx, "users", USER_COLUMNS_V7)
 }
 
+/// The index of version 6 that keeps user names unique regardless of case (`Alice` and `alice`
+/// would otherwise be two accounts a reader cannot tell apart).
+const USER_NAME_INDEX: &str = "users_name_nocase";
+
 /// The database's `PRAGMA user_version` (0 for a new file).
 pub fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |row| row.get(0))
@@ -82,7 +86,48 @@ fn apply_steps(conn: &mut Connection, schema: &str, steps: &[Step]) -> rusqlite:
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
     }
+    // Version 6, keyed on the index itself rather than the version: a start refused for names
+    // that differ only in case must be refused again until they are fixed.
+    if !has_index(conn, USER_NAME_INDEX)? {
+        index_user_names_regardless_of_case(conn)?;
+    }
     Ok(())
+}
+
+fn has_index(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?1",
+        [name],
+        |row| row.get::<_, i64>(0),
+    )
+    .map(|count| count > 0)
+}
+
+/// Creates the case-insensitive unique index on user names. A database whose names already
+/// differ only in case cannot get it: Packr refuses to start and names them, since merging two
+/// people's accounts, or renaming one behind their back, is for an operator to decide.
+fn index_user_names_regardless_of_case(conn: &Connection) -> rusqlite::Result<()> {
+    let clashes = conn
+        .prepare(
+            "SELECT group_concat(name, ', ') FROM users
+             GROUP BY name COLLATE NOCASE HAVING count(*) > 1 ORDER BY 1",
+        )?
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    if !clashes.is_empty() {
+        let message = format!(
+            "user names must be unique regardless of case, but these accounts differ only in case: {}. \
+             Rename or delete all but one of each group in packr.db (for example \
+             `sqlite3 packr.db \"UPDATE users SET name = 'alice-2' WHERE name = 'Alice'\"`), \
+             then start Packr again",
+            clashes.join("; ")
+        );
+        let code = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE);
+        return Err(rusqlite::Error::SqliteFailure(code, Some(message)));
+    }
+    conn.execute_batch(&format!(
+        "CREATE UNIQUE INDEX IF NOT EXISTS {USER_NAME_INDEX} ON users (name COLLATE NOCASE)"
+    ))
 }
 
 fn add_missing_columns(
@@ -169,6 +214,53 @@ mod tests {
         assert_eq!(user_version(&conn).unwrap(), STEPS.last().unwrap().0);
     }
 
+    fn old_users_table(conn: &Connection, names: &[&str]) {
+        conn.execute_batch(
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+                 email TEXT NOT NULL DEFAULT '', password_hash TEXT, role TEXT NOT NULL,
+                 created_at INTEGER NOT NULL);
+             PRAGMA user_version = 5;",
+        )
+        .unwrap();
+        for name in names {
+            conn.execute(
+                "INSERT INTO users (name, role, created_at) VALUES (?1, 'reader', 0)",
+                [name],
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn user_names_become_unique_regardless_of_case() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        old_users_table(&conn, &["alice", "bob"]);
+        apply(&mut conn, SCHEMA).unwrap();
+        let insert = conn.execute(
+            "INSERT INTO users (name, role, created_at) VALUES ('Alice', 'reader', 0)",
+            [],
+        );
+        assert!(insert.is_err(), "Alice was accepted next to alice");
+    }
+
+    #[test]
+    fn names_that_differ_only_in_case_stop_the_migration_and_are_named() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        old_users_table(&conn, &["alice", "Alice", "bob", "BOB", "carol"]);
+        for _ in 0..2 {
+            let message = apply(&mut conn, SCHEMA).unwrap_err().to_string();
+            assert!(
+                message.contains("Alice, alice") || message.contains("alice, Alice"),
+                "{message}"
+            );
+            assert!(
+                message.contains("BOB") && !message.contains("carol"),
+                "{message}"
+            );
+        }
+        assert!(!has_index(&conn, USER_NAME_INDEX).unwrap());
+    }
+
     #[test]
     fn a_new_database_gets_the_schema_and_the_latest_version_together() {
         let mut conn = Connection::open_in_memory().unwrap();
@@ -184,6 +276,7 @@ mod tests {
             .unwrap();
         assert_eq!(index, "versions_blob_key");
         assert!(columns(&conn, "tokens").contains("use_count"));
+        assert!(has_index(&conn, USER_NAME_INDEX).unwrap());
     }
 
     #[test]

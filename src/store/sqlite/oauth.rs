@@ -128,7 +128,7 @@ pub fn insert_user_without_password(
         .query_row(
             "INSERT INTO users (name, email, password_hash, role, created_at)
              VALUES (?1, ?2, NULL, ?3, ?4)
-             ON CONFLICT(name) DO NOTHING RETURNING id",
+             ON CONFLICT DO NOTHING RETURNING id",
             params![name, email, role, now],
             |row| row.get(0),
         )

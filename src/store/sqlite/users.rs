@@ -37,6 +37,18 @@ pub fn find_by_name(conn: &Connection, name: &str) -> Result<Option<UserRow>, St
     Ok(conn.query_row(&sql, [name], from_row).optional()?)
 }
 
+/// The name of the account whose name differs from `name` only in case, if there is one. Names
+/// are ASCII, so SQLite's `NOCASE` is the whole comparison.
+pub fn case_variant(conn: &Connection, name: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT name FROM users WHERE name = ?1 COLLATE NOCASE AND name <> ?1 LIMIT 1",
+            [name],
+            |row| row.get(0),
+        )
+        .optional()?)
+}
+
 /// Looks a user up by id.
 pub fn find_by_id(conn: &Connection, id: i64) -> Result<Option<UserRow>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1");
@@ -74,7 +86,8 @@ pub fn upsert(
     Ok(id)
 }
 
-/// Creates a user; `None` when the name is taken.
+/// Creates a user; `None` when the name is taken (exactly or, with the index of migration 6,
+/// in another case).
 pub fn insert(
     conn: &Connection,
     name: &str,
@@ -86,7 +99,7 @@ pub fn insert(
     let id = conn
         .query_row(
             "INSERT INTO users (name, email, password_hash, role, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(name) DO NOTHING RETURNING id",
+             ON CONFLICT DO NOTHING RETURNING id",
             params![name, email, password_hash, role, now],
             |row| row.get(0),
         )
@@ -162,8 +175,8 @@ mod tests {
     use super::*;
 
     fn db() -> Connection {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(super::super::SCHEMA).unwrap();
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::migrate::apply(&mut conn, super::super::SCHEMA).unwrap();
         conn
     }
 
@@ -195,5 +208,27 @@ mod tests {
         assert_eq!((enabled.disabled_at, enabled.session_generation), (None, 4));
         assert_eq!(set_disabled(&conn, id + 1, Some(1)).unwrap(), None);
         assert_eq!(standing(&conn, id + 1).unwrap(), None);
+    }
+
+    #[test]
+    fn a_name_that_differs_only_in_case_is_taken() {
+        let conn = db();
+        insert(&conn, "alice", "", "h", "maintainer", 0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            case_variant(&conn, "ALICE").unwrap().as_deref(),
+            Some("alice")
+        );
+        assert_eq!(case_variant(&conn, "alice").unwrap(), None);
+        assert_eq!(case_variant(&conn, "bob").unwrap(), None);
+        assert_eq!(
+            insert(&conn, "Alice", "", "h", "maintainer", 0).unwrap(),
+            None
+        );
+        // OAuth auto-create moves on to its next candidate name instead.
+        let oauth =
+            super::super::oauth::insert_user_without_password(&conn, "Alice", "", "reader", 0);
+        assert!(oauth.unwrap().is_none());
     }
 }
