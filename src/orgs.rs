@@ -583,13 +583,17 @@ pub enum OrgDecision {
     Denied(String),
 }
 
-/// The org's slug if `package` is under an org's scope.
-fn org_of(conn: &Connection, package: &str) -> Result<Option<String>, StoreError> {
-    let Some(slug) = package
+/// The scope of a package name without its `@` (`acme` for `@acme/b`), if it has one.
+pub fn scope_slug(package: &str) -> Option<&str> {
+    package
         .strip_prefix('@')
         .and_then(|rest| rest.split_once('/'))
-        .map(|(s, _)| s)
-    else {
+        .map(|(slug, _)| slug)
+}
+
+/// The org's slug if `package` is under an org's scope.
+fn org_of(conn: &Connection, package: &str) -> Result<Option<String>, StoreError> {
+    let Some(slug) = scope_slug(package) else {
         return Ok(None);
     };
     Ok(rows::find(conn, slug)?.map(|org| org.slug))
@@ -656,11 +660,7 @@ pub fn readable(
     reader: Option<&Caller>,
     package: &str,
 ) -> Result<bool, StoreError> {
-    let Some(slug) = package
-        .strip_prefix('@')
-        .and_then(|rest| rest.split_once('/'))
-        .map(|(s, _)| s)
-    else {
+    let Some(slug) = scope_slug(package) else {
         return Ok(true);
     };
     match rows::visibility(conn, package, slug)? {

@@ -133,11 +133,7 @@ fn may_write(
 
 /// The slug of a scope that is not an org's, if `package` has one.
 fn plain_scope<'a>(conn: &Connection, package: &'a str) -> Result<Option<&'a str>, StoreError> {
-    let Some(slug) = package
-        .strip_prefix('@')
-        .and_then(|rest| rest.split_once('/'))
-        .map(|(slug, _)| slug)
-    else {
+    let Some(slug) = orgs::scope_slug(package) else {
         return Ok(None);
     };
     Ok(org_rows::find(conn, slug)?.is_none().then_some(slug))
