@@ -290,7 +290,7 @@ fn router(state: AppState) -> Router {
                     axum::http::StatusCode::SERVICE_UNAVAILABLE,
                     Duration::from_secs(300),
                 ))
-                .layer(axum::middleware::from_fn(npm::drain::drain_unread))
+                .layer(npm::drain::DrainLayer)
                 // For axum's own extractors (the HTML login forms). Packr's JSON and OAuth bodies
                 // are read, and inflated from gzip, by `npm::body`, which allows more only after
                 // a valid token and never inflates past the limit.

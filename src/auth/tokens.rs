@@ -253,6 +253,15 @@ impl Tokens {
                 user.name, user.role, request.role
             )));
         }
+        // A token for a disabled account would be refused at every use: say so now instead.
+        let user_id = user.id;
+        let standing = self
+            .db
+            .read(move |conn| users::standing(conn, user_id))
+            .await?;
+        if standing.is_some_and(|s| s.disabled_at.is_some()) {
+            return Err(AuthError::AccountDisabled(user.name.clone()));
+        }
         self.issue_row(user, request, cidr, issuer, origin, None)
             .await
     }

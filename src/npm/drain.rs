@@ -11,10 +11,11 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::header;
-use axum::middleware::Next;
 use axum::response::Response;
+use futures_util::future::{BoxFuture, Either};
 use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use tower::{Layer, Service};
 
 /// At most this much of an unread body (as sent, not inflated) is read and thrown away; past it,
 /// the connection closes as it would have.
@@ -23,34 +24,81 @@ const DRAIN_BYTES: u64 = 32 * 1024 * 1024;
 /// How long an unread body is read at most.
 const DRAIN_TIME: Duration = Duration::from_secs(10);
 
-/// Middleware: runs the request, then drains what its handler did not read of the body.
-pub async fn drain_unread(request: Request, next: Next) -> Response {
-    // A client waiting for `100 Continue` has not sent its body; reading would only invite it.
-    if request.headers().contains_key(header::EXPECT) {
-        return next.run(request).await;
+/// Layer: after a handler answers, reads what it left unread of the request body. Requests that
+/// carry no body (every read) pass straight through, so the hot path pays nothing for it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DrainLayer;
+
+impl<S> Layer<S> for DrainLayer {
+    type Service = Drain<S>;
+
+    fn layer(&self, inner: S) -> Drain<S> {
+        Drain { inner }
     }
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let slot = Arc::new(Mutex::new(None));
-    let returned = Arc::clone(&slot);
-    let request = request.map(move |body| {
-        Body::new(Returning {
-            body: Some(body),
-            read: 0,
-            slot: returned,
-        })
-    });
-    let response = next.run(request).await;
-    let unread = slot.lock().ok().and_then(|mut slot| slot.take());
-    if let Some((body, read)) = unread {
-        let left = declared.map(|declared| declared.saturating_sub(read));
-        if left.is_none_or(|left| left <= DRAIN_BYTES) {
-            drain(body).await;
+}
+
+/// The service of [`DrainLayer`].
+#[derive(Debug, Clone)]
+pub struct Drain<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for Drain<S>
+where
+    S: Service<Request, Response = Response>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Either<S::Future, BoxFuture<'static, Result<Response, S::Error>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        if !sends_a_body(&request) {
+            return Either::Left(self.inner.call(request));
         }
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let slot = Arc::new(Mutex::new(None));
+        let returned = Arc::clone(&slot);
+        let request = request.map(move |body| {
+            Body::new(Returning {
+                body: Some(body),
+                read: 0,
+                slot: returned,
+            })
+        });
+        let answered = self.inner.call(request);
+        Either::Right(Box::pin(async move {
+            let response = answered.await?;
+            let unread = slot.lock().ok().and_then(|mut slot| slot.take());
+            if let Some((body, read)) = unread {
+                let left = declared.map(|declared| declared.saturating_sub(read));
+                if left.is_none_or(|left| left <= DRAIN_BYTES) {
+                    drain(body).await;
+                }
+            }
+            Ok(response)
+        }))
     }
-    response
+}
+
+/// Whether the client is sending a body now. One waiting for `100 Continue` has not sent it yet:
+/// reading would only invite it.
+fn sends_a_body(request: &Request) -> bool {
+    let headers = request.headers();
+    if headers.contains_key(header::EXPECT) {
+        return false;
+    }
+    match headers.get(header::CONTENT_LENGTH) {
+        Some(length) => length.as_bytes() != b"0",
+        None => headers.contains_key(header::TRANSFER_ENCODING),
+    }
 }
 
 /// Reads and discards a body, at most [`DRAIN_BYTES`] for at most [`DRAIN_TIME`].
@@ -70,7 +118,7 @@ async fn drain(mut body: Body) {
 }
 
 /// The request body as handlers see it; dropped before its end, it hands the rest (and how much
-/// was read) back to [`drain_unread`].
+/// was read) back to [`Drain`].
 struct Returning {
     body: Option<Body>,
     read: u64,
@@ -147,9 +195,12 @@ mod tests {
     async fn refuse_unread(headers: &[(header::HeaderName, &str)], chunks: usize) -> usize {
         let app = Router::new()
             .route("/", put(|| async { StatusCode::UNAUTHORIZED }))
-            .layer(axum::middleware::from_fn(drain_unread));
+            .layer(DrainLayer);
         let (body, taken) = counted_body(chunks);
-        let mut request = Request::put("/").body(body).unwrap();
+        let mut request = Request::put("/")
+            .header(header::TRANSFER_ENCODING, "chunked")
+            .body(body)
+            .unwrap();
         for (name, value) in headers {
             request
                 .headers_mut()

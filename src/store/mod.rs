@@ -1,6 +1,7 @@
 //! Storage: the metadata store ([`sqlite`]) and the blob store ([`blob`]). SQL lives only here.
 
 pub mod blob;
+mod group_sync;
 pub mod sqlite;
 
 pub use blob::{BlobError, BlobKey, BlobStore};

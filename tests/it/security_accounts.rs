@@ -178,6 +178,25 @@ async fn a_disabled_users_tokens_sessions_and_logins_stop_and_enable_brings_back
 
     let printed = packr(&server.data_dir, &["user", "disable", "root"], None);
     assert!(printed.contains("user root disabled"), "{printed}");
+    // No new token is issued for the disabled account either.
+    let refused = std::process::Command::new(crate::support::server::packr_binary())
+        .args([
+            "token",
+            "create",
+            "--user",
+            "root",
+            "--role",
+            "admin",
+            "--data-dir",
+        ])
+        .arg(&server.data_dir)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("the account root is disabled"),
+        "{refused:?}"
+    );
 
     // The session is checked against the account on every request.
     let (status, body) = orgs(Credential::Cookie(&cookie)).await;

@@ -6,16 +6,20 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio_util::io::ReaderStream;
 
 use super::{Blob, BlobError, BlobKey, BlobStore};
+use crate::store::group_sync::GroupSync;
 
 /// The filesystem blob store.
 pub struct FsBlobStore {
     root: PathBuf,
+    /// Puts a written blob, and the directory entry naming it, on disk before `put` returns.
+    sync: Arc<GroupSync>,
 }
 
 impl FsBlobStore {
@@ -24,6 +28,7 @@ impl FsBlobStore {
         std::fs::create_dir_all(root.join("tmp"))?;
         move_from_two_levels(root)?;
         Ok(Self {
+            sync: Arc::new(GroupSync::file_system(root)),
             root: root.to_owned(),
         })
     }
@@ -66,46 +71,42 @@ fn move_from_two_levels(root: &Path) -> std::io::Result<()> {
     )
 }
 
-/// Writes `bytes` to `path` through a temporary file in `tmp_dir`: readers see the whole blob
-/// or nothing, and both the file and its directory entry are on disk before the version that
-/// names it is committed (the rename alone lives in the page cache until the directory is synced).
-fn write_atomically(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(tmp_dir);
-    if path.try_exists()? {
-        // Another put of the same bytes may have renamed it and not yet synced the directory.
-        return sync_dir(dir);
-    }
-    if !dir.try_exists()? {
-        std::fs::create_dir_all(dir)?;
-        if let Some(root) = dir.parent() {
-            sync_dir(root)?;
+/// Writes `bytes` to `path` through a temporary file in `tmp_dir`, so readers see the whole blob
+/// or nothing, then waits until the bytes and the directory entry naming them are on disk: the
+/// version that names the blob is committed only after that. One `syncfs` covers every blob
+/// renamed before it started, where a `fsync` of each file and of its directory would cost
+/// concurrent publishes two journal commits each.
+fn write_durably(
+    sync: &GroupSync,
+    tmp_dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    // An existing file may be another put's of the same bytes, renamed but not yet synced: the
+    // wait below covers it either way.
+    if !path.try_exists()? {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
         }
+        // A unique temporary name, so concurrent writers of one key never share a file.
+        let tmp = tmp_dir.join(uuid::Uuid::new_v4().to_string());
+        let written = std::fs::File::create(&tmp).and_then(|mut file| file.write_all(bytes));
+        let renamed = written.and_then(|()| std::fs::rename(&tmp, path));
+        if renamed.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        renamed?;
     }
-    // A unique temporary name, so concurrent writers of one key never share a file.
-    let tmp = tmp_dir.join(uuid::Uuid::new_v4().to_string());
-    let written = std::fs::File::create(&tmp).and_then(|mut file| {
-        file.write_all(bytes)?;
-        file.sync_data()
-    });
-    let renamed = written.and_then(|()| std::fs::rename(&tmp, path));
-    if renamed.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    renamed?;
-    sync_dir(dir)
-}
-
-/// Makes the entries of `dir` (a rename or a new file into it) durable.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
+    sync.wait(sync.committed()?)
 }
 
 #[async_trait::async_trait]
 impl BlobStore for FsBlobStore {
     async fn put(&self, key: &BlobKey, bytes: Bytes) -> Result<(), BlobError> {
         let (tmp_dir, path) = (self.root.join("tmp"), self.path(key));
+        let sync = Arc::clone(&self.sync);
         // One trip to the blocking pool for the whole write, not one per file operation.
-        tokio::task::spawn_blocking(move || write_atomically(&tmp_dir, &path, &bytes))
+        tokio::task::spawn_blocking(move || write_durably(&sync, &tmp_dir, &path, &bytes))
             .await
             .map_err(std::io::Error::other)??;
         Ok(())

@@ -2,7 +2,6 @@
 
 pub mod audit;
 pub mod device;
-mod group_sync;
 pub mod migrate;
 pub mod oauth;
 pub mod orgs;
@@ -20,7 +19,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use tokio::task::spawn_blocking;
 
 use super::StoreError;
-use group_sync::GroupSync;
+use super::group_sync::GroupSync;
 
 /// The whole current schema; [`migrate`] applies it and the steps older databases need.
 pub(crate) const SCHEMA: &str = include_str!("../../../schema.sql");
@@ -65,7 +64,7 @@ impl Sqlite {
         let mut writer = Connection::open(&path)?;
         let wal = configure(&writer)?;
         migrate::apply(&mut writer, SCHEMA)?;
-        let log_sync = wal.then(|| Arc::new(GroupSync::new(&path)));
+        let log_sync = wal.then(|| Arc::new(GroupSync::write_ahead_log(&path)));
         if let Some(sync) = &log_sync {
             sync.committed()
                 .and_then(|ticket| sync.wait(ticket))

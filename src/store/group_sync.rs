@@ -1,17 +1,50 @@
-//! Group commit for the write-ahead log: a write is answered only once its commit is on disk, and
-//! one `fdatasync` of `packr.db-wal` covers every commit made before it started.
+//! Group sync: a change is acknowledged only once it is on disk, and one sync covers every change
+//! made before it started, so concurrent publishes share syncs instead of queueing one each.
 //!
-//! The writer runs with `synchronous=NORMAL`, so a commit only `write`s its frames to the log
-//! (SQLite syncs the log itself before each checkpoint and when it starts reusing it). Syncing the
-//! log after the commit makes that commit as durable as `synchronous=FULL` would, but concurrent
-//! publishes share the sync instead of queueing one sync each behind the single writer.
+//! Two stores use it. The SQLite writer runs with `synchronous=NORMAL`, so a commit only
+//! `write`s its frames to the log (SQLite syncs the log itself before each checkpoint and when it
+//! starts reusing it); an `fdatasync` of `packr.db-wal` after the commit makes it as durable as
+//! `synchronous=FULL` would. The filesystem blob store renames a blob into place and then waits
+//! for a `syncfs` of its file system, which puts the blob's bytes and its directory entry on disk.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
-/// Tracks which commits are on disk and lets one waiter at a time sync the log for all of them.
+/// What one sync does.
+enum Target {
+    /// `fdatasync` of one file (SQLite's write-ahead log).
+    File(PathBuf),
+    /// `syncfs` of the file system holding this directory (the blob store).
+    FileSystem(PathBuf),
+}
+
+impl Target {
+    fn sync(&self) -> std::io::Result<()> {
+        match self {
+            Self::File(path) => std::fs::File::open(path)?.sync_data(),
+            Self::FileSystem(dir) => sync_file_system(dir),
+        }
+    }
+}
+
+/// Flushes every file and directory entry of the file system holding `dir` and waits for it.
+#[cfg(target_os = "linux")]
+fn sync_file_system(dir: &Path) -> std::io::Result<()> {
+    let dir = std::fs::File::open(dir)?;
+    rustix::fs::syncfs(&dir)?;
+    Ok(())
+}
+
+/// Elsewhere `syncfs` does not exist: flush every file system.
+#[cfg(not(target_os = "linux"))]
+fn sync_file_system(_dir: &Path) -> std::io::Result<()> {
+    rustix::fs::sync();
+    Ok(())
+}
+
+/// Tracks which changes are on disk and lets one waiter at a time sync for all of them.
 pub struct GroupSync {
-    wal: PathBuf,
+    target: Target,
     state: Mutex<State>,
     synced: Condvar,
 }
@@ -28,18 +61,27 @@ struct State {
 
 impl GroupSync {
     /// Syncs the write-ahead log of the database at `db`.
-    pub fn new(db: &std::path::Path) -> Self {
+    pub fn write_ahead_log(db: &Path) -> Self {
         let mut wal = db.as_os_str().to_owned();
         wal.push("-wal");
+        Self::new(Target::File(wal.into()))
+    }
+
+    /// Syncs the file system holding `dir`.
+    pub fn file_system(dir: &Path) -> Self {
+        Self::new(Target::FileSystem(dir.to_owned()))
+    }
+
+    fn new(target: Target) -> Self {
         Self {
-            wal: wal.into(),
+            target,
             state: Mutex::new(State::default()),
             synced: Condvar::new(),
         }
     }
 
-    /// Records a commit and returns its ticket. Call it with the writer still locked, right after
-    /// the commit, so tickets follow the order of the commits in the log.
+    /// Records a change and returns its ticket. Call it right after the change is made (for the
+    /// log: with the writer still locked), so a sync started later covers it.
     pub fn committed(&self) -> std::io::Result<u64> {
         let mut state = self.lock()?;
         state.committed += 1;
@@ -61,7 +103,7 @@ impl GroupSync {
             state.syncing = true;
             let covers = state.committed;
             drop(state);
-            let result = std::fs::File::open(&self.wal).and_then(|log| log.sync_data());
+            let result = self.target.sync();
             state = self.lock()?;
             state.syncing = false;
             if result.is_ok() {
@@ -90,7 +132,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("packr.db");
         std::fs::write(dir.path().join("packr.db-wal"), b"frames").unwrap();
-        let sync = std::sync::Arc::new(GroupSync::new(&db));
+        let sync = std::sync::Arc::new(GroupSync::write_ahead_log(&db));
         let waiters: Vec<_> = (0..8)
             .map(|_| {
                 let sync = std::sync::Arc::clone(&sync);
@@ -110,7 +152,7 @@ mod tests {
     #[test]
     fn a_missing_log_is_an_error_not_a_silent_success() {
         let dir = tempfile::tempdir().unwrap();
-        let sync = GroupSync::new(&dir.path().join("packr.db"));
+        let sync = GroupSync::write_ahead_log(&dir.path().join("packr.db"));
         let ticket = sync.committed().unwrap();
         assert!(sync.wait(ticket).is_err());
         assert_eq!(sync.lock().unwrap().synced, 0);
