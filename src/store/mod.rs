@@ -1,6 +1,8 @@
-//! Storage: the metadata store ([`sqlite`]) and the blob store ([`blob`]). SQL lives only here.
+//! Storage: the metadata store ([`sqlite`]; [`postgres`] in progress) and the blob store
+//! ([`blob`]). SQL lives only here.
 
 pub mod blob;
+pub mod postgres;
 pub mod sqlite;
 
 pub use blob::{BlobError, BlobKey, BlobStore};
