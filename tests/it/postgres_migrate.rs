@@ -280,6 +280,19 @@ async fn an_unreachable_database_fails_fast_naming_it_without_the_password() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_database_is_named_with_the_servers_reason() {
+    let db = fresh_database().await;
+    let missing = db.url.replace(&db.name, "no_such_db");
+    let stderr = fails(&["migrate", "--database-url", &missing], &[]).await;
+    assert!(
+        stderr.contains("cannot connect to PostgreSQL at postgres@127.0.0.1:")
+            && stderr.contains("/no_such_db")
+            && stderr.contains("database \"no_such_db\" does not exist"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_and_the_store_commands_refuse_a_database_url_and_say_why() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_str().unwrap();

@@ -114,6 +114,7 @@ impl PgPool {
                     "no answer within {} s (a `connect_timeout=SECONDS` in the URL waits longer)",
                     self.timeout.as_secs_f32()
                 ),
+                PoolError::Backend(err) => causes(&err),
                 other => causes(&other),
             },
         })
