@@ -50,7 +50,8 @@ async fn migrate_sqlite(data: &DataDirArgs) -> anyhow::Result<()> {
     let dir = &data.data_dir;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("creating data directory {}", dir.display()))?;
-    let db = Sqlite::open(dir).with_context(|| format!("migrating the database in {}", dir.display()))?;
+    let db = Sqlite::open(dir)
+        .with_context(|| format!("migrating the database in {}", dir.display()))?;
     let version = db.schema_version().await?;
     println!(
         "SQLite {}: schema version {version}",

@@ -115,9 +115,8 @@ fn sqlite_schema(path: &std::path::Path) -> (BTreeMap<String, Vec<String>>, BTre
             .collect::<Result<_, _>>()
             .unwrap()
     };
-    let tables = names(
-        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
-    );
+    let tables =
+        names("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'");
     let indexes = names(
         "SELECT name FROM sqlite_schema WHERE type = 'index' AND name NOT LIKE 'sqlite_autoindex_%'",
     );
@@ -177,7 +176,10 @@ async fn the_postgres_schema_has_every_table_column_and_index_of_the_sqlite_sche
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     let printed = succeeds(&["migrate", "--data-dir", data_dir.to_str().unwrap()]).await;
-    assert!(printed.contains("SQLite") && printed.contains("schema version"), "{printed}");
+    assert!(
+        printed.contains("SQLite") && printed.contains("schema version"),
+        "{printed}"
+    );
 
     let (sqlite_tables, sqlite_indexes) = sqlite_schema(&data_dir.join("packr.db"));
     assert!(sqlite_tables.contains_key("users") && sqlite_tables.len() > 20);
@@ -193,7 +195,10 @@ async fn the_postgres_schema_has_every_table_column_and_index_of_the_sqlite_sche
         assert_eq!(&pg_tables[table], columns, "columns of {table} differ");
     }
     let missing: Vec<_> = sqlite_indexes.difference(&pg_indexes).collect();
-    assert!(missing.is_empty(), "indexes missing in PostgreSQL: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "indexes missing in PostgreSQL: {missing:?}"
+    );
 
     // User names are unique regardless of case there too.
     client
@@ -240,7 +245,11 @@ async fn a_database_migrated_by_a_newer_packr_is_refused_naming_both_versions() 
     ] {
         assert!(stderr.contains(&part), "{part} missing from: {stderr}");
     }
-    assert_eq!(schema_versions(&client).await, before, "nothing was changed");
+    assert_eq!(
+        schema_versions(&client).await,
+        before,
+        "nothing was changed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,14 +263,21 @@ async fn an_unreachable_database_fails_fast_naming_it_without_the_password() {
     let url = format!("postgres://packr:hunter2@127.0.0.1:{port}/registry");
     let started = Instant::now();
     let stderr = fails(&["migrate", "--database-url", &url], &[]).await;
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(
         stderr.contains(&format!(
             "cannot connect to PostgreSQL at packr@127.0.0.1:{port}/registry"
         )) && stderr.contains("refused"),
         "{stderr}"
     );
-    assert!(!stderr.contains("hunter2"), "the password was printed: {stderr}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password was printed: {stderr}"
+    );
 
     // This one accepts connections and never answers: the connect timeout ends the wait.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -276,7 +292,10 @@ async fn an_unreachable_database_fails_fast_naming_it_without_the_password() {
             && stderr.contains("no answer within 1 s"),
         "{stderr}"
     );
-    assert!(!stderr.contains("hunter2"), "the password was printed: {stderr}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password was printed: {stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -313,7 +332,10 @@ async fn serve_and_the_store_commands_refuse_a_database_url_and_say_why() {
             "packr {}: {stderr}",
             args[0]
         );
-        assert!(!stderr.contains("hunter2"), "the password was printed: {stderr}");
+        assert!(
+            !stderr.contains("hunter2"),
+            "the password was printed: {stderr}"
+        );
     }
     assert!(
         !dir.path().join("packr.db").exists(),

@@ -65,9 +65,9 @@ impl Outcome {
     /// The version the database is at now.
     pub fn version(self) -> i64 {
         match self {
-            Self::Created(version) | Self::Current(version) | Self::Upgraded { to: version, .. } => {
-                version
-            }
+            Self::Created(version)
+            | Self::Current(version)
+            | Self::Upgraded { to: version, .. } => version,
         }
     }
 }

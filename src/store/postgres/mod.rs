@@ -198,7 +198,11 @@ mod tests {
 
     #[test]
     fn only_postgres_urls_are_accepted_and_the_input_is_not_echoed() {
-        for url in ["mysql://u:hunter2@h/db", "hunter2", "host=h password=hunter2"] {
+        for url in [
+            "mysql://u:hunter2@h/db",
+            "hunter2",
+            "host=h password=hunter2",
+        ] {
             let err = parse_url(url).unwrap_err().to_string();
             assert!(err.contains("postgres://"), "{err}");
             assert!(!err.contains("hunter2"), "{err}");
@@ -208,8 +212,8 @@ mod tests {
 
     #[test]
     fn the_target_names_user_host_port_and_database_but_never_the_password() {
-        let (config, timeout) = parse_url("postgres://packr:hunter2@db.internal:6432/registry")
-            .expect("a valid URL");
+        let (config, timeout) =
+            parse_url("postgres://packr:hunter2@db.internal:6432/registry").expect("a valid URL");
         assert_eq!(describe(&config), "packr@db.internal:6432/registry");
         assert_eq!(timeout, DEFAULT_CONNECT_TIMEOUT);
         let (config, _) = parse_url("postgres://packr@db").unwrap();
