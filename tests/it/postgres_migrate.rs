@@ -104,73 +104,236 @@ async fn three_migrations_at_once_apply_the_schema_once() {
     assert_eq!(schema_versions(&client).await, expected);
 }
 
-/// Table name → its columns in order, and the named indexes, of a SQLite database.
-fn sqlite_schema(path: &std::path::Path) -> (BTreeMap<String, Vec<String>>, BTreeSet<String>) {
+/// What two schemas must have alike, in PostgreSQL's terms.
+#[derive(Debug, Default)]
+struct Schema {
+    /// Table → its columns in order, as `name type` plus ` NOT NULL` where nulls are refused.
+    tables: BTreeMap<String, Vec<String>>,
+    /// The names of the indexes created by name (not those behind a key or UNIQUE).
+    indexes: BTreeSet<String>,
+    /// `table(columns) -> table(columns) ON DELETE action`.
+    foreign_keys: BTreeSet<String>,
+    /// `table(columns)` of every primary key and unique constraint or index on plain columns.
+    unique: BTreeSet<String>,
+    /// Table → how many CHECK constraints it has.
+    checks: BTreeMap<String, usize>,
+}
+
+/// The type a SQLite column has in PostgreSQL (see src/store/postgres/schema.sql).
+fn postgres_type(table: &str, column: &str, sqlite_type: &str) -> &'static str {
+    match sqlite_type {
+        "INTEGER" if (table, column) == ("webhooks", "active") => "boolean",
+        "INTEGER" => "bigint",
+        "TEXT" => "text",
+        "BLOB" => "bytea",
+        other => {
+            panic!("{table}.{column} has type {other}, which the PostgreSQL schema does not map")
+        }
+    }
+}
+
+fn sqlite_schema(path: &std::path::Path) -> Schema {
     let conn = rusqlite::Connection::open(path).expect("opening the SQLite database");
-    let names = |sql: &str| -> Vec<String> {
-        conn.prepare(sql)
-            .unwrap()
-            .query_map([], |row| row.get(0))
+    let rows = |sql: &str, arg: &str| -> Vec<Vec<Option<String>>> {
+        let mut statement = conn.prepare(sql).unwrap();
+        let width = statement.column_count();
+        statement
+            .query_map([arg], |row| {
+                (0..width)
+                    .map(|at| row.get::<_, rusqlite::types::Value>(at))
+                    .map(|value| {
+                        value.map(|value| match value {
+                            rusqlite::types::Value::Null => None,
+                            rusqlite::types::Value::Integer(n) => Some(n.to_string()),
+                            rusqlite::types::Value::Text(text) => Some(text),
+                            other => panic!("unexpected {other:?}"),
+                        })
+                    })
+                    .collect()
+            })
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap()
     };
-    let tables =
-        names("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'");
-    let indexes = names(
-        "SELECT name FROM sqlite_schema WHERE type = 'index' AND name NOT LIKE 'sqlite_autoindex_%'",
+    let text = |value: &Option<String>| value.clone().unwrap_or_default();
+    let mut schema = Schema::default();
+    let tables = rows(
+        "SELECT name, sql FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE ?1",
+        "sqlite_%",
     );
-    let columns = tables
-        .into_iter()
-        .map(|table| {
-            let columns = conn
-                .prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")
-                .unwrap()
-                .query_map([&table], |row| row.get(0))
-                .unwrap()
-                .collect::<Result<Vec<String>, _>>()
-                .unwrap();
-            (table, columns)
-        })
-        .collect();
-    (columns, indexes.into_iter().collect())
+    for table in tables {
+        let (name, sql) = (text(&table[0]), text(&table[1]));
+        schema
+            .checks
+            .insert(name.clone(), sql.matches("CHECK").count());
+        let mut key = Vec::new();
+        let mut columns = Vec::new();
+        for column in rows(
+            "SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1) ORDER BY cid",
+            &name,
+        ) {
+            let (column_name, pk) = (text(&column[0]), text(&column[3]));
+            let not_null = text(&column[2]) == "1" || pk != "0";
+            if pk != "0" {
+                key.push((pk, column_name.clone()));
+            }
+            columns.push(format!(
+                "{column_name} {}{}",
+                postgres_type(&name, &column_name, &text(&column[1])),
+                if not_null { " NOT NULL" } else { "" }
+            ));
+        }
+        key.sort();
+        let key: Vec<String> = key.into_iter().map(|(_, column)| column).collect();
+        schema.unique.insert(format!("{name}({})", key.join(",")));
+        schema.tables.insert(name.clone(), columns);
+        for index in rows(
+            "SELECT name FROM pragma_index_list(?1) WHERE \"unique\" = 1",
+            &name,
+        ) {
+            let columns = rows(
+                "SELECT name FROM pragma_index_info(?1) ORDER BY seqno",
+                &text(&index[0]),
+            );
+            // An index on an expression (users_name_nocase) has a NULL column name.
+            if columns.iter().all(|column| column[0].is_some()) {
+                let columns: Vec<String> = columns.iter().map(|column| text(&column[0])).collect();
+                schema
+                    .unique
+                    .insert(format!("{name}({})", columns.join(",")));
+            }
+        }
+        let mut keys: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
+        for key in rows(
+            "SELECT id, \"table\", \"from\", \"to\", on_delete FROM pragma_foreign_key_list(?1)
+             ORDER BY id, seq",
+            &name,
+        ) {
+            keys.entry(text(&key[0]))
+                .or_default()
+                .push(key[1..].iter().map(text).collect());
+        }
+        for parts in keys.values() {
+            let column = |at: usize| {
+                parts
+                    .iter()
+                    .map(|p| p[at].clone())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            schema.foreign_keys.insert(format!(
+                "{name}({}) -> {}({}) ON DELETE {}",
+                column(1),
+                parts[0][0],
+                column(2),
+                parts[0][3]
+            ));
+        }
+    }
+    schema.indexes = rows(
+        "SELECT name FROM sqlite_schema WHERE type = 'index' AND name NOT LIKE ?1",
+        "sqlite_autoindex_%",
+    )
+    .iter()
+    .map(|row| text(&row[0]))
+    .collect();
+    schema
 }
 
-/// The same for the public schema of a PostgreSQL database.
-async fn postgres_schema(
-    client: &tokio_postgres::Client,
-) -> (BTreeMap<String, Vec<String>>, BTreeSet<String>) {
-    let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for row in client
-        .query(
-            "SELECT c.table_name::TEXT, c.column_name::TEXT
-             FROM information_schema.columns c
-             JOIN information_schema.tables t
-               ON t.table_schema = c.table_schema AND t.table_name = c.table_name
-             WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE'
-             ORDER BY c.table_name, c.ordinal_position",
-            &[],
-        )
-        .await
-        .expect("reading information_schema")
+/// The same for the public schema of a PostgreSQL database, without `schema_version`.
+async fn postgres_schema(client: &tokio_postgres::Client) -> Schema {
+    let rows = |sql: &'static str| async move {
+        client
+            .query(sql, &[])
+            .await
+            .unwrap_or_else(|err| panic!("{sql}: {err:?}"))
+    };
+    let mut schema = Schema::default();
+    for row in rows(
+        "SELECT c.table_name::TEXT, c.column_name::TEXT, c.data_type::TEXT, c.is_nullable::TEXT
+         FROM information_schema.columns c
+         JOIN information_schema.tables t
+           ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+         WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE'
+           AND c.table_name <> 'schema_version'
+         ORDER BY c.table_name, c.ordinal_position",
+    )
+    .await
     {
-        tables.entry(row.get(0)).or_default().push(row.get(1));
+        let (name, data_type, nullable): (String, String, String) =
+            (row.get(1), row.get(2), row.get(3));
+        let not_null = if nullable == "NO" { " NOT NULL" } else { "" };
+        schema
+            .tables
+            .entry(row.get(0))
+            .or_default()
+            .push(format!("{name} {data_type}{not_null}"));
     }
-    let indexes = client
-        .query(
-            "SELECT indexname::TEXT FROM pg_indexes WHERE schemaname = 'public'",
-            &[],
+    schema.indexes = rows(
+        "SELECT indexname::TEXT FROM pg_indexes
+         WHERE schemaname = 'public' AND tablename <> 'schema_version'",
+    )
+    .await
+    .iter()
+    .map(|row| row.get(0))
+    .collect();
+    let columns = |keys: &str, table: &str| {
+        format!(
+            "(SELECT string_agg(a.attname::TEXT, ',' ORDER BY k.n)
+              FROM unnest({keys}) WITH ORDINALITY k(attnum, n)
+              JOIN pg_attribute a ON a.attrelid = {table} AND a.attnum = k.attnum)"
         )
+    };
+    let sql = format!(
+        "SELECT c.conrelid::regclass::TEXT, {}, c.confrelid::regclass::TEXT, {},
+                CASE c.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL'
+                     WHEN 'a' THEN 'NO ACTION' WHEN 'r' THEN 'RESTRICT' ELSE 'SET DEFAULT' END
+         FROM pg_constraint c
+         WHERE c.contype = 'f' AND c.connamespace = 'public'::regnamespace",
+        columns("c.conkey", "c.conrelid"),
+        columns("c.confkey", "c.confrelid")
+    );
+    for row in client.query(&sql, &[]).await.expect("reading foreign keys") {
+        let parts: Vec<String> = (0..5).map(|at| row.get(at)).collect();
+        schema.foreign_keys.insert(format!(
+            "{}({}) -> {}({}) ON DELETE {}",
+            parts[0], parts[1], parts[2], parts[3], parts[4]
+        ));
+    }
+    let sql = format!(
+        "SELECT i.indrelid::regclass::TEXT, {}
+         FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
+         WHERE i.indisunique AND t.relnamespace = 'public'::regnamespace
+           AND t.relname <> 'schema_version' AND i.indexprs IS NULL",
+        columns("i.indkey::INT2[]", "i.indrelid")
+    );
+    for row in client
+        .query(&sql, &[])
         .await
-        .expect("reading pg_indexes")
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    (tables, indexes)
+        .expect("reading unique indexes")
+    {
+        let (table, columns): (String, String) = (row.get(0), row.get(1));
+        schema.unique.insert(format!("{table}({columns})"));
+    }
+    for row in rows(
+        "SELECT t.relname::TEXT, count(c.oid)
+         FROM pg_class t LEFT JOIN pg_constraint c ON c.conrelid = t.oid AND c.contype = 'c'
+         WHERE t.relnamespace = 'public'::regnamespace AND t.relkind = 'r'
+           AND t.relname <> 'schema_version'
+         GROUP BY t.relname",
+    )
+    .await
+    {
+        let count: i64 = row.get(1);
+        schema
+            .checks
+            .insert(row.get(0), usize::try_from(count).unwrap());
+    }
+    schema
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_postgres_schema_has_every_table_column_and_index_of_the_sqlite_schema() {
+async fn the_postgres_schema_has_every_table_column_key_and_index_of_the_sqlite_schema() {
     let db = fresh_database().await;
     succeeds(&["migrate", "--database-url", &db.url]).await;
     let dir = tempfile::tempdir().unwrap();
@@ -181,23 +344,38 @@ async fn the_postgres_schema_has_every_table_column_and_index_of_the_sqlite_sche
         "{printed}"
     );
 
-    let (sqlite_tables, sqlite_indexes) = sqlite_schema(&data_dir.join("packr.db"));
-    assert!(sqlite_tables.contains_key("users") && sqlite_tables.len() > 20);
+    let sqlite = sqlite_schema(&data_dir.join("packr.db"));
+    assert!(sqlite.tables.contains_key("users") && sqlite.tables.len() > 20);
     let client = db.connect().await;
-    let (mut pg_tables, pg_indexes) = postgres_schema(&client).await;
-    assert!(
-        pg_tables.remove("schema_version").is_some(),
-        "no schema_version table: {pg_tables:?}"
-    );
+    let postgres = postgres_schema(&client).await;
     let names = |tables: &BTreeMap<String, Vec<String>>| tables.keys().cloned().collect::<Vec<_>>();
-    assert_eq!(names(&pg_tables), names(&sqlite_tables), "tables differ");
-    for (table, columns) in &sqlite_tables {
-        assert_eq!(&pg_tables[table], columns, "columns of {table} differ");
+    assert_eq!(
+        names(&postgres.tables),
+        names(&sqlite.tables),
+        "tables differ"
+    );
+    for (table, columns) in &sqlite.tables {
+        assert_eq!(
+            &postgres.tables[table], columns,
+            "columns of {table} differ"
+        );
     }
-    let missing: Vec<_> = sqlite_indexes.difference(&pg_indexes).collect();
+    let missing: Vec<_> = sqlite.indexes.difference(&postgres.indexes).collect();
     assert!(
         missing.is_empty(),
         "indexes missing in PostgreSQL: {missing:?}"
+    );
+    assert_eq!(
+        postgres.foreign_keys, sqlite.foreign_keys,
+        "foreign keys differ"
+    );
+    assert_eq!(
+        postgres.unique, sqlite.unique,
+        "keys and unique constraints differ"
+    );
+    assert_eq!(
+        postgres.checks, sqlite.checks,
+        "CHECK constraints per table differ"
     );
 
     // User names are unique regardless of case there too.
