@@ -431,6 +431,37 @@ async fn a_database_migrated_by_a_newer_packr_is_refused_naming_both_versions() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_migration_changes_nothing_and_can_be_run_again() {
+    let db = fresh_database().await;
+    let client = db.connect().await;
+    // Someone else's `users` table stops the schema halfway through.
+    client
+        .batch_execute("CREATE TABLE users (id INT)")
+        .await
+        .unwrap();
+    let stderr = fails(&["migrate", "--database-url", &db.url], &[]).await;
+    assert!(
+        stderr.contains("relation \"users\" already exists"),
+        "{stderr}"
+    );
+    let created: Vec<String> = client
+        .query(
+            "SELECT table_name::TEXT FROM information_schema.tables
+             WHERE table_schema = 'public' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(created, ["users"], "the failed run left tables behind");
+    client.batch_execute("DROP TABLE users").await.unwrap();
+    let printed = succeeds(&["migrate", "--database-url", &db.url]).await;
+    assert!(printed.contains("schema created"), "{printed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_database_fails_fast_naming_it_without_the_password() {
     // Nothing listens on this port: the connection is refused at once.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
