@@ -8,7 +8,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
+};
 use tokio_postgres::NoTls;
 use tokio_postgres::config::Host;
 
@@ -84,8 +86,8 @@ impl PgPool {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        // The connect timeout of tokio-postgres covers the TCP connection only; the pool's create
-        // timeout also bounds a server that accepts and then never answers the start-up.
+        // The pool's create timeout bounds the whole log-in, including a server that accepts the
+        // connection and then never answers.
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
@@ -110,6 +112,10 @@ impl PgPool {
         self.pool.get().await.map_err(|err| PgError::Connect {
             target: self.target.clone(),
             cause: match err {
+                PoolError::Timeout(TimeoutType::Wait) => format!(
+                    "all {POOL_SIZE} connections stayed busy for {} s",
+                    self.timeout.as_secs_f32()
+                ),
                 PoolError::Timeout(_) => format!(
                     "no answer within {} s (a `connect_timeout=SECONDS` in the URL waits longer)",
                     self.timeout.as_secs_f32()
