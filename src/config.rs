@@ -20,6 +20,36 @@ pub struct DataDirArgs {
     /// Directory for the SQLite database, tarballs and generated secrets.
     #[arg(long, env = "PACKR_DATA_DIR", default_value = "./packr-data")]
     pub data_dir: PathBuf,
+
+    /// PostgreSQL metadata database, as postgres://USER:PASSWORD@HOST:5432/DATABASE (in
+    /// progress: only `packr migrate` uses it yet).
+    #[arg(long, env = "PACKR_DATABASE_URL", hide_env_values = true, value_parser = parse_secret)]
+    pub database_url: Option<SecretString>,
+}
+
+/// Why a command refuses to run with `PACKR_DATABASE_URL` set: the PostgreSQL store only has its
+/// schema so far, and silently using SQLite instead would split the registry's data in two.
+const POSTGRES_NOT_BUILT: &str = "PACKR_DATABASE_URL (--database-url) is set, but the PostgreSQL \
+     store is not built yet: only `packr migrate` uses it, to prepare a PostgreSQL schema. Unset it \
+     to use the SQLite database in PACKR_DATA_DIR";
+
+impl DataDirArgs {
+    /// The PostgreSQL URL, unless unset or empty.
+    pub fn database_url(&self) -> Option<&SecretString> {
+        use secrecy::ExposeSecret;
+        self.database_url
+            .as_ref()
+            .filter(|url| !url.expose_secret().trim().is_empty())
+    }
+
+    /// The data directory, for a command that works on the SQLite store only; refused while a
+    /// PostgreSQL URL is set.
+    pub fn sqlite_dir(&self) -> anyhow::Result<&Path> {
+        if self.database_url().is_some() {
+            bail!(POSTGRES_NOT_BUILT);
+        }
+        Ok(&self.data_dir)
+    }
 }
 
 /// Flags of `packr serve`.
@@ -273,6 +303,7 @@ impl LoginSettings {
 impl Config {
     /// Validates the flags of `packr serve`.
     pub fn from_args(args: ServeArgs) -> anyhow::Result<Self> {
+        args.data.sqlite_dir()?;
         let public_url = match args.public_url.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(url) => {
@@ -622,6 +653,33 @@ mod tests {
             err.contains("PACKR_TRUSTED_PROXIES") && err.contains("proxy.local"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn serve_refuses_a_database_url_without_showing_it() {
+        let err = config_from(&["--database-url", "postgres://packr:hunter2@db/packr"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not built yet") && err.contains("packr migrate"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        // An empty variable counts as unset.
+        assert!(config_from(&["--database-url", " "]).is_ok());
+    }
+
+    #[test]
+    fn debug_redacts_the_database_url() {
+        let parsed = <Serve as clap::Parser>::try_parse_from([
+            "packr",
+            "--database-url",
+            "postgres://packr:hunter2@db/packr",
+        ])
+        .unwrap();
+        let debug = format!("{:?}", parsed.args);
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(parsed.args.data.database_url().is_some());
     }
 
     #[test]

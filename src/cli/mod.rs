@@ -1,6 +1,7 @@
 //! The `packr` command line: one file per subcommand.
 
 mod login;
+mod migrate;
 mod scope;
 mod serve;
 mod token;
@@ -33,6 +34,9 @@ enum Command {
     Scope(scope::ScopeCommand),
     /// Log in to a registry from this terminal by confirming a code in a browser.
     Login(login::LoginArgs),
+    /// Bring the metadata database's schema up to date (PostgreSQL with --database-url, else
+    /// SQLite in --data-dir) and print its version.
+    Migrate(migrate::MigrateArgs),
 }
 
 /// Runs a parsed command line; errors are printed with their causes.
@@ -43,6 +47,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Token(command) => token::run(command),
         Command::Scope(command) => scope::run(command),
         Command::Login(args) => login::run(args),
+        Command::Migrate(args) => migrate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

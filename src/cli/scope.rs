@@ -27,7 +27,7 @@ pub(super) struct ReserveArgs {
 pub(super) fn run(command: ScopeCommand) -> anyhow::Result<()> {
     let ScopeCommand::Reserve(args) = command;
     super::runtime()?.block_on(async move {
-        let services = Services::open(&args.data.data_dir)?;
+        let services = Services::open(args.data.sqlite_dir()?)?;
         Orgs::new(services.db)
             .reserve_scope(&args.scope, &args.owner)
             .await?;

@@ -1,7 +1,9 @@
-//! Storage: the metadata store ([`sqlite`]) and the blob store ([`blob`]). SQL lives only here.
+//! Storage: the metadata store ([`sqlite`]; [`postgres`] in progress) and the blob store
+//! ([`blob`]). SQL lives only here.
 
 pub mod blob;
 mod group_sync;
+pub mod postgres;
 pub mod sqlite;
 
 pub use blob::{BlobError, BlobKey, BlobStore};

@@ -13,6 +13,7 @@ mod npm_client;
 mod oauth;
 mod orgs;
 mod pnpm_client;
+mod postgres_migrate;
 mod properties;
 mod protocol;
 mod security_accounts;

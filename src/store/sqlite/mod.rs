@@ -141,6 +141,11 @@ impl Sqlite {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
+    /// The schema version the database is at (`PRAGMA user_version`), for `packr migrate`.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        self.read(|conn| Ok(migrate::user_version(conn)?)).await
+    }
+
     /// Answers whether the database takes queries (for `/health/ready`).
     pub async fn check(&self) -> Result<(), StoreError> {
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))

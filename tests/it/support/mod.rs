@@ -1,11 +1,12 @@
-//! Test support: the in-process server, real client processes, package fixtures and a real S3
-//! server.
+//! Test support: the in-process server, real client processes, package fixtures, a real S3
+//! server and a real PostgreSQL.
 
 pub mod browser;
 pub mod clients;
 pub mod fixtures;
 pub mod install;
 pub mod oidc;
+pub mod postgres;
 pub mod publish_body;
 pub mod s3;
 pub mod serve_process;

@@ -1,0 +1,235 @@
+//! The PostgreSQL metadata store, in progress: a connection pool and the versioned schema
+//! ([`migrate`]). The store operations the core calls come later, behind the store seam; until
+//! then only `packr migrate` uses this module.
+
+pub mod migrate;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{
+    Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
+};
+use tokio_postgres::NoTls;
+use tokio_postgres::config::Host;
+
+/// How long connecting may take when the URL sets no `connect_timeout`: long enough for a
+/// database across a region, short enough that a wrong address fails before an orchestrator's
+/// start-up probe gives up.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections one instance keeps at most.
+const POOL_SIZE: usize = 16;
+
+/// A failure of the PostgreSQL store. No variant ever holds the URL's password.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// The URL could not be used.
+    #[error("PACKR_DATABASE_URL {0}")]
+    InvalidUrl(String),
+    /// No connection could be made (unreachable, too slow, or refused at log-in).
+    #[error("cannot connect to PostgreSQL at {target}: {cause}")]
+    Connect {
+        /// `user@host:port/database`, without the password.
+        target: String,
+        /// Why, with every underlying cause.
+        cause: String,
+    },
+    /// The database was migrated by a newer Packr than this one.
+    #[error(
+        "the database's schema is at version {found} (applied by {applied_by}), newer than version \
+         {known}, the newest this packr {ours} knows; run that Packr version or a newer one, or point \
+         PACKR_DATABASE_URL at another database",
+        ours = env!("CARGO_PKG_VERSION")
+    )]
+    NewerSchema {
+        /// The database's version.
+        found: i64,
+        /// The newest version this binary knows.
+        known: i64,
+        /// The Packr that applied `found`.
+        applied_by: String,
+    },
+    /// The server refused or failed a statement.
+    #[error("PostgreSQL failed a statement")]
+    Db(#[from] tokio_postgres::Error),
+}
+
+/// A pool of connections to one PostgreSQL database. `Debug` shows where, never the password.
+#[derive(Clone)]
+pub struct PgPool {
+    pool: Pool,
+    target: String,
+    timeout: Duration,
+}
+
+impl fmt::Debug for PgPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgPool")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgPool {
+    /// Opens a pool on a `postgres://` URL and makes one connection, so that a wrong address,
+    /// database or password is reported now, within the URL's `connect_timeout` (default
+    /// [`DEFAULT_CONNECT_TIMEOUT`]).
+    pub async fn connect(url: &str) -> Result<Self, PgError> {
+        let (config, timeout) = parse_url(url)?;
+        let target = describe(&config);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        // The pool's create timeout bounds the whole log-in, including a server that accepts the
+        // connection and then never answers.
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(timeout))
+            .wait_timeout(Some(timeout))
+            .build()
+            .map_err(|err| PgError::Connect {
+                target: target.clone(),
+                cause: err.to_string(),
+            })?;
+        let pool = Self {
+            pool,
+            target,
+            timeout,
+        };
+        drop(pool.get().await?);
+        Ok(pool)
+    }
+
+    /// A connection from the pool.
+    pub async fn get(&self) -> Result<deadpool_postgres::Object, PgError> {
+        self.pool.get().await.map_err(|err| PgError::Connect {
+            target: self.target.clone(),
+            cause: match err {
+                PoolError::Timeout(TimeoutType::Wait) => format!(
+                    "all {POOL_SIZE} connections stayed busy for {} s",
+                    self.timeout.as_secs_f32()
+                ),
+                PoolError::Timeout(_) => format!(
+                    "no answer within {} s (a `connect_timeout=SECONDS` in the URL waits longer)",
+                    self.timeout.as_secs_f32()
+                ),
+                PoolError::Backend(err) => causes(&err),
+                other => causes(&other),
+            },
+        })
+    }
+
+    /// Brings the schema up to date (see [`migrate`]).
+    pub async fn migrate(&self) -> Result<migrate::Outcome, PgError> {
+        let mut client = self.get().await?;
+        migrate::run(&mut client).await
+    }
+
+    /// `user@host:port/database`, for messages.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+}
+
+/// Parses a `postgres://` or `postgresql://` URL and its connect timeout.
+fn parse_url(url: &str) -> Result<(tokio_postgres::Config, Duration), PgError> {
+    let url = url.trim();
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        // Not echoed: it may be a password pasted into the wrong variable.
+        return Err(PgError::InvalidUrl(
+            "must be a URL like postgres://USER:PASSWORD@HOST:5432/DATABASE".into(),
+        ));
+    }
+    let mut config = tokio_postgres::Config::from_str(url)
+        .map_err(|err| PgError::InvalidUrl(format!("is not a valid PostgreSQL URL: {err}")))?;
+    if config.get_hosts().is_empty() {
+        return Err(PgError::InvalidUrl(
+            "names no host, as in postgres://USER@HOST/DATABASE".into(),
+        ));
+    }
+    let timeout = match config.get_connect_timeout() {
+        Some(timeout) if !timeout.is_zero() => *timeout,
+        _ => DEFAULT_CONNECT_TIMEOUT,
+    };
+    config.connect_timeout(timeout);
+    Ok((config, timeout))
+}
+
+/// `user@host:port/database` without the password, for messages and logs.
+fn describe(config: &tokio_postgres::Config) -> String {
+    let ports = config.get_ports();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(at, host)| {
+            let port = ports.get(at).or(ports.first()).copied().unwrap_or(5432);
+            match host {
+                Host::Tcp(name) => format!("{name}:{port}"),
+                Host::Unix(path) => format!("{}:{port}", path.display()),
+            }
+        })
+        .collect();
+    let user = config.get_user().unwrap_or("(user)");
+    let database = config.get_dbname().unwrap_or(user);
+    format!("{user}@{}/{database}", hosts.join(","))
+}
+
+/// An error and its causes, joined by `: `.
+fn causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        // tokio-postgres repeats its cause in its own message.
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_postgres_urls_are_accepted_and_the_input_is_not_echoed() {
+        for url in [
+            "mysql://u:hunter2@h/db",
+            "hunter2",
+            "host=h password=hunter2",
+        ] {
+            let err = parse_url(url).unwrap_err().to_string();
+            assert!(err.contains("postgres://"), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        assert!(parse_url("postgresql://u@h/db").is_ok());
+    }
+
+    #[test]
+    fn the_target_names_user_host_port_and_database_but_never_the_password() {
+        let (config, timeout) =
+            parse_url("postgres://packr:hunter2@db.internal:6432/registry").expect("a valid URL");
+        assert_eq!(describe(&config), "packr@db.internal:6432/registry");
+        assert_eq!(timeout, DEFAULT_CONNECT_TIMEOUT);
+        let (config, _) = parse_url("postgres://packr@db").unwrap();
+        assert_eq!(describe(&config), "packr@db:5432/packr");
+    }
+
+    #[test]
+    fn the_url_may_set_the_connect_timeout() {
+        let (config, timeout) = parse_url("postgres://u@h/db?connect_timeout=3").unwrap();
+        assert_eq!(timeout, Duration::from_secs(3));
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(3)));
+    }
+}
