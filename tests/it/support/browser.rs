@@ -8,42 +8,19 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use serde_json::Value;
 
-use super::install::{install_once, locked, npm_install};
+use super::install::{apt_install, install_once, locked, npm_install};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const PLAYWRIGHT: &str = "playwright-core@1.64.1";
-
-fn run(command: &mut std::process::Command) -> anyhow::Result<()> {
-    let output = command.stdin(Stdio::null()).output()?;
-    if !output.status.success() {
-        bail!(
-            "{command:?} failed ({}):\n{}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(())
-}
 
 fn install() -> anyhow::Result<PathBuf> {
     locked("test-chromium", || {
         if Path::new(CHROMIUM).exists() {
             return Ok(());
         }
-        run(std::process::Command::new("apt-get")
-            .args(["install", "-y", "-qq", "chromium"])
-            .env("DEBIAN_FRONTEND", "noninteractive"))
-        .or_else(|_| {
-            run(std::process::Command::new("apt-get").args(["update", "-qq"]))?;
-            run(std::process::Command::new("apt-get")
-                .args(["install", "-y", "-qq", "chromium"])
-                .env("DEBIAN_FRONTEND", "noninteractive"))
-        })
-        .context("installing Debian's chromium (the tests run as root on CI)")
+        apt_install("chromium")
     })?;
     install_once("test-browser", PLAYWRIGHT, |dir| {
         npm_install(dir, &[PLAYWRIGHT])

@@ -57,6 +57,38 @@ pub fn install_once(
     Ok(dir)
 }
 
+/// Runs a command to its end, failing with its output when it fails.
+pub fn run(command: &mut Command) -> anyhow::Result<()> {
+    let output = command.stdin(Stdio::null()).output()?;
+    if !output.status.success() {
+        bail!(
+            "{command:?} failed ({}):
+{}
+{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Installs a Debian package (the tests run as root on CI), updating the package lists only
+/// when the first try fails.
+pub fn apt_install(package: &str) -> anyhow::Result<()> {
+    let install = || {
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", package])
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+    };
+    install()
+        .or_else(|_| {
+            run(Command::new("apt-get").args(["update", "-qq"]))?;
+            install()
+        })
+        .with_context(|| format!("installing Debian's {package} (the tests run as root on CI)"))
+}
+
 /// `npm install packages` into `dir` with the machine's npm, without running install scripts.
 pub fn npm_install(dir: &Path, packages: &[&str]) -> anyhow::Result<()> {
     let output = Command::new("npm")

@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
-use super::install::locked;
+use super::install::{apt_install, locked, run};
 
 /// The running cluster of this test process.
 struct Cluster {
@@ -126,17 +126,7 @@ fn server_binaries() -> anyhow::Result<PathBuf> {
         if find_server_binaries().is_some() {
             return Ok(());
         }
-        let install = || {
-            run(Command::new("apt-get")
-                .args(["install", "-y", "-qq", "postgresql"])
-                .env("DEBIAN_FRONTEND", "noninteractive"))
-        };
-        install()
-            .or_else(|_| {
-                run(Command::new("apt-get").args(["update", "-qq"]))?;
-                install()
-            })
-            .context("installing Debian's postgresql (the tests run as root on CI)")
+        apt_install("postgresql")
     })?;
     find_server_binaries().context("postgresql is installed but no initdb was found")
 }
@@ -204,17 +194,4 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
-}
-
-fn run(command: &mut Command) -> anyhow::Result<()> {
-    let output = command.stdin(Stdio::null()).output()?;
-    if !output.status.success() {
-        bail!(
-            "{command:?} failed ({}):\n{}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(())
 }
