@@ -11,33 +11,46 @@ use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// What one sync does.
-enum Target {
+#[derive(Clone, Copy)]
+enum Kind {
     /// `fdatasync` of one file (SQLite's write-ahead log).
-    File(PathBuf),
+    File,
     /// `syncfs` of the file system holding this directory (the blob store).
-    FileSystem(PathBuf),
+    FileSystem,
+}
+
+/// The file or directory a sync goes through, opened once and kept: a sync is then one system
+/// call rather than three.
+struct Target {
+    kind: Kind,
+    path: PathBuf,
+    opened: Mutex<Option<std::fs::File>>,
 }
 
 impl Target {
     fn sync(&self) -> std::io::Result<()> {
-        match self {
-            Self::File(path) => std::fs::File::open(path)?.sync_data(),
-            Self::FileSystem(dir) => sync_file_system(dir),
+        let mut opened = self.opened.lock().map_err(|_| poisoned())?;
+        let file = match opened.as_ref() {
+            Some(file) => file,
+            None => opened.insert(std::fs::File::open(&self.path)?),
+        };
+        match self.kind {
+            Kind::File => file.sync_data(),
+            Kind::FileSystem => sync_file_system(file),
         }
     }
 }
 
 /// Flushes every file and directory entry of the file system holding `dir` and waits for it.
 #[cfg(target_os = "linux")]
-fn sync_file_system(dir: &Path) -> std::io::Result<()> {
-    let dir = std::fs::File::open(dir)?;
-    rustix::fs::syncfs(&dir)?;
+fn sync_file_system(dir: &std::fs::File) -> std::io::Result<()> {
+    rustix::fs::syncfs(dir)?;
     Ok(())
 }
 
 /// Elsewhere `syncfs` does not exist: flush every file system.
 #[cfg(not(target_os = "linux"))]
-fn sync_file_system(_dir: &Path) -> std::io::Result<()> {
+fn sync_file_system(_dir: &std::fs::File) -> std::io::Result<()> {
     rustix::fs::sync();
     Ok(())
 }
@@ -64,17 +77,21 @@ impl GroupSync {
     pub fn write_ahead_log(db: &Path) -> Self {
         let mut wal = db.as_os_str().to_owned();
         wal.push("-wal");
-        Self::new(Target::File(wal.into()))
+        Self::new(Kind::File, wal.into())
     }
 
     /// Syncs the file system holding `dir`.
     pub fn file_system(dir: &Path) -> Self {
-        Self::new(Target::FileSystem(dir.to_owned()))
+        Self::new(Kind::FileSystem, dir.to_owned())
     }
 
-    fn new(target: Target) -> Self {
+    fn new(kind: Kind, path: PathBuf) -> Self {
         Self {
-            target,
+            target: Target {
+                kind,
+                path,
+                opened: Mutex::new(None),
+            },
             state: Mutex::new(State::default()),
             synced: Condvar::new(),
         }
