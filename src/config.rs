@@ -321,18 +321,18 @@ impl Config {
         }
         let webhook_retry_schedule = parse_duration_list(&args.webhooks.webhook_retry_schedule)
             .context("PACKR_WEBHOOK_RETRY_SCHEDULE must list durations like 1m,5m,30m,2h,24h")?;
-        let trusted_proxies = crate::client_ip::parse_networks(&args.trusted_proxies)
-            .map_err(|err| anyhow::anyhow!("PACKR_TRUSTED_PROXIES: {err}"))?;
+        let trusted_proxies = parse_networks(args.trusted_proxies.iter().map(String::as_str))
+            .context("PACKR_TRUSTED_PROXIES must list networks like 172.16.0.0/12,fd00::/8")?;
         if args.token_usage_flush.is_zero() {
             bail!("PACKR_TOKEN_USAGE_FLUSH must be longer than zero");
         }
         if args.webhooks.webhook_timeout.is_zero() {
             bail!("PACKR_WEBHOOK_TIMEOUT must be longer than zero");
         }
-        let webhook_allowed_networks = parse_networks(&args.webhooks.webhook_allowed_networks)
-            .context(
-                "PACKR_WEBHOOK_ALLOWED_NETWORKS must list networks like 10.0.0.0/8,fd00::/8",
-            )?;
+        let webhook_allowed_networks = parse_networks(
+            args.webhooks.webhook_allowed_networks.split(','),
+        )
+        .context("PACKR_WEBHOOK_ALLOWED_NETWORKS must list networks like 10.0.0.0/8,fd00::/8")?;
         Ok(Self {
             listen: args.listen,
             data_dir: args.data.data_dir,
@@ -444,18 +444,20 @@ fn parse_secret(text: &str) -> Result<SecretString, std::convert::Infallible> {
     Ok(SecretString::from(text))
 }
 
-/// Parses a comma-separated list of networks, such as `10.0.0.0/8,fd00::/8`; a bare address
-/// stands for itself alone, and host bits are dropped.
-pub fn parse_networks(text: &str) -> anyhow::Result<Vec<IpNet>> {
-    let mut networks = Vec::new();
-    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let network = entry
-            .parse::<IpNet>()
-            .or_else(|_| entry.parse::<std::net::IpAddr>().map(IpNet::from))
-            .with_context(|| format!("`{entry}` is not a network like 10.0.0.0/8"))?;
-        networks.push(network.trunc());
-    }
-    Ok(networks)
+/// Parses a list of networks such as `10.0.0.0/8` and `fd00::/8` (see
+/// [`crate::auth::cidr::parse_network`]); empty entries are skipped.
+pub fn parse_networks<'a>(
+    entries: impl IntoIterator<Item = &'a str>,
+) -> anyhow::Result<Vec<IpNet>> {
+    entries
+        .into_iter()
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            crate::auth::cidr::parse_network(entry)
+                .with_context(|| format!("`{entry}` is not a network like 10.0.0.0/8 or fd00::/8"))
+        })
+        .collect()
 }
 
 /// Parses a comma-separated list of durations, such as `1m,5m,30m,2h,24h`.

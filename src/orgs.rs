@@ -11,6 +11,7 @@ use crate::auth::tokens::OPERATOR;
 use crate::auth::{Caller, Permission, Role, UserRole};
 use crate::clock;
 use crate::store::sqlite::orgs::{self as rows, OrgRow};
+use crate::store::sqlite::users::UserRow;
 use crate::store::sqlite::{audit, users};
 use crate::store::{Sqlite, StoreError};
 
@@ -356,19 +357,8 @@ impl Orgs {
                         "there is no org named {slug}"
                     ))));
                 }
-                let mut packages = rows::packages(conn, &slug)?;
-                let mut hidden = Vec::new();
-                for (name, access) in &packages {
-                    if access != "public"
-                        && !may_read_restricted(conn, reader.as_ref(), &slug, name)?
-                    {
-                        hidden.push(name.clone());
-                    }
-                }
-                for name in hidden {
-                    packages.remove(&name);
-                }
-                Ok(Ok(packages))
+                let packages = rows::packages(conn, &slug)?;
+                Ok(Ok(only_readable(conn, reader.as_ref(), packages)?))
             })
             .await?
     }
@@ -556,17 +546,8 @@ impl Orgs {
                         "there is no user named {user}"
                     ))));
                 };
-                let mut packages = rows::user_packages(conn, u.id)?;
-                let mut hidden = Vec::new();
-                for name in packages.keys() {
-                    if !readable(conn, reader.as_ref(), name)? {
-                        hidden.push(name.clone());
-                    }
-                }
-                for name in hidden {
-                    packages.remove(&name);
-                }
-                Ok(Ok(packages))
+                let packages = rows::user_packages(conn, u.id)?;
+                Ok(Ok(only_readable(conn, reader.as_ref(), packages)?))
             })
             .await?
     }
@@ -613,9 +594,7 @@ pub fn decide(
         return Ok(OrgDecision::NotAnOrg);
     };
     let scope = format!("@{slug}");
-    let service_token_for_scope =
-        caller.service_token && caller.role < Role::Maintainer && caller.scopes.contains(&scope);
-    if caller.is_admin() || caller.user_role == UserRole::Admin || service_token_for_scope {
+    if caller.overrides_scope_owner(&scope) {
         return Ok(OrgDecision::Allowed);
     }
     let role = rows::member_role(conn, &slug, caller.user_id)?;
@@ -654,6 +633,21 @@ pub fn may_read_restricted(
         || rows::team_grant(conn, package, caller.user_id)?.is_some())
 }
 
+/// The entries of a package listing (name → anything) that `reader` may read.
+fn only_readable(
+    conn: &Connection,
+    reader: Option<&Caller>,
+    packages: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, StoreError> {
+    let mut kept = BTreeMap::new();
+    for (name, value) in packages {
+        if readable(conn, reader, &name)? {
+            kept.insert(name, value);
+        }
+    }
+    Ok(kept)
+}
+
 /// Whether `reader` may read `package`: only restricted packages of an org are hidden.
 pub fn readable(
     conn: &Connection,
@@ -671,9 +665,25 @@ pub fn readable(
     }
 }
 
+/// Why `user` may not hold a token they make for themselves scoped to `scopes`, naming the first
+/// scope refused, or `None` when they may.
+pub fn own_scopes_refusal(
+    conn: &Connection,
+    user: &UserRow,
+    scopes: &[String],
+) -> Result<Option<String>, StoreError> {
+    let role = crate::auth::accounts::user_role(user);
+    for scope in scopes {
+        if let Some(refusal) = scope_refusal(conn, user.id, &user.name, role, scope)? {
+            return Ok(Some(refusal));
+        }
+    }
+    Ok(None)
+}
+
 /// Why a user may not hold a token scoped to `scope` (`@acme`) they made for themselves, or
 /// `None` when they may: a scope on a token only narrows what its user can already write.
-pub fn scope_refusal(
+fn scope_refusal(
     conn: &Connection,
     user_id: i64,
     user_name: &str,

@@ -13,6 +13,17 @@ const MAX_NETWORKS: usize = 64;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CidrList(Vec<IpNet>);
 
+/// Parses one network like `10.0.0.0/8` or `2001:db8::/32`; a bare address stands for itself
+/// alone, and host bits are dropped (`10.1.2.3/8` is `10.0.0.0/8`).
+pub fn parse_network(entry: &str) -> Option<IpNet> {
+    let entry = entry.trim();
+    entry
+        .parse::<IpNet>()
+        .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+        .ok()
+        .map(|network| network.trunc())
+}
+
 impl CidrList {
     /// Parses entries like `10.0.0.0/8` or `2001:db8::/32`; a bare address stands for itself
     /// alone. Host bits are dropped, so `10.1.2.3/8` is kept as `10.0.0.0/8`.
@@ -26,15 +37,11 @@ impl CidrList {
         let mut networks = Vec::with_capacity(entries.len());
         for entry in entries {
             let entry = entry.as_ref().trim();
-            let network = entry
-                .parse::<IpNet>()
-                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| {
-                    AuthError::Invalid(format!(
-                        "`{entry}` is not a network like 10.0.0.0/8, 192.168.1.7/32 or 2001:db8::/32"
-                    ))
-                })?;
-            let network = network.trunc();
+            let network = parse_network(entry).ok_or_else(|| {
+                AuthError::Invalid(format!(
+                    "`{entry}` is not a network like 10.0.0.0/8, 192.168.1.7/32 or 2001:db8::/32"
+                ))
+            })?;
             if !networks.contains(&network) {
                 networks.push(network);
             }

@@ -285,15 +285,11 @@ impl DeviceFlow {
                 let Some(row) = rows::find_by_user_code(tx, &hash)? else {
                     return Ok(Ok(false));
                 };
-                if approve && let Some(user) = users::find_by_id(tx, user_id)? {
-                    let role = user_role(&user);
-                    for scope in &row.scopes {
-                        if let Some(refusal) =
-                            orgs::scope_refusal(tx, user.id, &user.name, role, scope)?
-                        {
-                            return Ok(Err(AuthError::ScopeNotAllowed(refusal)));
-                        }
-                    }
+                if approve
+                    && let Some(user) = users::find_by_id(tx, user_id)?
+                    && let Some(refusal) = orgs::own_scopes_refusal(tx, &user, &row.scopes)?
+                {
+                    return Ok(Err(AuthError::ScopeNotAllowed(refusal)));
                 }
                 Ok(Ok(rows::decide(
                     tx,

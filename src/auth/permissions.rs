@@ -212,6 +212,16 @@ impl Caller {
         self.role.allows(Permission::Admin)
     }
 
+    /// Whether the caller writes under `scope` (`@acme`) whoever owns it, org or user: a registry
+    /// admin (by token or by account), or a CI token a registry admin or the operator issued for a
+    /// service account and scoped to it. Everyone else needs the owner's say.
+    pub fn overrides_scope_owner(&self, scope: &str) -> bool {
+        let service_token = self.service_token
+            && self.role < Role::Maintainer
+            && self.scopes.iter().any(|s| s == scope);
+        self.is_admin() || self.user_role == UserRole::Admin || service_token
+    }
+
     /// Whether the token's scope restriction covers `scope` (`@acme`); an unrestricted token
     /// covers every scope.
     pub fn covers_scope(&self, scope: &str) -> bool {

@@ -275,16 +275,7 @@ impl Tokens {
         let (user, scopes) = (user.clone(), scopes.to_vec());
         let refusal = self
             .db
-            .read(move |conn| {
-                let role = super::accounts::user_role(&user);
-                for scope in &scopes {
-                    let refusal = orgs::scope_refusal(conn, user.id, &user.name, role, scope)?;
-                    if refusal.is_some() {
-                        return Ok(refusal);
-                    }
-                }
-                Ok(None)
-            })
+            .read(move |conn| orgs::own_scopes_refusal(conn, &user, &scopes))
             .await?;
         match refusal {
             Some(message) => Err(AuthError::ScopeNotAllowed(message)),

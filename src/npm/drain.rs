@@ -194,10 +194,10 @@ mod tests {
 
     async fn refuse_unread(headers: &[(header::HeaderName, &str)], chunks: usize) -> usize {
         let app = Router::new()
-            .route("/", put(|| async { StatusCode::UNAUTHORIZED }))
+            .route("/-/refuses", put(|| async { StatusCode::UNAUTHORIZED }))
             .layer(DrainLayer);
         let (body, taken) = counted_body(chunks);
-        let mut request = Request::put("/")
+        let mut request = Request::put("/-/refuses")
             .header(header::TRANSFER_ENCODING, "chunked")
             .body(body)
             .unwrap();

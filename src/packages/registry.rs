@@ -13,7 +13,7 @@ use super::tarball_cache::{CachedTarball, SMALL_TARBALL_BYTES, TarballCache};
 use super::{PackageName, RegistryError, packument};
 use rusqlite::Connection;
 
-use crate::auth::{Caller, Role, UserRole};
+use crate::auth::Caller;
 use crate::orgs::{self, OrgDecision};
 use crate::store::StoreError;
 use crate::store::blob::Blob;
@@ -150,9 +150,7 @@ fn scope_owner_refusal(
         return Ok(None);
     };
     let scope = format!("@{slug}");
-    let service_token_for_scope =
-        caller.service_token && caller.role < Role::Maintainer && caller.scopes.contains(&scope);
-    if caller.is_admin() || caller.user_role == UserRole::Admin || service_token_for_scope {
+    if caller.overrides_scope_owner(&scope) {
         return Ok(None);
     }
     Ok(match org_rows::scope_owner(conn, slug)? {

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::support::clients::ClientEnv;
 use crate::support::fixtures::Package;
 use crate::support::serve_process::ServeProcess;
-use crate::support::server::{TestServer, packr, packr_binary};
+use crate::support::server::{TestServer, add_user, packr_binary};
 
 /// 63 MiB of `[0,0,0,…]` (under the default 64 MiB limit), gzipped to about 65 KB: the body of
 /// the review's attack.
@@ -213,15 +213,7 @@ async fn npm_prints_the_413_message_for_a_publish_just_over_the_limit() {
 /// A data directory whose database has the admin `alice` (password `s3cret-pass`).
 fn data_dir_with_alice() -> tempfile::TempDir {
     let data = tempfile::tempdir().unwrap();
-    let args = [
-        "user",
-        "add",
-        "alice",
-        "--password-stdin",
-        "--role",
-        "admin",
-    ];
-    packr(data.path(), &args, Some("s3cret-pass"));
+    add_user(data.path(), "alice", "s3cret-pass", "admin");
     data
 }
 

@@ -455,27 +455,11 @@ fn incompressible_text(n: usize) -> String {
 async fn a_flood_of_host_headers_does_not_grow_the_packument_cache() {
     use crate::support::publish_body::{PublishBody, tarball};
     use crate::support::serve_process::ServeProcess;
-    use crate::support::server::packr;
+    use crate::support::server::{add_user, token};
 
     let data = tempfile::tempdir().unwrap();
-    packr(
-        data.path(),
-        &[
-            "user",
-            "add",
-            "alice",
-            "--password-stdin",
-            "--email",
-            "a@example.com",
-        ],
-        Some(ALICE_PASSWORD),
-    );
-    let stdout = packr(
-        data.path(),
-        &["token", "create", "--user", "alice", "--role", "maintainer"],
-        None,
-    );
-    let token = stdout.lines().last().unwrap().trim().to_owned();
+    add_user(data.path(), "alice", ALICE_PASSWORD, "maintainer");
+    let token = token(data.path(), "alice", "maintainer", &[]);
     let serve = ServeProcess::start(
         data.path(),
         "serve.log",

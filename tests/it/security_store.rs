@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 
 use crate::support::publish_body::PublishBody;
 use crate::support::serve_process::ServeProcess;
-use crate::support::server::{packr, packr_binary};
+use crate::support::server::{add_user, packr_binary, token};
 
 /// A free loopback address for `packr serve --listen`.
 fn free_address() -> String {
@@ -209,24 +209,8 @@ fn calls(log: &str) -> Vec<Call> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledged_publish_has_synced_its_blob_its_directory_and_then_the_database_log() {
     let data = tempfile::tempdir().expect("temp dir");
-    packr(
-        data.path(),
-        &[
-            "user",
-            "add",
-            "alice",
-            "--password-stdin",
-            "--role",
-            "admin",
-        ],
-        Some("correct horse battery"),
-    );
-    let created = packr(
-        data.path(),
-        &["token", "create", "--user", "alice", "--role", "maintainer"],
-        None,
-    );
-    let token = created.lines().last().expect("a token").trim().to_owned();
+    add_user(data.path(), "alice", "correct horse battery", "admin");
+    let token = token(data.path(), "alice", "maintainer", &[]);
 
     let listen = free_address();
     let trace = data.path().join("strace.log");

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use crate::support::clients::ClientEnv;
 use crate::support::fixtures::Package;
 use crate::support::serve_process::ServeProcess;
-use crate::support::server::{TestServer, packr};
+use crate::support::server::{TestServer, add_user, token};
 use crate::webhooks::{Client, LOOPBACK, Receiver};
 
 /// The stored error of an attempt the target policy refused.
@@ -218,19 +218,12 @@ async fn a_literal_address_allowed_when_the_hook_was_made_is_not_contacted_once_
     let data = tempfile::tempdir().unwrap();
     let dir = data.path();
     for (user, role) in [("root", "admin"), ("alice", "maintainer")] {
-        let args = ["user", "add", user, "--password-stdin", "--role", role];
-        packr(dir, &args, Some("a-long-password"));
+        add_user(dir, user, "a-long-password", role);
     }
-    let token = |user: &str, role: &str| {
-        let args = ["token", "create", "--user", user, "--role", role];
-        packr(dir, &args, None)
-            .lines()
-            .last()
-            .unwrap()
-            .trim()
-            .to_owned()
-    };
-    let (admin, alice) = (token("root", "admin"), token("alice", "maintainer"));
+    let (admin, alice) = (
+        token(dir, "root", "admin", &[]),
+        token(dir, "alice", "maintainer", &[]),
+    );
     let receiver = Receiver::start(0).await;
 
     let allowed = [

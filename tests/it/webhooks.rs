@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::publish_body::PublishBody;
 use crate::support::serve_process::ServeProcess;
-use crate::support::server::{TestServer, packr};
+use crate::support::server::{TestServer, add_user, token};
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -559,18 +559,12 @@ async fn deliveries_pending_when_the_registry_is_killed_all_arrive_after_a_resta
     let data = tempfile::tempdir().unwrap();
     let dir = data.path();
     for (user, role) in [("root", "admin"), ("alice", "maintainer")] {
-        let args = ["user", "add", user, "--password-stdin", "--role", role];
-        packr(dir, &args, Some("a-long-password"));
+        add_user(dir, user, "a-long-password", role);
     }
-    let token = |user: &str, role: &str| {
-        let out = packr(
-            dir,
-            &["token", "create", "--user", user, "--role", role],
-            None,
-        );
-        out.lines().last().unwrap().trim().to_owned()
-    };
-    let (admin, alice) = (token("root", "admin"), token("alice", "maintainer"));
+    let (admin, alice) = (
+        token(dir, "root", "admin", &[]),
+        token(dir, "alice", "maintainer", &[]),
+    );
     // The receiver's port is chosen now, but nothing listens on it until after the kill.
     let receiver_addr = free_port().await;
 

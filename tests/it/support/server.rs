@@ -157,36 +157,12 @@ impl TestServer {
 
     /// Creates (or resets) a user with the real `packr user add`.
     pub fn add_user(&self, name: &str, password: &str, role: &str) {
-        let email = format!("{name}@example.com");
-        packr(
-            &self.data_dir,
-            &[
-                "user",
-                "add",
-                name,
-                "--password-stdin",
-                "--email",
-                &email,
-                "--role",
-                role,
-            ],
-            Some(password),
-        );
+        add_user(&self.data_dir, name, password, role);
     }
 
     /// Issues a token with the real `packr token create`; `scopes` are like `@acme`.
     pub fn token(&self, user: &str, role: &str, scopes: &[&str]) -> String {
-        let mut args = vec!["token", "create", "--user", user, "--role", role];
-        for scope in scopes {
-            args.extend(["--scope", scope]);
-        }
-        let stdout = packr(&self.data_dir, &args, None);
-        let token = stdout.lines().last().unwrap_or_default().trim().to_owned();
-        assert!(
-            !token.is_empty(),
-            "packr token create printed no token:\n{stdout}"
-        );
-        token
+        token(&self.data_dir, user, role, scopes)
     }
 }
 
@@ -219,6 +195,37 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
             }
         })
         .collect()
+}
+
+/// Creates (or resets) a user (`NAME@example.com`) in a data directory with the real `packr user add`.
+pub fn add_user(data_dir: &Path, name: &str, password: &str, role: &str) {
+    let email = format!("{name}@example.com");
+    let args = [
+        "user",
+        "add",
+        name,
+        "--password-stdin",
+        "--email",
+        &email,
+        "--role",
+        role,
+    ];
+    packr(data_dir, &args, Some(password));
+}
+
+/// Issues a token in a data directory with the real `packr token create`; `scopes` are like `@acme`.
+pub fn token(data_dir: &Path, user: &str, role: &str, scopes: &[&str]) -> String {
+    let mut args = vec!["token", "create", "--user", user, "--role", role];
+    for scope in scopes {
+        args.extend(["--scope", scope]);
+    }
+    let stdout = packr(data_dir, &args, None);
+    let token = stdout.lines().last().unwrap_or_default().trim().to_owned();
+    assert!(
+        !token.is_empty(),
+        "packr token create printed no token:\n{stdout}"
+    );
+    token
 }
 
 /// The URL path of a package's packument: `/name` or `/@scope%2fname`.
