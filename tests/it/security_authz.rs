@@ -39,16 +39,21 @@ impl Registry {
             server,
             http: reqwest::Client::new(),
         };
-        let (status, body) = registry
+        registry.create_org("acme").await;
+        registry
+    }
+
+    /// Creates an org (admin API, as the registry admin).
+    async fn create_org(&self, slug: &str) {
+        let (status, body) = self
             .send(
                 reqwest::Method::POST,
                 "/api/v1/admin/orgs",
-                Some(&registry.admin),
-                json!({ "slug": "acme", "display_name": "Acme Inc" }),
+                Some(&self.admin),
+                json!({ "slug": slug, "display_name": slug }),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
-        registry
     }
 
     async fn send(
@@ -76,12 +81,17 @@ impl Registry {
         self.server.get_json(path, token).await
     }
 
-    /// Makes `user` an org member with `role` (admin API, as the registry admin).
+    /// Makes `user` a member of acme with `role` (admin API, as the registry admin).
     async fn set_member(&self, user: &str, role: &str) {
+        self.set_member_of("acme", user, role).await;
+    }
+
+    /// Makes `user` a member of `org` with `role` (admin API, as the registry admin).
+    async fn set_member_of(&self, org: &str, user: &str, role: &str) {
         let (status, body) = self
             .send(
                 reqwest::Method::POST,
-                "/api/v1/admin/orgs/acme/members",
+                &format!("/api/v1/admin/orgs/{org}/members"),
                 Some(&self.admin),
                 json!({ "user": user, "role": role }),
             )
@@ -362,24 +372,8 @@ async fn org_administration_needs_a_non_ci_token_covering_the_org() {
     let registry = Registry::start().await;
     registry.set_member("alice", "admin").await;
     // A second org alice administers too, so only the token's scope can stop her there.
-    let (status, _) = registry
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/admin/orgs",
-            Some(&registry.admin),
-            json!({ "slug": "beta", "display_name": "Beta" }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let (status, _) = registry
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/admin/orgs/beta/members",
-            Some(&registry.admin),
-            json!({ "user": "alice", "role": "admin" }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    registry.create_org("beta").await;
+    registry.set_member_of("beta", "alice", "admin").await;
 
     // A leaked read-only token of the org admin cannot add members or teams, nor grant access.
     let readonly = registry.server.token("alice", "ci-readonly", &[]);
