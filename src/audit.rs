@@ -5,8 +5,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::auth::{Caller, Origin};
-use crate::store::sqlite::audit::{self, AuditQuery, AuditRow};
-use crate::store::{Sqlite, StoreError};
+use crate::store::audit::{AuditQuery, AuditRow};
+use crate::store::{Store, StoreError};
 
 /// One audited mutation.
 #[derive(Debug, Clone, Serialize)]
@@ -100,24 +100,22 @@ impl AuditEvent {
 /// Reads the audit log.
 #[derive(Clone)]
 pub struct AuditLog {
-    db: Sqlite,
+    store: Store,
 }
 
 impl AuditLog {
     /// The audit log of a metadata store.
-    pub fn new(db: Sqlite) -> Self {
-        Self { db }
+    pub fn new(store: Store) -> Self {
+        Self { store }
     }
 
     /// Records one event on its own (for changes that touch no other table, such as a sign-in).
     pub async fn record(&self, event: AuditEvent) -> Result<(), StoreError> {
-        self.db
-            .write(move |tx| audit::record(tx, &event).map(|_| ()))
-            .await
+        self.store.record_events(vec![event]).await
     }
 
     /// Events matching `query`, newest first, with the total number of matches.
     pub async fn query(&self, query: AuditQuery) -> Result<(Vec<AuditRow>, i64), StoreError> {
-        self.db.read(move |conn| audit::query(conn, &query)).await
+        self.store.query_audit_log(query).await
     }
 }

@@ -12,7 +12,7 @@ use crate::auth::{Caller, Permission, Role, UserRole};
 use crate::clock;
 use crate::store::sqlite::orgs::{self as rows, OrgRow};
 use crate::store::sqlite::users::UserRow;
-use crate::store::sqlite::{audit, users};
+use crate::store::sqlite::{events, users};
 use crate::store::{Sqlite, StoreError};
 
 /// Why an org operation failed.
@@ -181,7 +181,7 @@ impl Orgs {
                     require(tx, &caller, &org, need)?;
                     let (value, details) = work(tx, &org)?;
                     if let Some(details) = details {
-                        audit::record(
+                        events::record(
                             tx,
                             &AuditEvent::by(&caller, action, details).on_org(&org.slug),
                         )?;
@@ -221,7 +221,7 @@ impl Orgs {
                         "an org named {slug} exists already"
                     ))));
                 };
-                audit::record(tx, &event)?;
+                events::record(tx, &event)?;
                 Ok(Ok(OrgRow {
                     id,
                     slug,
@@ -261,7 +261,7 @@ impl Orgs {
                         json!({ "scope": format!("@{slug}"), "owner": user.name, "reserved_by": OPERATOR }),
                     )
                 };
-                audit::record(tx, &event)?;
+                events::record(tx, &event)?;
                 Ok(Ok(()))
             })
             .await?

@@ -28,9 +28,9 @@ use crate::packages::tarball::TarballLimits;
 use crate::packages::{Registry, RegistrySettings};
 use crate::rate_limit::LoginRateLimit;
 use crate::store::BlobStore;
-use crate::store::Sqlite;
 use crate::store::blob::fs::FsBlobStore;
 use crate::store::blob::s3::S3BlobStore;
+use crate::store::{Sqlite, Store};
 use crate::webhooks::{SecretBox, TargetPolicy, WebhookSettings, Webhooks, Worker};
 use crate::{api, error, health, npm, telemetry, web};
 
@@ -75,7 +75,9 @@ pub struct AppContext {
 
 /// The stores and services opened on a data directory; shared by `serve` and the CLI.
 pub struct Services {
-    /// The metadata store.
+    /// The metadata store behind the store seam.
+    pub store: Store,
+    /// The SQLite store itself, for the parts of the core not yet moved behind the seam.
     pub db: Sqlite,
     /// Token service.
     pub tokens: Tokens,
@@ -94,6 +96,7 @@ impl Services {
         Ok(Self {
             tokens: Tokens::new(db.clone(), &secret),
             accounts: Accounts::new(db.clone()),
+            store: Arc::new(db.clone()),
             db,
         })
     }
@@ -160,7 +163,7 @@ impl Server {
                 device_settings,
             ),
             sessions: Sessions::new(login_key, config.login.session_ttl, secure_cookies),
-            audit_log: AuditLog::new(services.db.clone()),
+            audit_log: AuditLog::new(services.store.clone()),
             orgs: Orgs::new(services.db.clone()),
             registry: Registry::new(services.db, blobs, settings),
             tokens: services.tokens,

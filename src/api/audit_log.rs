@@ -11,7 +11,7 @@ use super::AdminCaller;
 use super::paging::Paging;
 use crate::error::ApiError;
 use crate::server::AppState;
-use crate::store::sqlite::audit::AuditQuery;
+use crate::store::audit::AuditQuery;
 
 /// The routes of this module.
 pub fn routes() -> Router<AppState> {

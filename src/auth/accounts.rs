@@ -7,7 +7,7 @@ use super::{AuthError, UserRole};
 use crate::audit::AuditEvent;
 use crate::clock;
 use crate::store::Sqlite;
-use crate::store::sqlite::audit;
+use crate::store::sqlite::events;
 use crate::store::sqlite::users::{self, Standing, UserRow};
 
 /// The account service.
@@ -182,7 +182,7 @@ impl Accounts {
                         "user.enabled"
                     };
                     let details = json!({ "user": user.name, "user_id": user.id, "via": via });
-                    audit::record(tx, &AuditEvent::by_operator(action, details))?;
+                    events::record(tx, &AuditEvent::by_operator(action, details))?;
                 }
                 Ok(Some(changed))
             })

@@ -20,7 +20,7 @@ use crate::audit::AuditEvent;
 use crate::clock;
 use crate::orgs;
 use crate::store::Sqlite;
-use crate::store::sqlite::audit;
+use crate::store::sqlite::events;
 use crate::store::sqlite::tokens::{self as token_rows, TokenFilter, TokenRow};
 use crate::store::sqlite::users::{self, UserRow};
 
@@ -372,7 +372,7 @@ impl Tokens {
             .write(move |tx| {
                 token_rows::insert(tx, &stored)?;
                 for event in &events {
-                    audit::record(tx, event)?;
+                    events::record(tx, event)?;
                 }
                 Ok(())
             })
@@ -501,7 +501,7 @@ impl Tokens {
                             json!({ "token_id": token_id }),
                         )
                     };
-                    audit::record(tx, &event)?;
+                    events::record(tx, &event)?;
                 }
                 Ok(())
             })
@@ -538,7 +538,7 @@ impl Tokens {
                         )
                     },
                 };
-                audit::record(tx, &event)?;
+                events::record(tx, &event)?;
                 Ok(Some(row.token_hash))
             })
             .await?;

@@ -8,7 +8,7 @@ use super::{PackageName, Registry, RegistryError};
 use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
 use crate::clock;
-use crate::store::sqlite::{audit, orgs as org_rows};
+use crate::store::sqlite::{events, orgs as org_rows};
 
 impl Registry {
     /// Whether the package is public.
@@ -59,7 +59,7 @@ impl Registry {
         self.db
             .write(move |tx| {
                 org_rows::set_access(tx, &package, access, clock::now_ms())?;
-                audit::record(tx, &event)?;
+                events::record(tx, &event)?;
                 Ok(())
             })
             .await?;

@@ -6,7 +6,7 @@ use super::{PackageName, Registry, RegistryError};
 use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
 use crate::clock;
-use crate::store::sqlite::audit;
+use crate::store::sqlite::events;
 use crate::store::sqlite::packages as rows;
 
 /// The deprecation changes a PUT of the whole document asks for: `(version, message)`, where
@@ -75,7 +75,7 @@ impl Registry {
         self.db
             .write(move |tx| {
                 rows::set_deprecations(tx, &package, &changes, clock::now_ms())?;
-                audit::record(tx, &event)?;
+                events::record(tx, &event)?;
                 Ok(())
             })
             .await?;

@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
 use crate::clock;
-use crate::store::sqlite::audit;
+use crate::store::sqlite::events;
 use crate::store::sqlite::packages as rows;
 
 impl Registry {
@@ -69,7 +69,7 @@ impl Registry {
             .db
             .write(move |tx| {
                 rows::set_dist_tag(tx, &package, &tag_text, &version_text, clock::now_ms())?;
-                audit::record(tx, &event)?;
+                events::record(tx, &event)?;
                 rows::dist_tags(tx, &package)
             })
             .await?;
@@ -103,7 +103,7 @@ impl Registry {
             .write(move |tx| {
                 let removed = rows::delete_dist_tag(tx, &package, &tag_text, clock::now_ms())?;
                 if removed {
-                    audit::record(tx, &event)?;
+                    events::record(tx, &event)?;
                 }
                 Ok((removed, rows::dist_tags(tx, &package)?))
             })

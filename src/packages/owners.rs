@@ -6,7 +6,7 @@ use super::{PackageName, Registry, RegistryError};
 use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
 use crate::clock;
-use crate::store::sqlite::audit;
+use crate::store::sqlite::events;
 use crate::store::sqlite::{packages as rows, users};
 
 /// The maintainer names a PUT body asks for.
@@ -63,7 +63,7 @@ impl Registry {
                 }
                 let ids: Vec<i64> = found.iter().map(|u| u.id).collect();
                 rows::set_maintainers(tx, &package, &ids, clock::now_ms())?;
-                audit::record(tx, &event)?;
+                events::record(tx, &event)?;
                 Ok(None)
             })
             .await?;

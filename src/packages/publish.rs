@@ -13,7 +13,7 @@ use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
 use crate::clock;
 use crate::store::BlobKey;
-use crate::store::sqlite::audit;
+use crate::store::sqlite::events;
 use crate::store::sqlite::orgs as org_rows;
 use crate::store::sqlite::packages::{self as rows, NewVersion, PublishOutcome, VersionRow};
 
@@ -355,7 +355,7 @@ impl Registry {
                     if let Some(slug) = claim {
                         org_rows::set_scope_owner(tx, slug, actor.user_id, None, clock::now_ms())?;
                     }
-                    audit::record(tx, &event)?;
+                    events::record(tx, &event)?;
                 }
                 Ok(Ok(outcome))
             })

@@ -11,7 +11,7 @@ use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
 use crate::clock;
 use crate::store::StoreError;
-use crate::store::sqlite::audit;
+use crate::store::sqlite::events;
 use crate::store::sqlite::packages::{self as rows, PackageRecord};
 
 /// The highest remaining version, preferring releases over prereleases (npm's choice of a new `latest`).
@@ -255,7 +255,7 @@ impl Registry {
                 }
                 // Recorded first: its webhook deliveries go to the maintainers' hooks, and a
                 // whole-package unpublish deletes the maintainer rows. One transaction either way.
-                audit::record(tx, &event)?;
+                events::record(tx, &event)?;
                 Ok(Some(remove(tx)?))
             })
             .await?

@@ -1,13 +1,30 @@
-//! Storage: the metadata store ([`sqlite`]; [`postgres`] in progress) and the blob store
-//! ([`blob`]). SQL lives only here.
+//! Storage: the metadata store seam ([`metadata`] and one trait per domain), its implementations
+//! ([`sqlite`], [`postgres`]), and the blob store ([`blob`]). SQL lives only here.
 
+pub mod accounts;
+pub mod audit;
 pub mod blob;
 mod group_sync;
+pub mod logins;
+pub mod metadata;
+pub mod orgs;
+pub mod packages;
 pub mod postgres;
 pub mod sqlite;
+pub mod tokens;
+pub mod webhooks;
 
+pub use accounts::AccountStore;
+pub use audit::AuditStore;
 pub use blob::{BlobError, BlobKey, BlobStore};
+pub use logins::LoginStore;
+pub use metadata::{MetadataStore, Store};
+pub use orgs::OrgStore;
+pub use packages::PackageStore;
+pub use postgres::Postgres;
 pub use sqlite::Sqlite;
+pub use tokens::TokenStore;
+pub use webhooks::WebhookStore;
 
 /// A failure of the metadata store.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +38,16 @@ pub enum StoreError {
     /// A stored JSON column did not parse.
     #[error("stored JSON is corrupt: {0}")]
     Json(#[from] serde_json::Error),
+    /// PostgreSQL refused or failed a statement, or no connection could be had.
+    #[error(transparent)]
+    Postgres(#[from] postgres::PgError),
     /// A database task panicked or was cancelled.
     #[error("database task failed: {0}")]
     Task(String),
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        Self::Postgres(postgres::PgError::Db(err))
+    }
 }

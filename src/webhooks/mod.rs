@@ -1,7 +1,7 @@
 //! Webhooks (SPEC §7): hooks owned by a user or an org, signed JSON deliveries, and a durable
 //! retry queue.
 //!
-//! Deliveries are an outbox: [`crate::store::sqlite::audit::record`] queues them in the same
+//! Deliveries are an outbox: [`crate::store::sqlite::events::record`] queues them in the same
 //! transaction as the change it audits, so a crash can lose neither. The [`Worker`] sends what is
 //! due, logs every attempt, and retries failures on the configured schedule.
 
@@ -26,7 +26,7 @@ use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
 use crate::clock;
 use crate::store::sqlite::webhooks::{self as rows, NewWebhook, Requeue};
-use crate::store::sqlite::{audit, orgs, users};
+use crate::store::sqlite::{events, orgs, users};
 use crate::store::{Sqlite, StoreError};
 
 /// The events a hook may subscribe to; other audited actions are never delivered.
@@ -200,7 +200,7 @@ impl Webhooks {
                 if let Owner::Org(slug) = &owner {
                     event = event.on_org(slug);
                 }
-                audit::record(tx, &event)?;
+                events::record(tx, &event)?;
                 Ok(rows::find(tx, id)?.ok_or_else(|| {
                     WebhookError::Internal(format!("webhook {id} vanished after insert"))
                 }))
@@ -234,7 +234,7 @@ impl Webhooks {
                 if let Some(slug) = &hook.owner_org {
                     event = event.on_org(slug);
                 }
-                audit::record(tx, &event)?;
+                events::record(tx, &event)?;
                 Ok(Ok(()))
             })
             .await?
@@ -285,7 +285,7 @@ impl Webhooks {
                 };
                 let details =
                     json!({ "webhook_id": webhook_id, "delivery_id": id, "event": action });
-                audit::record(tx, &AuditEvent::by(&caller, "webhook.redelivered", details))?;
+                events::record(tx, &AuditEvent::by(&caller, "webhook.redelivered", details))?;
                 Ok(rows::delivery(tx, &id, now)?
                     .map(Delivery::from)
                     .ok_or_else(|| WebhookError::NotFound(format!("no delivery {id}"))))

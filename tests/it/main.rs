@@ -23,6 +23,7 @@ mod security_edge;
 mod security_packages;
 mod security_store;
 mod security_webhooks;
+mod store_audit;
 mod support;
 mod tokens;
 mod web_login;

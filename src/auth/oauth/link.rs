@@ -16,7 +16,7 @@ use crate::audit::AuditEvent;
 use crate::auth::accounts::{user_role, validate_user_name};
 use crate::auth::{Origin, UserRole};
 use crate::clock;
-use crate::store::sqlite::audit;
+use crate::store::sqlite::events;
 use crate::store::sqlite::oauth as rows;
 use crate::store::sqlite::users::{self, UserRow};
 use crate::store::{Sqlite, StoreError};
@@ -145,19 +145,19 @@ fn link(
                         return Ok(Outcome::NoFreeName);
                     };
                     let details = json!({ "via": provider });
-                    audit::record(tx, &by(&user, origin, "user.created", details))?;
+                    events::record(tx, &by(&user, origin, "user.created", details))?;
                     user
                 }
                 None => return Ok(Outcome::NoAccount),
             };
             let details =
                 json!({ "provider": provider, "subject": identity.subject, "email": email });
-            audit::record(tx, &by(&user, origin, "user.identity.linked", details))?;
+            events::record(tx, &by(&user, origin, "user.identity.linked", details))?;
             user
         }
     };
     rows::upsert_identity(tx, provider, &identity.subject, user.id, email, now)?;
-    audit::record(
+    events::record(
         tx,
         &by(&user, origin, "user.login", json!({ "via": provider })),
     )?;

@@ -94,6 +94,21 @@ fn plan<'s>(current: Option<(i64, String)>, steps: &'s [Step]) -> Result<Plan<'s
     }
 }
 
+/// The version the database's schema is at (0 before the first migration).
+pub async fn current_version(client: &Client) -> Result<i64, PgError> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    let row = client
+        .query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[])
+        .await?;
+    Ok(row.get(0))
+}
+
 enum Plan<'s> {
     Create,
     Steps { from: i64, pending: Vec<&'s Step> },

@@ -1,8 +1,15 @@
-//! The PostgreSQL metadata store, in progress: a connection pool and the versioned schema
-//! ([`migrate`]). The store operations the core calls come later, behind the store seam; until
-//! then only `packr migrate` uses this module.
+//! The PostgreSQL metadata store: a connection pool ([`PgPool`]), the versioned schema
+//! ([`migrate`]), and the store seam's operations, one module per domain.
 
+pub mod accounts;
+pub mod audit;
+pub mod events;
+pub mod logins;
 pub mod migrate;
+pub mod orgs;
+pub mod packages;
+pub mod tokens;
+pub mod webhooks;
 
 use std::fmt;
 use std::str::FromStr;
@@ -52,8 +59,53 @@ pub enum PgError {
         applied_by: String,
     },
     /// The server refused or failed a statement.
-    #[error("PostgreSQL failed a statement")]
+    #[error("PostgreSQL failed a statement: {}", causes(.0))]
     Db(#[from] tokio_postgres::Error),
+}
+
+/// The PostgreSQL metadata store: many instances may share one database.
+#[derive(Clone, Debug)]
+pub struct Postgres {
+    pool: PgPool,
+}
+
+impl Postgres {
+    /// Connects and brings the schema up to date (under the migration lock, so instances starting
+    /// together migrate once); refuses a schema newer than this binary knows.
+    pub async fn open(url: &str) -> Result<Self, PgError> {
+        let pool = PgPool::connect(url).await?;
+        pool.migrate().await?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::store::MetadataStore for Postgres {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn check(&self) -> Result<(), crate::store::StoreError> {
+        let client = self.pool.get().await?;
+        client.execute("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
+    async fn schema_version(&self) -> Result<i64, crate::store::StoreError> {
+        let client = self.pool.get().await?;
+        Ok(migrate::current_version(&client).await?)
+    }
+}
+
+/// Whether `err` is a UNIQUE or PRIMARY KEY violation, which callers translate into a domain
+/// conflict.
+pub fn is_unique_violation(err: &tokio_postgres::Error) -> bool {
+    err.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
 }
 
 /// A pool of connections to one PostgreSQL database. `Debug` shows where, never the password.

@@ -1,14 +1,15 @@
 //! Queries on `audit_log`.
 
 use rusqlite::{Connection, params, params_from_iter, types::Value as SqlValue};
-use serde::Serialize;
 
 use crate::audit::AuditEvent;
 use crate::clock;
 use crate::store::StoreError;
+use crate::store::audit::{AuditQuery, AuditRow};
 
-/// Records an event inside the caller's transaction; returns its id.
-pub fn record(conn: &Connection, event: &AuditEvent) -> Result<i64, StoreError> {
+/// Adds an event to the log inside the caller's transaction; returns its id. Changes record their
+/// events through [`super::events::record`], which also queues the webhook deliveries.
+pub fn insert(conn: &Connection, event: &AuditEvent) -> Result<i64, StoreError> {
     conn.execute(
         "INSERT INTO audit_log (at, action, actor_id, actor_name, token_id, ip, request_id, package, org, details)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -25,55 +26,7 @@ pub fn record(conn: &Connection, event: &AuditEvent) -> Result<i64, StoreError> 
             event.details.to_string(),
         ],
     )?;
-    let id = conn.last_insert_rowid();
-    super::webhooks::enqueue(conn, event, id)?;
-    Ok(id)
-}
-
-/// Filters of an audit-log query; `None` means any.
-#[derive(Debug, Clone, Default)]
-pub struct AuditQuery {
-    /// Exact action.
-    pub action: Option<String>,
-    /// Actor's user name.
-    pub actor: Option<String>,
-    /// Package name.
-    pub package: Option<String>,
-    /// From this time (ms, inclusive).
-    pub from: Option<i64>,
-    /// Until this time (ms, exclusive).
-    pub to: Option<i64>,
-    /// Page size.
-    pub limit: u32,
-    /// Rows to skip.
-    pub offset: u32,
-}
-
-/// One stored event.
-#[derive(Debug, Clone, Serialize)]
-pub struct AuditRow {
-    /// Event id.
-    pub id: i64,
-    /// ISO-8601 time.
-    pub time: String,
-    /// What happened.
-    pub action: String,
-    /// Actor's name.
-    pub actor: Option<String>,
-    /// Actor's id.
-    pub actor_id: Option<i64>,
-    /// Token used.
-    pub token_id: Option<String>,
-    /// Client IP.
-    pub ip: Option<String>,
-    /// Request id.
-    pub request_id: Option<String>,
-    /// Package concerned.
-    pub package: Option<String>,
-    /// Org concerned.
-    pub org: Option<String>,
-    /// Details.
-    pub details: serde_json::Value,
+    Ok(conn.last_insert_rowid())
 }
 
 /// Events matching the filters, newest first, and the total count of matches.
@@ -134,4 +87,16 @@ pub fn query(conn: &Connection, q: &AuditQuery) -> Result<(Vec<AuditRow>, i64), 
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok((rows, total))
+}
+
+#[async_trait::async_trait]
+impl crate::store::AuditStore for super::Sqlite {
+    async fn record_events(&self, events: Vec<AuditEvent>) -> Result<(), StoreError> {
+        self.write(move |tx| super::events::record_all(tx, &events))
+            .await
+    }
+
+    async fn query_audit_log(&self, query: AuditQuery) -> Result<(Vec<AuditRow>, i64), StoreError> {
+        self.read(move |conn| self::query(conn, &query)).await
+    }
 }

@@ -153,3 +153,6 @@ pub fn delete_expired(conn: &Connection, before: i64) -> Result<usize, StoreErro
         [before],
     )?)
 }
+
+#[async_trait::async_trait]
+impl crate::store::LoginStore for super::Sqlite {}

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod device;
+pub mod events;
 pub mod migrate;
 pub mod oauth;
 pub mod orgs;
@@ -150,6 +151,21 @@ impl Sqlite {
     pub async fn check(&self) -> Result<(), StoreError> {
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::store::MetadataStore for Sqlite {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        Sqlite::check(self).await
+    }
+
+    async fn schema_version(&self) -> Result<i64, StoreError> {
+        Sqlite::schema_version(self).await
     }
 }
 

@@ -413,3 +413,6 @@ pub fn scope_has_packages(conn: &Connection, scope: &str) -> Result<bool, StoreE
         |row| row.get(0),
     )?)
 }
+
+#[async_trait::async_trait]
+impl crate::store::OrgStore for super::Sqlite {}

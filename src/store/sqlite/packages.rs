@@ -443,3 +443,6 @@ pub fn set_maintainers(
     }
     bump(conn, name, now)
 }
+
+#[async_trait::async_trait]
+impl crate::store::PackageStore for super::Sqlite {}

@@ -247,3 +247,6 @@ pub fn add_uses(
     )?;
     Ok(())
 }
+
+#[async_trait::async_trait]
+impl crate::store::TokenStore for super::Sqlite {}

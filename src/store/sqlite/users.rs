@@ -170,6 +170,9 @@ pub fn standing_stamp(conn: &Connection) -> Result<(i64, i64), StoreError> {
     )?)
 }
 
+#[async_trait::async_trait]
+impl crate::store::AccountStore for super::Sqlite {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -184,6 +184,9 @@ pub fn enqueue(conn: &Connection, event: &AuditEvent, event_id: i64) -> Result<(
     Ok(())
 }
 
+#[async_trait::async_trait]
+impl crate::store::WebhookStore for super::super::Sqlite {}
+
 #[cfg(test)]
 pub(super) mod tests {
     use serde_json::json;
@@ -244,7 +247,7 @@ pub(super) mod tests {
 
     /// Records `event` as the audit log does; returns the hooks that got a delivery.
     pub(super) fn hooks_reached(conn: &Connection, event: &AuditEvent) -> Vec<i64> {
-        let id = crate::store::sqlite::audit::record(conn, event).unwrap();
+        let id = crate::store::sqlite::events::record(conn, event).unwrap();
         let mut stmt = conn
             .prepare("SELECT webhook_id FROM webhook_deliveries WHERE event_id = ?1 ORDER BY 1")
             .unwrap();

@@ -1,0 +1,87 @@
+//! Metadata stores for the store contract suites: a SQLite store in a temp directory, or a
+//! PostgreSQL store on a fresh database of this process's throwaway cluster.
+
+use std::sync::Arc;
+
+use packr::store::{Postgres, Sqlite, Store};
+use tempfile::TempDir;
+
+use super::postgres::{TestDatabase, fresh_database};
+
+/// Which metadata store a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded store.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// An open, empty, migrated store, and what keeps its backend alive.
+pub struct StoreUnderTest {
+    /// The store, as the core sees it.
+    pub store: Store,
+    /// The backend it runs on.
+    #[allow(
+        dead_code,
+        reason = "for contract tests whose expectations differ by backend"
+    )]
+    pub backend: Backend,
+    /// The PostgreSQL database, when on PostgreSQL (for checking rows directly).
+    #[allow(dead_code, reason = "for contract tests that inspect rows")]
+    pub database: Option<TestDatabase>,
+    _dir: TempDir,
+}
+
+impl StoreUnderTest {
+    /// Opens an empty store on `backend`.
+    pub async fn open(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("a temp directory");
+        let (store, database): (Store, _) = match backend {
+            Backend::Sqlite => (
+                Arc::new(Sqlite::open(dir.path()).expect("opening SQLite")),
+                None,
+            ),
+            Backend::Postgres => {
+                let database = fresh_database().await;
+                let store = Postgres::open(&database.url)
+                    .await
+                    .expect("opening PostgreSQL");
+                (Arc::new(store), Some(database))
+            }
+        };
+        Self {
+            store,
+            backend,
+            database,
+            _dir: dir,
+        }
+    }
+}
+
+/// Runs `async fn scenario(store: StoreUnderTest)` as two tests, `scenario::on_sqlite` and
+/// `scenario::on_postgres`.
+macro_rules! on_each_store {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[tokio::test]
+            async fn on_sqlite() {
+                let store = $crate::support::stores::StoreUnderTest::open(
+                    $crate::support::stores::Backend::Sqlite,
+                )
+                .await;
+                super::$scenario(store).await;
+            }
+
+            #[tokio::test]
+            async fn on_postgres() {
+                let store = $crate::support::stores::StoreUnderTest::open(
+                    $crate::support::stores::Backend::Postgres,
+                )
+                .await;
+                super::$scenario(store).await;
+            }
+        }
+    };
+}
+pub(crate) use on_each_store;
