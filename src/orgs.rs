@@ -10,10 +10,11 @@ use crate::audit::AuditEvent;
 use crate::auth::tokens::OPERATOR;
 use crate::auth::{Caller, Permission, Role, UserRole};
 use crate::clock;
+use crate::store::orgs::ScopeStanding;
 use crate::store::sqlite::orgs::{self as rows, OrgRow};
 use crate::store::sqlite::users::UserRow;
 use crate::store::sqlite::{events, users};
-use crate::store::{Sqlite, StoreError};
+use crate::store::{OrgStore, Sqlite, StoreError};
 
 /// Why an org operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -666,15 +667,20 @@ pub fn readable(
 }
 
 /// Why `user` may not hold a token they make for themselves scoped to `scopes`, naming the first
-/// scope refused, or `None` when they may.
-pub fn own_scopes_refusal(
-    conn: &Connection,
+/// scope refused, or `None` when they may. Checked when the token is made; every write checks
+/// membership again ([`decide`]), since it changes.
+pub async fn own_scopes_refusal(
+    store: &dyn OrgStore,
     user: &UserRow,
     scopes: &[String],
 ) -> Result<Option<String>, StoreError> {
-    let role = crate::auth::accounts::user_role(user);
+    if crate::auth::accounts::user_role(user) == UserRole::Admin {
+        return Ok(None);
+    }
     for scope in scopes {
-        if let Some(refusal) = scope_refusal(conn, user.id, &user.name, role, scope)? {
+        let slug = scope.trim_start_matches('@');
+        let standing = store.scope_standing(slug, user.id).await?;
+        if let Some(refusal) = scope_refusal(&standing, user, scope) {
             return Ok(Some(refusal));
         }
     }
@@ -683,31 +689,24 @@ pub fn own_scopes_refusal(
 
 /// Why a user may not hold a token scoped to `scope` (`@acme`) they made for themselves, or
 /// `None` when they may: a scope on a token only narrows what its user can already write.
-fn scope_refusal(
-    conn: &Connection,
-    user_id: i64,
-    user_name: &str,
-    user_role: UserRole,
-    scope: &str,
-) -> Result<Option<String>, StoreError> {
-    let slug = scope.trim_start_matches('@');
-    if user_role == UserRole::Admin {
-        return Ok(None);
-    }
-    if rows::find(conn, slug)?.is_some() {
-        let role = rows::member_role(conn, slug, user_id)?;
-        let writes = matches!(role.as_deref(), Some("admin" | "maintainer"))
-            || rows::writes_any_org_package(conn, slug, user_id)?;
-        return Ok((!writes).then(|| {
-            format!(
-                "{user_name} cannot write under {scope}: it belongs to org {slug}, where {user_name} is not a maintainer or admin; a token scope only narrows what you can already do (an org admin runs npm org set {slug} {user_name} developer)"
-            )
-        }));
-    }
-    Ok(match rows::scope_owner(conn, slug)? {
-        Some((owner_id, owner)) if owner_id != user_id => Some(format!(
-            "{user_name} cannot write under {scope}: the scope belongs to {owner}"
+fn scope_refusal(standing: &ScopeStanding, user: &UserRow, scope: &str) -> Option<String> {
+    let (slug, name) = (scope.trim_start_matches('@'), &user.name);
+    match standing {
+        ScopeStanding::Org {
+            member_role,
+            writes_a_package,
+        } => {
+            let writes =
+                matches!(member_role.as_deref(), Some("admin" | "maintainer")) || *writes_a_package;
+            (!writes).then(|| {
+                format!(
+                    "{name} cannot write under {scope}: it belongs to org {slug}, where {name} is not a maintainer or admin; a token scope only narrows what you can already do (an org admin runs npm org set {slug} {name} developer)"
+                )
+            })
+        }
+        ScopeStanding::Owned { owner_id, owner } if *owner_id != user.id => Some(format!(
+            "{name} cannot write under {scope}: the scope belongs to {owner}"
         )),
-        _ => None,
-    })
+        ScopeStanding::Owned { .. } | ScopeStanding::Free => None,
+    }
 }

@@ -280,26 +280,33 @@ impl DeviceFlow {
         approve: bool,
     ) -> Result<bool, AuthError> {
         let hash = self.code_hash("user", &normalize_user_code(user_code))?;
-        self.db
+        if approve {
+            let lookup = hash.clone();
+            let found = self
+                .db
+                .read(move |conn| {
+                    let Some(row) = rows::find_by_user_code(conn, &lookup)? else {
+                        return Ok(None);
+                    };
+                    Ok(users::find_by_id(conn, user_id)?.map(|user| (row, user)))
+                })
+                .await?;
+            if let Some((row, user)) = found
+                && let Some(refusal) =
+                    orgs::own_scopes_refusal(&self.db, &user, &row.scopes).await?
+            {
+                return Err(AuthError::ScopeNotAllowed(refusal));
+            }
+        }
+        Ok(self
+            .db
             .write(move |tx| {
                 let Some(row) = rows::find_by_user_code(tx, &hash)? else {
-                    return Ok(Ok(false));
+                    return Ok(false);
                 };
-                if approve
-                    && let Some(user) = users::find_by_id(tx, user_id)?
-                    && let Some(refusal) = orgs::own_scopes_refusal(tx, &user, &row.scopes)?
-                {
-                    return Ok(Err(AuthError::ScopeNotAllowed(refusal)));
-                }
-                Ok(Ok(rows::decide(
-                    tx,
-                    row.id,
-                    approve,
-                    user_id,
-                    clock::now_ms(),
-                )?))
+                rows::decide(tx, row.id, approve, user_id, clock::now_ms())
             })
-            .await?
+            .await?)
     }
 
     /// Deletes authorizations that expired a day ago or more (run periodically by `serve`).

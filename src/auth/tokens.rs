@@ -272,11 +272,7 @@ impl Tokens {
         if scopes.is_empty() {
             return Ok(());
         }
-        let (user, scopes) = (user.clone(), scopes.to_vec());
-        let refusal = self
-            .db
-            .read(move |conn| orgs::own_scopes_refusal(conn, &user, &scopes))
-            .await?;
+        let refusal = orgs::own_scopes_refusal(&self.db, user, scopes).await?;
         match refusal {
             Some(message) => Err(AuthError::ScopeNotAllowed(message)),
             None => Ok(()),

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::store::StoreError;
+use crate::store::orgs::ScopeStanding;
 
 /// A stored org.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -414,5 +415,29 @@ pub fn scope_has_packages(conn: &Connection, scope: &str) -> Result<bool, StoreE
     )?)
 }
 
+/// How the scope `slug` stands for `user_id` (see [`ScopeStanding`]).
+pub fn scope_standing(
+    conn: &Connection,
+    slug: &str,
+    user_id: i64,
+) -> Result<ScopeStanding, StoreError> {
+    if find(conn, slug)?.is_some() {
+        return Ok(ScopeStanding::Org {
+            member_role: member_role(conn, slug, user_id)?,
+            writes_a_package: writes_any_org_package(conn, slug, user_id)?,
+        });
+    }
+    Ok(match scope_owner(conn, slug)? {
+        Some((owner_id, owner)) => ScopeStanding::Owned { owner_id, owner },
+        None => ScopeStanding::Free,
+    })
+}
+
 #[async_trait::async_trait]
-impl crate::store::OrgStore for super::Sqlite {}
+impl crate::store::OrgStore for super::Sqlite {
+    async fn scope_standing(&self, slug: &str, user_id: i64) -> Result<ScopeStanding, StoreError> {
+        let slug = slug.to_owned();
+        self.read(move |conn| self::scope_standing(conn, &slug, user_id))
+            .await
+    }
+}

@@ -4,20 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::store::StoreError;
 
-/// A stored account.
-#[derive(Debug, Clone)]
-pub struct UserRow {
-    /// Database id.
-    pub id: i64,
-    /// Login name.
-    pub name: String,
-    /// E-mail shown as maintainer contact.
-    pub email: String,
-    /// Argon2 PHC string; `None` for accounts without a local password.
-    pub password_hash: Option<String>,
-    /// `admin`, `maintainer` or `reader`.
-    pub role: String,
-}
+pub use crate::store::accounts::UserRow;
 
 const COLUMNS: &str = "id, name, email, password_hash, role";
 
