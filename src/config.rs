@@ -14,6 +14,8 @@ mod oauth;
 
 pub use oauth::{OAuthArgs, OAuthConfig, Protocol, ProviderConfig};
 
+use crate::auth::secrets::SecretSource;
+
 /// Where the registry keeps its state; shared by every subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct DataDirArgs {
@@ -25,6 +27,16 @@ pub struct DataDirArgs {
     /// progress: only `packr migrate` uses it yet).
     #[arg(long, env = "PACKR_DATABASE_URL", hide_env_values = true, value_parser = parse_secret)]
     pub database_url: Option<SecretString>,
+
+    /// Directory of secret files named like their variables (PACKR_JWT_SECRET,
+    /// PACKR_SESSION_SECRET, PACKR_SECRET_KEY), such as a mounted Kubernetes Secret.
+    #[arg(long, env = "PACKR_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
+
+    /// With PACKR_DATABASE_URL: keep tarballs and generated secrets in the data directory anyway.
+    /// Only for a single instance; several instances need S3 and shared secrets.
+    #[arg(long, env = "PACKR_ALLOW_LOCAL_BLOBS", default_value_t = false)]
+    pub allow_local_blobs: bool,
 }
 
 /// Why a command refuses to run with `PACKR_DATABASE_URL` set: the PostgreSQL store only has its
@@ -40,6 +52,16 @@ impl DataDirArgs {
         self.database_url
             .as_ref()
             .filter(|url| !url.expose_secret().trim().is_empty())
+    }
+
+    /// Where secrets come from: generated into the data directory only when this machine holds
+    /// the registry's state (SQLite, or PostgreSQL with local blobs allowed).
+    pub fn secret_source(&self) -> SecretSource {
+        let local = self.database_url().is_none() || self.allow_local_blobs;
+        SecretSource {
+            dir: self.secrets_dir.clone(),
+            generate_in: local.then(|| self.data_dir.clone()),
+        }
     }
 
     /// The data directory, for a command that works on the SQLite store only; refused while a
@@ -237,6 +259,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory holding the database, blobs and secrets.
     pub data_dir: PathBuf,
+    /// The PostgreSQL metadata database; `None` for the SQLite one in `data_dir`.
+    pub database_url: Option<SecretString>,
+    /// Where the secrets come from.
+    pub secrets: SecretSource,
     /// Public base URL without a trailing slash, when configured.
     pub public_url: Option<String>,
     /// Whether reads need no token.
@@ -333,8 +359,20 @@ impl Config {
             args.webhooks.webhook_allowed_networks.split(','),
         )
         .context("PACKR_WEBHOOK_ALLOWED_NETWORKS must list networks like 10.0.0.0/8,fd00::/8")?;
+        if args.data.database_url().is_some()
+            && matches!(storage, Storage::Fs)
+            && !args.data.allow_local_blobs
+        {
+            bail!(
+                "PACKR_DATABASE_URL is set but tarballs would be kept in the data directory \
+                 (PACKR_STORAGE=fs), which other instances cannot read: set PACKR_STORAGE=s3 with \
+                 a bucket, or PACKR_ALLOW_LOCAL_BLOBS=true if this is the only instance"
+            );
+        }
         Ok(Self {
             listen: args.listen,
+            secrets: args.data.secret_source(),
+            database_url: args.data.database_url().cloned(),
             data_dir: args.data.data_dir,
             public_url,
             anonymous_read: args.anonymous_read,
@@ -364,6 +402,11 @@ impl Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.to_owned(),
+            database_url: None,
+            secrets: SecretSource {
+                dir: None,
+                generate_in: Some(data_dir.to_owned()),
+            },
             public_url: None,
             anonymous_read: false,
             max_body_bytes: 64 * 1024 * 1024,

@@ -129,7 +129,9 @@ impl Server {
             tarball_redirect: config.tarball_redirect,
             packument_cache_bytes: config.cache_bytes,
         };
-        let login_key = secrets::load_or_create(&config.data_dir, "session.key")?;
+        let login_key = config
+            .secrets
+            .secret("PACKR_SESSION_SECRET", "session.key")?;
         let device_settings = DeviceSettings {
             ttl: config.login.device_code_ttl,
             interval: config.login.device_poll_interval,
@@ -140,7 +142,8 @@ impl Server {
             .is_some_and(|u| u.starts_with("https://"));
         let webhooks = Webhooks::new(
             services.db.clone(),
-            SecretBox::load(&config.data_dir)?,
+            SecretBox::from_key(&config.secrets.secret("PACKR_SECRET_KEY", "webhook.key")?)
+                .context("PACKR_SECRET_KEY")?,
             WebhookSettings {
                 retry_schedule: config.webhook_retry_schedule.clone(),
                 timeout: config.webhook_timeout,

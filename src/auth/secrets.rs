@@ -5,12 +5,67 @@
 //! sign a session cookie.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
 /// The shortest secret Packr starts with, in bytes.
 pub const MIN_BYTES: usize = 32;
+
+/// Where an instance finds its secrets, in this order: the environment variable; a file named
+/// like the variable in `PACKR_SECRETS_DIR` (a mounted Kubernetes Secret); and, for a registry
+/// whose state lives on this machine, a file generated in the data directory on first start.
+/// Instances sharing a PostgreSQL database keep no local state, so they must all be given the
+/// same secrets: a generated one would differ per instance.
+#[derive(Debug, Clone, Default)]
+pub struct SecretSource {
+    /// `PACKR_SECRETS_DIR`.
+    pub dir: Option<PathBuf>,
+    /// The data directory, when secrets may be generated there.
+    pub generate_in: Option<PathBuf>,
+}
+
+impl SecretSource {
+    /// The secret named by the environment variable `var` (`file`: its name in the data
+    /// directory), or why there is none.
+    pub fn secret(&self, var: &str, file: &str) -> anyhow::Result<Vec<u8>> {
+        self.lookup(var, file, |name| std::env::var(name).ok())
+    }
+
+    fn lookup(
+        &self,
+        var: &str,
+        file: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Vec<u8>> {
+        if let Some(text) = env(var).filter(|text| !text.trim().is_empty()) {
+            return decode(&text, var);
+        }
+        if let Some(dir) = &self.dir {
+            let path = dir.join(var);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => return decode(&text, &path.display().to_string()),
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(err).with_context(|| format!("reading {}", path.display()));
+                }
+                Err(_) => {}
+            }
+        }
+        match &self.generate_in {
+            Some(data_dir) => load_or_create(data_dir, file),
+            None => bail!(
+                "{var} is not set. Instances on a shared PostgreSQL database keep no local state, so \
+                 every instance needs the same {var}: set it (hex, at least {MIN_BYTES} bytes, e.g. \
+                 `openssl rand -hex {MIN_BYTES}`){}",
+                match &self.dir {
+                    Some(dir) => format!(" or put it in {}", dir.join(var).display()),
+                    None => " or mount it as a file named {var} in PACKR_SECRETS_DIR"
+                        .replace("{var}", var),
+                }
+            ),
+        }
+    }
+}
 
 /// The secret in the environment variable `var` when it is set and not empty, else the one in
 /// `<data dir>/secrets/<file>` (created when absent).
@@ -119,6 +174,55 @@ fn write_new(dir: &Path, file: &str, contents: &[u8]) -> anyhow::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_comes_from_the_environment_then_the_secrets_dir_then_the_data_dir() {
+        let (dir, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::write(dir.path().join("PACKR_X"), "cd".repeat(32)).unwrap();
+        let source = SecretSource {
+            dir: Some(dir.path().to_owned()),
+            generate_in: Some(data.path().to_owned()),
+        };
+        let from_env = |name: &str| (name == "PACKR_X").then(|| "ab".repeat(32));
+        assert_eq!(
+            source.lookup("PACKR_X", "x.key", from_env).unwrap(),
+            [0xab; 32]
+        );
+        assert_eq!(
+            source.lookup("PACKR_X", "x.key", |_| None).unwrap(),
+            [0xcd; 32]
+        );
+        let generated = source.lookup("PACKR_Y", "y.key", |_| None).unwrap();
+        assert_eq!(load_or_create(data.path(), "y.key").unwrap(), generated);
+    }
+
+    #[test]
+    fn without_local_state_a_missing_secret_is_refused_naming_the_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = SecretSource {
+            dir: Some(dir.path().to_owned()),
+            generate_in: None,
+        };
+        let err = source
+            .lookup("PACKR_JWT_SECRET", "jwt.key", |_| None)
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("PACKR_JWT_SECRET is not set"), "{text}");
+        assert!(
+            text.contains(&dir.path().join("PACKR_JWT_SECRET").display().to_string()),
+            "{text}"
+        );
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+            "nothing generated"
+        );
+        let bare = SecretSource::default();
+        let text = bare
+            .lookup("PACKR_SESSION_SECRET", "session.key", |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("PACKR_SECRETS_DIR"), "{text}");
+    }
 
     #[test]
     fn a_generated_key_is_64_hex_digits_readable_only_by_the_owner_and_kept() {

@@ -33,7 +33,28 @@ pub trait MetadataStore:
 
     /// The schema version the store is at, for `packr migrate`.
     async fn schema_version(&self) -> Result<i64, StoreError>;
+
+    /// Changes other instances make, for a store several instances share; `None` when this
+    /// instance makes every change itself (SQLite).
+    fn watch_changes(&self) -> Option<ChangeFeed> {
+        None
+    }
 }
+
+/// A change another instance made, which caches of this one must forget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Something about this package changed (versions, tags, owners, access).
+    Package(String),
+    /// A token was revoked: tokens checked recently must be checked again.
+    Tokens,
+    /// Anything may have changed: an org's members or grants, or notifications were missed (the
+    /// listener reconnected). Caches forget everything.
+    Everything,
+}
+
+/// The changes of other instances, as they commit.
+pub type ChangeFeed = tokio::sync::mpsc::UnboundedReceiver<Change>;
 
 /// The metadata store the server and the CLI share.
 pub type Store = Arc<dyn MetadataStore>;

@@ -1,16 +1,30 @@
 //! Recording a change's events: each goes into the audit log, and the webhooks subscribed to it
-//! get a delivery in the outbox, both in the change's own transaction.
+//! get a delivery in the outbox, both in the change's own transaction; other instances are told
+//! which package changed when it commits.
 
 use tokio_postgres::Transaction;
 
 use crate::audit::AuditEvent;
-use crate::store::StoreError;
+use crate::store::{Change, StoreError};
 
 /// Records `event` and queues its webhook deliveries; returns the event's id.
 pub async fn record(tx: &Transaction<'_>, event: &AuditEvent) -> Result<i64, StoreError> {
     let (id, at) = super::audit::insert(tx, event).await?;
     super::webhooks::enqueue(tx, event, id, at).await?;
+    if let Some(change) = change_of(event) {
+        super::changes::announce(tx, &change).await?;
+    }
     Ok(id)
+}
+
+/// What other instances' caches must forget once an event's change commits.
+fn change_of(event: &AuditEvent) -> Option<Change> {
+    match (&event.package, &event.org) {
+        (Some(package), _) => Some(Change::Package(package.clone())),
+        (None, Some(_)) => Some(Change::Everything),
+        (None, None) if event.action == "token.revoked" => Some(Change::Tokens),
+        (None, None) => None,
+    }
 }
 
 /// Records each of `events` in order.

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod changes;
 pub mod events;
 pub mod logins;
 pub mod migrate;
@@ -100,6 +101,10 @@ impl crate::store::MetadataStore for Postgres {
         let client = self.pool.get().await?;
         Ok(migrate::current_version(&client).await?)
     }
+
+    fn watch_changes(&self) -> Option<crate::store::ChangeFeed> {
+        Some(changes::listen(self.pool.clone()))
+    }
 }
 
 /// Whether `err` is a UNIQUE or PRIMARY KEY violation, which callers translate into a domain
@@ -114,6 +119,8 @@ pub struct PgPool {
     pool: Pool,
     target: String,
     timeout: Duration,
+    /// For connections outside the pool (the change listener).
+    config: tokio_postgres::Config,
 }
 
 impl fmt::Debug for PgPool {
@@ -132,7 +139,7 @@ impl PgPool {
         let (config, timeout) = parse_url(url)?;
         let target = describe(&config);
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -154,6 +161,7 @@ impl PgPool {
             pool,
             target,
             timeout,
+            config,
         };
         drop(pool.get().await?);
         Ok(pool)
