@@ -31,3 +31,6 @@ mod web_login;
 mod webhooks;
 mod yarn_client;
 mod yarn_login;
+
+/// The metadata store this binary's servers run on.
+const METADATA: support::server::Metadata = support::server::Metadata::Sqlite;

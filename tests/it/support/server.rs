@@ -29,6 +29,20 @@ pub struct TestServer {
     _data: TempDir,
 }
 
+/// Where a test server keeps its metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metadata {
+    /// SQLite in the data directory.
+    Sqlite,
+    /// A fresh database on this process's PostgreSQL cluster, with the secrets every instance
+    /// would share in a secrets directory (an instance on PostgreSQL generates none).
+    Postgres,
+}
+
+/// The file in a test data directory naming the environment the `packr` command line needs to
+/// reach the same store as the server (`KEY=VALUE` lines).
+const STORE_ENV_FILE: &str = "store.env";
+
 /// Where a test server keeps tarballs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Storage {
@@ -50,9 +64,14 @@ impl TestServer {
         Self::start_with(|_| {}).await
     }
 
-    /// Starts a server with [`Config::for_tests`] adjusted by `tweak`.
+    /// Starts a server with [`Config::for_tests`] adjusted by `tweak`, on this test binary's
+    /// set-up: SQLite and files, or PostgreSQL and S3.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
-        Self::start_on_with(Storage::Fs, tweak).await
+        let storage = match crate::METADATA {
+            Metadata::Sqlite => Storage::Fs,
+            Metadata::Postgres => Storage::S3,
+        };
+        Self::start_on_with(storage, tweak).await
     }
 
     /// Starts a server keeping tarballs on `storage`.
@@ -68,6 +87,9 @@ impl TestServer {
             .tempdir()
             .expect("creating the test data directory");
         let mut config = Config::for_tests(data.path());
+        if crate::METADATA == Metadata::Postgres {
+            use_postgres(&mut config, data.path()).await;
+        }
         let s3 = match storage {
             Storage::Fs => None,
             Storage::S3 => Some(S3Server::start().await),
@@ -172,6 +194,40 @@ impl Drop for TestServer {
     }
 }
 
+/// Points `config` at a fresh PostgreSQL database and a secrets directory in `data_dir`, and
+/// records both for the `packr` command line.
+async fn use_postgres(config: &mut Config, data_dir: &Path) {
+    let database = super::postgres::fresh_database().await;
+    let secrets = data_dir.join("mounted-secrets");
+    std::fs::create_dir_all(&secrets).expect("creating the secrets directory");
+    for var in ["PACKR_JWT_SECRET", "PACKR_SESSION_SECRET", "PACKR_SECRET_KEY"] {
+        let mut secret = [0u8; 32];
+        rand::fill(&mut secret[..]);
+        std::fs::write(secrets.join(var), hex::encode(secret)).expect("writing a secret");
+    }
+    config.database_url = Some(database.url.clone().into());
+    config.secrets = packr::auth::secrets::SecretSource {
+        dir: Some(secrets.clone()),
+        generate_in: None,
+    };
+    let env = format!(
+        "PACKR_DATABASE_URL={}\nPACKR_SECRETS_DIR={}\n",
+        database.url,
+        secrets.display()
+    );
+    std::fs::write(data_dir.join(STORE_ENV_FILE), env).expect("writing the store environment");
+}
+
+/// The environment `packr` needs for the store of the test data directory `data_dir`.
+pub fn store_env(data_dir: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(data_dir.join(STORE_ENV_FILE))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect()
+}
+
 async fn launch(config: &Config) -> anyhow::Result<Running> {
     let server = Server::build(config.clone()).await?;
     let addr = server.local_addr()?;
@@ -247,6 +303,7 @@ pub fn packr(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
         .arg("--data-dir")
         .arg(data_dir)
         .env_remove("PACKR_DATA_DIR")
+        .envs(store_env(data_dir))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
