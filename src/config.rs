@@ -434,7 +434,8 @@ impl Config {
 }
 
 impl Storage {
-    fn from_args(args: &StorageArgs) -> anyhow::Result<Self> {
+    /// Validates the storage flags.
+    pub fn from_args(args: &StorageArgs) -> anyhow::Result<Self> {
         if args.storage == StorageKind::Fs {
             return Ok(Self::Fs);
         }

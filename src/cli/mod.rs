@@ -2,6 +2,7 @@
 
 mod login;
 mod migrate;
+mod migrate_store;
 mod scope;
 mod serve;
 mod token;
@@ -37,6 +38,9 @@ enum Command {
     /// Bring the metadata database's schema up to date (PostgreSQL with --database-url, else
     /// SQLite in --data-dir) and print its version.
     Migrate(migrate::MigrateArgs),
+    /// Move a registry from SQLite (and its tarball files) to PostgreSQL (and S3), losing
+    /// nothing; run with the registry stopped, again to resume.
+    MigrateStore(migrate_store::MigrateStoreArgs),
 }
 
 /// Runs a parsed command line; errors are printed with their causes.
@@ -48,6 +52,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Scope(command) => scope::run(command),
         Command::Login(args) => login::run(args),
         Command::Migrate(args) => migrate::run(args),
+        Command::MigrateStore(args) => migrate_store::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

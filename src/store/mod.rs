@@ -12,6 +12,7 @@ pub mod packages;
 pub mod postgres;
 pub mod sqlite;
 pub mod tokens;
+pub mod transfer;
 pub mod webhooks;
 
 pub use accounts::AccountStore;

@@ -8,6 +8,7 @@
 
 mod blob_store;
 mod cli_contract;
+mod migrate_store;
 mod namespace;
 mod npm_client;
 mod oauth;

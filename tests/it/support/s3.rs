@@ -76,6 +76,23 @@ impl S3Server {
         }
     }
 
+    /// The `PACKR_*` variables that point a `packr` process at this server, as [`S3Server::config`].
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("PACKR_STORAGE", "s3"),
+            ("PACKR_S3_BUCKET", BUCKET),
+            ("PACKR_S3_ENDPOINT", &self.endpoint),
+            ("PACKR_S3_REGION", REGION),
+            ("PACKR_S3_PATH_STYLE", "true"),
+            ("PACKR_S3_PREFIX", PREFIX),
+            ("PACKR_S3_ACCESS_KEY_ID", ACCESS_KEY),
+            ("PACKR_S3_SECRET_ACCESS_KEY", SECRET_KEY),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect()
+    }
+
     /// Every object key in the bucket, sorted.
     pub async fn keys(&self) -> Vec<String> {
         let bucket = Bucket::new(BUCKET, self.region(), credentials())

@@ -26,7 +26,7 @@ pub struct TestServer {
     pub s3: Option<S3Server>,
     config: Config,
     running: Running,
-    _data: TempDir,
+    data: Option<TempDir>,
 }
 
 /// Where a test server keeps its metadata.
@@ -107,8 +107,19 @@ impl TestServer {
             s3,
             config,
             running,
-            _data: data,
+            data: Some(data),
         }
+    }
+
+    /// Stops the server and hands over its data directory, which then outlives it.
+    pub async fn keep_data_and_stop(mut self) -> TempDir {
+        self.running.stop.cancel();
+        let task = &mut self.running.task;
+        match tokio::time::timeout(Duration::from_secs(30), task).await {
+            Ok(Ok(Ok(()))) => {}
+            other => panic!("the test server did not stop cleanly: {other:?}"),
+        }
+        self.data.take().expect("the data directory is still owned")
     }
 
     /// The names of the stored tarball blobs (files or object keys), whichever the storage.
@@ -200,7 +211,11 @@ async fn use_postgres(config: &mut Config, data_dir: &Path) {
     let database = super::postgres::fresh_database().await;
     let secrets = data_dir.join("mounted-secrets");
     std::fs::create_dir_all(&secrets).expect("creating the secrets directory");
-    for var in ["PACKR_JWT_SECRET", "PACKR_SESSION_SECRET", "PACKR_SECRET_KEY"] {
+    for var in [
+        "PACKR_JWT_SECRET",
+        "PACKR_SESSION_SECRET",
+        "PACKR_SECRET_KEY",
+    ] {
         let mut secret = [0u8; 32];
         rand::fill(&mut secret[..]);
         std::fs::write(secrets.join(var), hex::encode(secret)).expect("writing a secret");
