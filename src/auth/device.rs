@@ -207,9 +207,7 @@ impl DeviceFlow {
         } else {
             row.interval_secs
         };
-        self.store
-            .record_device_poll(row.id, now, interval)
-            .await?;
+        self.store.record_device_poll(row.id, now, interval).await?;
         let seconds = u64::try_from(interval).unwrap_or(5);
         Ok(if too_fast {
             Poll::SlowDown(seconds)

@@ -71,9 +71,8 @@ pub async fn sign_in(
         email: identity.email.clone(),
     };
     let (subject, link_rules) = (identity.subject.clone(), rules.clone());
-    let decide = Box::new(move |facts: &IdentityFacts| {
-        decide(facts, &identity, &link_rules, signed_in)
-    });
+    let decide =
+        Box::new(move |facts: &IdentityFacts| decide(facts, &identity, &link_rules, signed_in));
     let origin = origin.clone();
     let event = Box::new(move |user: &UserRow, step: LinkStep| {
         let (action, details) = match step {
@@ -143,8 +142,9 @@ fn decide(
             LinkDecision::Refuse(LinkRefusal::DomainNotAllowed)
         }
         [] => LinkDecision::Create(new_account(identity)),
-        [matched] if user_role(&matched.user) == UserRole::Admin
-            && signed_in != Some(matched.user.id) =>
+        [matched]
+            if user_role(&matched.user) == UserRole::Admin
+                && signed_in != Some(matched.user.id) =>
         {
             LinkDecision::Refuse(LinkRefusal::AdminNeedsLink)
         }

@@ -83,19 +83,18 @@ impl super::Postgres {
 
 /// A user and whether it is enabled, by id.
 async fn known_user(tx: &Transaction<'_>, id: i64) -> Result<Option<KnownUser>, StoreError> {
-    tx
-        .query_opt(
-            "SELECT id, name, email, password_hash, role, disabled_at FROM users WHERE id = $1",
-            &[&id],
-        )
-        .await?
-        .map(|row| {
-            Ok(KnownUser {
-                user: user_from_row(&row)?,
-                enabled: row.try_get::<_, Option<i64>>(5)?.is_none(),
-            })
+    tx.query_opt(
+        "SELECT id, name, email, password_hash, role, disabled_at FROM users WHERE id = $1",
+        &[&id],
+    )
+    .await?
+    .map(|row| {
+        Ok(KnownUser {
+            user: user_from_row(&row)?,
+            enabled: row.try_get::<_, Option<i64>>(5)?.is_none(),
         })
-        .transpose()
+    })
+    .transpose()
 }
 
 /// What decides how `identity` signs in (see [`crate::store::logins::IdentityFacts`]).
@@ -300,7 +299,9 @@ impl crate::store::LoginStore for super::Postgres {
         let client = self.pool().get().await?;
         client
             .query_opt(
-                &format!("DELETE FROM oauth_states WHERE state_hash = $1 RETURNING {STATE_COLUMNS}"),
+                &format!(
+                    "DELETE FROM oauth_states WHERE state_hash = $1 RETURNING {STATE_COLUMNS}"
+                ),
                 &[&state_hash],
             )
             .await?

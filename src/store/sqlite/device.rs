@@ -126,7 +126,6 @@ pub fn delete_expired(conn: &Connection, before: i64) -> Result<usize, StoreErro
     )?)
 }
 
-
 #[async_trait::async_trait]
 impl crate::store::LoginStore for super::Sqlite {
     async fn insert_device_authorization(&self, new: NewDevice) -> Result<(), StoreError> {
