@@ -728,3 +728,43 @@ mod disabled_users_are_reported_disabled {
         .await;
     }
 }
+
+async fn one_of_many_concurrent_decisions_on_a_user_code_counts(under: StoreUnderTest) {
+    let store = under.store;
+    let alice = create_user(&store, "1", "alice", "alice@example.test", "maintainer").await;
+    let now = clock::now_ms();
+    store
+        .insert_device_authorization(new_device("a", now + HOUR))
+        .await
+        .unwrap();
+    warm_up(&store, 8).await;
+    let decisions: Vec<_> = (0..8)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let approve = n % 2 == 0;
+                let decided = store
+                    .decide_device_authorization("user-a", approve, alice.id, now)
+                    .await;
+                (approve, decided)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for decision in decisions {
+        let (approve, decided) = decision.await.unwrap();
+        if decided.expect("no store error") {
+            winners.push(approve);
+        }
+    }
+    assert_eq!(winners.len(), 1, "one decision counts");
+    let row = store
+        .find_device_by_user_code("user-a")
+        .await
+        .unwrap()
+        .unwrap();
+    let expected = if winners[0] { "approved" } else { "denied" };
+    assert_eq!(row.status, expected);
+}
+
+on_each_store!(one_of_many_concurrent_decisions_on_a_user_code_counts);
