@@ -155,12 +155,12 @@ impl Server {
             webhooks,
             oauth: OAuth::new(
                 &config.oauth,
-                services.db.clone(),
+                services.store.clone(),
                 crate::outbound::client()?,
                 login_key.clone(),
             ),
             device: DeviceFlow::new(
-                services.db.clone(),
+                services.store.clone(),
                 services.tokens.clone(),
                 login_key.clone(),
                 device_settings,

@@ -13,9 +13,9 @@ use super::{
 };
 use crate::clock;
 use crate::orgs;
-use crate::store::Sqlite;
-use crate::store::sqlite::device::{self as rows, DeviceRow, NewDevice};
-use crate::store::sqlite::users;
+use crate::store::Store;
+use crate::store::accounts::UserRow;
+use crate::store::logins::{DeviceRow, NewDevice};
 
 /// User-code alphabet: consonants only, so codes read the same aloud and never spell words
 /// (RFC 8628 §6.1), and no 0/O or 1/I confusion.
@@ -86,7 +86,7 @@ pub struct DeviceSettings {
 /// The device flow service.
 #[derive(Clone)]
 pub struct DeviceFlow {
-    db: Sqlite,
+    store: Store,
     tokens: Tokens,
     key: Vec<u8>,
     settings: DeviceSettings,
@@ -120,9 +120,9 @@ fn random_device_code() -> String {
 
 impl DeviceFlow {
     /// The device flow on a store; `key` makes the stored code hashes useless without it.
-    pub fn new(db: Sqlite, tokens: Tokens, key: Vec<u8>, settings: DeviceSettings) -> Self {
+    pub fn new(store: Store, tokens: Tokens, key: Vec<u8>, settings: DeviceSettings) -> Self {
         Self {
-            db,
+            store,
             tokens,
             key,
             settings,
@@ -171,7 +171,7 @@ impl DeviceFlow {
                 user_id: None,
             },
         };
-        self.db.write(move |tx| rows::insert(tx, &new)).await?;
+        self.store.insert_device_authorization(new).await?;
         let verification_uri = format!("{base_url}/-/cli/auth");
         Ok(DeviceStart {
             verification_uri_complete: format!("{verification_uri}?code={user_code}"),
@@ -187,11 +187,7 @@ impl DeviceFlow {
     pub async fn poll(&self, device_code: &str, origin: &Origin) -> Result<Poll, AuthError> {
         let hash = self.code_hash("device", device_code)?;
         let now = clock::now_ms();
-        let Some(row) = self
-            .db
-            .read(move |conn| rows::find_by_device_code(conn, &hash))
-            .await?
-        else {
+        let Some(row) = self.store.find_device_by_device_code(&hash).await? else {
             return Ok(Poll::Expired);
         };
         if row.status == "consumed" || row.expires_at <= now {
@@ -211,10 +207,7 @@ impl DeviceFlow {
         } else {
             row.interval_secs
         };
-        let id = row.id;
-        self.db
-            .write(move |tx| rows::record_poll(tx, id, now, interval))
-            .await?;
+        self.store.record_device_poll(row.id, now, interval).await?;
         let seconds = u64::try_from(interval).unwrap_or(5);
         Ok(if too_fast {
             Poll::SlowDown(seconds)
@@ -224,12 +217,11 @@ impl DeviceFlow {
     }
 
     async fn redeem(&self, row: DeviceRow, origin: &Origin) -> Result<Poll, AuthError> {
-        let (id, user_id) = (row.id, row.user_id.ok_or(AuthError::InvalidToken)?);
-        let (consumed, user) = self
-            .db
-            .write(move |tx| Ok((rows::consume(tx, id)?, users::find_by_id(tx, user_id)?)))
-            .await?;
-        let Some(user) = user.filter(|_| consumed) else {
+        // An approved row always names its approver; one that does not is not redeemed.
+        if row.user_id.is_none() {
+            return Err(AuthError::InvalidToken);
+        }
+        let Some(user) = self.store.consume_device_authorization(row.id).await? else {
             return Ok(Poll::Expired);
         };
         let strongest = user_role(&user).max_token_role();
@@ -254,10 +246,7 @@ impl DeviceFlow {
     /// The pending request behind a typed user code, if it is pending and unexpired.
     pub async fn pending(&self, user_code: &str) -> Result<Option<PendingRequest>, AuthError> {
         let hash = self.code_hash("user", &normalize_user_code(user_code))?;
-        let row = self
-            .db
-            .read(move |conn| rows::find_by_user_code(conn, &hash))
-            .await?;
+        let row = self.store.find_device_by_user_code(&hash).await?;
         Ok(row
             .filter(|r| r.status == "pending" && r.expires_at > clock::now_ms())
             .map(|r| PendingRequest {
@@ -270,42 +259,26 @@ impl DeviceFlow {
             }))
     }
 
-    /// Approves or denies the request behind a user code, as `user_id`; the code is single use.
+    /// Approves or denies the request behind a user code, as `user`; the code is single use.
     /// A request for scopes the user cannot write is refused, naming the scope, and stays
     /// pending: the token would be one the user made for themselves, whose scopes only narrow.
     pub async fn decide(
         &self,
         user_code: &str,
-        user_id: i64,
+        user: &UserRow,
         approve: bool,
     ) -> Result<bool, AuthError> {
         let hash = self.code_hash("user", &normalize_user_code(user_code))?;
-        if approve {
-            let lookup = hash.clone();
-            let found = self
-                .db
-                .read(move |conn| {
-                    let Some(row) = rows::find_by_user_code(conn, &lookup)? else {
-                        return Ok(None);
-                    };
-                    Ok(users::find_by_id(conn, user_id)?.map(|user| (row, user)))
-                })
-                .await?;
-            if let Some((row, user)) = found
-                && let Some(refusal) =
-                    orgs::own_scopes_refusal(&self.db, &user, &row.scopes).await?
-            {
-                return Err(AuthError::ScopeNotAllowed(refusal));
-            }
+        if approve
+            && let Some(row) = self.store.find_device_by_user_code(&hash).await?
+            && let Some(refusal) =
+                orgs::own_scopes_refusal(self.store.as_ref(), user, &row.scopes).await?
+        {
+            return Err(AuthError::ScopeNotAllowed(refusal));
         }
         Ok(self
-            .db
-            .write(move |tx| {
-                let Some(row) = rows::find_by_user_code(tx, &hash)? else {
-                    return Ok(false);
-                };
-                rows::decide(tx, row.id, approve, user_id, clock::now_ms())
-            })
+            .store
+            .decide_device_authorization(&hash, approve, user.id, clock::now_ms())
             .await?)
     }
 
@@ -313,8 +286,8 @@ impl DeviceFlow {
     pub async fn clean_up(&self) -> Result<usize, AuthError> {
         let before = clock::now_ms() - 86_400_000;
         Ok(self
-            .db
-            .write(move |tx| rows::delete_expired(tx, before))
+            .store
+            .delete_expired_device_authorizations(before)
             .await?)
     }
 }

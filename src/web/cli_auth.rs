@@ -17,7 +17,7 @@ use crate::auth::session::{CSRF_COOKIE, SESSION_COOKIE};
 use crate::clock;
 use crate::npm::extract::RequestOrigin;
 use crate::server::AppState;
-use crate::store::sqlite::users::UserRow;
+use crate::store::accounts::UserRow;
 
 /// The routes of this module.
 pub fn routes() -> Router<AppState> {
@@ -279,7 +279,7 @@ async fn post_decide(
             .await;
         }
     };
-    match app.device.decide(&form.code, user.id, approve).await {
+    match app.device.decide(&form.code, &user, approve).await {
         Ok(true) if approve => {
             let done = format!("Approved: the terminal is now logged in as {}.", user.name);
             render(&app, &jar, &form.code, None, Some(done)).await

@@ -26,6 +26,7 @@ mod security_store;
 mod security_webhooks;
 mod store_audit;
 mod store_changes;
+mod store_logins;
 mod support;
 mod tokens;
 mod web_login;

@@ -15,27 +15,16 @@ use super::{Identity, OAuthError};
 use crate::audit::AuditEvent;
 use crate::auth::accounts::{user_role, validate_user_name};
 use crate::auth::{Origin, UserRole};
-use crate::clock;
-use crate::store::sqlite::events;
-use crate::store::sqlite::oauth as rows;
-use crate::store::sqlite::users::{self, UserRow};
-use crate::store::{Sqlite, StoreError};
+use crate::store::LoginStore;
+use crate::store::accounts::UserRow;
+use crate::store::logins::{
+    IdentityFacts, IdentitySignIn, LinkDecision, LinkRefusal, LinkStep, NewAccount, SignInOutcome,
+};
 
 /// Longest base of a generated user name, leaving room for a `-NNN` suffix.
 const NAME_BASE_LENGTH: usize = 56;
 /// Suffixes tried before giving up on a unique name.
 const NAME_ATTEMPTS: u32 = 1000;
-
-/// How a sign-in ended inside its transaction.
-enum Outcome {
-    SignedIn(UserRow),
-    NoAccount,
-    SeveralAccounts,
-    NoFreeName,
-    AdminNeedsLink,
-    DomainNotAllowed,
-    Disabled(String),
-}
 
 /// What decides how an identity that is not linked yet may sign in.
 #[derive(Debug, Clone, Default)]
@@ -67,7 +56,7 @@ impl LinkRules {
 /// `signed_in` is the Packr user already signed in to this browser, if any (the explicit link an
 /// admin account needs).
 pub async fn sign_in(
-    db: &Sqlite,
+    store: &dyn LoginStore,
     provider: &'static str,
     provider_name: &str,
     identity: Identity,
@@ -75,129 +64,114 @@ pub async fn sign_in(
     signed_in: Option<i64>,
     origin: &Origin,
 ) -> Result<UserRow, OAuthError> {
-    let origin = origin.clone();
     let email = identity.email.clone();
-    let link_rules = rules.clone();
-    let outcome = db
-        .write(move |tx| link(tx, provider, &identity, &link_rules, signed_in, &origin))
-        .await?;
+    let request = IdentitySignIn {
+        provider: provider.to_owned(),
+        subject: identity.subject.clone(),
+        email: identity.email.clone(),
+    };
+    let (subject, link_rules) = (identity.subject.clone(), rules.clone());
+    let decide =
+        Box::new(move |facts: &IdentityFacts| decide(facts, &identity, &link_rules, signed_in));
+    let origin = origin.clone();
+    let event = Box::new(move |user: &UserRow, step: LinkStep| {
+        let (action, details) = match step {
+            LinkStep::Created => ("user.created", json!({ "via": provider })),
+            LinkStep::Linked => (
+                "user.identity.linked",
+                json!({
+                    "provider": provider,
+                    "subject": subject,
+                    "email": email_or_empty(&email),
+                }),
+            ),
+            LinkStep::SignedIn => ("user.login", json!({ "via": provider })),
+        };
+        AuditEvent::by_user(user.id, &user.name, &origin, action, details)
+    });
     let provider = provider_name.to_owned();
-    match outcome {
-        Outcome::SignedIn(user) => Ok(user),
-        Outcome::NoAccount => Err(OAuthError::NoAccount { provider, email }),
-        Outcome::SeveralAccounts => Err(OAuthError::SeveralAccounts {
-            provider,
-            email: email.unwrap_or_default(),
-        }),
-        Outcome::NoFreeName => Err(OAuthError::Internal(
+    let email = request.email.clone();
+    match store.sign_in_identity(request, decide, event).await? {
+        SignInOutcome::SignedIn(user) => Ok(user),
+        SignInOutcome::NoFreeName => Err(OAuthError::Internal(
             "no free user name for a new account".into(),
         )),
-        Outcome::AdminNeedsLink => Err(OAuthError::AdminNeedsLink {
-            provider,
-            email: email.unwrap_or_default(),
+        SignInOutcome::Refused(refusal) => Err(match refusal {
+            LinkRefusal::NoAccount => OAuthError::NoAccount { provider, email },
+            LinkRefusal::SeveralAccounts => OAuthError::SeveralAccounts {
+                provider,
+                email: email.unwrap_or_default(),
+            },
+            LinkRefusal::AdminNeedsLink => OAuthError::AdminNeedsLink {
+                provider,
+                email: email.unwrap_or_default(),
+            },
+            LinkRefusal::DomainNotAllowed => OAuthError::DomainNotAllowed {
+                provider,
+                email,
+                domains: rules.allowed_domains.join(", "),
+            },
+            LinkRefusal::Disabled(name) => OAuthError::Disabled(name),
         }),
-        Outcome::DomainNotAllowed => Err(OAuthError::DomainNotAllowed {
-            provider,
-            email,
-            domains: rules.allowed_domains.join(", "),
-        }),
-        Outcome::Disabled(name) => Err(OAuthError::Disabled(name)),
     }
 }
 
-fn link(
-    tx: &rusqlite::Transaction<'_>,
-    provider: &'static str,
+fn email_or_empty(email: &Option<String>) -> &str {
+    email.as_deref().unwrap_or("")
+}
+
+/// How `identity` signs in, given what the store knows about it: as its linked user; else as the
+/// one user with its verified e-mail (never an admin's unless that admin is `signed_in`); else
+/// as a new user when `rules` allow. A disabled account never signs in.
+fn decide(
+    facts: &IdentityFacts,
     identity: &Identity,
     rules: &LinkRules,
     signed_in: Option<i64>,
-    origin: &Origin,
-) -> Result<Outcome, StoreError> {
-    let now = clock::now_ms();
-    let email = identity.email.as_deref().unwrap_or("");
-    let linked = match rows::identity_user(tx, provider, &identity.subject)? {
-        Some(user_id) => users::find_by_id(tx, user_id)?,
-        None => None,
-    };
-    let user = match linked {
-        Some(user) if !is_enabled(tx, &user)? => return Ok(Outcome::Disabled(user.name)),
-        Some(user) => user,
-        None => {
-            let matched = match &identity.email {
-                Some(email) => match rows::users_with_email(tx, email)?.as_slice() {
-                    [] => None,
-                    [id] => users::find_by_id(tx, *id)?,
-                    _ => return Ok(Outcome::SeveralAccounts),
-                },
-                None => None,
-            };
-            let user = match matched {
-                Some(user) if user_role(&user) == UserRole::Admin && signed_in != Some(user.id) => {
-                    return Ok(Outcome::AdminNeedsLink);
-                }
-                Some(user) if !is_enabled(tx, &user)? => return Ok(Outcome::Disabled(user.name)),
-                Some(user) => user,
-                None if rules.auto_create => {
-                    if !rules.may_create(identity.email.as_deref()) {
-                        return Ok(Outcome::DomainNotAllowed);
-                    }
-                    let Some(user) = create_user(tx, identity, now)? else {
-                        return Ok(Outcome::NoFreeName);
-                    };
-                    let details = json!({ "via": provider });
-                    events::record(tx, &by(&user, origin, "user.created", details))?;
-                    user
-                }
-                None => return Ok(Outcome::NoAccount),
-            };
-            let details =
-                json!({ "provider": provider, "subject": identity.subject, "email": email });
-            events::record(tx, &by(&user, origin, "user.identity.linked", details))?;
-            user
+) -> LinkDecision {
+    if let Some(linked) = &facts.linked {
+        return if linked.enabled {
+            LinkDecision::SignIn(linked.user.clone())
+        } else {
+            LinkDecision::Refuse(LinkRefusal::Disabled(linked.user.name.clone()))
+        };
+    }
+    match facts.same_email.as_slice() {
+        [] if !rules.auto_create => LinkDecision::Refuse(LinkRefusal::NoAccount),
+        [] if !rules.may_create(identity.email.as_deref()) => {
+            LinkDecision::Refuse(LinkRefusal::DomainNotAllowed)
         }
-    };
-    rows::upsert_identity(tx, provider, &identity.subject, user.id, email, now)?;
-    events::record(
-        tx,
-        &by(&user, origin, "user.login", json!({ "via": provider })),
-    )?;
-    Ok(Outcome::SignedIn(user))
+        [] => LinkDecision::Create(new_account(identity)),
+        [matched]
+            if user_role(&matched.user) == UserRole::Admin
+                && signed_in != Some(matched.user.id) =>
+        {
+            LinkDecision::Refuse(LinkRefusal::AdminNeedsLink)
+        }
+        [matched] if !matched.enabled => {
+            LinkDecision::Refuse(LinkRefusal::Disabled(matched.user.name.clone()))
+        }
+        [matched] => LinkDecision::Link(matched.user.clone()),
+        _ => LinkDecision::Refuse(LinkRefusal::SeveralAccounts),
+    }
 }
 
-fn is_enabled(tx: &rusqlite::Transaction<'_>, user: &UserRow) -> Result<bool, StoreError> {
-    Ok(users::standing(tx, user.id)?.is_some_and(|s| s.disabled_at.is_none()))
-}
-
-fn by(
-    user: &UserRow,
-    origin: &Origin,
-    action: &'static str,
-    details: serde_json::Value,
-) -> AuditEvent {
-    AuditEvent::by_user(user.id, &user.name, origin, action, details)
-}
-
-/// Creates a maintainer without a password (like `npm adduser` sign-up), named after the
-/// provider's user name or the e-mail's local part, with a numeric suffix when taken.
-fn create_user(
-    tx: &rusqlite::Transaction<'_>,
-    identity: &Identity,
-    now: i64,
-) -> Result<Option<UserRow>, StoreError> {
+/// A maintainer without a password (like `npm adduser` sign-up), named after the provider's
+/// user name or the e-mail's local part, with a numeric suffix when taken.
+fn new_account(identity: &Identity) -> NewAccount {
     let base = name_base(identity);
-    let email = identity.email.as_deref().unwrap_or("");
-    let role = UserRole::Maintainer.as_str();
-    for attempt in 1..=NAME_ATTEMPTS {
-        let name = if attempt == 1 {
+    let names = (1..=NAME_ATTEMPTS).map(move |attempt| {
+        if attempt == 1 {
             base.clone()
         } else {
             format!("{base}-{attempt}")
-        };
-        if let Some(user) = rows::insert_user_without_password(tx, &name, email, role, now)? {
-            return Ok(Some(user));
         }
+    });
+    NewAccount {
+        names: Box::new(names),
+        email: email_or_empty(&identity.email).to_owned(),
+        role: UserRole::Maintainer.as_str().to_owned(),
     }
-    Ok(None)
 }
 
 /// A valid user name from the identity: its user name, else its e-mail's local part, else `user`.

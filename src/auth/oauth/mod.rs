@@ -31,9 +31,9 @@ use super::Origin;
 use crate::clock;
 use crate::config::{OAuthConfig, ProviderConfig};
 use crate::outbound::HttpClient;
-use crate::store::sqlite::oauth::{self as rows, StateRow};
-use crate::store::sqlite::users::UserRow;
-use crate::store::{Sqlite, StoreError};
+use crate::store::accounts::UserRow;
+use crate::store::logins::StateRow;
+use crate::store::{Store, StoreError};
 
 /// How long a person has to sign in at the provider.
 pub const STATE_TTL: Duration = Duration::from_secs(600);
@@ -212,13 +212,13 @@ struct Inner {
     providers: Vec<Provider>,
     rules: LinkRules,
     http: Http,
-    db: Sqlite,
+    store: Store,
     key: Vec<u8>,
 }
 
 impl OAuth {
-    /// The providers of `config`, keeping sign-ins in `db` under hashes keyed with `key`.
-    pub fn new(config: &OAuthConfig, db: Sqlite, http: HttpClient, key: Vec<u8>) -> Self {
+    /// The providers of `config`, keeping sign-ins in `store` under hashes keyed with `key`.
+    pub fn new(config: &OAuthConfig, store: Store, http: HttpClient, key: Vec<u8>) -> Self {
         let providers = config.providers.iter().map(Provider::new).collect();
         Self {
             inner: Arc::new(Inner {
@@ -228,7 +228,7 @@ impl OAuth {
                     allowed_domains: config.allowed_domains.clone(),
                 },
                 http: Http::new(http),
-                db,
+                store,
                 key,
             }),
         }
@@ -300,10 +300,7 @@ impl OAuth {
             created_at: now,
             expires_at: now + i64::try_from(STATE_TTL.as_millis()).unwrap_or(600_000),
         };
-        self.inner
-            .db
-            .write(move |tx| rows::insert_state(tx, &row, now))
-            .await?;
+        self.inner.store.insert_oauth_state(row, now).await?;
         Ok(Started {
             authorize_url: url.to_string(),
             state: state.into_secret(),
@@ -317,8 +314,8 @@ impl OAuth {
         let hash = self.state_hash(state)?;
         let row = self
             .inner
-            .db
-            .write(move |tx| rows::take_state(tx, &hash))
+            .store
+            .take_oauth_state(&hash)
             .await?
             .filter(|row| row.provider == provider && row.expires_at > clock::now_ms())
             .ok_or(OAuthError::BadState)?;
@@ -359,7 +356,7 @@ impl OAuth {
         }
         .map_err(|f| f.at(&provider.config))?;
         link::sign_in(
-            &self.inner.db,
+            self.inner.store.as_ref(),
             provider.config.id,
             &provider.config.display_name,
             identity,

@@ -2,45 +2,12 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::oauth;
 use crate::store::StoreError;
+use crate::store::accounts::UserRow;
+use crate::store::logins::{DecideLink, IdentitySignIn, LinkEvent, SignInOutcome, StateRow};
 
-/// A stored device authorization.
-#[derive(Debug, Clone)]
-pub struct DeviceRow {
-    /// Database id.
-    pub id: i64,
-    /// Who is asking (`npm`, `packr login`, a client id).
-    pub client: String,
-    /// The role the client asked for, if any.
-    pub requested_role: Option<String>,
-    /// Scope restriction asked for.
-    pub scopes: Vec<String>,
-    /// The requesting client's IP.
-    pub ip: Option<String>,
-    /// Creation time (ms).
-    pub created_at: i64,
-    /// Expiry time (ms).
-    pub expires_at: i64,
-    /// Minimum seconds between polls.
-    pub interval_secs: i64,
-    /// Last poll (ms).
-    pub last_polled_at: Option<i64>,
-    /// `pending`, `approved`, `denied` or `consumed`.
-    pub status: String,
-    /// The approving (or denying) user.
-    pub user_id: Option<i64>,
-}
-
-/// A device authorization to store.
-#[derive(Debug, Clone)]
-pub struct NewDevice {
-    /// Keyed hash of the device code.
-    pub device_code_hash: String,
-    /// Keyed hash of the normalised user code.
-    pub user_code_hash: String,
-    /// The row's other fields (`id` and `status` are ignored).
-    pub row: DeviceRow,
-}
+pub use crate::store::logins::{DeviceRow, NewDevice};
 
 const COLUMNS: &str = "id, client, requested_role, scopes, ip, created_at, expires_at, interval_secs, last_polled_at, status, user_id";
 
@@ -120,10 +87,11 @@ pub fn record_poll(
     Ok(())
 }
 
-/// Approves or denies a pending, unexpired authorization; answers whether it was pending.
+/// Approves or denies the pending, unexpired authorization behind a user code hash; answers
+/// whether it was pending.
 pub fn decide(
     conn: &Connection,
-    id: i64,
+    user_code_hash: &str,
     approve: bool,
     user_id: i64,
     now: i64,
@@ -131,19 +99,23 @@ pub fn decide(
     let status = if approve { "approved" } else { "denied" };
     let changed = conn.execute(
         "UPDATE device_authorizations SET status = ?2, user_id = ?3
-         WHERE id = ?1 AND status = 'pending' AND expires_at > ?4",
-        params![id, status, user_id, now],
+         WHERE user_code_hash = ?1 AND status = 'pending' AND expires_at > ?4",
+        params![user_code_hash, status, user_id, now],
     )?;
     Ok(changed > 0)
 }
 
-/// Marks an approved authorization as used; answers whether this call consumed it.
-pub fn consume(conn: &Connection, id: i64) -> Result<bool, StoreError> {
-    let changed = conn.execute(
-        "UPDATE device_authorizations SET status = 'consumed' WHERE id = ?1 AND status = 'approved'",
-        [id],
-    )?;
-    Ok(changed > 0)
+/// Marks an approved authorization as used; returns its approver's id when this call consumed it.
+pub fn consume(conn: &Connection, id: i64) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .query_row(
+            "UPDATE device_authorizations SET status = 'consumed'
+             WHERE id = ?1 AND status = 'approved' RETURNING user_id",
+            [id],
+            |row| row.get(0),
+        )
+        .optional()?
+        .flatten())
 }
 
 /// Deletes authorizations that expired before `before` (ms); returns how many.
@@ -155,4 +127,79 @@ pub fn delete_expired(conn: &Connection, before: i64) -> Result<usize, StoreErro
 }
 
 #[async_trait::async_trait]
-impl crate::store::LoginStore for super::Sqlite {}
+impl crate::store::LoginStore for super::Sqlite {
+    async fn insert_device_authorization(&self, new: NewDevice) -> Result<(), StoreError> {
+        self.write(move |tx| insert(tx, &new)).await
+    }
+
+    async fn find_device_by_device_code(
+        &self,
+        device_code_hash: &str,
+    ) -> Result<Option<DeviceRow>, StoreError> {
+        let hash = device_code_hash.to_owned();
+        self.read(move |conn| find_by_device_code(conn, &hash))
+            .await
+    }
+
+    async fn find_device_by_user_code(
+        &self,
+        user_code_hash: &str,
+    ) -> Result<Option<DeviceRow>, StoreError> {
+        let hash = user_code_hash.to_owned();
+        self.read(move |conn| find_by_user_code(conn, &hash)).await
+    }
+
+    async fn record_device_poll(
+        &self,
+        id: i64,
+        now: i64,
+        interval_secs: i64,
+    ) -> Result<(), StoreError> {
+        self.write(move |tx| record_poll(tx, id, now, interval_secs))
+            .await
+    }
+
+    async fn decide_device_authorization(
+        &self,
+        user_code_hash: &str,
+        approve: bool,
+        user_id: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let hash = user_code_hash.to_owned();
+        self.write(move |tx| decide(tx, &hash, approve, user_id, now))
+            .await
+    }
+
+    async fn consume_device_authorization(&self, id: i64) -> Result<Option<UserRow>, StoreError> {
+        self.write(move |tx| match consume(tx, id)? {
+            Some(user_id) => Ok(super::oauth::known_user(tx, user_id)?.map(|known| known.user)),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    async fn delete_expired_device_authorizations(&self, before: i64) -> Result<usize, StoreError> {
+        self.write(move |tx| delete_expired(tx, before)).await
+    }
+
+    async fn insert_oauth_state(&self, row: StateRow, now: i64) -> Result<(), StoreError> {
+        self.write(move |tx| oauth::insert_state(tx, &row, now))
+            .await
+    }
+
+    async fn take_oauth_state(&self, state_hash: &str) -> Result<Option<StateRow>, StoreError> {
+        let hash = state_hash.to_owned();
+        self.write(move |tx| oauth::take_state(tx, &hash)).await
+    }
+
+    async fn sign_in_identity(
+        &self,
+        identity: IdentitySignIn,
+        decide: DecideLink,
+        event: LinkEvent,
+    ) -> Result<SignInOutcome, StoreError> {
+        self.write(move |tx| oauth::sign_in(tx, &identity, decide, &event))
+            .await
+    }
+}

@@ -3,29 +3,16 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::events;
+use crate::clock;
 use crate::store::StoreError;
-use crate::store::sqlite::users::UserRow;
+use crate::store::accounts::UserRow;
+use crate::store::logins::{
+    DecideLink, IdentityFacts, IdentitySignIn, KnownUser, LinkDecision, LinkEvent, LinkStep,
+    NewAccount, SignInOutcome,
+};
 
-/// A sign-in in progress, between the redirect to the provider and its return.
-#[derive(Debug, Clone)]
-pub struct StateRow {
-    /// Keyed hash of the `state` parameter.
-    pub state_hash: String,
-    /// The provider's id.
-    pub provider: String,
-    /// The PKCE code verifier.
-    pub pkce_verifier: String,
-    /// The OIDC nonce sent in the authorization request.
-    pub nonce: String,
-    /// The device user code to show on `/-/cli/auth` afterwards (may be empty).
-    pub return_code: String,
-    /// The redirect URI the authorization request named.
-    pub redirect_uri: String,
-    /// Creation time (ms).
-    pub created_at: i64,
-    /// Expiry time (ms).
-    pub expires_at: i64,
-}
+pub use crate::store::logins::StateRow;
 
 /// Stores a sign-in in progress, dropping those that expired before `now`.
 pub fn insert_state(conn: &Connection, row: &StateRow, now: i64) -> Result<(), StoreError> {
@@ -140,6 +127,94 @@ pub fn insert_user_without_password(
         password_hash: None,
         role: role.to_owned(),
     }))
+}
+
+/// A user and whether it is enabled, by id.
+pub fn known_user(conn: &Connection, id: i64) -> Result<Option<KnownUser>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT id, name, email, password_hash, role, disabled_at FROM users WHERE id = ?1",
+            [id],
+            |row| {
+                Ok(KnownUser {
+                    user: UserRow {
+                        id: row.get(0)?,
+                        name: row.get(1)?,
+                        email: row.get(2)?,
+                        password_hash: row.get(3)?,
+                        role: row.get(4)?,
+                    },
+                    enabled: row.get::<_, Option<i64>>(5)?.is_none(),
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// What decides how `identity` signs in.
+fn facts(conn: &Connection, identity: &IdentitySignIn) -> Result<IdentityFacts, StoreError> {
+    let linked = match identity_user(conn, &identity.provider, &identity.subject)? {
+        Some(user_id) => known_user(conn, user_id)?,
+        None => None,
+    };
+    let mut same_email = Vec::new();
+    if let (None, Some(email)) = (&linked, &identity.email) {
+        for id in users_with_email(conn, email)? {
+            same_email.extend(known_user(conn, id)?);
+        }
+    }
+    Ok(IdentityFacts { linked, same_email })
+}
+
+/// Creates a user under the first free name of `new`.
+fn create_user(
+    conn: &Connection,
+    new: NewAccount,
+    now: i64,
+) -> Result<Option<UserRow>, StoreError> {
+    for name in new.names {
+        if let Some(user) = insert_user_without_password(conn, &name, &new.email, &new.role, now)? {
+            return Ok(Some(user));
+        }
+    }
+    Ok(None)
+}
+
+/// Signs an identity in inside the caller's transaction (see
+/// [`crate::store::LoginStore::sign_in_identity`]).
+pub fn sign_in(
+    conn: &Connection,
+    identity: &IdentitySignIn,
+    decide: DecideLink,
+    event: &LinkEvent,
+) -> Result<SignInOutcome, StoreError> {
+    let now = clock::now_ms();
+    let (user, newly_linked) = match decide(&facts(conn, identity)?) {
+        LinkDecision::Refuse(refusal) => return Ok(SignInOutcome::Refused(refusal)),
+        LinkDecision::SignIn(user) => (user, false),
+        LinkDecision::Link(user) => (user, true),
+        LinkDecision::Create(new) => {
+            let Some(user) = create_user(conn, new, now)? else {
+                return Ok(SignInOutcome::NoFreeName);
+            };
+            events::record(conn, &event(&user, LinkStep::Created))?;
+            (user, true)
+        }
+    };
+    if newly_linked {
+        events::record(conn, &event(&user, LinkStep::Linked))?;
+    }
+    let email = identity.email.as_deref().unwrap_or("");
+    upsert_identity(
+        conn,
+        &identity.provider,
+        &identity.subject,
+        user.id,
+        email,
+        now,
+    )?;
+    events::record(conn, &event(&user, LinkStep::SignedIn))?;
+    Ok(SignInOutcome::SignedIn(user))
 }
 
 #[cfg(test)]
