@@ -93,10 +93,11 @@ impl Services {
         let db = Sqlite::open(data_dir)
             .with_context(|| format!("opening the database in {}", data_dir.display()))?;
         let secret = secrets::from_env_or_file("PACKR_JWT_SECRET", data_dir, "jwt.key")?;
+        let store: Store = Arc::new(db.clone());
         Ok(Self {
-            tokens: Tokens::new(db.clone(), &secret),
-            accounts: Accounts::new(db.clone()),
-            store: Arc::new(db.clone()),
+            tokens: Tokens::new(store.clone(), &secret),
+            accounts: Accounts::new(store.clone()),
+            store,
             db,
         })
     }

@@ -81,7 +81,7 @@ async fn get_tokens(
 async fn find_user(
     app: &AppState,
     name: &str,
-) -> Result<crate::store::sqlite::users::UserRow, ApiError> {
+) -> Result<crate::store::accounts::UserRow, ApiError> {
     app.accounts
         .find(name)
         .await?

@@ -1,6 +1,6 @@
 //! Account changes made by another process (`packr user disable`, `packr user add` demoting or
-//! resetting a user, on the same data directory) reach this server's checked-token memory within
-//! one watch interval, instead of the memory's whole TTL.
+//! resetting a user, on the same data directory or database, or another instance) reach this
+//! server's checked-token memory within one watch interval, instead of the memory's whole TTL.
 
 use std::time::Duration;
 
@@ -8,12 +8,11 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::checked::CheckedTokens;
-use crate::store::Sqlite;
-use crate::store::sqlite::users;
+use crate::store::Store;
 
 /// Reads the accounts' stamp every `every` until `stop`, clearing `checked` when it moves.
 pub(super) async fn run(
-    db: &Sqlite,
+    store: &Store,
     checked: &CheckedTokens,
     every: Duration,
     stop: CancellationToken,
@@ -26,7 +25,7 @@ pub(super) async fn run(
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        match db.read(users::standing_stamp).await {
+        match store.standing_stamp().await {
             Ok(stamp) => {
                 if seen.is_some_and(|seen| seen != stamp) {
                     checked.clear();

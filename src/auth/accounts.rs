@@ -6,14 +6,13 @@ use super::password::Passwords;
 use super::{AuthError, UserRole};
 use crate::audit::AuditEvent;
 use crate::clock;
-use crate::store::Sqlite;
-use crate::store::sqlite::events;
-use crate::store::sqlite::users::{self, Standing, UserRow};
+use crate::store::Store;
+use crate::store::accounts::{NewUser, Standing, UserRow, UserWrite};
 
 /// The account service.
 #[derive(Clone)]
 pub struct Accounts {
-    db: Sqlite,
+    store: Store,
     passwords: Passwords,
 }
 
@@ -43,9 +42,9 @@ fn validate_password(password: &str) -> Result<(), AuthError> {
 impl Accounts {
     /// The account service on a metadata store, hashing one password at a time (the command
     /// line's pace; the server raises it with [`Accounts::with_password_concurrency`]).
-    pub fn new(db: Sqlite) -> Self {
+    pub fn new(store: Store) -> Self {
         Self {
-            db,
+            store,
             passwords: Passwords::new(1),
         }
     }
@@ -70,24 +69,26 @@ impl Accounts {
         validate_user_name(name)?;
         validate_password(&password)?;
         let hash = self.passwords.hash(password).await?;
-        let (name, email) = (name.to_owned(), email.to_owned());
-        self.db
-            .write(move |tx| {
-                if let Some(existing) = users::case_variant(tx, &name)? {
-                    return Ok(Err(name_taken(&existing, &name)));
-                }
-                let id = users::upsert(tx, &name, &email, &hash, role.as_str(), clock::now_ms())?;
-                // A new password ends every browser session signed in with the old one.
-                users::end_sessions(tx, id)?;
-                Ok(Ok(UserRow {
-                    id,
-                    name,
-                    email,
-                    password_hash: Some(hash),
-                    role: role.as_str().to_owned(),
-                }))
-            })
-            .await?
+        let user = NewUser {
+            name: name.to_owned(),
+            email: email.to_owned(),
+            password_hash: hash,
+            role: role.as_str().to_owned(),
+            now: clock::now_ms(),
+        };
+        match self.store.put_user(user.clone()).await? {
+            UserWrite::Written(id) => Ok(UserRow {
+                id,
+                name: user.name,
+                email: user.email,
+                password_hash: Some(user.password_hash),
+                role: user.role,
+            }),
+            UserWrite::CaseVariant(existing) => Err(name_taken(&existing, name)),
+            UserWrite::Exists => Err(AuthError::Internal(format!(
+                "the store refused to update user {name}"
+            ))),
+        }
     }
 
     /// Creates an account through `npm adduser` (when sign-up is open) as a reader-less maintainer.
@@ -100,24 +101,20 @@ impl Accounts {
         validate_user_name(name)?;
         validate_password(&password)?;
         let hash = self.passwords.hash(password).await?;
-        let (name_owned, email) = (name.to_owned(), email.to_owned());
-        let role = UserRole::Maintainer.as_str();
-        let id = self
-            .db
-            .write(move |tx| {
-                if let Some(existing) = users::case_variant(tx, &name_owned)? {
-                    return Ok(Err(name_taken(&existing, &name_owned)));
-                }
-                let id = users::insert(tx, &name_owned, &email, &hash, role, clock::now_ms())?;
-                Ok(Ok(id))
-            })
-            .await??;
-        match id {
-            Some(_) => self
+        let user = NewUser {
+            name: name.to_owned(),
+            email: email.to_owned(),
+            password_hash: hash,
+            role: UserRole::Maintainer.as_str().to_owned(),
+            now: clock::now_ms(),
+        };
+        match self.store.create_user(user).await? {
+            UserWrite::Written(_) => self
                 .find(name)
                 .await?
                 .ok_or(AuthError::NoSuchUser(name.to_owned())),
-            None => Err(AuthError::BadPassword),
+            UserWrite::CaseVariant(existing) => Err(name_taken(&existing, name)),
+            UserWrite::Exists => Err(AuthError::BadPassword),
         }
     }
 
@@ -149,10 +146,7 @@ impl Accounts {
 
     /// Whether a user's tokens and sessions work, and the generation its sessions carry.
     pub async fn standing(&self, user_id: i64) -> Result<Option<Standing>, AuthError> {
-        Ok(self
-            .db
-            .read(move |conn| users::standing(conn, user_id))
-            .await?)
+        Ok(self.store.user_standing(user_id).await?)
     }
 
     /// Disables (`disabled`) or enables a user: a disabled user's tokens, sessions and logins
@@ -165,46 +159,30 @@ impl Accounts {
         disabled: bool,
         via: &'static str,
     ) -> Result<bool, AuthError> {
-        let name_owned = name.to_owned();
+        let action = if disabled {
+            "user.disabled"
+        } else {
+            "user.enabled"
+        };
+        let audit = Box::new(move |user: &UserRow| {
+            let details = json!({ "user": user.name, "user_id": user.id, "via": via });
+            AuditEvent::by_operator(action, details)
+        });
         let changed = self
-            .db
-            .write(move |tx| {
-                let Some(user) = users::find_by_name(tx, &name_owned)? else {
-                    return Ok(None);
-                };
-                let now = clock::now_ms();
-                let before = users::set_disabled(tx, user.id, disabled.then_some(now))?;
-                let changed = before.is_some_and(|b| b.disabled_at.is_some() != disabled);
-                if changed {
-                    let action = if disabled {
-                        "user.disabled"
-                    } else {
-                        "user.enabled"
-                    };
-                    let details = json!({ "user": user.name, "user_id": user.id, "via": via });
-                    events::record(tx, &AuditEvent::by_operator(action, details))?;
-                }
-                Ok(Some(changed))
-            })
+            .store
+            .set_user_disabled(name, disabled.then(clock::now_ms), audit)
             .await?;
         changed.ok_or_else(|| AuthError::NoSuchUser(name.to_owned()))
     }
 
     /// Looks a user up by id.
     pub async fn find_by_id(&self, id: i64) -> Result<Option<UserRow>, AuthError> {
-        Ok(self
-            .db
-            .read(move |conn| users::find_by_id(conn, id))
-            .await?)
+        Ok(self.store.find_user_by_id(id).await?)
     }
 
     /// Looks a user up by name.
     pub async fn find(&self, name: &str) -> Result<Option<UserRow>, AuthError> {
-        let name = name.to_owned();
-        Ok(self
-            .db
-            .read(move |conn| users::find_by_name(conn, &name))
-            .await?)
+        Ok(self.store.find_user_by_name(name).await?)
     }
 }
 

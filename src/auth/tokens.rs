@@ -19,10 +19,9 @@ use super::{AuthError, Caller, Origin, Permission, Role};
 use crate::audit::AuditEvent;
 use crate::clock;
 use crate::orgs;
-use crate::store::Sqlite;
-use crate::store::sqlite::events;
-use crate::store::sqlite::tokens::{self as token_rows, TokenFilter, TokenRow};
-use crate::store::sqlite::users::{self, UserRow};
+use crate::store::accounts::UserRow;
+use crate::store::tokens::{FoundToken, TokenFilter, TokenRow};
+use crate::store::{OrgStore, Store};
 
 /// The claims of a Packr token (SPEC §4).
 #[derive(Debug, Serialize, Deserialize)]
@@ -75,7 +74,7 @@ impl std::ops::Deref for CheckedCaller {
 /// Issues, checks and revokes tokens.
 #[derive(Clone)]
 pub struct Tokens {
-    db: Sqlite,
+    store: Store,
     encoding: EncodingKey,
     decoding: DecodingKey,
     checked: Arc<CheckedTokens>,
@@ -182,13 +181,13 @@ pub fn token_hash(token: &str) -> String {
 
 impl Tokens {
     /// Signs with HS256 under `secret`.
-    pub fn new(db: Sqlite, secret: &[u8]) -> Self {
+    pub fn new(store: Store, secret: &[u8]) -> Self {
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             checked: Arc::default(),
-            usage: Arc::new(TokenUsage::new(db.clone())),
-            db,
+            usage: Arc::new(TokenUsage::new(store.clone())),
+            store,
         }
     }
 
@@ -254,11 +253,7 @@ impl Tokens {
             )));
         }
         // A token for a disabled account would be refused at every use: say so now instead.
-        let user_id = user.id;
-        let standing = self
-            .db
-            .read(move |conn| users::standing(conn, user_id))
-            .await?;
+        let standing = self.store.user_standing(user.id).await?;
         if standing.is_some_and(|s| s.disabled_at.is_some()) {
             return Err(AuthError::AccountDisabled(user.name.clone()));
         }
@@ -272,7 +267,7 @@ impl Tokens {
         if scopes.is_empty() {
             return Ok(());
         }
-        let refusal = orgs::own_scopes_refusal(&self.db, user, scopes).await?;
+        let refusal = orgs::own_scopes_refusal(&*self.store as &dyn OrgStore, user, scopes).await?;
         match refusal {
             Some(message) => Err(AuthError::ScopeNotAllowed(message)),
             None => Ok(()),
@@ -363,16 +358,7 @@ impl Tokens {
                 AuditEvent::by_user(user.id, &user.name, origin, action, details),
             );
         }
-        let stored = row.clone();
-        self.db
-            .write(move |tx| {
-                token_rows::insert(tx, &stored)?;
-                for event in &events {
-                    events::record(tx, event)?;
-                }
-                Ok(())
-            })
-            .await?;
+        self.store.insert_token(row.clone(), events).await?;
         Ok(IssuedToken {
             token,
             info: TokenInfo::from_row(row, user.name.clone()),
@@ -431,16 +417,12 @@ impl Tokens {
             .map_err(|_| AuthError::InvalidToken)?
             .claims;
         let epoch = self.checked.epoch();
-        let found = self
-            .db
-            .read(move |conn| {
-                let Some((row, user)) = token_rows::find_with_user(conn, &claims.jti)? else {
-                    return Ok(None);
-                };
-                Ok(users::standing(conn, user.id)?.map(|standing| (row, user, standing)))
-            })
-            .await?;
-        let Some((row, user, standing)) = found else {
+        let Some(FoundToken {
+            token: row,
+            user,
+            standing,
+        }) = self.store.find_token(&claims.jti).await?
+        else {
             return Err(AuthError::InvalidToken);
         };
         let expired = row.expires_at.is_some_and(|at| at <= clock::now_ms());
@@ -482,25 +464,18 @@ impl Tokens {
         let hash = token_hash(token);
         self.checked.forget(&hash);
         let origin = origin.clone();
-        self.db
-            .write(move |tx| {
-                if let Some((token_id, user)) =
-                    token_rows::revoke_by_hash(tx, &hash, clock::now_ms())?
-                {
-                    let event = AuditEvent {
-                        token_id: Some(token_id.clone()),
-                        ..AuditEvent::by_user(
-                            user.id,
-                            &user.name,
-                            &origin,
-                            "token.revoked",
-                            json!({ "token_id": token_id }),
-                        )
-                    };
-                    events::record(tx, &event)?;
-                }
-                Ok(())
-            })
+        let audit = Box::new(move |token: &TokenRow, user: &UserRow| AuditEvent {
+            token_id: Some(token.id.clone()),
+            ..AuditEvent::by_user(
+                user.id,
+                &user.name,
+                &origin,
+                "token.revoked",
+                json!({ "token_id": token.id }),
+            )
+        });
+        self.store
+            .revoke_token_by_hash(&hash, clock::now_ms(), audit)
             .await?;
         Ok(())
     }
@@ -513,34 +488,24 @@ impl Tokens {
         actor: Option<&Caller>,
         origin: &Origin,
     ) -> Result<bool, AuthError> {
-        let (id, actor, origin) = (id.to_owned(), actor.cloned(), origin.clone());
+        let (actor, origin) = (actor.cloned(), origin.clone());
+        let audit = Box::new(move |token: &TokenRow, owner: &UserRow| {
+            let details = json!({ "token_id": token.id, "owner": owner.name });
+            match &actor {
+                Some(actor) => AuditEvent::by(actor, "token.revoked", details),
+                None => AuditEvent {
+                    token_id: Some(token.id.clone()),
+                    ..AuditEvent::by_user(owner.id, &owner.name, &origin, "token.revoked", details)
+                },
+            }
+        });
         let revoked = self
-            .db
-            .write(move |tx| {
-                let Some((row, owner)) = token_rows::revoke_by_id(tx, &id, clock::now_ms())? else {
-                    return Ok(None);
-                };
-                let details = json!({ "token_id": row.id, "owner": owner.name });
-                let event = match &actor {
-                    Some(actor) => AuditEvent::by(actor, "token.revoked", details),
-                    None => AuditEvent {
-                        token_id: Some(row.id.clone()),
-                        ..AuditEvent::by_user(
-                            owner.id,
-                            &owner.name,
-                            &origin,
-                            "token.revoked",
-                            details,
-                        )
-                    },
-                };
-                events::record(tx, &event)?;
-                Ok(Some(row.token_hash))
-            })
+            .store
+            .revoke_token_by_id(id, clock::now_ms(), audit)
             .await?;
         match revoked {
-            Some(hash) => {
-                self.checked.forget(&hash);
+            Some(token) => {
+                self.checked.forget(&token.token_hash);
                 Ok(true)
             }
             None => Ok(false),
@@ -554,10 +519,9 @@ impl Tokens {
         let reference = reference.trim();
         let unknown = || AuthError::UnknownToken(reference.chars().take(12).collect());
         if reference.contains('.') {
-            let hash = token_hash(reference);
             let row = self
-                .db
-                .read(move |conn| token_rows::find_by_hash(conn, &hash))
+                .store
+                .find_token_by_hash(&token_hash(reference))
                 .await?;
             return row
                 .filter(|row| owner.is_none_or(|owner| owner == row.user_id))
@@ -570,11 +534,7 @@ impl Tokens {
                 "`{reference}` is not a token id: give at least 6 characters of the id shown by `npm token list`"
             )));
         }
-        let lookup = prefix.clone();
-        let found = self
-            .db
-            .read(move |conn| token_rows::ids_with_prefix(conn, owner, &lookup))
-            .await?;
+        let found = self.store.token_ids_with_prefix(owner, &prefix).await?;
         if found.iter().any(|(id, _)| *id == prefix) {
             return Ok(prefix);
         }
@@ -599,10 +559,7 @@ impl Tokens {
             limit: listing.limit,
             offset: listing.offset,
         };
-        let (rows, total) = self
-            .db
-            .read(move |conn| token_rows::list(conn, &filter))
-            .await?;
+        let (rows, total) = self.store.list_tokens(filter).await?;
         let tokens = rows
             .into_iter()
             .map(|(row, user)| TokenInfo::from_row(row, user))
@@ -618,7 +575,7 @@ impl Tokens {
     /// Watches the accounts every `every` until `stop` is cancelled, and forgets the checked
     /// tokens whenever one changed (see [`super::account_watch`]); `serve` runs it.
     pub async fn watch_accounts_until(&self, every: Duration, stop: CancellationToken) {
-        super::account_watch::run(&self.db, &self.checked, every, stop).await;
+        super::account_watch::run(&self.store, &self.checked, every, stop).await;
     }
 
     /// Writes usage data every `every` until `stop` is cancelled, then once more; `serve` runs it.

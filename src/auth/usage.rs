@@ -4,7 +4,8 @@
 //! per install request would queue every request behind it. Each use is counted in memory
 //! instead, and `packr serve` flushes the counts in one transaction every few seconds
 //! (`PACKR_TOKEN_USAGE_FLUSH`) and once more when it stops. So listings lag by up to one flush
-//! interval, and a crash loses at most that interval's counts.
+//! interval, and a crash loses at most that interval's counts. A flush adds its counts to the
+//! stored ones, so instances sharing one database count every use between them.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -13,8 +14,8 @@ use std::time::Duration;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::sqlite::tokens as token_rows;
-use crate::store::{Sqlite, StoreError};
+use crate::store::tokens::TokenUses;
+use crate::store::{Store, StoreError};
 
 /// Uses of one token since the last flush.
 #[derive(Debug, Clone, Copy)]
@@ -25,15 +26,15 @@ struct Uses {
 
 /// Uses counted since the last flush, by token id.
 pub struct TokenUsage {
-    db: Sqlite,
+    store: Store,
     pending: Mutex<HashMap<String, Uses>>,
 }
 
 impl TokenUsage {
-    /// An empty counter writing to `db`.
-    pub fn new(db: Sqlite) -> Self {
+    /// An empty counter writing to `store`.
+    pub fn new(store: Store) -> Self {
         Self {
-            db,
+            store,
             pending: Mutex::default(),
         }
     }
@@ -70,16 +71,15 @@ impl TokenUsage {
             return Ok(0);
         }
         let count = batch.len();
-        let written = batch.clone();
-        let result = self
-            .db
-            .write(move |tx| {
-                for (id, uses) in &written {
-                    token_rows::add_uses(tx, id, uses.count, uses.last_at)?;
-                }
-                Ok(())
+        let written = batch
+            .iter()
+            .map(|(id, uses)| TokenUses {
+                token_id: id.clone(),
+                count: uses.count,
+                last_at: uses.last_at,
             })
-            .await;
+            .collect();
+        let result = self.store.add_token_uses(written).await;
         if let Err(err) = result {
             let mut pending = self.lock();
             for (id, uses) in batch {

@@ -13,7 +13,7 @@ use crate::auth::AuthError;
 use crate::auth::Origin;
 use crate::error::ApiError;
 use crate::server::AppState;
-use crate::store::sqlite::users::UserRow;
+use crate::store::accounts::UserRow;
 
 const USER_PREFIX: &str = "org.couchdb.user:";
 

@@ -2,42 +2,10 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::users::UserRow;
+use super::users::{Standing, UserRow};
 use crate::store::StoreError;
-
-/// A stored token (never the token itself: only its hash).
-#[derive(Debug, Clone)]
-pub struct TokenRow {
-    /// The JWT's `jti`.
-    pub id: String,
-    /// Owner.
-    pub user_id: i64,
-    /// Hex SHA-256 of the whole token.
-    pub token_hash: String,
-    /// Preset role name.
-    pub role: String,
-    /// Scope restriction (`@acme`), empty for all scopes.
-    pub scopes: Vec<String>,
-    /// Label given at creation.
-    pub name: Option<String>,
-    /// Creation time (ms).
-    pub created_at: i64,
-    /// Expiry time (ms).
-    pub expires_at: Option<i64>,
-    /// Revocation time (ms).
-    pub revoked_at: Option<i64>,
-    /// Networks the token may be used from (`10.0.0.0/8`), empty for anywhere.
-    pub cidr: Vec<String>,
-    /// A short, non-secret piece of the token shown in listings so people can tell tokens apart.
-    pub display: String,
-    /// Last use (ms), as of the last usage flush.
-    pub last_used_at: Option<i64>,
-    /// Requests authenticated with the token, as of the last usage flush.
-    pub use_count: i64,
-    /// Who issued the token for a service account (`operator`, or an admin's name); `None` for
-    /// a token its owner made.
-    pub issued_by: Option<String>,
-}
+use crate::store::tokens::{FoundToken, TokenAudit, TokenUses};
+pub use crate::store::tokens::{TokenFilter, TokenRow};
 
 const COLUMNS: &str = "t.id, t.user_id, t.token_hash, t.role, t.scopes, t.name, t.created_at, \
                        t.expires_at, t.revoked_at, t.cidr, t.display, t.last_used_at, t.use_count, \
@@ -125,6 +93,44 @@ pub fn find_with_user(
         .transpose()
 }
 
+/// Looks a token up by id with its owner and the owner's standing, in one query: the check of a
+/// token its memory cannot answer.
+pub fn find_for_auth(conn: &Connection, id: &str) -> Result<Option<FoundToken>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS}, u.id, u.name, u.email, u.password_hash, u.role, u.disabled_at,
+                u.session_generation
+         FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?1"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let found = stmt
+        .query_row([id], |row| {
+            Ok((
+                from_row(row)?,
+                UserRow {
+                    id: row.get(14)?,
+                    name: row.get(15)?,
+                    email: row.get(16)?,
+                    password_hash: row.get(17)?,
+                    role: row.get(18)?,
+                },
+                Standing {
+                    disabled_at: row.get(19)?,
+                    session_generation: row.get(20)?,
+                },
+            ))
+        })
+        .optional()?;
+    found
+        .map(|(token, user, standing)| {
+            Ok(FoundToken {
+                token: finish(token)?,
+                user,
+                standing,
+            })
+        })
+        .transpose()
+}
+
 /// Looks a token up by the hash of the whole token.
 pub fn find_by_hash(conn: &Connection, token_hash: &str) -> Result<Option<TokenRow>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM tokens t WHERE t.token_hash = ?1");
@@ -152,19 +158,6 @@ pub fn ids_with_prefix(
         })?
         .collect::<Result<Vec<(String, bool)>, _>>()?;
     Ok(ids)
-}
-
-/// Which tokens a listing shows.
-#[derive(Debug, Clone, Default)]
-pub struct TokenFilter {
-    /// Only this owner's tokens.
-    pub user_id: Option<i64>,
-    /// Leave out revoked tokens and those expired at `now`.
-    pub live_at: Option<i64>,
-    /// Page size.
-    pub limit: u32,
-    /// Rows to skip.
-    pub offset: u32,
 }
 
 /// Tokens matching `filter` with their owners' names, newest first, and the number of matches.
@@ -196,12 +189,12 @@ pub fn list(
     Ok((rows, total))
 }
 
-/// Revokes the live token with this hash; returns its id and owner when one was revoked.
+/// Revokes the live token with this hash; returns it and its owner when one was revoked.
 pub fn revoke_by_hash(
     conn: &Connection,
     token_hash: &str,
     now: i64,
-) -> Result<Option<(String, UserRow)>, StoreError> {
+) -> Result<Option<(TokenRow, UserRow)>, StoreError> {
     let revoked: Option<(String, i64)> = conn
         .query_row(
             "UPDATE tokens SET revoked_at = ?2 WHERE token_hash = ?1 AND revoked_at IS NULL
@@ -213,7 +206,7 @@ pub fn revoke_by_hash(
     let Some((id, _user_id)) = revoked else {
         return Ok(None);
     };
-    Ok(find_with_user(conn, &id)?.map(|(token, user)| (token.id, user)))
+    find_with_user(conn, &id)
 }
 
 /// Revokes the live token with this id; returns it and its owner when one was revoked.
@@ -249,4 +242,87 @@ pub fn add_uses(
 }
 
 #[async_trait::async_trait]
-impl crate::store::TokenStore for super::Sqlite {}
+impl crate::store::TokenStore for super::Sqlite {
+    async fn insert_token(
+        &self,
+        token: TokenRow,
+        events: Vec<crate::audit::AuditEvent>,
+    ) -> Result<(), StoreError> {
+        self.write(move |tx| {
+            insert(tx, &token)?;
+            super::events::record_all(tx, &events)
+        })
+        .await
+    }
+
+    async fn find_token(&self, id: &str) -> Result<Option<FoundToken>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| find_for_auth(conn, &id)).await
+    }
+
+    async fn find_token_by_hash(&self, token_hash: &str) -> Result<Option<TokenRow>, StoreError> {
+        let hash = token_hash.to_owned();
+        self.read(move |conn| find_by_hash(conn, &hash)).await
+    }
+
+    async fn token_ids_with_prefix(
+        &self,
+        owner: Option<i64>,
+        prefix: &str,
+    ) -> Result<Vec<(String, bool)>, StoreError> {
+        let prefix = prefix.to_owned();
+        self.read(move |conn| ids_with_prefix(conn, owner, &prefix))
+            .await
+    }
+
+    async fn list_tokens(
+        &self,
+        filter: TokenFilter,
+    ) -> Result<(Vec<(TokenRow, String)>, i64), StoreError> {
+        self.read(move |conn| list(conn, &filter)).await
+    }
+
+    async fn revoke_token_by_hash(
+        &self,
+        token_hash: &str,
+        now: i64,
+        audit: TokenAudit,
+    ) -> Result<Option<TokenRow>, StoreError> {
+        let hash = token_hash.to_owned();
+        self.write(move |tx| {
+            let Some((token, owner)) = revoke_by_hash(tx, &hash, now)? else {
+                return Ok(None);
+            };
+            super::events::record(tx, &audit(&token, &owner))?;
+            Ok(Some(token))
+        })
+        .await
+    }
+
+    async fn revoke_token_by_id(
+        &self,
+        id: &str,
+        now: i64,
+        audit: TokenAudit,
+    ) -> Result<Option<TokenRow>, StoreError> {
+        let id = id.to_owned();
+        self.write(move |tx| {
+            let Some((token, owner)) = revoke_by_id(tx, &id, now)? else {
+                return Ok(None);
+            };
+            super::events::record(tx, &audit(&token, &owner))?;
+            Ok(Some(token))
+        })
+        .await
+    }
+
+    async fn add_token_uses(&self, uses: Vec<TokenUses>) -> Result<(), StoreError> {
+        self.write(move |tx| {
+            for one in &uses {
+                add_uses(tx, &one.token_id, one.count, one.last_at)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}

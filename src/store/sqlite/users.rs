@@ -4,7 +4,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::store::StoreError;
 
-pub use crate::store::accounts::UserRow;
+use crate::store::accounts::{NewUser, UserAudit, UserWrite};
+pub use crate::store::accounts::{Standing, UserRow};
 
 const COLUMNS: &str = "id, name, email, password_hash, role";
 
@@ -94,15 +95,6 @@ pub fn insert(
     Ok(id)
 }
 
-/// What decides whether an account's credentials still work, apart from each token's own row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Standing {
-    /// When `packr user disable` stopped the account (ms); `None` while it is enabled.
-    pub disabled_at: Option<i64>,
-    /// Carried in every session cookie; a cookie of an older generation is dead.
-    pub session_generation: i64,
-}
-
 /// The standing of a user, by id.
 pub fn standing(conn: &Connection, id: i64) -> Result<Option<Standing>, StoreError> {
     Ok(conn
@@ -157,8 +149,87 @@ pub fn standing_stamp(conn: &Connection) -> Result<(i64, i64), StoreError> {
     )?)
 }
 
+/// [`crate::store::AccountStore::put_user`] inside the writer's transaction.
+fn put(conn: &Connection, user: &NewUser) -> Result<UserWrite, StoreError> {
+    if let Some(existing) = case_variant(conn, &user.name)? {
+        return Ok(UserWrite::CaseVariant(existing));
+    }
+    let id = upsert(
+        conn,
+        &user.name,
+        &user.email,
+        &user.password_hash,
+        &user.role,
+        user.now,
+    )?;
+    end_sessions(conn, id)?;
+    Ok(UserWrite::Written(id))
+}
+
+/// [`crate::store::AccountStore::create_user`] inside the writer's transaction.
+fn create(conn: &Connection, user: &NewUser) -> Result<UserWrite, StoreError> {
+    if let Some(existing) = case_variant(conn, &user.name)? {
+        return Ok(UserWrite::CaseVariant(existing));
+    }
+    let id = insert(
+        conn,
+        &user.name,
+        &user.email,
+        &user.password_hash,
+        &user.role,
+        user.now,
+    )?;
+    Ok(id.map_or(UserWrite::Exists, UserWrite::Written))
+}
+
 #[async_trait::async_trait]
-impl crate::store::AccountStore for super::Sqlite {}
+impl crate::store::AccountStore for super::Sqlite {
+    async fn find_user_by_name(&self, name: &str) -> Result<Option<UserRow>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| find_by_name(conn, &name)).await
+    }
+
+    async fn find_user_by_id(&self, id: i64) -> Result<Option<UserRow>, StoreError> {
+        self.read(move |conn| find_by_id(conn, id)).await
+    }
+
+    async fn put_user(&self, user: NewUser) -> Result<UserWrite, StoreError> {
+        self.write(move |tx| put(tx, &user)).await
+    }
+
+    async fn create_user(&self, user: NewUser) -> Result<UserWrite, StoreError> {
+        self.write(move |tx| create(tx, &user)).await
+    }
+
+    async fn user_standing(&self, id: i64) -> Result<Option<Standing>, StoreError> {
+        self.read(move |conn| standing(conn, id)).await
+    }
+
+    async fn set_user_disabled(
+        &self,
+        name: &str,
+        disabled_at: Option<i64>,
+        audit: UserAudit,
+    ) -> Result<Option<bool>, StoreError> {
+        let name = name.to_owned();
+        self.write(move |tx| {
+            let Some(user) = find_by_name(tx, &name)? else {
+                return Ok(None);
+            };
+            let before = set_disabled(tx, user.id, disabled_at)?;
+            let changed = before.is_some_and(|b| b.disabled_at.is_some() != disabled_at.is_some());
+            if changed {
+                super::events::record(tx, &audit(&user))?;
+            }
+            Ok(Some(changed))
+        })
+        .await
+    }
+
+    async fn standing_stamp(&self) -> Result<(i64, i64), StoreError> {
+        self.read(standing_stamp).await
+    }
+}
 
 #[cfg(test)]
 mod tests {
