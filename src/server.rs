@@ -139,7 +139,7 @@ impl Server {
             .as_deref()
             .is_some_and(|u| u.starts_with("https://"));
         let webhooks = Webhooks::new(
-            services.db.clone(),
+            services.store.clone(),
             SecretBox::load(&config.data_dir)?,
             WebhookSettings {
                 retry_schedule: config.webhook_retry_schedule.clone(),
