@@ -24,6 +24,7 @@ mod security_packages;
 mod security_store;
 mod security_webhooks;
 mod store_audit;
+mod store_webhooks;
 mod support;
 mod tokens;
 mod web_login;

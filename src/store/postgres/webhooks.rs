@@ -11,8 +11,8 @@ use tokio_postgres::{GenericClient, Row, Transaction};
 use crate::audit::AuditEvent;
 use crate::store::StoreError;
 use crate::store::webhooks::{
-    AfterAttempt, AttemptRow, DeliveryRow, DueDelivery, EventFor, HookCreated, NewWebhook,
-    Requeue, WebhookRow,
+    AfterAttempt, AttemptRow, DeliveryRow, DueDelivery, EventFor, HookCreated, NewWebhook, Requeue,
+    WebhookRow,
 };
 use crate::webhooks::{self, EVENTS, Owner, Sealed};
 
@@ -88,18 +88,25 @@ fn hook_from_row(row: &Row) -> WebhookRow {
 
 async fn find(db: &impl GenericClient, id: i64) -> Result<Option<WebhookRow>, StoreError> {
     let sql = format!("SELECT {HOOK_COLUMNS} WHERE w.id = $1");
-    Ok(db.query_opt(&sql, &[&id]).await?.as_ref().map(hook_from_row))
+    Ok(db
+        .query_opt(&sql, &[&id])
+        .await?
+        .as_ref()
+        .map(hook_from_row))
 }
+
+/// A hook's owner as its columns `(owner_user_id, owner_org_id)`: exactly one is set.
+type OwnerIds = (Option<i64>, Option<i64>);
 
 /// The ids of a hook's owner, as `(owner_user_id, owner_org_id)`, locked against deletion until
 /// the transaction ends; `None` when there is no such user or org.
-async fn owner_ids(
-    tx: &Transaction<'_>,
-    owner: &Owner,
-) -> Result<Option<(Option<i64>, Option<i64>)>, StoreError> {
+async fn owner_ids(tx: &Transaction<'_>, owner: &Owner) -> Result<Option<OwnerIds>, StoreError> {
     Ok(match owner {
         Owner::User(name) => tx
-            .query_opt("SELECT id FROM users WHERE name = $1 FOR KEY SHARE", &[name])
+            .query_opt(
+                "SELECT id FROM users WHERE name = $1 FOR KEY SHARE",
+                &[name],
+            )
             .await?
             .map(|row| (Some(row.get(0)), None)),
         Owner::Org(slug) => tx
@@ -149,16 +156,13 @@ async fn with_attempts(
     let mut by_delivery: HashMap<String, Vec<AttemptRow>> = HashMap::new();
     for row in rows {
         let http_status: Option<i64> = row.get(3);
-        by_delivery
-            .entry(row.get(0))
-            .or_default()
-            .push(AttemptRow {
-                attempt: count(row.get(1)),
-                at: row.get(2),
-                http_status: http_status.and_then(|status| u16::try_from(status).ok()),
-                error: row.get(4),
-                duration_ms: row.get(5),
-            });
+        by_delivery.entry(row.get(0)).or_default().push(AttemptRow {
+            attempt: count(row.get(1)),
+            at: row.get(2),
+            http_status: http_status.and_then(|status| u16::try_from(status).ok()),
+            error: row.get(4),
+            duration_ms: row.get(5),
+        });
     }
     for delivery in &mut deliveries {
         delivery.attempts = by_delivery.remove(&delivery.id).unwrap_or_default();
@@ -220,7 +224,12 @@ impl crate::store::WebhookStore for super::Postgres {
     async fn list_webhooks(&self) -> Result<Vec<WebhookRow>, StoreError> {
         let client = self.pool().get().await?;
         let sql = format!("SELECT {HOOK_COLUMNS} WHERE w.active ORDER BY w.id");
-        Ok(client.query(&sql, &[]).await?.iter().map(hook_from_row).collect())
+        Ok(client
+            .query(&sql, &[])
+            .await?
+            .iter()
+            .map(hook_from_row)
+            .collect())
     }
 
     async fn delete_webhook(

@@ -6,8 +6,8 @@ mod outbox;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 pub use crate::store::webhooks::{
-    AfterAttempt, AttemptRow, DeliveryRow, DueDelivery, EventFor, HookCreated, NewWebhook,
-    Requeue, WebhookRow,
+    AfterAttempt, AttemptRow, DeliveryRow, DueDelivery, EventFor, HookCreated, NewWebhook, Requeue,
+    WebhookRow,
 };
 pub use outbox::{claim_due, deliveries, next_due, record_attempt, requeue};
 
@@ -36,12 +36,12 @@ fn hook_from_row(row: &Row<'_>) -> rusqlite::Result<WebhookRow> {
     })
 }
 
+/// A hook's owner as its columns `(owner_user_id, owner_org_id)`: exactly one is set.
+type OwnerIds = (Option<i64>, Option<i64>);
+
 /// The ids of a hook's owner, as `(owner_user_id, owner_org_id)`; `None` when there is no such
 /// user or org.
-pub fn owner_ids(
-    conn: &Connection,
-    owner: &Owner,
-) -> Result<Option<(Option<i64>, Option<i64>)>, StoreError> {
+pub fn owner_ids(conn: &Connection, owner: &Owner) -> Result<Option<OwnerIds>, StoreError> {
     Ok(match owner {
         Owner::User(name) => conn
             .query_row("SELECT id FROM users WHERE name = ?1", [name], |row| {
@@ -61,7 +61,7 @@ pub fn owner_ids(
 /// Inserts a hook for the owner with these ids; returns its id.
 pub fn insert(
     conn: &Connection,
-    (owner_user_id, owner_org_id): (Option<i64>, Option<i64>),
+    (owner_user_id, owner_org_id): OwnerIds,
     hook: &NewWebhook,
 ) -> Result<i64, StoreError> {
     conn.execute(
@@ -277,6 +277,7 @@ pub(super) mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::webhooks::Sealed;
 
     pub(super) fn db() -> Connection {
         let conn = Connection::open_in_memory().unwrap();

@@ -179,9 +179,7 @@ pub fn requeue(conn: &Connection, id: &str, now: i64) -> Result<Requeue, StoreEr
             "SELECT w.active, COALESCE(d.claimed_until, 0) > ?2
              FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id WHERE d.id = ?1",
             params![id, now],
-            |row| {
-                Ok((row.get::<_, bool>(0)?, row.get::<_, bool>(1)?))
-            },
+            |row| Ok((row.get::<_, bool>(0)?, row.get::<_, bool>(1)?)),
         )
         .optional()?;
     let Some((active, in_flight)) = found else {
