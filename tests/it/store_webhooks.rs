@@ -199,15 +199,18 @@ async fn a_recorded_event_queues_one_delivery_per_matching_active_hook(under: St
     record(store, "package.published", 1, Some("left-pad")).await;
     record(store, "package.published", 1, Some("@acme/widget")).await;
     record(store, "user.login", 1, Some("left-pad")).await;
+    let mut on_org = AuditEvent::by_operator("package.published", json!({}));
+    on_org.org = Some("acme".into());
+    store.record_events(vec![on_org]).await.unwrap();
 
     let count = |rows: Vec<DeliveryRow>| rows.len();
     assert_eq!(count(deliveries_of(store, actor.id).await), 2);
     assert_eq!(count(deliveries_of(store, maintainer.id).await), 1);
-    assert_eq!(count(deliveries_of(store, org.id).await), 1);
+    assert_eq!(count(deliveries_of(store, org.id).await), 2);
     assert_eq!(count(deliveries_of(store, bystander.id).await), 0);
     assert_eq!(count(deliveries_of(store, unsubscribed.id).await), 0);
     assert_eq!(count(deliveries_of(store, deleted.id).await), 0);
-    let queued = deliveries_of(store, org.id).await.remove(0);
+    let queued = deliveries_of(store, maintainer.id).await.remove(0);
     assert_eq!(
         (queued.action.as_str(), queued.status.as_str()),
         ("package.published", "pending")

@@ -202,10 +202,10 @@ impl crate::store::WebhookStore for super::Sqlite {
         event: EventFor<WebhookRow>,
     ) -> Result<bool, StoreError> {
         self.write(move |tx| {
-            let Some(hook) = find(tx, id)?.filter(|h| h.active) else {
+            if !deactivate(tx, id, now)? {
                 return Ok(false);
-            };
-            deactivate(tx, id, now)?;
+            }
+            let hook = find(tx, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
             events::record(tx, &event(&hook))?;
             Ok(true)
         })
