@@ -173,7 +173,9 @@ impl Webhooks {
                 Owner::User(name) => (json!({ "user": name }), None),
                 Owner::Org(slug) => (json!({ "org": slug }), Some(slug)),
             };
-            let details = json!({ "webhook_id": row.id, "url": row.url, "events": events, "owner": owner_json });
+            let details = json!({
+                "webhook_id": row.id, "url": row.url, "events": events, "owner": owner_json,
+            });
             let event = AuditEvent::by(&caller, "webhook.created", details);
             match org {
                 Some(slug) => event.on_org(slug),
