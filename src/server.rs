@@ -142,7 +142,7 @@ impl Server {
             .as_deref()
             .is_some_and(|u| u.starts_with("https://"));
         let webhooks = Webhooks::new(
-            services.db.clone(),
+            services.store.clone(),
             SecretBox::from_key(&config.secrets.secret("PACKR_SECRET_KEY", "webhook.key")?)
                 .context("PACKR_SECRET_KEY")?,
             WebhookSettings {

@@ -1,7 +1,7 @@
 //! Webhooks (SPEC §7): hooks owned by a user or an org, signed JSON deliveries, and a durable
 //! retry queue.
 //!
-//! Deliveries are an outbox: [`crate::store::sqlite::events::record`] queues them in the same
+//! Deliveries are an outbox: the metadata store queues them with every recorded event, in the same
 //! transaction as the change it audits, so a crash can lose neither. The [`Worker`] sends what is
 //! due, logs every attempt, and retries failures on the configured schedule.
 
@@ -25,9 +25,8 @@ pub use worker::Worker;
 use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
 use crate::clock;
-use crate::store::sqlite::webhooks::{self as rows, NewWebhook, Requeue};
-use crate::store::sqlite::{events, orgs, users};
-use crate::store::{Sqlite, StoreError};
+use crate::store::webhooks::{DeliveryRow, HookCreated, NewWebhook, Requeue, WebhookRow};
+use crate::store::{Store, StoreError};
 
 /// The events a hook may subscribe to; other audited actions are never delivered.
 pub const EVENTS: [&str; 6] = [
@@ -121,16 +120,16 @@ fn validate_events(events: &[String]) -> Result<Vec<String>, WebhookError> {
 /// Creates, lists and deletes hooks; lists and redelivers deliveries.
 #[derive(Clone)]
 pub struct Webhooks {
-    db: Sqlite,
+    store: Store,
     secrets: SecretBox,
     settings: Arc<WebhookSettings>,
 }
 
 impl Webhooks {
     /// The webhook service over a metadata store, sealing secrets with `secrets`.
-    pub fn new(db: Sqlite, secrets: SecretBox, settings: WebhookSettings) -> Self {
+    pub fn new(store: Store, secrets: SecretBox, settings: WebhookSettings) -> Self {
         Self {
-            db,
+            store,
             secrets,
             settings: Arc::new(settings),
         }
@@ -139,7 +138,7 @@ impl Webhooks {
     /// A worker that sends due deliveries.
     pub fn worker(&self) -> anyhow::Result<Worker> {
         Worker::new(
-            self.db.clone(),
+            self.store.clone(),
             self.secrets.clone(),
             Arc::clone(&self.settings),
         )
@@ -160,52 +159,33 @@ impl Webhooks {
         let owner = owner.unwrap_or_else(|| Owner::User(caller.name.clone()));
         let secret = secret::generate();
         let sealed = self.secrets.seal(&secret).map_err(WebhookError::Internal)?;
-        let (caller, url) = (caller.clone(), url.to_owned());
-        let row = self
-            .db
-            .write(move |tx| {
-                let (owner_user_id, owner_org_id, owner_json) = match &owner {
-                    Owner::User(name) => match users::find_by_name(tx, name)? {
-                        Some(user) => (Some(user.id), None, json!({ "user": name })),
-                        None => {
-                            return Ok(Err(WebhookError::NotFound(format!(
-                                "no user named {name}; create the account before its webhook"
-                            ))));
-                        }
-                    },
-                    Owner::Org(slug) => match orgs::find(tx, slug)? {
-                        Some(org) => (None, Some(org.id), json!({ "org": slug })),
-                        None => {
-                            return Ok(Err(WebhookError::NotFound(format!(
-                                "no org named {slug}; create it with POST /api/v1/admin/orgs first"
-                            ))));
-                        }
-                    },
-                };
-                let id = rows::insert(
-                    tx,
-                    &NewWebhook {
-                        owner_user_id,
-                        owner_org_id,
-                        url: url.clone(),
-                        events: events.clone(),
-                        secret: sealed,
-                        created_by: caller.user_id,
-                        now: clock::now_ms(),
-                    },
-                )?;
-                let details =
-                    json!({ "webhook_id": id, "url": url, "events": events, "owner": owner_json });
-                let mut event = AuditEvent::by(&caller, "webhook.created", details);
-                if let Owner::Org(slug) = &owner {
-                    event = event.on_org(slug);
-                }
-                events::record(tx, &event)?;
-                Ok(rows::find(tx, id)?.ok_or_else(|| {
-                    WebhookError::Internal(format!("webhook {id} vanished after insert"))
-                }))
-            })
-            .await??;
+        let hook = NewWebhook {
+            owner: owner.clone(),
+            url: url.to_owned(),
+            events: events.clone(),
+            secret: sealed,
+            created_by: caller.user_id,
+            now: clock::now_ms(),
+        };
+        let (caller, event_owner) = (caller.clone(), owner.clone());
+        let event = move |row: &WebhookRow| {
+            let (owner_json, org) = match &event_owner {
+                Owner::User(name) => (json!({ "user": name }), None),
+                Owner::Org(slug) => (json!({ "org": slug }), Some(slug)),
+            };
+            let details = json!({
+                "webhook_id": row.id, "url": row.url, "events": events, "owner": owner_json,
+            });
+            let event = AuditEvent::by(&caller, "webhook.created", details);
+            match org {
+                Some(slug) => event.on_org(slug),
+                None => event,
+            }
+        };
+        let row = match self.store.create_webhook(hook, Box::new(event)).await? {
+            HookCreated::Created(row) => row,
+            HookCreated::NoSuchOwner => return Err(no_such_owner(&owner)),
+        };
         tracing::info!(webhook = row.id, "webhook created");
         Ok(CreatedWebhook {
             webhook: row.into(),
@@ -215,7 +195,7 @@ impl Webhooks {
 
     /// Every hook not deleted.
     pub async fn list(&self) -> Result<Vec<Webhook>, WebhookError> {
-        let rows = self.db.read(rows::list).await?;
+        let rows = self.store.list_webhooks().await?;
         Ok(rows.into_iter().map(Webhook::from).collect())
     }
 
@@ -223,21 +203,23 @@ impl Webhooks {
     pub async fn delete(&self, caller: &Caller, id: i64) -> Result<(), WebhookError> {
         require_admin(caller)?;
         let caller = caller.clone();
-        self.db
-            .write(move |tx| {
-                let Some(hook) = rows::find(tx, id)?.filter(|h| h.active) else {
-                    return Ok(Err(not_found_hook(id)));
-                };
-                rows::deactivate(tx, id, clock::now_ms())?;
-                let details = json!({ "webhook_id": id, "url": hook.url });
-                let mut event = AuditEvent::by(&caller, "webhook.deleted", details);
-                if let Some(slug) = &hook.owner_org {
-                    event = event.on_org(slug);
-                }
-                events::record(tx, &event)?;
-                Ok(Ok(()))
-            })
-            .await?
+        let event = move |hook: &WebhookRow| {
+            let details = json!({ "webhook_id": hook.id, "url": hook.url });
+            let event = AuditEvent::by(&caller, "webhook.deleted", details);
+            match &hook.owner_org {
+                Some(slug) => event.on_org(slug),
+                None => event,
+            }
+        };
+        let deleted = self
+            .store
+            .delete_webhook(id, clock::now_ms(), Box::new(event))
+            .await?;
+        if deleted {
+            Ok(())
+        } else {
+            Err(not_found_hook(id))
+        }
     }
 
     /// A hook's deliveries, newest first, with every attempt, and the total count.
@@ -248,13 +230,8 @@ impl Webhooks {
         offset: u32,
     ) -> Result<(Vec<Delivery>, i64), WebhookError> {
         let found = self
-            .db
-            .read(move |conn| {
-                if rows::find(conn, id)?.is_none() {
-                    return Ok(None);
-                }
-                rows::deliveries(conn, id, limit, offset, clock::now_ms()).map(Some)
-            })
+            .store
+            .webhook_deliveries(id, limit, offset, clock::now_ms())
             .await?;
         let (rows, total) = found.ok_or_else(|| not_found_hook(id))?;
         Ok((rows.into_iter().map(Delivery::from).collect(), total))
@@ -263,35 +240,40 @@ impl Webhooks {
     /// Queues a delivery again, due now, with a fresh retry schedule.
     pub async fn redeliver(&self, caller: &Caller, id: &str) -> Result<Delivery, WebhookError> {
         require_admin(caller)?;
-        let (caller, id) = (caller.clone(), id.to_owned());
-        self.db
-            .write(move |tx| {
-                let now = clock::now_ms();
-                let (webhook_id, action) = match rows::requeue(tx, &id, now)? {
-                    Requeue::Queued { webhook_id, action } => (webhook_id, action),
-                    Requeue::NotFound => {
-                        return Ok(Err(WebhookError::NotFound(format!("no delivery {id}"))));
-                    }
-                    Requeue::HookDeleted => {
-                        return Ok(Err(WebhookError::Conflict(format!(
-                            "delivery {id} belongs to a deleted webhook; create a new hook instead"
-                        ))));
-                    }
-                    Requeue::InFlight => {
-                        return Ok(Err(WebhookError::Conflict(format!(
-                            "delivery {id} is being sent right now; look at its attempts in a moment"
-                        ))));
-                    }
-                };
-                let details =
-                    json!({ "webhook_id": webhook_id, "delivery_id": id, "event": action });
-                events::record(tx, &AuditEvent::by(&caller, "webhook.redelivered", details))?;
-                Ok(rows::delivery(tx, &id, now)?
-                    .map(Delivery::from)
-                    .ok_or_else(|| WebhookError::NotFound(format!("no delivery {id}"))))
-            })
+        let caller = caller.clone();
+        let event = move |delivery: &DeliveryRow| {
+            let details = json!({
+                "webhook_id": delivery.webhook_id, "delivery_id": delivery.id,
+                "event": delivery.action,
+            });
+            AuditEvent::by(&caller, "webhook.redelivered", details)
+        };
+        match self
+            .store
+            .redeliver(id, clock::now_ms(), Box::new(event))
             .await?
+        {
+            Requeue::Queued(row) => Ok(Delivery::from(row)),
+            Requeue::NotFound => Err(WebhookError::NotFound(format!("no delivery {id}"))),
+            Requeue::HookDeleted => Err(WebhookError::Conflict(format!(
+                "delivery {id} belongs to a deleted webhook; create a new hook instead"
+            ))),
+            Requeue::InFlight => Err(WebhookError::Conflict(format!(
+                "delivery {id} is being sent right now; look at its attempts in a moment"
+            ))),
+        }
     }
+}
+
+fn no_such_owner(owner: &Owner) -> WebhookError {
+    WebhookError::NotFound(match owner {
+        Owner::User(name) => {
+            format!("no user named {name}; create the account before its webhook")
+        }
+        Owner::Org(slug) => {
+            format!("no org named {slug}; create it with POST /api/v1/admin/orgs first")
+        }
+    })
 }
 
 fn require_admin(caller: &Caller) -> Result<(), WebhookError> {

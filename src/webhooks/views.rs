@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::clock;
-use crate::store::sqlite::webhooks::{DeliveryRow, WebhookRow};
+use crate::store::webhooks::{DeliveryRow, WebhookRow};
 
 /// A hook as shown to admins; never carries the secret.
 #[derive(Debug, Clone, Serialize)]

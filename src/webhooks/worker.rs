@@ -16,8 +16,8 @@ use super::target::{TargetPolicy, literal_ip};
 use super::{SecretBox, WebhookError, WebhookSettings, signature};
 use crate::clock;
 use crate::outbound::{self, CheckedClient, ResolveError};
-use crate::store::sqlite::webhooks::{self as rows, AfterAttempt, AttemptRow, DueDelivery};
-use crate::store::{Sqlite, StoreError};
+use crate::store::webhooks::{AfterAttempt, AttemptRow, DueDelivery};
+use crate::store::{Store, StoreError};
 
 /// How often the worker looks for due deliveries when nothing is due sooner.
 const POLL: Duration = Duration::from_millis(500);
@@ -33,7 +33,7 @@ const REFUSED: &str = "refused: the hook's host is a loopback, private, link-loc
 /// Sends due deliveries; cheap to clone.
 #[derive(Clone)]
 pub struct Worker {
-    db: Sqlite,
+    store: Store,
     secrets: SecretBox,
     settings: Arc<WebhookSettings>,
     client: CheckedClient,
@@ -41,7 +41,7 @@ pub struct Worker {
 
 impl Worker {
     pub(super) fn new(
-        db: Sqlite,
+        store: Store,
         secrets: SecretBox,
         settings: Arc<WebhookSettings>,
     ) -> anyhow::Result<Self> {
@@ -49,7 +49,7 @@ impl Worker {
         let client = outbound::checked_client(move |ip| targets.permits(ip))
             .context("setting up the webhook HTTP client")?;
         Ok(Self {
-            db,
+            store,
             secrets,
             settings,
             client,
@@ -62,8 +62,8 @@ impl Worker {
         let lease = self.settings.timeout.saturating_mul(2) + Duration::from_secs(5);
         let lease_until = now.saturating_add(millis(lease));
         let due = self
-            .db
-            .write(move |tx| rows::claim_due(tx, now, lease_until, BATCH))
+            .store
+            .claim_due_deliveries(now, lease_until, BATCH)
             .await?;
         let count = due.len();
         let results =
@@ -95,7 +95,7 @@ impl Worker {
     }
 
     async fn until_next_due(&self) -> Duration {
-        match self.db.read(rows::next_due).await {
+        match self.store.next_delivery_due().await {
             Ok(Some(at)) => {
                 let wait = u64::try_from(at.saturating_sub(clock::now_ms())).unwrap_or(0);
                 Duration::from_millis(wait).clamp(Duration::from_millis(5), POLL)
@@ -140,9 +140,8 @@ impl Worker {
             error,
             duration_ms,
         };
-        let id = delivery.id;
-        self.db
-            .write(move |tx| rows::record_attempt(tx, &id, &row, after, clock::now_ms()))
+        self.store
+            .record_delivery_attempt(&delivery.id, row, after, clock::now_ms())
             .await
     }
 

@@ -29,6 +29,7 @@ mod store_audit;
 mod store_changes;
 mod store_logins;
 mod store_tokens;
+mod store_webhooks;
 mod support;
 mod tokens;
 mod web_login;

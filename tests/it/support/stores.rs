@@ -57,6 +57,21 @@ impl StoreUnderTest {
             _dir: dir,
         }
     }
+
+    /// Runs `sql` (statements valid on both backends) on the store's database directly, for
+    /// rows of domains whose store operations a test does not exercise.
+    #[allow(
+        dead_code,
+        reason = "for contract tests that need rows of other domains"
+    )]
+    pub async fn execute(&self, sql: &str) {
+        match &self.database {
+            Some(database) => database.connect().await.batch_execute(sql).await.unwrap(),
+            None => rusqlite::Connection::open(self._dir.path().join("packr.db"))
+                .and_then(|conn| conn.execute_batch(sql))
+                .unwrap(),
+        }
+    }
 }
 
 /// Runs `async fn scenario(store: StoreUnderTest)` as two tests, `scenario::on_sqlite` and

@@ -5,54 +5,16 @@ mod outbox;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-pub use outbox::{
-    AfterAttempt, AttemptRow, DeliveryRow, DueDelivery, Requeue, claim_due, deliveries, delivery,
-    next_due, record_attempt, requeue,
+pub use crate::store::webhooks::{
+    AfterAttempt, AttemptRow, DeliveryRow, DueDelivery, EventFor, HookCreated, NewWebhook, Requeue,
+    WebhookRow,
 };
+pub use outbox::{claim_due, deliveries, next_due, record_attempt, requeue};
 
+use super::events;
 use crate::audit::AuditEvent;
 use crate::store::StoreError;
-use crate::webhooks::{self, EVENTS, Sealed};
-
-/// A stored hook, with its owner's name; the secret stays in the database.
-#[derive(Debug, Clone)]
-pub struct WebhookRow {
-    /// Database id.
-    pub id: i64,
-    /// The owning user's name, for a user hook.
-    pub owner_user: Option<String>,
-    /// The owning org's slug, for an org hook.
-    pub owner_org: Option<String>,
-    /// Where deliveries are POSTed.
-    pub url: String,
-    /// The events subscribed to.
-    pub events: Vec<String>,
-    /// Creation time (ms).
-    pub created_at: i64,
-    /// Who created it.
-    pub created_by: Option<String>,
-    /// False once deleted.
-    pub active: bool,
-}
-
-/// A hook to insert.
-#[derive(Debug, Clone)]
-pub struct NewWebhook {
-    /// The owning user (exactly one owner is set).
-    pub owner_user_id: Option<i64>,
-    /// The owning org.
-    pub owner_org_id: Option<i64>,
-    /// Target URL.
-    pub url: String,
-    /// Subscribed events.
-    pub events: Vec<String>,
-    /// The encrypted secret.
-    pub secret: Sealed,
-    /// The creating user.
-    pub created_by: i64,
-    /// Creation time (ms).
-    pub now: i64,
-}
+use crate::webhooks::{self, EVENTS, Owner};
 
 const HOOK_COLUMNS: &str = "w.id, u.name, o.slug, w.url, w.events, w.created_at, c.name, w.active
      FROM webhooks w
@@ -74,15 +36,41 @@ fn hook_from_row(row: &Row<'_>) -> rusqlite::Result<WebhookRow> {
     })
 }
 
-/// Inserts a hook; returns its id.
-pub fn insert(conn: &Connection, hook: &NewWebhook) -> Result<i64, StoreError> {
+/// A hook's owner as its columns `(owner_user_id, owner_org_id)`: exactly one is set.
+type OwnerIds = (Option<i64>, Option<i64>);
+
+/// The ids of a hook's owner, as `(owner_user_id, owner_org_id)`; `None` when there is no such
+/// user or org.
+pub fn owner_ids(conn: &Connection, owner: &Owner) -> Result<Option<OwnerIds>, StoreError> {
+    Ok(match owner {
+        Owner::User(name) => conn
+            .query_row("SELECT id FROM users WHERE name = ?1", [name], |row| {
+                row.get(0)
+            })
+            .optional()?
+            .map(|id| (Some(id), None)),
+        Owner::Org(slug) => conn
+            .query_row("SELECT id FROM orgs WHERE slug = ?1", [slug], |row| {
+                row.get(0)
+            })
+            .optional()?
+            .map(|id| (None, Some(id))),
+    })
+}
+
+/// Inserts a hook for the owner with these ids; returns its id.
+pub fn insert(
+    conn: &Connection,
+    (owner_user_id, owner_org_id): OwnerIds,
+    hook: &NewWebhook,
+) -> Result<i64, StoreError> {
     conn.execute(
         "INSERT INTO webhooks (owner_user_id, owner_org_id, url, events, secret_ciphertext,
                                secret_nonce, created_at, created_by)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
-            hook.owner_user_id,
-            hook.owner_org_id,
+            owner_user_id,
+            owner_org_id,
             hook.url,
             serde_json::to_string(&hook.events)?,
             hook.secret.ciphertext,
@@ -185,13 +173,111 @@ pub fn enqueue(conn: &Connection, event: &AuditEvent, event_id: i64) -> Result<(
 }
 
 #[async_trait::async_trait]
-impl crate::store::WebhookStore for super::super::Sqlite {}
+impl crate::store::WebhookStore for super::Sqlite {
+    async fn create_webhook(
+        &self,
+        hook: NewWebhook,
+        event: EventFor<WebhookRow>,
+    ) -> Result<HookCreated, StoreError> {
+        self.write(move |tx| {
+            let Some(owner) = owner_ids(tx, &hook.owner)? else {
+                return Ok(HookCreated::NoSuchOwner);
+            };
+            let id = insert(tx, owner, &hook)?;
+            let row = find(tx, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+            events::record(tx, &event(&row))?;
+            Ok(HookCreated::Created(row))
+        })
+        .await
+    }
+
+    async fn list_webhooks(&self) -> Result<Vec<WebhookRow>, StoreError> {
+        self.read(list).await
+    }
+
+    async fn delete_webhook(
+        &self,
+        id: i64,
+        now: i64,
+        event: EventFor<WebhookRow>,
+    ) -> Result<bool, StoreError> {
+        self.write(move |tx| {
+            if !deactivate(tx, id, now)? {
+                return Ok(false);
+            }
+            let hook = find(tx, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+            events::record(tx, &event(&hook))?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        webhook_id: i64,
+        limit: u32,
+        offset: u32,
+        now: i64,
+    ) -> Result<Option<(Vec<DeliveryRow>, i64)>, StoreError> {
+        self.read(move |conn| {
+            if find(conn, webhook_id)?.is_none() {
+                return Ok(None);
+            }
+            deliveries(conn, webhook_id, limit, offset, now).map(Some)
+        })
+        .await
+    }
+
+    async fn redeliver(
+        &self,
+        delivery_id: &str,
+        now: i64,
+        event: EventFor<DeliveryRow>,
+    ) -> Result<Requeue, StoreError> {
+        let delivery_id = delivery_id.to_owned();
+        self.write(move |tx| {
+            let outcome = requeue(tx, &delivery_id, now)?;
+            if let Requeue::Queued(row) = &outcome {
+                events::record(tx, &event(row))?;
+            }
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn claim_due_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        self.write(move |tx| claim_due(tx, now, lease_until, limit))
+            .await
+    }
+
+    async fn next_delivery_due(&self) -> Result<Option<i64>, StoreError> {
+        self.read(next_due).await
+    }
+
+    async fn record_delivery_attempt(
+        &self,
+        delivery_id: &str,
+        attempt: AttemptRow,
+        after: AfterAttempt,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let delivery_id = delivery_id.to_owned();
+        self.write(move |tx| record_attempt(tx, &delivery_id, &attempt, after, now))
+            .await
+    }
+}
 
 #[cfg(test)]
 pub(super) mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::webhooks::Sealed;
 
     pub(super) fn db() -> Connection {
         let conn = Connection::open_in_memory().unwrap();
@@ -215,9 +301,9 @@ pub(super) mod tests {
     ) -> i64 {
         insert(
             conn,
+            (user, org),
             &NewWebhook {
-                owner_user_id: user,
-                owner_org_id: org,
+                owner: Owner::User("unused: the ids are given".into()),
                 url: "http://127.0.0.1:1/hook".into(),
                 events: events.iter().map(|e| (*e).to_owned()).collect(),
                 secret: Sealed {
@@ -247,7 +333,7 @@ pub(super) mod tests {
 
     /// Records `event` as the audit log does; returns the hooks that got a delivery.
     pub(super) fn hooks_reached(conn: &Connection, event: &AuditEvent) -> Vec<i64> {
-        let id = crate::store::sqlite::events::record(conn, event).unwrap();
+        let id = events::record(conn, event).unwrap();
         let mut stmt = conn
             .prepare("SELECT webhook_id FROM webhook_deliveries WHERE event_id = ?1 ORDER BY 1")
             .unwrap();

@@ -3,28 +3,8 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::store::StoreError;
+use crate::store::webhooks::{AfterAttempt, AttemptRow, DeliveryRow, DueDelivery, Requeue};
 use crate::webhooks::Sealed;
-
-/// A delivery claimed for sending, with what is needed to send it.
-#[derive(Debug, Clone)]
-pub struct DueDelivery {
-    /// Delivery id.
-    pub id: String,
-    /// The hook's URL.
-    pub url: String,
-    /// The hook's encrypted secret.
-    pub secret: Sealed,
-    /// Event name.
-    pub action: String,
-    /// Audit event id.
-    pub event_id: i64,
-    /// The body to send.
-    pub payload: String,
-    /// Attempts made so far.
-    pub attempts: u32,
-    /// Attempts made before the current round (the last redelivery).
-    pub round_start: u32,
-}
 
 /// Claims up to `limit` deliveries due at `now` until `lease_until`, so no other worker sends
 /// them meanwhile; a worker that dies lets its claims lapse, and they are sent again.
@@ -79,32 +59,6 @@ pub fn next_due(conn: &Connection) -> Result<Option<i64>, StoreError> {
     )?)
 }
 
-/// One attempt to send a delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttemptRow {
-    /// 1 for the first attempt.
-    pub attempt: u32,
-    /// When it started (ms).
-    pub at: i64,
-    /// The receiver's HTTP status, when it answered.
-    pub http_status: Option<u16>,
-    /// What went wrong; `None` on success.
-    pub error: Option<String>,
-    /// How long it took.
-    pub duration_ms: i64,
-}
-
-/// What becomes of a delivery after an attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AfterAttempt {
-    /// It arrived.
-    Delivered,
-    /// Try again at this time (ms).
-    RetryAt(i64),
-    /// The schedule is used up.
-    Failed,
-}
-
 /// Logs an attempt and moves the delivery on; releases the claim.
 pub fn record_attempt(
     conn: &Connection,
@@ -138,31 +92,6 @@ pub fn record_attempt(
         params![delivery_id, attempt.attempt, status, next, now],
     )?;
     Ok(())
-}
-
-/// A delivery with its attempts.
-#[derive(Debug, Clone)]
-pub struct DeliveryRow {
-    /// Delivery id.
-    pub id: String,
-    /// The hook.
-    pub webhook_id: i64,
-    /// Audit event id.
-    pub event_id: i64,
-    /// Event name.
-    pub action: String,
-    /// `pending`, `delivered` or `failed`.
-    pub status: String,
-    /// When the next attempt is due (ms), while pending.
-    pub next_attempt_at: Option<i64>,
-    /// Whether a worker is sending it now.
-    pub in_flight: bool,
-    /// Queued at (ms).
-    pub created_at: i64,
-    /// Last changed at (ms).
-    pub updated_at: i64,
-    /// Every attempt, first first.
-    pub attempts: Vec<AttemptRow>,
 }
 
 const DELIVERY_COLUMNS: &str = "id, webhook_id, event_id, action, status, next_attempt_at,
@@ -242,42 +171,18 @@ pub fn delivery(conn: &Connection, id: &str, now: i64) -> Result<Option<Delivery
         .transpose()
 }
 
-/// What a redelivery request found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Requeue {
-    /// Queued again, due now, with a fresh retry schedule.
-    Queued {
-        /// The hook it belongs to.
-        webhook_id: i64,
-        /// Its event.
-        action: String,
-    },
-    /// No such delivery.
-    NotFound,
-    /// Its hook was deleted.
-    HookDeleted,
-    /// A worker is sending it right now.
-    InFlight,
-}
-
-/// Queues a delivery again, now, whatever its status; its attempts log goes on.
+/// Queues a delivery again, now, whatever its status; its attempts log goes on. Returns it as
+/// queued.
 pub fn requeue(conn: &Connection, id: &str, now: i64) -> Result<Requeue, StoreError> {
     let found = conn
         .query_row(
-            "SELECT d.webhook_id, d.action, w.active, COALESCE(d.claimed_until, 0) > ?2
+            "SELECT w.active, COALESCE(d.claimed_until, 0) > ?2
              FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id WHERE d.id = ?1",
             params![id, now],
-            |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, bool>(2)?,
-                    row.get::<_, bool>(3)?,
-                ))
-            },
+            |row| Ok((row.get::<_, bool>(0)?, row.get::<_, bool>(1)?)),
         )
         .optional()?;
-    let Some((webhook_id, action, active, in_flight)) = found else {
+    let Some((active, in_flight)) = found else {
         return Ok(Requeue::NotFound);
     };
     if !active {
@@ -293,7 +198,8 @@ pub fn requeue(conn: &Connection, id: &str, now: i64) -> Result<Requeue, StoreEr
          WHERE id = ?1",
         params![id, now],
     )?;
-    Ok(Requeue::Queued { webhook_id, action })
+    let queued = delivery(conn, id, now)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    Ok(Requeue::Queued(queued))
 }
 
 #[cfg(test)]
@@ -337,16 +243,20 @@ mod tests {
         assert_eq!(total, 1);
         assert_eq!(rows[0].status, "failed");
         assert_eq!(rows[0].attempts, [failed]);
-        assert_eq!(
-            requeue(&conn, &due.id, 7).unwrap(),
-            Requeue::Queued {
-                webhook_id: id,
-                action: "token.revoked".into()
-            }
-        );
+        let Requeue::Queued(queued) = requeue(&conn, &due.id, 7).unwrap() else {
+            panic!("not queued again");
+        };
+        assert_eq!((queued.webhook_id, queued.status.as_str()), (id, "pending"));
+        assert_eq!(queued.action, "token.revoked");
         let again = claim_due(&conn, 7, 100, 10).unwrap().remove(0);
         assert_eq!((again.attempts, again.round_start), (1, 1));
-        assert_eq!(requeue(&conn, "nope", 7).unwrap(), Requeue::NotFound);
-        assert_eq!(requeue(&conn, &due.id, 8).unwrap(), Requeue::InFlight);
+        assert!(matches!(
+            requeue(&conn, "nope", 7).unwrap(),
+            Requeue::NotFound
+        ));
+        assert!(matches!(
+            requeue(&conn, &due.id, 8).unwrap(),
+            Requeue::InFlight
+        ));
     }
 }
