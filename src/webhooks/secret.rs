@@ -1,13 +1,9 @@
 //! Hook secrets: generated here, shown once, kept encrypted with AES-256-GCM under the server's
 //! webhook key (`PACKR_SECRET_KEY`, 32 bytes in hex, or `<data dir>/secrets/webhook.key`).
 
-use std::path::Path;
-
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead, KeyInit, Nonce};
-use anyhow::{Context, bail};
-
-use crate::auth::secrets;
+use anyhow::bail;
 
 /// What a hook secret starts with, so people can tell it from other credentials.
 const PREFIX: &str = "whsec_";
@@ -36,13 +32,6 @@ pub struct SecretBox {
 }
 
 impl SecretBox {
-    /// The key from `PACKR_SECRET_KEY` (hex, 32 bytes), or from the data directory, created on
-    /// first start.
-    pub fn load(data_dir: &Path) -> anyhow::Result<Self> {
-        let key = secrets::from_env_or_file("PACKR_SECRET_KEY", data_dir, "webhook.key")?;
-        Self::from_key(&key).context("PACKR_SECRET_KEY or secrets/webhook.key")
-    }
-
     /// A box for a 32-byte key.
     pub fn from_key(key: &[u8]) -> anyhow::Result<Self> {
         if key.len() != 32 {
