@@ -23,8 +23,8 @@ pub struct DataDirArgs {
     #[arg(long, env = "PACKR_DATA_DIR", default_value = "./packr-data")]
     pub data_dir: PathBuf,
 
-    /// PostgreSQL metadata database, as postgres://USER:PASSWORD@HOST:5432/DATABASE (in
-    /// progress: only `packr migrate` uses it yet).
+    /// PostgreSQL metadata database, as postgres://USER:PASSWORD@HOST:5432/DATABASE; without it
+    /// the metadata is the SQLite database in the data directory.
     #[arg(long, env = "PACKR_DATABASE_URL", hide_env_values = true, value_parser = parse_secret)]
     pub database_url: Option<SecretString>,
 
@@ -39,11 +39,16 @@ pub struct DataDirArgs {
     pub allow_local_blobs: bool,
 }
 
-/// Why a command refuses to run with `PACKR_DATABASE_URL` set: the PostgreSQL store only has its
-/// schema so far, and silently using SQLite instead would split the registry's data in two.
-const POSTGRES_NOT_BUILT: &str = "PACKR_DATABASE_URL (--database-url) is set, but the PostgreSQL \
-     store is not built yet: only `packr migrate` uses it, to prepare a PostgreSQL schema. Unset it \
-     to use the SQLite database in PACKR_DATA_DIR";
+/// Where a registry's metadata and secrets are: what `serve` and every store command share.
+#[derive(Debug, Clone)]
+pub struct StoreLocation {
+    /// The data directory (SQLite, files, generated secrets).
+    pub data_dir: PathBuf,
+    /// The PostgreSQL database, when the metadata lives there.
+    pub database_url: Option<SecretString>,
+    /// Where the secrets come from.
+    pub secrets: SecretSource,
+}
 
 impl DataDirArgs {
     /// The PostgreSQL URL, unless unset or empty.
@@ -64,13 +69,13 @@ impl DataDirArgs {
         }
     }
 
-    /// The data directory, for a command that works on the SQLite store only; refused while a
-    /// PostgreSQL URL is set.
-    pub fn sqlite_dir(&self) -> anyhow::Result<&Path> {
-        if self.database_url().is_some() {
-            bail!(POSTGRES_NOT_BUILT);
+    /// Where the store and the secrets are.
+    pub fn location(&self) -> StoreLocation {
+        StoreLocation {
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url().cloned(),
+            secrets: self.secret_source(),
         }
-        Ok(&self.data_dir)
     }
 }
 
@@ -329,7 +334,6 @@ impl LoginSettings {
 impl Config {
     /// Validates the flags of `packr serve`.
     pub fn from_args(args: ServeArgs) -> anyhow::Result<Self> {
-        args.data.sqlite_dir()?;
         let public_url = match args.public_url.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(url) => {
@@ -395,6 +399,15 @@ impl Config {
             webhook_timeout: args.webhooks.webhook_timeout,
             webhook_allowed_networks,
         })
+    }
+
+    /// Where the store and the secrets are.
+    pub fn store_location(&self) -> StoreLocation {
+        StoreLocation {
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            secrets: self.secrets.clone(),
+        }
     }
 
     /// Settings for an in-process test server on an ephemeral loopback port.
@@ -702,15 +715,39 @@ mod tests {
     }
 
     #[test]
-    fn serve_refuses_a_database_url_without_showing_it() {
+    fn a_database_url_needs_shared_blobs_and_is_never_shown() {
         let err = config_from(&["--database-url", "postgres://packr:hunter2@db/packr"])
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("not built yet") && err.contains("packr migrate"),
+            err.contains("PACKR_STORAGE=s3") && err.contains("PACKR_ALLOW_LOCAL_BLOBS"),
             "{err}"
         );
         assert!(!err.contains("hunter2"), "{err}");
+        let local = config_from(&[
+            "--database-url",
+            "postgres://packr:hunter2@db/packr",
+            "--allow-local-blobs",
+        ])
+        .unwrap();
+        assert!(
+            local.secrets.generate_in.is_some(),
+            "one instance may keep local secrets"
+        );
+        assert!(!format!("{local:?}").contains("hunter2"));
+        let shared = config_from(&[
+            "--database-url",
+            "postgres://packr@db/packr",
+            "--storage",
+            "s3",
+            "--s3-bucket",
+            "tarballs",
+        ])
+        .unwrap();
+        assert!(
+            shared.secrets.generate_in.is_none(),
+            "instances share their secrets"
+        );
         // An empty variable counts as unset.
         assert!(config_from(&["--database-url", " "]).is_ok());
     }

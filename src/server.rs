@@ -8,6 +8,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::serve::ListenerExt;
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,8 +21,9 @@ use crate::audit::AuditLog;
 use crate::auth::device::{DeviceFlow, DeviceSettings};
 use crate::auth::oauth::OAuth;
 use crate::auth::session::Sessions;
-use crate::auth::{Accounts, Tokens, secrets};
+use crate::auth::{Accounts, Tokens};
 use crate::client_ip::ClientIpLayer;
+use crate::config::StoreLocation;
 use crate::config::{Config, Storage};
 use crate::orgs::Orgs;
 use crate::packages::tarball::TarballLimits;
@@ -30,7 +32,7 @@ use crate::rate_limit::LoginRateLimit;
 use crate::store::BlobStore;
 use crate::store::blob::fs::FsBlobStore;
 use crate::store::blob::s3::S3BlobStore;
-use crate::store::{Sqlite, Store};
+use crate::store::{Postgres, Sqlite, Store};
 use crate::webhooks::{SecretBox, TargetPolicy, WebhookSettings, Webhooks, Worker};
 use crate::{api, error, health, npm, telemetry, web};
 
@@ -78,7 +80,7 @@ pub struct Services {
     /// The metadata store behind the store seam.
     pub store: Store,
     /// The SQLite store itself, for the parts of the core not yet moved behind the seam.
-    pub db: Sqlite,
+    db: Option<Sqlite>,
     /// Token service.
     pub tokens: Tokens,
     /// Account service.
@@ -86,20 +88,41 @@ pub struct Services {
 }
 
 impl Services {
-    /// Opens the database (applying the schema) and loads or creates the signing secret.
-    pub fn open(data_dir: &std::path::Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-        let db = Sqlite::open(data_dir)
-            .with_context(|| format!("opening the database in {}", data_dir.display()))?;
-        let secret = secrets::from_env_or_file("PACKR_JWT_SECRET", data_dir, "jwt.key")?;
-        let store: Store = Arc::new(db.clone());
+    /// Opens the metadata store (applying its schema: SQLite in the data directory, or the
+    /// PostgreSQL database) and loads the token secret.
+    pub async fn open(location: &StoreLocation) -> anyhow::Result<Self> {
+        let data_dir = &location.data_dir;
+        let (store, db): (Store, Option<Sqlite>) = match &location.database_url {
+            Some(url) => {
+                let postgres = Postgres::open(url.expose_secret()).await?;
+                tracing::info!(
+                    database = postgres.pool().target(),
+                    "metadata on PostgreSQL"
+                );
+                (Arc::new(postgres), None)
+            }
+            None => {
+                std::fs::create_dir_all(data_dir)
+                    .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+                let db = Sqlite::open(data_dir)
+                    .with_context(|| format!("opening the database in {}", data_dir.display()))?;
+                (Arc::new(db.clone()), Some(db))
+            }
+        };
+        let secret = location.secrets.secret("PACKR_JWT_SECRET", "jwt.key")?;
         Ok(Self {
             tokens: Tokens::new(store.clone(), &secret),
             accounts: Accounts::new(store.clone()),
             store,
             db,
         })
+    }
+
+    /// The SQLite store, for the services not yet behind the seam.
+    pub fn sqlite(&self) -> anyhow::Result<Sqlite> {
+        self.db.clone().context(
+            "PACKR_DATABASE_URL is set, but packages and orgs are not served from PostgreSQL yet",
+        )
     }
 }
 
@@ -122,7 +145,7 @@ pub struct Server {
 impl Server {
     /// Opens the stores and binds the socket; nothing is served until [`Server::run`].
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let services = Services::open(&config.data_dir)?;
+        let services = Services::open(&config.store_location()).await?;
         let blobs = open_blob_store(&config)?;
         let settings = RegistrySettings {
             unpublish_window: config.unpublish_window,
@@ -168,8 +191,8 @@ impl Server {
             ),
             sessions: Sessions::new(login_key, config.login.session_ttl, secure_cookies),
             audit_log: AuditLog::new(services.store.clone()),
-            orgs: Orgs::new(services.db.clone()),
-            registry: Registry::new(services.db, blobs, settings),
+            orgs: Orgs::new(services.sqlite()?),
+            registry: Registry::new(services.sqlite()?, blobs, settings),
             tokens: services.tokens,
             accounts: services
                 .accounts

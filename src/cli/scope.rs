@@ -27,8 +27,8 @@ pub(super) struct ReserveArgs {
 pub(super) fn run(command: ScopeCommand) -> anyhow::Result<()> {
     let ScopeCommand::Reserve(args) = command;
     super::runtime()?.block_on(async move {
-        let services = Services::open(args.data.sqlite_dir()?)?;
-        Orgs::new(services.db)
+        let services = Services::open(&args.data.location()).await?;
+        Orgs::new(services.sqlite()?)
             .reserve_scope(&args.scope, &args.owner)
             .await?;
         println!(

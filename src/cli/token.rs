@@ -79,7 +79,7 @@ fn create(args: CreateArgs) -> anyhow::Result<()> {
     let role = Role::parse(&args.role).context("unknown role")?;
     let cidr = CidrList::parse(&args.cidr)?;
     super::runtime()?.block_on(async move {
-        let services = Services::open(args.data.sqlite_dir()?)?;
+        let services = Services::open(&args.data.location()).await?;
         let user = services.accounts.find(&args.user).await?.with_context(|| {
             format!(
                 "there is no user named {}; create it with packr user add",
@@ -111,7 +111,7 @@ fn create(args: CreateArgs) -> anyhow::Result<()> {
 
 fn list(args: ListArgs) -> anyhow::Result<()> {
     super::runtime()?.block_on(async move {
-        let services = Services::open(args.data.sqlite_dir()?)?;
+        let services = Services::open(&args.data.location()).await?;
         let user_id = match &args.user {
             Some(name) => Some(
                 services
@@ -139,7 +139,7 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
 
 fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
     super::runtime()?.block_on(async move {
-        let services = Services::open(args.data.sqlite_dir()?)?;
+        let services = Services::open(&args.data.location()).await?;
         let id = services.tokens.find_id(None, &args.id).await?;
         if services
             .tokens

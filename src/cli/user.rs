@@ -67,7 +67,7 @@ fn add(args: AddArgs) -> anyhow::Result<()> {
     }
     let role = UserRole::parse(&args.role).context("unknown role")?;
     super::runtime()?.block_on(async move {
-        let services = Services::open(args.data.sqlite_dir()?)?;
+        let services = Services::open(&args.data.location()).await?;
         let user = services
             .accounts
             .put_user(&args.name, &args.email, password, role)
@@ -84,7 +84,7 @@ fn set_disabled(args: NameArgs, disabled: bool) -> anyhow::Result<()> {
         "packr user enable"
     };
     super::runtime()?.block_on(async move {
-        let services = Services::open(args.data.sqlite_dir()?)?;
+        let services = Services::open(&args.data.location()).await?;
         let changed = services
             .accounts
             .set_disabled(&args.name, disabled, via)
