@@ -164,8 +164,8 @@ impl Server {
             ),
             sessions: Sessions::new(login_key, config.login.session_ttl, secure_cookies),
             audit_log: AuditLog::new(services.store.clone()),
-            orgs: Orgs::new(services.db.clone()),
-            registry: Registry::new(services.db, blobs, settings),
+            orgs: Orgs::new(services.store.clone()),
+            registry: Registry::new(services.store.clone(), blobs, settings),
             tokens: services.tokens,
             accounts: services
                 .accounts
