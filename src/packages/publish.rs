@@ -338,10 +338,11 @@ impl Registry {
         let package = new.package.clone();
         // Decided inside the commit's transaction, so two first publishes cannot both win.
         let decide = Box::new(move |facts: &_| may_publish(facts, &actor, &package));
-        let result = match self.store.commit_publish(new, vec![event], decide).await {
-            Err(err) => Err(err),
-            Ok(outcome) => self.outcome(outcome, &request, &digests),
-        };
+        let result = self
+            .store
+            .commit_publish(new, vec![event], decide)
+            .await
+            .and_then(|outcome| self.outcome(outcome, &request, &digests));
         if result.is_err() {
             // Nothing may stay behind from a refused publish, not even its bytes.
             self.discard_blob(&claim, key).await;

@@ -24,6 +24,8 @@ mod security_packages;
 mod security_store;
 mod security_webhooks;
 mod store_audit;
+mod store_orgs;
+mod store_packages;
 mod support;
 mod tokens;
 mod web_login;
