@@ -222,8 +222,12 @@ impl Orgs {
                 caller.scopes.join(", ")
             )));
         }
-        let event = AuditEvent::by(caller, "org.created", json!({ "display_name": display_name }))
-            .on_org(slug);
+        let event = AuditEvent::by(
+            caller,
+            "org.created",
+            json!({ "display_name": display_name }),
+        )
+        .on_org(slug);
         self.store
             .create_org(slug, display_name, vec![event])
             .await?
@@ -312,7 +316,14 @@ impl Orgs {
         let details = json!({ "user": user });
         let authorize = authorize(caller, Need::Admin);
         match self
-            .change(caller, slug, change, authorize, "org.member.removed", details)
+            .change(
+                caller,
+                slug,
+                change,
+                authorize,
+                "org.member.removed",
+                details,
+            )
             .await?
         {
             OrgOutcome::Done => Ok(()),
@@ -357,7 +368,14 @@ impl Orgs {
         };
         let authorize = authorize(caller, Need::Admin);
         match self
-            .change(caller, slug, change, authorize, "team.created", json!({ "team": team }))
+            .change(
+                caller,
+                slug,
+                change,
+                authorize,
+                "team.created",
+                json!({ "team": team }),
+            )
             .await?
         {
             OrgOutcome::Done => Ok(()),
@@ -379,7 +397,14 @@ impl Orgs {
         };
         let authorize = authorize(caller, Need::Admin);
         match self
-            .change(caller, slug, change, authorize, "team.deleted", json!({ "team": team }))
+            .change(
+                caller,
+                slug,
+                change,
+                authorize,
+                "team.deleted",
+                json!({ "team": team }),
+            )
             .await?
         {
             OrgOutcome::Done => Ok(()),

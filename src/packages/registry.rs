@@ -304,10 +304,7 @@ impl Registry {
     }
 
     /// Loads a package's record, or a not-found error naming it.
-    pub(super) async fn load(
-        &self,
-        name: &PackageName,
-    ) -> Result<PackageRecord, RegistryError> {
+    pub(super) async fn load(&self, name: &PackageName) -> Result<PackageRecord, RegistryError> {
         self.store
             .load_package(name.as_str())
             .await?
@@ -320,7 +317,10 @@ impl Registry {
         caller: &Caller,
         name: &PackageName,
     ) -> Result<(), RegistryError> {
-        let facts = self.store.write_facts(name.as_str(), caller.user_id).await?;
+        let facts = self
+            .store
+            .write_facts(name.as_str(), caller.user_id)
+            .await?;
         let exists = may_change(&facts, caller, name.as_str())?;
         if exists {
             Ok(())

@@ -9,8 +9,8 @@ use packr::orgs::OrgError;
 use packr::store::Store;
 use packr::store::audit::AuditQuery;
 use packr::store::orgs::{
-    Authorize, ListedPackage, OrgAnswer, OrgChange, OrgFacts, OrgOutcome, OrgQuery,
-    ReserveOutcome, ScopeStanding,
+    Authorize, ListedPackage, OrgAnswer, OrgChange, OrgFacts, OrgOutcome, OrgQuery, ReserveOutcome,
+    ScopeStanding,
 };
 use packr::store::packages::{NewVersion, PublishPlan, VersionRow};
 use serde_json::json;
@@ -82,8 +82,13 @@ async fn orgs_are_created_once_and_listed(under: StoreUnderTest) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((org.slug.as_str(), org.display_name.as_str()), ("acme", "Acme Inc."));
-    let again = store.create_org("acme", "Other", event("org.created")).await;
+    assert_eq!(
+        (org.slug.as_str(), org.display_name.as_str()),
+        ("acme", "Acme Inc.")
+    );
+    let again = store
+        .create_org("acme", "Other", event("org.created"))
+        .await;
     assert!(again.unwrap().is_none());
     store.create_org("beta", "Beta", vec![]).await.unwrap();
     let slugs: Vec<_> = store
@@ -100,10 +105,16 @@ async fn orgs_are_created_once_and_listed(under: StoreUnderTest) {
         user: "alice".into(),
         role: "admin".into(),
     };
-    assert_eq!(change(&store, alice, set).await, OrgOutcome::MemberSet { members: 1 });
+    assert_eq!(
+        change(&store, alice, set).await,
+        OrgOutcome::MemberSet { members: 1 }
+    );
     let orgs = store.user_orgs(alice).await.unwrap();
     assert_eq!(orgs.len(), 1);
-    assert_eq!((orgs[0].0.slug.as_str(), orgs[0].1.as_str()), ("acme", "admin"));
+    assert_eq!(
+        (orgs[0].0.slug.as_str(), orgs[0].1.as_str()),
+        ("acme", "admin")
+    );
 }
 
 on_each_store!(orgs_are_created_once_and_listed);
@@ -126,15 +137,33 @@ async fn changes_need_the_check_to_pass_and_name_what_is_missing(under: StoreUnd
     change(&store, alice, set("alice", "admin")).await;
     change(&store, alice, set("bob", "reader")).await;
     let refused = store
-        .change_org("acme", bob, set("carol", "admin"), admins_only(), event("x"))
+        .change_org(
+            "acme",
+            bob,
+            set("carol", "admin"),
+            admins_only(),
+            event("x"),
+        )
         .await;
-    assert!(matches!(refused, Err(OrgError::Forbidden(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(OrgError::Forbidden(_))),
+        "{refused:?}"
+    );
     let by_admin = store
-        .change_org("acme", alice, set("carol", "maintainer"), admins_only(), vec![])
+        .change_org(
+            "acme",
+            alice,
+            set("carol", "maintainer"),
+            admins_only(),
+            vec![],
+        )
         .await
         .unwrap();
     assert_eq!(by_admin, OrgOutcome::MemberSet { members: 3 });
-    assert_eq!(change(&store, alice, set("dave", "reader")).await, OrgOutcome::NoUser);
+    assert_eq!(
+        change(&store, alice, set("dave", "reader")).await,
+        OrgOutcome::NoUser
+    );
     assert_eq!(count(&store, "x").await, 0);
 
     let team = |team: &str| OrgChange::CreateTeam {
@@ -142,16 +171,27 @@ async fn changes_need_the_check_to_pass_and_name_what_is_missing(under: StoreUnd
         description: String::new(),
     };
     assert_eq!(change(&store, alice, team("devs")).await, OrgOutcome::Done);
-    assert_eq!(change(&store, alice, team("devs")).await, OrgOutcome::TeamExists);
+    assert_eq!(
+        change(&store, alice, team("devs")).await,
+        OrgOutcome::TeamExists
+    );
     let add = |user: &str| OrgChange::AddTeamMember {
         team: "devs".into(),
         user: user.into(),
     };
     assert_eq!(change(&store, alice, add("bob")).await, OrgOutcome::Done);
-    let remove = OrgChange::RemoveMember { user: "carol".into() };
-    assert_eq!(change(&store, alice, remove.clone()).await, OrgOutcome::Done);
+    let remove = OrgChange::RemoveMember {
+        user: "carol".into(),
+    };
+    assert_eq!(
+        change(&store, alice, remove.clone()).await,
+        OrgOutcome::Done
+    );
     assert_eq!(change(&store, alice, remove).await, OrgOutcome::NotAMember);
-    assert_eq!(change(&store, alice, add("carol")).await, OrgOutcome::NotAMember);
+    assert_eq!(
+        change(&store, alice, add("carol")).await,
+        OrgOutcome::NotAMember
+    );
     let ghost_team = OrgChange::AddTeamMember {
         team: "ghosts".into(),
         user: "bob".into(),
@@ -173,7 +213,10 @@ async fn changes_need_the_check_to_pass_and_name_what_is_missing(under: StoreUnd
         team: "devs".into(),
         package: package.into(),
     };
-    assert_eq!(change(&store, alice, revoke("@acme/other")).await, OrgOutcome::NoGrant);
+    assert_eq!(
+        change(&store, alice, revoke("@acme/other")).await,
+        OrgOutcome::NoGrant
+    );
 
     let ask = |query| store.query_org("acme", bob, query, anyone());
     let members = ask(OrgQuery::Members).await.unwrap();
@@ -219,8 +262,13 @@ async fn changes_need_the_check_to_pass_and_name_what_is_missing(under: StoreUnd
             team_grant: Some("write".into())
         }
     );
-    let delete = OrgChange::DeleteTeam { team: "devs".into() };
-    assert_eq!(change(&store, alice, delete.clone()).await, OrgOutcome::Done);
+    let delete = OrgChange::DeleteTeam {
+        team: "devs".into(),
+    };
+    assert_eq!(
+        change(&store, alice, delete.clone()).await,
+        OrgOutcome::Done
+    );
     assert_eq!(change(&store, alice, delete).await, OrgOutcome::NoTeam);
     let facts = store.org_facts("acme", "@acme/app", bob).await.unwrap();
     assert_eq!(facts.team_grant, None);
@@ -244,7 +292,11 @@ async fn listings_carry_the_readers_standing(under: StoreUnderTest) {
     publish(&store, "plain", "public", alice).await;
 
     assert_eq!(store.org_packages("nope", None).await.unwrap(), None);
-    let mut listed = store.org_packages("acme", Some(bob)).await.unwrap().unwrap();
+    let mut listed = store
+        .org_packages("acme", Some(bob))
+        .await
+        .unwrap()
+        .unwrap();
     listed.sort_by(|a, b| a.name.cmp(&b.name));
     let bobs = OrgFacts {
         slug: "acme".into(),
@@ -266,19 +318,30 @@ async fn listings_carry_the_readers_standing(under: StoreUnderTest) {
             },
         ]
     );
-    let as_alice = store.org_packages("acme", Some(alice)).await.unwrap().unwrap();
+    let as_alice = store
+        .org_packages("acme", Some(alice))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         as_alice
             .iter()
             .all(|p| p.org.as_ref().unwrap().member_role.as_deref() == Some("maintainer"))
     );
 
-    assert_eq!(store.maintained_packages("nobody", None).await.unwrap(), None);
+    assert_eq!(
+        store.maintained_packages("nobody", None).await.unwrap(),
+        None
+    );
     assert_eq!(
         store.maintained_packages("bob", None).await.unwrap(),
         Some(vec![])
     );
-    let mut mine = store.maintained_packages("alice", None).await.unwrap().unwrap();
+    let mut mine = store
+        .maintained_packages("alice", None)
+        .await
+        .unwrap()
+        .unwrap();
     mine.sort_by(|a, b| a.name.cmp(&b.name));
     let orgs: Vec<_> = mine
         .iter()
@@ -310,12 +373,21 @@ async fn scopes_are_reserved_unless_they_are_orgs(under: StoreUnderTest) {
             event
         }) as packr::store::orgs::ReserveEvent
     };
-    let outcome = store.reserve_scope("acme", "alice", "operator", event()).await;
+    let outcome = store
+        .reserve_scope("acme", "alice", "operator", event())
+        .await;
     assert_eq!(outcome.unwrap(), ReserveOutcome::IsOrg);
-    let outcome = store.reserve_scope("mine", "nobody", "operator", event()).await;
+    let outcome = store
+        .reserve_scope("mine", "nobody", "operator", event())
+        .await;
     assert_eq!(outcome.unwrap(), ReserveOutcome::NoUser);
-    assert_eq!(store.scope_standing("mine", alice).await.unwrap(), ScopeStanding::Free);
-    let outcome = store.reserve_scope("mine", "alice", "operator", event()).await;
+    assert_eq!(
+        store.scope_standing("mine", alice).await.unwrap(),
+        ScopeStanding::Free
+    );
+    let outcome = store
+        .reserve_scope("mine", "alice", "operator", event())
+        .await;
     assert_eq!(outcome.unwrap(), ReserveOutcome::Reserved);
     assert_eq!(
         store.scope_standing("mine", alice).await.unwrap(),
@@ -385,7 +457,11 @@ async fn concurrent_org_changes_all_land_and_one_create_wins(under: StoreUnderTe
         }
     }
     sizes.sort_unstable();
-    assert_eq!(sizes, (1..=8).collect::<Vec<_>>(), "changes to one org are serialized");
+    assert_eq!(
+        sizes,
+        (1..=8).collect::<Vec<_>>(),
+        "changes to one org are serialized"
+    );
     assert_eq!(count(&store, "org.member.added").await, 8);
 }
 

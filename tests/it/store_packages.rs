@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use packr::audit::AuditEvent;
 use packr::packages::RegistryError;
+use packr::store::Store;
 use packr::store::audit::AuditQuery;
 use packr::store::orgs::ScopeStanding;
 use packr::store::packages::{
     NewVersion, PublishOutcome, PublishPlan, Removal, TarballRow, UnpublishOutcome, VersionRow,
     Visibility, WriteFacts,
 };
-use packr::store::Store;
 use serde_json::json;
 
 use crate::support::stores::{StoreUnderTest, on_each_store};
@@ -23,7 +23,8 @@ pub async fn add_user(under: &StoreUnderTest, name: &str) -> i64 {
     let email = format!("{name}@example.com");
     if let Some(dir) = under.sqlite_dir() {
         let conn = rusqlite::Connection::open(dir.join("packr.db")).unwrap();
-        conn.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
         conn.execute(
             "INSERT INTO users (name, email, role, created_at) VALUES (?1, ?2, 'maintainer', 0)",
             [name, email.as_str()],
@@ -113,17 +114,27 @@ async fn published_versions_read_back_in_order_with_tags_maintainers_and_events(
     let store = under.store.clone();
     assert!(store.load_package("left-pad").await.unwrap().is_none());
     assert_eq!(store.dist_tags("left-pad").await.unwrap(), None);
-    let first = publish(&store, version("left-pad", "1.0.0", "latest", alice, "k1"), "alice");
+    let first = publish(
+        &store,
+        version("left-pad", "1.0.0", "latest", alice, "k1"),
+        "alice",
+    );
     assert_eq!(first.await, PublishOutcome::Committed);
     let next = version("left-pad", "1.1.0-beta.1", "next", alice, "k2");
-    assert_eq!(publish(&store, next, "alice").await, PublishOutcome::Committed);
+    assert_eq!(
+        publish(&store, next, "alice").await,
+        PublishOutcome::Committed
+    );
 
     let record = store.load_package("left-pad").await.unwrap().unwrap();
     let versions: Vec<_> = record.versions.iter().map(|v| v.version.as_str()).collect();
     assert_eq!(versions, ["1.0.0", "1.1.0-beta.1"]);
     assert_eq!(record.access, "public");
     assert_eq!(record.rev, 2, "each publish bumps the rev once");
-    assert_eq!(record.versions[1].readme.as_deref(), Some("readme of 1.1.0-beta.1"));
+    assert_eq!(
+        record.versions[1].readme.as_deref(),
+        Some("readme of 1.1.0-beta.1")
+    );
     assert_eq!(record.versions[0].deprecated, None);
     let tags = BTreeMap::from([
         ("latest".to_owned(), "1.0.0".to_owned()),
@@ -158,9 +169,19 @@ async fn a_refused_or_repeated_publish_changes_nothing(under: StoreUnderTest) {
     let alice = add_user(&under, "alice").await;
     let bob = add_user(&under, "bob").await;
     let store = under.store.clone();
-    publish(&store, version("p", "1.0.0", "latest", alice, "k1"), "alice").await;
+    publish(
+        &store,
+        version("p", "1.0.0", "latest", alice, "k1"),
+        "alice",
+    )
+    .await;
 
-    let again = publish(&store, version("p", "1.0.0", "latest", alice, "k1"), "alice").await;
+    let again = publish(
+        &store,
+        version("p", "1.0.0", "latest", alice, "k1"),
+        "alice",
+    )
+    .await;
     assert_eq!(
         again,
         PublishOutcome::Exists {
@@ -188,8 +209,18 @@ async fn dist_tags_deprecations_owners_and_access_change_and_bump_the_rev(under:
     let alice = add_user(&under, "alice").await;
     add_user(&under, "bob").await;
     let store = under.store.clone();
-    publish(&store, version("@x/p", "1.0.0", "latest", alice, "k1"), "alice").await;
-    publish(&store, version("@x/p", "2.0.0", "latest", alice, "k2"), "alice").await;
+    publish(
+        &store,
+        version("@x/p", "1.0.0", "latest", alice, "k1"),
+        "alice",
+    )
+    .await;
+    publish(
+        &store,
+        version("@x/p", "2.0.0", "latest", alice, "k2"),
+        "alice",
+    )
+    .await;
     let event = || vec![AuditEvent::by_operator("dist-tag.changed", json!({}))];
 
     let tags = store
@@ -200,11 +231,20 @@ async fn dist_tags_deprecations_owners_and_access_change_and_bump_the_rev(under:
     assert_eq!(tags.get("latest").map(String::as_str), Some("2.0.0"));
     let tags = store.remove_dist_tag("@x/p", "stable", event()).await;
     assert_eq!(tags.unwrap().unwrap().len(), 1);
-    assert_eq!(store.remove_dist_tag("@x/p", "stable", event()).await.unwrap(), None);
+    assert_eq!(
+        store
+            .remove_dist_tag("@x/p", "stable", event())
+            .await
+            .unwrap(),
+        None
+    );
     assert_eq!(count(&store, "dist-tag.changed").await, 2);
 
     let changes = vec![("1.0.0".to_owned(), Some("use 2".to_owned()))];
-    store.set_deprecations("@x/p", changes, event()).await.unwrap();
+    store
+        .set_deprecations("@x/p", changes, event())
+        .await
+        .unwrap();
     let record = store.load_package("@x/p").await.unwrap().unwrap();
     assert_eq!(record.versions[0].deprecated.as_deref(), Some("use 2"));
     assert_eq!(record.rev, 5);
@@ -224,9 +264,22 @@ async fn dist_tags_deprecations_owners_and_access_change_and_bump_the_rev(under:
     assert_eq!(names, ["alice", "bob"]);
     assert_eq!(record.rev, 6, "a refused owner change bumps nothing");
 
-    assert_eq!(store.package_access("@x/p").await.unwrap().as_deref(), Some("public"));
-    assert!(store.set_access("@x/p", "restricted", event()).await.unwrap());
-    assert!(!store.set_access("@x/none", "restricted", vec![]).await.unwrap());
+    assert_eq!(
+        store.package_access("@x/p").await.unwrap().as_deref(),
+        Some("public")
+    );
+    assert!(
+        store
+            .set_access("@x/p", "restricted", event())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_access("@x/none", "restricted", vec![])
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store.visibility("@x/p", "x").await.unwrap(),
         Some(Visibility {
@@ -251,9 +304,24 @@ async fn unpublished_versions_and_names_are_retired_and_free_their_blobs(under: 
     let alice = add_user(&under, "alice").await;
     let bob = add_user(&under, "bob").await;
     let store = under.store.clone();
-    publish(&store, version("p", "1.0.0", "latest", alice, "k1"), "alice").await;
-    publish(&store, version("p", "1.1.0", "latest", alice, "shared"), "alice").await;
-    publish(&store, version("q", "1.0.0", "latest", alice, "shared"), "alice").await;
+    publish(
+        &store,
+        version("p", "1.0.0", "latest", alice, "k1"),
+        "alice",
+    )
+    .await;
+    publish(
+        &store,
+        version("p", "1.1.0", "latest", alice, "shared"),
+        "alice",
+    )
+    .await;
+    publish(
+        &store,
+        version("q", "1.0.0", "latest", alice, "shared"),
+        "alice",
+    )
+    .await;
     let event = || vec![AuditEvent::by_operator("package.unpublished", json!({}))];
     let one = |v: &str, latest: Option<&str>| Removal::Versions {
         versions: vec![v.to_owned()],
@@ -279,8 +347,16 @@ async fn unpublished_versions_and_names_are_retired_and_free_their_blobs(under: 
         "q still uses the blob"
     );
     let record = store.load_package("p").await.unwrap().unwrap();
-    assert_eq!(record.dist_tags.get("latest").map(String::as_str), Some("1.0.0"));
-    let back = publish(&store, version("p", "1.1.0", "latest", alice, "k9"), "alice").await;
+    assert_eq!(
+        record.dist_tags.get("latest").map(String::as_str),
+        Some("1.0.0")
+    );
+    let back = publish(
+        &store,
+        version("p", "1.1.0", "latest", alice, "k9"),
+        "alice",
+    )
+    .await;
     assert_eq!(back, PublishOutcome::Retired);
 
     let rev = store.load_package("p").await.unwrap().unwrap().rev;
@@ -307,7 +383,12 @@ async fn unpublished_versions_and_names_are_retired_and_free_their_blobs(under: 
     assert_eq!(facts.new_name.unwrap().retired, Some(false));
     let facts = store.write_facts("p", alice).await.unwrap();
     assert_eq!(facts.new_name.unwrap().retired, Some(true));
-    let again = publish(&store, version("p", "2.0.0", "latest", alice, "k3"), "alice").await;
+    let again = publish(
+        &store,
+        version("p", "2.0.0", "latest", alice, "k3"),
+        "alice",
+    )
+    .await;
     assert_eq!(again, PublishOutcome::Committed);
     let record = store.load_package("p").await.unwrap().unwrap();
     assert!(record.rev > rev, "a name published again continues its rev");
@@ -342,7 +423,12 @@ async fn a_first_publish_claims_its_scope(under: StoreUnderTest) {
     let new_name = facts.new_name.unwrap();
     assert_eq!(new_name.scope_owner, Some((alice, "alice".to_owned())));
     assert!(new_name.scope_has_packages);
-    let other = store.write_facts("@mex/b", bob).await.unwrap().new_name.unwrap();
+    let other = store
+        .write_facts("@mex/b", bob)
+        .await
+        .unwrap()
+        .new_name
+        .unwrap();
     assert!(!other.scope_has_packages, "@me/ is not a prefix of @mex/");
 }
 
@@ -395,12 +481,23 @@ on_each_store!(concurrent_first_publishes_of_one_name_have_one_winner);
 async fn concurrent_versions_of_one_package_all_land(under: StoreUnderTest) {
     let alice = add_user(&under, "alice").await;
     let store = under.store.clone();
-    publish(&store, version("busy", "0.0.1", "latest", alice, "k0"), "alice").await;
+    publish(
+        &store,
+        version("busy", "0.0.1", "latest", alice, "k0"),
+        "alice",
+    )
+    .await;
     let tasks: Vec<_> = (1..=8)
         .map(|n| {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
-                let new = version("busy", &format!("1.0.{n}"), "latest", alice, &format!("k{n}"));
+                let new = version(
+                    "busy",
+                    &format!("1.0.{n}"),
+                    "latest",
+                    alice,
+                    &format!("k{n}"),
+                );
                 publish(&store, new, "alice").await
             })
         })

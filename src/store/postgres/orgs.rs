@@ -53,9 +53,11 @@ pub(super) async fn org_facts<C: GenericClient>(
 }
 
 async fn user_id<C: GenericClient>(client: &C, name: &str) -> Result<Option<i64>, StoreError> {
-    Ok(opt(client, "SELECT id FROM users WHERE name = $1", &[&name])
-        .await?
-        .map(|row| row.get(0)))
+    Ok(
+        opt(client, "SELECT id FROM users WHERE name = $1", &[&name])
+            .await?
+            .map(|row| row.get(0)),
+    )
 }
 
 async fn find_team<C: GenericClient>(

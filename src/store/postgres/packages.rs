@@ -4,7 +4,8 @@
 //! advisory lock on `package:<name>` (and a first publish under a scope nobody holds yet also
 //! `scope:<slug>`, always after the package's): the facts a change is decided on cannot move
 //! until it commits. Statements go through the connection's statement cache. Reads are one
-//! statement each, so a packument is one round trip whatever its number of versions.
+//! statement each, so a packument is one round trip whatever its number of versions. Versions
+//! published in the same millisecond are listed by version where SQLite lists them by insertion.
 
 use std::collections::BTreeMap;
 
@@ -91,15 +92,15 @@ async fn load<C: GenericClient>(
                 v.deprecations, v.readmes, v.published, t.tags, t.targets, m.names, m.emails
          FROM packages p
          CROSS JOIN LATERAL (
-             SELECT array_agg(version ORDER BY published_at, seq) AS versions,
-                    array_agg(manifest ORDER BY published_at, seq) AS manifests,
-                    array_agg(integrity ORDER BY published_at, seq) AS integrities,
-                    array_agg(shasum ORDER BY published_at, seq) AS shasums,
-                    array_agg(blob_key ORDER BY published_at, seq) AS blob_keys,
-                    array_agg(size ORDER BY published_at, seq) AS sizes,
-                    array_agg(deprecated ORDER BY published_at, seq) AS deprecations,
-                    array_agg(readme ORDER BY published_at, seq) AS readmes,
-                    array_agg(published_at ORDER BY published_at, seq) AS published
+             SELECT array_agg(version ORDER BY published_at, version COLLATE \"C\") AS versions,
+                    array_agg(manifest ORDER BY published_at, version COLLATE \"C\") AS manifests,
+                    array_agg(integrity ORDER BY published_at, version COLLATE \"C\") AS integrities,
+                    array_agg(shasum ORDER BY published_at, version COLLATE \"C\") AS shasums,
+                    array_agg(blob_key ORDER BY published_at, version COLLATE \"C\") AS blob_keys,
+                    array_agg(size ORDER BY published_at, version COLLATE \"C\") AS sizes,
+                    array_agg(deprecated ORDER BY published_at, version COLLATE \"C\") AS deprecations,
+                    array_agg(readme ORDER BY published_at, version COLLATE \"C\") AS readmes,
+                    array_agg(published_at ORDER BY published_at, version COLLATE \"C\") AS published
              FROM versions WHERE package = p.name) v
          CROSS JOIN LATERAL (
              SELECT array_agg(tag) AS tags, array_agg(version) AS targets
@@ -663,11 +664,13 @@ impl crate::store::PackageStore for super::Postgres {
 
     async fn package_access(&self, name: &str) -> Result<Option<String>, StoreError> {
         let client = self.pool().get().await?;
-        Ok(
-            opt(&client, "SELECT access FROM packages WHERE name = $1", &[&name])
-                .await?
-                .map(|row| row.get(0)),
+        Ok(opt(
+            &client,
+            "SELECT access FROM packages WHERE name = $1",
+            &[&name],
         )
+        .await?
+        .map(|row| row.get(0)))
     }
 
     async fn set_access(

@@ -345,21 +345,6 @@ fn user_id(conn: &Connection, name: &str) -> Result<Option<i64>, StoreError> {
         .optional()?)
 }
 
-/// The strongest team grant a user holds on a package (`read` or `write`), through any team.
-pub fn team_grant(
-    conn: &Connection,
-    package: &str,
-    user_id: i64,
-) -> Result<Option<String>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT MAX(tp.permission) FROM team_packages tp
-         JOIN team_members tm ON tm.team_id = tp.team_id
-         WHERE tp.package = ?1 AND tm.user_id = ?2",
-    )?;
-    // 'write' sorts after 'read', so MAX is the strongest grant.
-    Ok(stmt.query_row(params![package, user_id], |row| row.get(0))?)
-}
-
 /// Whether a user holds a `write` team grant on any package of an org.
 pub fn writes_any_org_package(
     conn: &Connection,
@@ -571,7 +556,8 @@ impl crate::store::OrgStore for super::Sqlite {
         reserved_by: &str,
         event: ReserveEvent,
     ) -> Result<ReserveOutcome, StoreError> {
-        let (slug, owner, reserved_by) = (slug.to_owned(), owner.to_owned(), reserved_by.to_owned());
+        let (slug, owner, reserved_by) =
+            (slug.to_owned(), owner.to_owned(), reserved_by.to_owned());
         self.write(move |tx| {
             if find(tx, &slug)?.is_some() {
                 return Ok(ReserveOutcome::IsOrg);
@@ -628,11 +614,13 @@ impl crate::store::OrgStore for super::Sqlite {
     ) -> Result<OrgFacts, StoreError> {
         let (slug, package) = (slug.to_owned(), package.to_owned());
         self.read(move |conn| {
-            Ok(org_facts(conn, &slug, &package, user_id)?.unwrap_or(OrgFacts {
-                slug,
-                member_role: None,
-                team_grant: None,
-            }))
+            Ok(
+                org_facts(conn, &slug, &package, user_id)?.unwrap_or(OrgFacts {
+                    slug,
+                    member_role: None,
+                    team_grant: None,
+                }),
+            )
         })
         .await
     }

@@ -22,7 +22,9 @@ pub use crate::store::packages::{
 /// Loads everything about one package, or `None`.
 pub fn load(conn: &Connection, name: &str) -> Result<Option<PackageRecord>, StoreError> {
     let head = conn
-        .prepare_cached("SELECT access, rev, created_at, modified_at FROM packages WHERE name = ?1")?
+        .prepare_cached(
+            "SELECT access, rev, created_at, modified_at FROM packages WHERE name = ?1",
+        )?
         .query_row([name], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
         })
