@@ -11,8 +11,8 @@ use packr::store::Store;
 use packr::store::audit::AuditQuery;
 use packr::store::orgs::ScopeStanding;
 use packr::store::packages::{
-    NewVersion, PublishOutcome, PublishPlan, Removal, TarballRow, UnpublishOutcome, VersionRow,
-    Visibility, WriteFacts,
+    Decide, NewVersion, PublishOutcome, PublishPlan, Removal, TarballRow, UnpublishOutcome,
+    VersionRow, Visibility,
 };
 use serde_json::json;
 
@@ -71,10 +71,7 @@ fn published(package: &str, version: &str) -> AuditEvent {
 }
 
 /// The core's rule in miniature: only the maintainers of an existing package publish to it.
-fn maintainers_only(
-    publisher: &str,
-    claim: Option<&str>,
-) -> Box<dyn FnOnce(&WriteFacts) -> Result<PublishPlan, RegistryError> + Send> {
+fn maintainers_only(publisher: &str, claim: Option<&str>) -> Decide<PublishPlan> {
     let (publisher, claim) = (publisher.to_owned(), claim.map(str::to_owned));
     Box::new(move |facts| {
         if facts.exists && !facts.is_maintainer {
