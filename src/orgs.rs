@@ -3,18 +3,17 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::Connection;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::audit::AuditEvent;
 use crate::auth::tokens::OPERATOR;
 use crate::auth::{Caller, Permission, Role, UserRole};
-use crate::clock;
-use crate::store::orgs::ScopeStanding;
-use crate::store::sqlite::orgs::{self as rows, OrgRow};
-use crate::store::sqlite::users::UserRow;
-use crate::store::sqlite::{events, users};
-use crate::store::{OrgStore, Sqlite, StoreError};
+use crate::store::accounts::UserRow;
+use crate::store::orgs::{
+    Authorize, ListedPackage, OrgAnswer, OrgChange, OrgFacts, OrgOutcome, OrgQuery, OrgRow,
+    ReserveOutcome, ScopeStanding,
+};
+use crate::store::{OrgStore, Store, StoreError};
 
 /// Why an org operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -86,20 +85,16 @@ fn validate_slug(what: &str, slug: &str) -> Result<(), OrgError> {
     }
 }
 
-fn find_org(conn: &Connection, slug: &str) -> Result<OrgRow, OrgError> {
-    rows::find(conn, slug)?
-        .ok_or_else(|| OrgError::NotFound(format!("there is no org named {slug}")))
+fn no_org(slug: &str) -> OrgError {
+    OrgError::NotFound(format!("there is no org named {slug}"))
 }
 
-fn find_user_id(conn: &Connection, name: &str) -> Result<i64, OrgError> {
-    users::find_by_name(conn, name)?
-        .map(|u| u.id)
-        .ok_or_else(|| OrgError::NotFound(format!("there is no user named {name}")))
+fn no_user(name: &str) -> OrgError {
+    OrgError::NotFound(format!("there is no user named {name}"))
 }
 
-fn find_team(conn: &Connection, org: &OrgRow, team: &str) -> Result<i64, OrgError> {
-    rows::find_team(conn, org.id, team)?
-        .ok_or_else(|| OrgError::NotFound(format!("there is no team {}:{team}", org.slug)))
+fn no_team(slug: &str, team: &str) -> OrgError {
+    OrgError::NotFound(format!("there is no team {slug}:{team}"))
 }
 
 /// What an operation needs from the caller within the org.
@@ -111,7 +106,8 @@ enum Need {
     Admin,
 }
 
-fn require(conn: &Connection, caller: &Caller, org: &OrgRow, need: Need) -> Result<(), OrgError> {
+/// Whether `caller`, whose role in `org` is `role`, may do what `need` says there.
+fn require(caller: &Caller, org: &OrgRow, role: Option<&str>, need: Need) -> Result<(), OrgError> {
     let scope = format!("@{}", org.slug);
     if !caller.covers_scope(&scope) {
         return Err(OrgError::Forbidden(format!(
@@ -129,10 +125,9 @@ fn require(conn: &Connection, caller: &Caller, org: &OrgRow, need: Need) -> Resu
     if caller.is_admin() {
         return Ok(());
     }
-    let role = rows::member_role(conn, &org.slug, caller.user_id)?;
     let allowed = match need {
         Need::Member => role.is_some(),
-        Need::Admin => role.as_deref() == Some("admin"),
+        Need::Admin => role == Some("admin"),
     };
     if allowed {
         Ok(())
@@ -148,50 +143,66 @@ fn require(conn: &Connection, caller: &Caller, org: &OrgRow, need: Need) -> Resu
     }
 }
 
+/// The check [`require`] as the store runs it, inside the operation's transaction.
+fn authorize(caller: &Caller, need: Need) -> Authorize {
+    let caller = caller.clone();
+    Box::new(move |org, role| require(&caller, org, role, need))
+}
+
 /// The org service.
 #[derive(Clone)]
 pub struct Orgs {
-    db: Sqlite,
+    store: Store,
 }
 
 impl Orgs {
     /// The org service on a metadata store.
-    pub fn new(db: Sqlite) -> Self {
-        Self { db }
+    pub fn new(store: Store) -> Self {
+        Self { store }
     }
 
-    /// Runs `work` on the org in one transaction after checking the caller; audits `action` when
-    /// the work returns details.
-    async fn with_org<T, F>(
+    /// Applies `change` to the org once an org admin (or registry admin) is found to ask,
+    /// auditing `action` with `details` in the same transaction.
+    async fn change(
         &self,
         caller: &Caller,
         slug: &str,
-        need: Need,
+        change: OrgChange,
+        authorize: Authorize,
         action: &'static str,
-        work: F,
-    ) -> Result<T, OrgError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection, &OrgRow) -> Result<(T, Option<Value>), OrgError> + Send + 'static,
-    {
-        let (caller, slug) = (caller.clone(), slug.to_owned());
-        self.db
-            .write(move |tx| {
-                let result = (|| {
-                    let org = find_org(tx, &slug)?;
-                    require(tx, &caller, &org, need)?;
-                    let (value, details) = work(tx, &org)?;
-                    if let Some(details) = details {
-                        events::record(
-                            tx,
-                            &AuditEvent::by(&caller, action, details).on_org(&org.slug),
-                        )?;
-                    }
-                    Ok(value)
-                })();
-                Ok(result)
-            })
+        details: serde_json::Value,
+    ) -> Result<OrgOutcome, OrgError> {
+        let event = AuditEvent::by(caller, action, details).on_org(slug);
+        let outcome = self
+            .store
+            .change_org(slug, caller.user_id, change, authorize, vec![event])
+            .await?;
+        match outcome {
+            OrgOutcome::NoOrg => Err(no_org(slug)),
+            other => Ok(other),
+        }
+    }
+
+    /// Answers `query` once a member (or registry admin) is found to ask.
+    async fn query(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        query: OrgQuery,
+    ) -> Result<OrgAnswer, OrgError> {
+        let team = match &query {
+            OrgQuery::TeamMembers(team) | OrgQuery::TeamPackages(team) => team.clone(),
+            OrgQuery::Members | OrgQuery::Teams => String::new(),
+        };
+        match self
+            .store
+            .query_org(slug, caller.user_id, query, authorize(caller, Need::Member))
             .await?
+        {
+            OrgAnswer::NoOrg => Err(no_org(slug)),
+            OrgAnswer::NoTeam => Err(no_team(slug, &team)),
+            answer => Ok(answer),
+        }
     }
 
     /// Creates an org (registry admins only).
@@ -211,26 +222,16 @@ impl Orgs {
                 caller.scopes.join(", ")
             )));
         }
-        let (slug, display) = (slug.to_owned(), display_name.to_owned());
-        let event =
-            AuditEvent::by(caller, "org.created", json!({ "display_name": display })).on_org(&slug);
-        self.db
-            .write(move |tx| {
-                let now = clock::now_ms();
-                let Some(id) = rows::create(tx, &slug, &display, now)? else {
-                    return Ok(Err(OrgError::Exists(format!(
-                        "an org named {slug} exists already"
-                    ))));
-                };
-                events::record(tx, &event)?;
-                Ok(Ok(OrgRow {
-                    id,
-                    slug,
-                    display_name: display,
-                    created_at: now,
-                }))
-            })
+        let event = AuditEvent::by(
+            caller,
+            "org.created",
+            json!({ "display_name": display_name }),
+        )
+        .on_org(slug);
+        self.store
+            .create_org(slug, display_name, vec![event])
             .await?
+            .ok_or_else(|| OrgError::Exists(format!("an org named {slug} exists already")))
     }
 
     /// Reserves a scope that is not an org's for `owner` (the operator's `packr scope reserve`):
@@ -238,39 +239,33 @@ impl Orgs {
     pub async fn reserve_scope(&self, scope: &str, owner: &str) -> Result<(), OrgError> {
         let slug = scope.strip_prefix('@').unwrap_or(scope).to_owned();
         validate_slug("scope", &slug)?;
-        let owner = owner.to_owned();
-        self.db
-            .write(move |tx| {
-                if rows::find(tx, &slug)?.is_some() {
-                    return Ok(Err(OrgError::Invalid(format!(
-                        "@{slug} is an org's scope: its members decide who publishes there (npm org set)"
-                    ))));
-                }
-                let Some(user) = users::find_by_name(tx, &owner)? else {
-                    return Ok(Err(OrgError::NotFound(format!(
-                        "there is no user named {owner}"
-                    ))));
-                };
-                rows::set_scope_owner(tx, &slug, user.id, Some(OPERATOR), clock::now_ms())?;
-                let event = AuditEvent {
-                    actor_name: Some(OPERATOR.to_owned()),
-                    ..AuditEvent::by_user(
-                        user.id,
-                        &user.name,
-                        &crate::auth::Origin::default(),
-                        "scope.reserved",
-                        json!({ "scope": format!("@{slug}"), "owner": user.name, "reserved_by": OPERATOR }),
-                    )
-                };
-                events::record(tx, &event)?;
-                Ok(Ok(()))
-            })
+        let scope = format!("@{slug}");
+        let event = Box::new(move |owner_id: i64, owner: &str| AuditEvent {
+            actor_name: Some(OPERATOR.to_owned()),
+            ..AuditEvent::by_user(
+                owner_id,
+                owner,
+                &crate::auth::Origin::default(),
+                "scope.reserved",
+                json!({ "scope": scope, "owner": owner, "reserved_by": OPERATOR }),
+            )
+        });
+        match self
+            .store
+            .reserve_scope(&slug, owner, OPERATOR, event)
             .await?
+        {
+            ReserveOutcome::Reserved => Ok(()),
+            ReserveOutcome::IsOrg => Err(OrgError::Invalid(format!(
+                "@{slug} is an org's scope: its members decide who publishes there (npm org set)"
+            ))),
+            ReserveOutcome::NoUser => Err(no_user(owner)),
+        }
     }
 
     /// Every org.
     pub async fn list(&self) -> Result<Vec<OrgRow>, OrgError> {
-        Ok(self.db.read(rows::list).await?)
+        Ok(self.store.list_orgs().await?)
     }
 
     /// Members of an org, name → role (members and registry admins may look).
@@ -279,10 +274,10 @@ impl Orgs {
         caller: &Caller,
         slug: &str,
     ) -> Result<BTreeMap<String, String>, OrgError> {
-        self.with_org(caller, slug, Need::Member, "", |tx, org| {
-            Ok((rows::members(tx, org.id)?, None))
-        })
-        .await
+        match self.query(caller, slug, OrgQuery::Members).await? {
+            OrgAnswer::Map(members) => Ok(members),
+            _ => Ok(BTreeMap::new()),
+        }
     }
 
     /// Adds a member or changes their role; returns the new member count.
@@ -293,20 +288,19 @@ impl Orgs {
         user: &str,
         role: OrgRole,
     ) -> Result<usize, OrgError> {
-        let user = user.to_owned();
-        self.with_org(
-            caller,
-            slug,
-            Need::Admin,
-            "org.member.added",
-            move |tx, org| {
-                let user_id = find_user_id(tx, &user)?;
-                rows::set_member(tx, org.id, user_id, role.as_str())?;
-                let size = rows::members(tx, org.id)?.len();
-                Ok((size, Some(json!({ "user": user, "role": role.as_str() }))))
-            },
-        )
-        .await
+        let change = OrgChange::SetMember {
+            user: user.to_owned(),
+            role: role.as_str().to_owned(),
+        };
+        let details = json!({ "user": user, "role": role.as_str() });
+        let authorize = authorize(caller, Need::Admin);
+        match self
+            .change(caller, slug, change, authorize, "org.member.added", details)
+            .await?
+        {
+            OrgOutcome::MemberSet { members } => Ok(members),
+            _ => Err(no_user(user)),
+        }
     }
 
     /// Removes a member (and them from every team of the org).
@@ -316,32 +310,33 @@ impl Orgs {
         slug: &str,
         user: &str,
     ) -> Result<(), OrgError> {
-        let user = user.to_owned();
-        self.with_org(
-            caller,
-            slug,
-            Need::Admin,
-            "org.member.removed",
-            move |tx, org| {
-                let user_id = find_user_id(tx, &user)?;
-                if !rows::remove_member(tx, org.id, user_id)? {
-                    return Err(OrgError::NotFound(format!(
-                        "{user} is not a member of {}",
-                        org.slug
-                    )));
-                }
-                Ok(((), Some(json!({ "user": user }))))
-            },
-        )
-        .await
+        let change = OrgChange::RemoveMember {
+            user: user.to_owned(),
+        };
+        let details = json!({ "user": user });
+        let authorize = authorize(caller, Need::Admin);
+        match self
+            .change(
+                caller,
+                slug,
+                change,
+                authorize,
+                "org.member.removed",
+                details,
+            )
+            .await?
+        {
+            OrgOutcome::Done => Ok(()),
+            OrgOutcome::NotAMember => Err(OrgError::NotFound(format!(
+                "{user} is not a member of {slug}"
+            ))),
+            _ => Err(no_user(user)),
+        }
     }
 
     /// The orgs a user belongs to, with their role.
     pub async fn user_orgs(&self, user_id: i64) -> Result<Vec<(OrgRow, String)>, OrgError> {
-        Ok(self
-            .db
-            .read(move |conn| rows::user_orgs(conn, user_id))
-            .await?)
+        Ok(self.store.user_orgs(user_id).await?)
     }
 
     /// Packages of an org that `reader` may see: name → access.
@@ -350,18 +345,12 @@ impl Orgs {
         reader: Option<&Caller>,
         slug: &str,
     ) -> Result<BTreeMap<String, String>, OrgError> {
-        let (slug, reader) = (slug.to_owned(), reader.cloned());
-        self.db
-            .read(move |conn| {
-                if rows::find(conn, &slug)?.is_none() {
-                    return Ok(Err(OrgError::NotFound(format!(
-                        "there is no org named {slug}"
-                    ))));
-                }
-                let packages = rows::packages(conn, &slug)?;
-                Ok(Ok(only_readable(conn, reader.as_ref(), packages)?))
-            })
+        let listed = self
+            .store
+            .org_packages(slug, reader.map(|r| r.user_id))
             .await?
+            .ok_or_else(|| no_org(slug))?;
+        Ok(only_readable(reader, listed, |p| p.access.clone()))
     }
 
     /// Creates a team in an org.
@@ -373,17 +362,27 @@ impl Orgs {
         description: &str,
     ) -> Result<(), OrgError> {
         validate_slug("team name", team)?;
-        let (team, description) = (team.to_owned(), description.to_owned());
-        self.with_org(caller, slug, Need::Admin, "team.created", move |tx, org| {
-            if !rows::create_team(tx, org.id, &team, &description)? {
-                return Err(OrgError::Exists(format!(
-                    "team {}:{team} exists already",
-                    org.slug
-                )));
-            }
-            Ok(((), Some(json!({ "team": team }))))
-        })
-        .await
+        let change = OrgChange::CreateTeam {
+            team: team.to_owned(),
+            description: description.to_owned(),
+        };
+        let authorize = authorize(caller, Need::Admin);
+        match self
+            .change(
+                caller,
+                slug,
+                change,
+                authorize,
+                "team.created",
+                json!({ "team": team }),
+            )
+            .await?
+        {
+            OrgOutcome::Done => Ok(()),
+            _ => Err(OrgError::Exists(format!(
+                "team {slug}:{team} exists already"
+            ))),
+        }
     }
 
     /// Deletes a team.
@@ -393,25 +392,32 @@ impl Orgs {
         slug: &str,
         team: &str,
     ) -> Result<(), OrgError> {
-        let team = team.to_owned();
-        self.with_org(caller, slug, Need::Admin, "team.deleted", move |tx, org| {
-            if !rows::delete_team(tx, org.id, &team)? {
-                return Err(OrgError::NotFound(format!(
-                    "there is no team {}:{team}",
-                    org.slug
-                )));
-            }
-            Ok(((), Some(json!({ "team": team }))))
-        })
-        .await
+        let change = OrgChange::DeleteTeam {
+            team: team.to_owned(),
+        };
+        let authorize = authorize(caller, Need::Admin);
+        match self
+            .change(
+                caller,
+                slug,
+                change,
+                authorize,
+                "team.deleted",
+                json!({ "team": team }),
+            )
+            .await?
+        {
+            OrgOutcome::Done => Ok(()),
+            _ => Err(no_team(slug, team)),
+        }
     }
 
     /// Team names of an org.
     pub async fn teams(&self, caller: &Caller, slug: &str) -> Result<Vec<String>, OrgError> {
-        self.with_org(caller, slug, Need::Member, "", |tx, org| {
-            Ok((rows::teams(tx, org.id)?, None))
-        })
-        .await
+        match self.query(caller, slug, OrgQuery::Teams).await? {
+            OrgAnswer::List(teams) => Ok(teams),
+            _ => Ok(Vec::new()),
+        }
     }
 
     /// Members of a team.
@@ -421,12 +427,13 @@ impl Orgs {
         slug: &str,
         team: &str,
     ) -> Result<Vec<String>, OrgError> {
-        let team = team.to_owned();
-        self.with_org(caller, slug, Need::Member, "", move |tx, org| {
-            let id = find_team(tx, org, &team)?;
-            Ok((rows::team_members(tx, id)?, None))
-        })
-        .await
+        match self
+            .query(caller, slug, OrgQuery::TeamMembers(team.to_owned()))
+            .await?
+        {
+            OrgAnswer::List(members) => Ok(members),
+            _ => Ok(Vec::new()),
+        }
     }
 
     /// Adds (`true`) or removes (`false`) a user in a team; the user must be an org member to join.
@@ -438,32 +445,40 @@ impl Orgs {
         user: &str,
         member: bool,
     ) -> Result<(), OrgError> {
-        let (team, user) = (team.to_owned(), user.to_owned());
-        let action = if member {
-            "team.member.added"
+        let (team_owned, user_owned) = (team.to_owned(), user.to_owned());
+        let (change, action) = if member {
+            (
+                OrgChange::AddTeamMember {
+                    team: team_owned,
+                    user: user_owned,
+                },
+                "team.member.added",
+            )
         } else {
-            "team.member.removed"
+            (
+                OrgChange::RemoveTeamMember {
+                    team: team_owned,
+                    user: user_owned,
+                },
+                "team.member.removed",
+            )
         };
-        self.with_org(caller, slug, Need::Admin, action, move |tx, org| {
-            let id = find_team(tx, org, &team)?;
-            let user_id = find_user_id(tx, &user)?;
-            if member {
-                if rows::member_role(tx, &org.slug, user_id)?.is_none() {
-                    return Err(OrgError::Invalid(format!(
-                        "{user} is not a member of {}; add them with npm org set {} {user}",
-                        org.slug, org.slug
-                    )));
-                }
-                rows::add_team_member(tx, id, user_id)?;
-            } else if !rows::remove_team_member(tx, id, user_id)? {
-                return Err(OrgError::NotFound(format!(
-                    "{user} is not in team {}:{team}",
-                    org.slug
-                )));
-            }
-            Ok(((), Some(json!({ "team": team, "user": user }))))
-        })
-        .await
+        let details = json!({ "team": team, "user": user });
+        let authorize = authorize(caller, Need::Admin);
+        match self
+            .change(caller, slug, change, authorize, action, details)
+            .await?
+        {
+            OrgOutcome::Done | OrgOutcome::MemberSet { .. } => Ok(()),
+            OrgOutcome::NoTeam => Err(no_team(slug, team)),
+            OrgOutcome::NotAMember => Err(OrgError::Invalid(format!(
+                "{user} is not a member of {slug}; add them with npm org set {slug} {user}"
+            ))),
+            OrgOutcome::NotInTeam => Err(OrgError::NotFound(format!(
+                "{user} is not in team {slug}:{team}"
+            ))),
+            _ => Err(no_user(user)),
+        }
     }
 
     /// Grants (`Some(permission)`) or revokes (`None`) a team's access to one of the org's packages.
@@ -485,37 +500,47 @@ impl Orgs {
                 )));
             }
         };
-        let (team, package) = (team.to_owned(), package.to_owned());
-        let action = if permission.is_some() {
-            "team.package.granted"
-        } else {
-            "team.package.revoked"
+        let (action, change) = match permission {
+            Some(permission) => (
+                "team.package.granted",
+                OrgChange::Grant {
+                    team: team.to_owned(),
+                    package: package.to_owned(),
+                    permission: permission.to_owned(),
+                },
+            ),
+            None => (
+                "team.package.revoked",
+                OrgChange::Revoke {
+                    team: team.to_owned(),
+                    package: package.to_owned(),
+                },
+            ),
         };
-        self.with_org(caller, slug, Need::Admin, action, move |tx, org| {
-            if !package.starts_with(&format!("@{}/", org.slug)) {
-                return Err(OrgError::Invalid(format!(
-                    "{package} is not a package of {}; only @{}/ packages can be granted",
+        let details = json!({ "team": team, "package": package, "permission": permission });
+        // Checked after the caller's standing, as before: who may not act learns nothing more.
+        let (asker, wanted) = (caller.clone(), package.to_owned());
+        let authorize: Authorize = Box::new(move |org, role| {
+            require(&asker, org, role, Need::Admin)?;
+            if wanted.starts_with(&format!("@{}/", org.slug)) {
+                Ok(())
+            } else {
+                Err(OrgError::Invalid(format!(
+                    "{wanted} is not a package of {}; only @{}/ packages can be granted",
                     org.slug, org.slug
-                )));
+                )))
             }
-            let id = find_team(tx, org, &team)?;
-            match permission {
-                Some(permission) => rows::grant(tx, id, &package, permission)?,
-                None => {
-                    if !rows::revoke(tx, id, &package)? {
-                        return Err(OrgError::NotFound(format!(
-                            "team {}:{team} has no access to {package}",
-                            org.slug
-                        )));
-                    }
-                }
-            }
-            Ok((
-                (),
-                Some(json!({ "team": team, "package": package, "permission": permission })),
-            ))
-        })
-        .await
+        });
+        match self
+            .change(caller, slug, change, authorize, action, details)
+            .await?
+        {
+            OrgOutcome::Done | OrgOutcome::MemberSet { .. } => Ok(()),
+            OrgOutcome::NoGrant => Err(OrgError::NotFound(format!(
+                "team {slug}:{team} has no access to {package}"
+            ))),
+            _ => Err(no_team(slug, team)),
+        }
     }
 
     /// A team's packages: name → `read`/`write`.
@@ -525,12 +550,13 @@ impl Orgs {
         slug: &str,
         team: &str,
     ) -> Result<BTreeMap<String, String>, OrgError> {
-        let team = team.to_owned();
-        self.with_org(caller, slug, Need::Member, "", move |tx, org| {
-            let id = find_team(tx, org, &team)?;
-            Ok((rows::team_packages(tx, id)?, None))
-        })
-        .await
+        match self
+            .query(caller, slug, OrgQuery::TeamPackages(team.to_owned()))
+            .await?
+        {
+            OrgAnswer::Map(packages) => Ok(packages),
+            _ => Ok(BTreeMap::new()),
+        }
     }
 
     /// Packages a user maintains that `reader` may see: name → `write`.
@@ -539,18 +565,12 @@ impl Orgs {
         reader: Option<&Caller>,
         user: &str,
     ) -> Result<BTreeMap<String, String>, OrgError> {
-        let (user, reader) = (user.to_owned(), reader.cloned());
-        self.db
-            .read(move |conn| {
-                let Some(u) = users::find_by_name(conn, &user)? else {
-                    return Ok(Err(OrgError::NotFound(format!(
-                        "there is no user named {user}"
-                    ))));
-                };
-                let packages = rows::user_packages(conn, u.id)?;
-                Ok(Ok(only_readable(conn, reader.as_ref(), packages)?))
-            })
+        let listed = self
+            .store
+            .maintained_packages(user, reader.map(|r| r.user_id))
             .await?
+            .ok_or_else(|| no_user(user))?;
+        Ok(only_readable(reader, listed, |_| "write".to_owned()))
     }
 }
 
@@ -573,38 +593,27 @@ pub fn scope_slug(package: &str) -> Option<&str> {
         .map(|(slug, _)| slug)
 }
 
-/// The org's slug if `package` is under an org's scope.
-fn org_of(conn: &Connection, package: &str) -> Result<Option<String>, StoreError> {
-    let Some(slug) = scope_slug(package) else {
-        return Ok(None);
-    };
-    Ok(rows::find(conn, slug)?.map(|org| org.slug))
-}
-
 /// The org rule: under an org's scope, a change needs the caller's user to write there (a
 /// registry admin, an org admin or maintainer, or a team granted `read-write` on the package),
-/// checked now since membership changes. The one exception is a CI token that a registry admin
-/// or the operator issued for a service account and scoped to the org. The token's own role
-/// and scope are checked before this, by [`Caller::require_for`].
-pub fn decide(
-    conn: &Connection,
-    caller: &Caller,
-    package: &str,
-) -> Result<OrgDecision, StoreError> {
-    let Some(slug) = org_of(conn, package)? else {
-        return Ok(OrgDecision::NotAnOrg);
+/// checked in the change's transaction since membership changes. The one exception is a CI
+/// token that a registry admin or the operator issued for a service account and scoped to the
+/// org. The token's own role and scope are checked before this, by [`Caller::require_for`].
+/// `org` is the caller's standing when the package's scope is an org's.
+pub fn decide(org: Option<&OrgFacts>, caller: &Caller, package: &str) -> OrgDecision {
+    let Some(org) = org else {
+        return OrgDecision::NotAnOrg;
     };
+    let slug = &org.slug;
     let scope = format!("@{slug}");
     if caller.overrides_scope_owner(&scope) {
-        return Ok(OrgDecision::Allowed);
+        return OrgDecision::Allowed;
     }
-    let role = rows::member_role(conn, &slug, caller.user_id)?;
-    if matches!(role.as_deref(), Some("admin" | "maintainer"))
-        || rows::team_grant(conn, package, caller.user_id)?.as_deref() == Some("write")
+    if matches!(org.member_role.as_deref(), Some("admin" | "maintainer"))
+        || org.team_grant.as_deref() == Some("write")
     {
-        return Ok(OrgDecision::Allowed);
+        return OrgDecision::Allowed;
     }
-    Ok(OrgDecision::Denied(match role {
+    OrgDecision::Denied(match &org.member_role {
         Some(role) => format!(
             "{} is a {role} of org {slug}; changing {package} needs the maintainer or admin role (npm org set {slug} {} developer) or a read-write team grant",
             caller.name, caller.name
@@ -613,57 +622,38 @@ pub fn decide(
             "{scope} belongs to org {slug} and {} is not a member; ask an org admin to run npm org set {slug} {} developer",
             caller.name, caller.name
         ),
-    }))
+    })
 }
 
-/// Whether a reader may see a restricted package of org `slug`: registry admins, the org's
-/// members and teams granted the package may; everyone else must not learn it exists.
-pub fn may_read_restricted(
-    conn: &Connection,
-    caller: Option<&Caller>,
-    slug: &str,
-    package: &str,
-) -> Result<bool, StoreError> {
+/// Whether a reader may see a restricted package of an org, given the reader's standing there:
+/// registry admins, the org's members and teams granted the package may; everyone else must not
+/// learn it exists.
+pub fn may_read_restricted(caller: Option<&Caller>, standing: &OrgFacts) -> bool {
     let Some(caller) = caller else {
-        return Ok(false);
+        return false;
     };
-    if caller.is_admin() {
-        return Ok(true);
-    }
-    Ok(rows::member_role(conn, slug, caller.user_id)?.is_some()
-        || rows::team_grant(conn, package, caller.user_id)?.is_some())
+    caller.is_admin() || standing.member_role.is_some() || standing.team_grant.is_some()
 }
 
-/// The entries of a package listing (name → anything) that `reader` may read.
+/// Whether `reader` may read a listed package: only restricted packages of an org are hidden.
+pub fn readable(reader: Option<&Caller>, package: &ListedPackage) -> bool {
+    match &package.org {
+        Some(standing) if package.access != "public" => may_read_restricted(reader, standing),
+        _ => true,
+    }
+}
+
+/// The entries of a package listing that `reader` may read, name → `value`.
 fn only_readable(
-    conn: &Connection,
     reader: Option<&Caller>,
-    packages: BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>, StoreError> {
-    let mut kept = BTreeMap::new();
-    for (name, value) in packages {
-        if readable(conn, reader, &name)? {
-            kept.insert(name, value);
-        }
-    }
-    Ok(kept)
-}
-
-/// Whether `reader` may read `package`: only restricted packages of an org are hidden.
-pub fn readable(
-    conn: &Connection,
-    reader: Option<&Caller>,
-    package: &str,
-) -> Result<bool, StoreError> {
-    let Some(slug) = scope_slug(package) else {
-        return Ok(true);
-    };
-    match rows::visibility(conn, package, slug)? {
-        Some((access, true)) if access != "public" => {
-            may_read_restricted(conn, reader, slug, package)
-        }
-        _ => Ok(true),
-    }
+    listed: Vec<ListedPackage>,
+    value: impl Fn(&ListedPackage) -> String,
+) -> BTreeMap<String, String> {
+    listed
+        .iter()
+        .filter(|package| readable(reader, package))
+        .map(|package| (package.name.clone(), value(package)))
+        .collect()
 }
 
 /// Why `user` may not hold a token they make for themselves scoped to `scopes`, naming the first

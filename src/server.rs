@@ -79,8 +79,6 @@ pub struct AppContext {
 pub struct Services {
     /// The metadata store behind the store seam.
     pub store: Store,
-    /// The SQLite store itself, for the parts of the core not yet moved behind the seam.
-    db: Option<Sqlite>,
     /// Token service.
     pub tokens: Tokens,
     /// Account service.
@@ -92,21 +90,21 @@ impl Services {
     /// PostgreSQL database) and loads the token secret.
     pub async fn open(location: &StoreLocation) -> anyhow::Result<Self> {
         let data_dir = &location.data_dir;
-        let (store, db): (Store, Option<Sqlite>) = match &location.database_url {
+        let store: Store = match &location.database_url {
             Some(url) => {
                 let postgres = Postgres::open(url.expose_secret()).await?;
                 tracing::info!(
                     database = postgres.pool().target(),
                     "metadata on PostgreSQL"
                 );
-                (Arc::new(postgres), None)
+                Arc::new(postgres)
             }
             None => {
                 std::fs::create_dir_all(data_dir)
                     .with_context(|| format!("creating data directory {}", data_dir.display()))?;
                 let db = Sqlite::open(data_dir)
                     .with_context(|| format!("opening the database in {}", data_dir.display()))?;
-                (Arc::new(db.clone()), Some(db))
+                Arc::new(db)
             }
         };
         let secret = location.secrets.secret("PACKR_JWT_SECRET", "jwt.key")?;
@@ -114,15 +112,7 @@ impl Services {
             tokens: Tokens::new(store.clone(), &secret),
             accounts: Accounts::new(store.clone()),
             store,
-            db,
         })
-    }
-
-    /// The SQLite store, for the services not yet behind the seam.
-    pub fn sqlite(&self) -> anyhow::Result<Sqlite> {
-        self.db.clone().context(
-            "PACKR_DATABASE_URL is set, but packages and orgs are not served from PostgreSQL yet",
-        )
     }
 }
 
@@ -191,8 +181,8 @@ impl Server {
             ),
             sessions: Sessions::new(login_key, config.login.session_ttl, secure_cookies),
             audit_log: AuditLog::new(services.store.clone()),
-            orgs: Orgs::new(services.sqlite()?),
-            registry: Registry::new(services.sqlite()?, blobs, settings),
+            orgs: Orgs::new(services.store.clone()),
+            registry: Registry::new(services.store.clone(), blobs, settings),
             tokens: services.tokens,
             accounts: services
                 .accounts

@@ -28,7 +28,7 @@ pub(super) fn run(command: ScopeCommand) -> anyhow::Result<()> {
     let ScopeCommand::Reserve(args) = command;
     super::runtime()?.block_on(async move {
         let services = Services::open(&args.data.location()).await?;
-        Orgs::new(services.sqlite()?)
+        Orgs::new(services.store)
             .reserve_scope(&args.scope, &args.owner)
             .await?;
         println!(

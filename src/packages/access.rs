@@ -7,18 +7,11 @@ use serde_json::json;
 use super::{PackageName, Registry, RegistryError};
 use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
-use crate::clock;
-use crate::store::sqlite::{events, orgs as org_rows};
 
 impl Registry {
     /// Whether the package is public.
     pub async fn is_public(&self, name: &PackageName) -> Result<bool, RegistryError> {
-        let package = name.to_string();
-        let access = self
-            .db
-            .read(move |conn| org_rows::access(conn, &package))
-            .await?;
-        match access {
+        match self.store.package_access(name.as_str()).await? {
             Some(access) => Ok(access == "public"),
             None => Err(RegistryError::NotFound(format!(
                 "package not found: {name}"
@@ -49,19 +42,14 @@ impl Registry {
             )));
         }
         self.require_maintainer(caller, name).await?;
-        let package = name.to_string();
         let event = AuditEvent::by(
             caller,
             "package.access.changed",
             json!({ "access": access }),
         )
         .on_package(name.as_str());
-        self.db
-            .write(move |tx| {
-                org_rows::set_access(tx, &package, access, clock::now_ms())?;
-                events::record(tx, &event)?;
-                Ok(())
-            })
+        self.store
+            .set_access(name.as_str(), access, vec![event])
             .await?;
         self.invalidate(name);
         Ok(())
@@ -73,10 +61,6 @@ impl Registry {
         name: &PackageName,
     ) -> Result<BTreeMap<String, String>, RegistryError> {
         self.is_public(name).await?;
-        let package = name.to_string();
-        Ok(self
-            .db
-            .read(move |conn| org_rows::collaborators(conn, &package))
-            .await?)
+        Ok(self.store.collaborators(name.as_str()).await?)
     }
 }

@@ -5,14 +5,12 @@ use serde_json::Value;
 use super::{PackageName, Registry, RegistryError};
 use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
-use crate::clock;
-use crate::store::sqlite::events;
-use crate::store::sqlite::packages as rows;
+use crate::store::packages::PackageRecord;
 
 /// The deprecation changes a PUT of the whole document asks for: `(version, message)`, where
 /// `None` (npm sends `""`) clears the message. Versions the package does not have are refused.
 pub fn deprecation_changes(
-    stored: &rows::PackageRecord,
+    stored: &PackageRecord,
     body: &Value,
 ) -> Result<Vec<(String, Option<String>)>, RegistryError> {
     let Some(Value::Object(versions)) = body.get("versions") else {
@@ -61,7 +59,6 @@ impl Registry {
         if changes.is_empty() {
             return Ok(());
         }
-        let package = name.to_string();
         let details: Vec<Value> = changes
             .iter()
             .map(|(version, message)| serde_json::json!({ "version": version, "message": message }))
@@ -72,12 +69,8 @@ impl Registry {
             serde_json::json!({ "versions": details }),
         )
         .on_package(name.as_str());
-        self.db
-            .write(move |tx| {
-                rows::set_deprecations(tx, &package, &changes, clock::now_ms())?;
-                events::record(tx, &event)?;
-                Ok(())
-            })
+        self.store
+            .set_deprecations(name.as_str(), changes, vec![event])
             .await?;
         self.invalidate(name);
         Ok(())

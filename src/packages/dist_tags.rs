@@ -7,9 +7,6 @@ use serde_json::json;
 
 use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
-use crate::clock;
-use crate::store::sqlite::events;
-use crate::store::sqlite::packages as rows;
 
 impl Registry {
     /// The dist-tags of a package.
@@ -17,22 +14,10 @@ impl Registry {
         &self,
         name: &PackageName,
     ) -> Result<BTreeMap<String, String>, RegistryError> {
-        let package = name.as_str().to_owned();
-        let (exists, tags) = self
-            .db
-            .read(move |conn| {
-                Ok((
-                    rows::exists(conn, &package)?,
-                    rows::dist_tags(conn, &package)?,
-                ))
-            })
-            .await?;
-        if !exists {
-            return Err(RegistryError::NotFound(format!(
-                "package not found: {name}"
-            )));
-        }
-        Ok(tags)
+        self.store
+            .dist_tags(name.as_str())
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("package not found: {name}")))
     }
 
     /// Points `tag` at an existing `version`; returns the new tag map.
@@ -57,8 +42,7 @@ impl Registry {
                 "version not found: {name}@{version}; publish it before tagging it"
             )));
         }
-        let (package, tag_text, version_text) =
-            (name.to_string(), tag.to_string(), version.to_string());
+        let (tag_text, version_text) = (tag.to_string(), version.to_string());
         let event = AuditEvent::by(
             caller,
             "dist-tag.changed",
@@ -66,12 +50,8 @@ impl Registry {
         )
         .on_package(name.as_str());
         let tags = self
-            .db
-            .write(move |tx| {
-                rows::set_dist_tag(tx, &package, &tag_text, &version_text, clock::now_ms())?;
-                events::record(tx, &event)?;
-                rows::dist_tags(tx, &package)
-            })
+            .store
+            .set_dist_tag(name.as_str(), &tag_text, &version_text, vec![event])
             .await?;
         self.invalidate(name);
         Ok(tags)
@@ -91,28 +71,21 @@ impl Registry {
             ));
         }
         self.require_maintainer(caller, name).await?;
-        let (package, tag_text) = (name.to_string(), tag.to_owned());
         let event = AuditEvent::by(
             caller,
             "dist-tag.changed",
-            json!({ "tag": tag_text, "version": null }),
+            json!({ "tag": tag, "version": null }),
         )
         .on_package(name.as_str());
-        let (removed, tags) = self
-            .db
-            .write(move |tx| {
-                let removed = rows::delete_dist_tag(tx, &package, &tag_text, clock::now_ms())?;
-                if removed {
-                    events::record(tx, &event)?;
-                }
-                Ok((removed, rows::dist_tags(tx, &package)?))
-            })
-            .await?;
-        if !removed {
+        let Some(tags) = self
+            .store
+            .remove_dist_tag(name.as_str(), tag, vec![event])
+            .await?
+        else {
             return Err(RegistryError::NotFound(format!(
                 "{name} has no dist-tag {tag}"
             )));
-        }
+        };
         self.invalidate(name);
         Ok(tags)
     }

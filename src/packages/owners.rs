@@ -5,9 +5,6 @@ use serde_json::Value;
 use super::{PackageName, Registry, RegistryError};
 use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
-use crate::clock;
-use crate::store::sqlite::events;
-use crate::store::sqlite::{packages as rows, users};
 
 /// The maintainer names a PUT body asks for.
 pub fn requested_maintainers(body: &Value) -> Result<Vec<String>, RegistryError> {
@@ -47,7 +44,6 @@ impl Registry {
         caller.require_for(Permission::Publish, "change owners", name.as_str())?;
         self.require_maintainer(caller, name).await?;
         let names = requested_maintainers(body)?;
-        let package = name.to_string();
         let event = AuditEvent::by(
             caller,
             "package.owners.changed",
@@ -55,17 +51,8 @@ impl Registry {
         )
         .on_package(name.as_str());
         let missing = self
-            .db
-            .write(move |tx| {
-                let found = users::find_many(tx, &names)?;
-                if let Some(missing) = names.iter().find(|n| !found.iter().any(|u| &&u.name == n)) {
-                    return Ok(Some(missing.clone()));
-                }
-                let ids: Vec<i64> = found.iter().map(|u| u.id).collect();
-                rows::set_maintainers(tx, &package, &ids, clock::now_ms())?;
-                events::record(tx, &event)?;
-                Ok(None)
-            })
+            .store
+            .set_maintainers(name.as_str(), names, vec![event])
             .await?;
         if let Some(missing) = missing {
             return Err(RegistryError::Invalid(format!(

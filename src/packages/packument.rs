@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::RegistryError;
 use super::cache::{PackumentSet, Rendered};
 use crate::clock;
-use crate::store::sqlite::packages::{PackageRecord, VersionRow};
+use crate::store::packages::{PackageRecord, VersionRow};
 
 /// Version fields kept in the abbreviated document (npm's 2024 list, plus `libc` and
 /// `bundledDependencies`, which pnpm and npm read).

@@ -6,16 +6,14 @@ use serde_json::{Map, Value, json};
 
 use super::integrity::{self, Digests};
 use super::manifest;
-use super::registry::{may_publish, scope_to_claim};
+use super::registry::may_publish;
 use super::tarball::{self, TarballManifest};
 use super::{DistTag, PackageName, Registry, RegistryError, Version};
 use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
 use crate::clock;
 use crate::store::BlobKey;
-use crate::store::sqlite::events;
-use crate::store::sqlite::orgs as org_rows;
-use crate::store::sqlite::packages::{self as rows, NewVersion, PublishOutcome, VersionRow};
+use crate::store::packages::{NewVersion, PublishOutcome, VersionRow};
 
 /// Fields clients add that must not be served back (local paths, client-side bookkeeping).
 const STRIPPED_FIELDS: &[&str] = &[
@@ -337,34 +335,14 @@ impl Registry {
             json!({ "version": request.version, "tag": request.tag, "integrity": digests.sha512_integrity }),
         )
         .on_package(request.name.as_str());
-        let committed = self
-            .db
-            .write(move |tx| {
-                // Checked inside the write transaction, so two first publishes cannot both win.
-                let existed = match may_publish(tx, &actor, &new.package)? {
-                    Ok(existed) => existed,
-                    Err(denied) => return Ok(Err(denied)),
-                };
-                let claim = if existed {
-                    None
-                } else {
-                    scope_to_claim(tx, &new.package)?
-                };
-                let outcome = rows::commit_publish(tx, &new)?;
-                if outcome == PublishOutcome::Committed {
-                    if let Some(slug) = claim {
-                        org_rows::set_scope_owner(tx, slug, actor.user_id, None, clock::now_ms())?;
-                    }
-                    events::record(tx, &event)?;
-                }
-                Ok(Ok(outcome))
-            })
-            .await;
-        let result = match committed {
-            Err(err) => Err(err.into()),
-            Ok(Err(denied)) => Err(denied),
-            Ok(Ok(outcome)) => self.outcome(outcome, &request, &digests),
-        };
+        let package = new.package.clone();
+        // Decided inside the commit's transaction, so two first publishes cannot both win.
+        let decide = Box::new(move |facts: &_| may_publish(facts, &actor, &package));
+        let result = self
+            .store
+            .commit_publish(new, vec![event], decide)
+            .await
+            .and_then(|outcome| self.outcome(outcome, &request, &digests));
         if result.is_err() {
             // Nothing may stay behind from a refused publish, not even its bytes.
             self.discard_blob(&claim, key).await;

@@ -11,15 +11,12 @@ use super::cache::{PackumentCache, PackumentSet};
 use super::tarball::TarballLimits;
 use super::tarball_cache::{CachedTarball, SMALL_TARBALL_BYTES, TarballCache};
 use super::{PackageName, RegistryError, packument};
-use rusqlite::Connection;
 
 use crate::auth::Caller;
 use crate::orgs::{self, OrgDecision};
-use crate::store::StoreError;
 use crate::store::blob::Blob;
-use crate::store::sqlite::orgs as org_rows;
-use crate::store::sqlite::packages as rows;
-use crate::store::{BlobKey, BlobStore, Sqlite};
+use crate::store::packages::{PackageRecord, PublishPlan, WriteFacts};
+use crate::store::{BlobKey, BlobStore, Store};
 
 /// Policy settings of the registry core.
 #[derive(Debug, Clone)]
@@ -37,7 +34,7 @@ pub struct RegistrySettings {
 /// The registry: publishes, reads and edits packages.
 #[derive(Clone)]
 pub struct Registry {
-    pub(super) db: Sqlite,
+    pub(super) store: Store,
     pub(super) blobs: Arc<dyn BlobStore>,
     pub(super) cache: Arc<PackumentCache>,
     pub(super) tarballs: Arc<TarballCache>,
@@ -77,109 +74,104 @@ impl TarballSource {
     }
 }
 
-/// Whether the caller may change `package`: under an org's scope the org rule decides, elsewhere
-/// the package's maintainers (admins may change everything). Answers whether the package exists.
+/// Whether the caller may change `package`, given the [`WriteFacts`] loaded for them: under an
+/// org's scope the org rule decides, elsewhere the package's maintainers (admins may change
+/// everything). Answers whether the package exists.
 pub(super) fn may_change(
-    conn: &Connection,
+    facts: &WriteFacts,
     caller: &Caller,
     package: &str,
-) -> Result<Result<bool, RegistryError>, StoreError> {
-    may_write(conn, caller, package, false)
+) -> Result<bool, RegistryError> {
+    may_write(facts, caller, package, false)
 }
 
-/// [`may_change`] for a publish, which may also create the package: a name whose every version
-/// was unpublished goes back only to its former maintainers (or its org, or an admin).
+/// What a publish may do: [`may_change`], where a name whose every version was unpublished goes
+/// back only to its former maintainers (or its org, or an admin), and a first publish claims
+/// its scope when it is free ([`scope_to_claim`]).
 pub(super) fn may_publish(
-    conn: &Connection,
+    facts: &WriteFacts,
     caller: &Caller,
     package: &str,
-) -> Result<Result<bool, RegistryError>, StoreError> {
-    may_write(conn, caller, package, true)
+) -> Result<PublishPlan, RegistryError> {
+    let existed = may_write(facts, caller, package, true)?;
+    Ok(PublishPlan {
+        claim_scope: if existed {
+            None
+        } else {
+            scope_to_claim(facts, package).map(str::to_owned)
+        },
+    })
 }
 
 fn may_write(
-    conn: &Connection,
+    facts: &WriteFacts,
     caller: &Caller,
     package: &str,
     creating: bool,
-) -> Result<Result<bool, RegistryError>, StoreError> {
-    let exists = rows::exists(conn, package)?;
-    match orgs::decide(conn, caller, package)? {
-        OrgDecision::Denied(message) => return Ok(Err(RegistryError::OrgDenied(message))),
-        OrgDecision::Allowed => return Ok(Ok(exists)),
+) -> Result<bool, RegistryError> {
+    let exists = facts.exists;
+    match orgs::decide(facts.org.as_ref(), caller, package) {
+        OrgDecision::Denied(message) => return Err(RegistryError::OrgDenied(message)),
+        OrgDecision::Allowed => return Ok(exists),
         OrgDecision::NotAnOrg => {}
     }
     if caller.is_admin() {
-        return Ok(Ok(exists));
+        return Ok(exists);
     }
     if exists {
-        return Ok(if rows::is_maintainer(conn, package, caller.user_id)? {
+        return if facts.is_maintainer {
             Ok(true)
         } else {
             Err(RegistryError::NotMaintainer {
                 user: caller.name.clone(),
                 package: package.to_owned(),
             })
-        });
+        };
     }
-    if creating && rows::may_reclaim(conn, package, caller.user_id)? == Some(false) {
-        return Ok(Err(RegistryError::NameRetired(package.to_owned())));
+    let new_name = facts.new_name.as_ref();
+    if creating && new_name.and_then(|n| n.retired) == Some(false) {
+        return Err(RegistryError::NameRetired(package.to_owned()));
     }
-    if let Some(message) = scope_owner_refusal(conn, caller, package)? {
-        return Ok(Err(RegistryError::OrgDenied(message)));
+    if let Some(message) = scope_owner_refusal(facts, caller, package) {
+        return Err(RegistryError::OrgDenied(message));
     }
-    Ok(Ok(false))
+    Ok(false)
 }
 
 /// The slug of a scope that is not an org's, if `package` has one.
-fn plain_scope<'a>(conn: &Connection, package: &'a str) -> Result<Option<&'a str>, StoreError> {
-    let Some(slug) = orgs::scope_slug(package) else {
-        return Ok(None);
-    };
-    Ok(org_rows::find(conn, slug)?.is_none().then_some(slug))
+fn plain_scope<'a>(facts: &WriteFacts, package: &'a str) -> Option<&'a str> {
+    orgs::scope_slug(package).filter(|_| facts.org.is_none())
 }
 
 /// Why the caller may not create a new package under a scope someone owns (claimed by its first
 /// publish or reserved by an admin), or `None` when they may.
-fn scope_owner_refusal(
-    conn: &Connection,
-    caller: &Caller,
-    package: &str,
-) -> Result<Option<String>, StoreError> {
-    let Some(slug) = plain_scope(conn, package)? else {
-        return Ok(None);
-    };
+fn scope_owner_refusal(facts: &WriteFacts, caller: &Caller, package: &str) -> Option<String> {
+    let slug = plain_scope(facts, package)?;
     let scope = format!("@{slug}");
     if caller.overrides_scope_owner(&scope) {
-        return Ok(None);
+        return None;
     }
-    Ok(match org_rows::scope_owner(conn, slug)? {
-        Some((owner_id, owner)) if owner_id != caller.user_id => Some(format!(
+    match facts.new_name.as_ref().and_then(|n| n.scope_owner.as_ref()) {
+        Some((owner_id, owner)) if *owner_id != caller.user_id => Some(format!(
             "{scope} belongs to {owner}: only {owner} creates new packages under it; ask {owner} to publish {package} or to add you as an owner of one (npm owner add)"
         )),
         _ => None,
-    })
+    }
 }
 
 /// The scope a first publish of `package` claims for its publisher: a scope that is not an org,
 /// has no owner yet and holds no package. Scopes shared before claims existed stay open.
-pub(super) fn scope_to_claim<'a>(
-    conn: &Connection,
-    package: &'a str,
-) -> Result<Option<&'a str>, StoreError> {
-    let Some(slug) = plain_scope(conn, package)? else {
-        return Ok(None);
-    };
-    let unclaimed =
-        org_rows::scope_owner(conn, slug)?.is_none() && !org_rows::scope_has_packages(conn, slug)?;
-    Ok(unclaimed.then_some(slug))
+fn scope_to_claim<'a>(facts: &WriteFacts, package: &'a str) -> Option<&'a str> {
+    let slug = plain_scope(facts, package)?;
+    let new_name = facts.new_name.as_ref()?;
+    (new_name.scope_owner.is_none() && !new_name.scope_has_packages).then_some(slug)
 }
 
 impl Registry {
     /// The registry on its stores.
-    pub fn new(db: Sqlite, blobs: Arc<dyn BlobStore>, settings: RegistrySettings) -> Self {
+    pub fn new(store: Store, blobs: Arc<dyn BlobStore>, settings: RegistrySettings) -> Self {
         Self {
-            db,
+            store,
             blobs,
             cache: Arc::new(PackumentCache::new(settings.packument_cache_bytes)),
             tarballs: Arc::new(TarballCache::new(settings.packument_cache_bytes)),
@@ -281,14 +273,10 @@ impl Registry {
     ) -> Result<Option<Arc<CachedTarball>>, RegistryError> {
         // Taken before the read, so a write racing this lookup cannot leave a stale entry behind.
         let epoch = self.cache.epoch(name.as_str());
-        let (package, version_owned) = (name.as_str().to_owned(), version.to_owned());
-        let found = self
-            .db
-            .read(move |conn| rows::find_tarball(conn, &package, &version_owned))
-            .await?;
-        let Some((key, size, shasum)) = found else {
+        let Some(found) = self.store.find_tarball(name.as_str(), version).await? else {
             return Ok(None);
         };
+        let (key, size, shasum) = (found.blob_key, found.size, found.shasum);
         let small = u64::try_from(size).is_ok_and(|s| s <= SMALL_TARBALL_BYTES);
         let bytes = match BlobKey::parse(&key) {
             Some(blob_key) if small && !self.settings.tarball_redirect => {
@@ -316,13 +304,9 @@ impl Registry {
     }
 
     /// Loads a package's record, or a not-found error naming it.
-    pub(super) async fn load(
-        &self,
-        name: &PackageName,
-    ) -> Result<rows::PackageRecord, RegistryError> {
-        let package = name.as_str().to_owned();
-        self.db
-            .read(move |conn| rows::load(conn, &package))
+    pub(super) async fn load(&self, name: &PackageName) -> Result<PackageRecord, RegistryError> {
+        self.store
+            .load_package(name.as_str())
             .await?
             .ok_or_else(|| RegistryError::NotFound(format!("package not found: {name}")))
     }
@@ -333,11 +317,11 @@ impl Registry {
         caller: &Caller,
         name: &PackageName,
     ) -> Result<(), RegistryError> {
-        let (package, actor) = (name.as_str().to_owned(), caller.clone());
-        let exists = self
-            .db
-            .read(move |conn| may_change(conn, &actor, &package))
-            .await??;
+        let facts = self
+            .store
+            .write_facts(name.as_str(), caller.user_id)
+            .await?;
+        let exists = may_change(&facts, caller, name.as_str())?;
         if exists {
             Ok(())
         } else {
@@ -371,11 +355,7 @@ impl Registry {
             return;
         };
         let candidate = vec![key.as_str().to_owned()];
-        match self
-            .db
-            .write(move |tx| rows::unreferenced(tx, candidate))
-            .await
-        {
+        match self.store.unreferenced_blobs(candidate).await {
             Ok(free) => self.delete_blobs(free).await,
             Err(err) => {
                 tracing::warn!(error = %err, "could not check whether a blob is still used")
@@ -385,7 +365,7 @@ impl Registry {
 
     /// Answers whether both stores work (for `/health/ready`).
     pub async fn check(&self) -> Result<(), RegistryError> {
-        self.db.check().await?;
+        self.store.check().await?;
         self.blobs.check().await?;
         Ok(())
     }

@@ -3,16 +3,13 @@
 
 use std::collections::BTreeSet;
 
-use rusqlite::Transaction;
 use serde_json::{Value, json};
 
 use super::{PackageName, Registry, RegistryError, Version, packument};
 use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
 use crate::clock;
-use crate::store::StoreError;
-use crate::store::sqlite::events;
-use crate::store::sqlite::packages::{self as rows, PackageRecord};
+use crate::store::packages::{PackageRecord, Removal, UnpublishOutcome};
 
 /// The highest remaining version, preferring releases over prereleases (npm's choice of a new `latest`).
 pub fn next_latest<'a>(remaining: impl Iterator<Item = &'a str>) -> Option<String> {
@@ -184,19 +181,14 @@ impl Registry {
                 )
             })
             .flatten();
-        let package = name.to_string();
         let versions: Vec<String> = removed.into_iter().collect();
         let audited = json!({ "versions": versions, "whole_package": false });
-        self.commit_unpublish(caller, name, record.rev, audited, move |tx| {
-            rows::remove_versions(
-                tx,
-                &package,
-                &versions,
-                new_latest.as_deref(),
-                clock::now_ms(),
-            )
-        })
-        .await
+        let removal = Removal::Versions {
+            versions,
+            new_latest,
+        };
+        self.commit_unpublish(caller, name, record.rev, audited, removal)
+            .await
     }
 
     /// Deletes a whole package (`npm unpublish pkg --force`), if `rev` is still its `_rev`.
@@ -220,46 +212,33 @@ impl Registry {
         name: &PackageName,
         record: &PackageRecord,
     ) -> Result<(), RegistryError> {
-        let package = name.to_string();
         let versions: Vec<&str> = record.versions.iter().map(|r| r.version.as_str()).collect();
         let audited = json!({ "versions": versions, "whole_package": true });
-        self.commit_unpublish(caller, name, record.rev, audited, move |tx| {
-            rows::delete_package(tx, &package, clock::now_ms())
-        })
-        .await
+        self.commit_unpublish(caller, name, record.rev, audited, Removal::Package)
+            .await
     }
 
-    /// Runs `remove` (which answers the blob keys it freed) and records the `package.unpublished`
-    /// event with `details` in one transaction, then drops the cached packument and the freed blobs.
-    /// Nothing is removed unless the package is still at `read_rev`, the write count of the record
-    /// the removal was decided on.
-    async fn commit_unpublish<F>(
+    /// Applies `removal` and records the `package.unpublished` event with `details` in one
+    /// transaction, then drops the cached packument and the freed blobs. Nothing is removed
+    /// unless the package is still at `read_rev`, the write count of the record the removal was
+    /// decided on.
+    async fn commit_unpublish(
         &self,
         caller: &Caller,
         name: &PackageName,
         read_rev: i64,
         details: Value,
-        remove: F,
-    ) -> Result<(), RegistryError>
-    where
-        F: FnOnce(&Transaction<'_>) -> Result<Vec<String>, StoreError> + Send + 'static,
-    {
+        removal: Removal,
+    ) -> Result<(), RegistryError> {
         let event =
             AuditEvent::by(caller, "package.unpublished", details).on_package(name.as_str());
-        let package = name.to_string();
-        let keys = self
-            .db
-            .write(move |tx| {
-                if rows::current_rev(tx, &package)? != Some(read_rev) {
-                    return Ok(None);
-                }
-                // Recorded first: its webhook deliveries go to the maintainers' hooks, and a
-                // whole-package unpublish deletes the maintainer rows. One transaction either way.
-                events::record(tx, &event)?;
-                Ok(Some(remove(tx)?))
-            })
-            .await?
-            .ok_or_else(|| changed_since_read(name))?;
+        let outcome = self
+            .store
+            .commit_unpublish(name.as_str(), read_rev, removal, vec![event])
+            .await?;
+        let UnpublishOutcome::Removed { freed_blobs: keys } = outcome else {
+            return Err(changed_since_read(name));
+        };
         self.invalidate(name);
         self.delete_blobs(keys).await;
         Ok(())

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use super::{PackageName, Registry, RegistryError};
 use crate::auth::Caller;
 use crate::orgs;
-use crate::store::sqlite::orgs as org_rows;
 
 /// How long a package's visibility is trusted without asking the database again. Writes on this
 /// instance forget it at once; this bounds how long another instance's change takes.
@@ -63,14 +62,11 @@ impl Registry {
         let restricted_org = match self.visibility.get(name.as_str()) {
             Some(org) => org,
             None => {
-                let (package, slug) = (name.as_str().to_owned(), slug.to_owned());
-                let lookup = slug.clone();
-                let found = self
-                    .db
-                    .read(move |conn| org_rows::visibility(conn, &package, &lookup))
-                    .await?;
+                let found = self.store.visibility(name.as_str(), slug).await?;
                 let org = match found {
-                    Some((access, true)) if access != "public" => Some(slug),
+                    Some(found) if found.org_scope && found.access != "public" => {
+                        Some(slug.to_owned())
+                    }
                     _ => None,
                 };
                 self.visibility.put(name.as_str(), org.clone());
@@ -83,11 +79,14 @@ impl Registry {
         if reader.is_some_and(Caller::is_admin) {
             return Ok(true);
         }
-        let (reader, package) = (reader.cloned(), name.as_str().to_owned());
-        Ok(self
-            .db
-            .read(move |conn| orgs::may_read_restricted(conn, reader.as_ref(), &slug, &package))
-            .await?)
+        let Some(caller) = reader else {
+            return Ok(false);
+        };
+        let standing = self
+            .store
+            .org_facts(&slug, name.as_str(), caller.user_id)
+            .await?;
+        Ok(orgs::may_read_restricted(reader, &standing))
     }
 
     /// Answers `not_found` unless `reader` may read the package.

@@ -28,6 +28,8 @@ mod store_accounts;
 mod store_audit;
 mod store_changes;
 mod store_logins;
+mod store_orgs;
+mod store_packages;
 mod store_tokens;
 mod store_webhooks;
 mod support;

@@ -1,4 +1,736 @@
-//! PostgreSQL queries for the packages part of the store seam.
+//! PostgreSQL side of [`crate::store::PackageStore`].
+//!
+//! Writers run concurrently here, so every change to a package first takes a transaction-scoped
+//! advisory lock on `package:<name>` (and a first publish under a scope nobody holds yet also
+//! `scope:<slug>`, always after the package's): the facts a change is decided on cannot move
+//! until it commits. Statements go through the connection's statement cache. Reads are one
+//! statement each, so a packument is one round trip whatever its number of versions. Versions
+//! published in the same millisecond are listed by version where SQLite lists them by insertion.
+
+use std::collections::BTreeMap;
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use crate::audit::AuditEvent;
+use crate::clock;
+use crate::orgs::scope_slug;
+use crate::packages::RegistryError;
+use crate::store::StoreError;
+use crate::store::packages::{
+    Decide, NewNameFacts, NewVersion, PackageRecord, PublishOutcome, PublishPlan, Removal,
+    TarballRow, UnpublishOutcome, VersionRow, Visibility, WriteFacts,
+};
+
+type Params<'a> = [&'a (dyn ToSql + Sync)];
+
+/// Runs `sql` (prepared once per connection) and returns its rows.
+pub(super) async fn rows<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<Vec<Row>, StoreError> {
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.query(&statement, params).await?)
+}
+
+/// Runs `sql` and returns its one row.
+pub(super) async fn one<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<Row, StoreError> {
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.query_one(&statement, params).await?)
+}
+
+/// Runs `sql` and returns its row, if any.
+pub(super) async fn opt<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<Option<Row>, StoreError> {
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.query_opt(&statement, params).await?)
+}
+
+/// Runs `sql` and returns how many rows it changed.
+pub(super) async fn exec<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<u64, StoreError> {
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.execute(&statement, params).await?)
+}
+
+/// Waits for, then holds until the transaction ends, the advisory lock named `key`.
+pub(super) async fn lock<C: GenericClient>(client: &C, key: &str) -> Result<(), StoreError> {
+    exec(
+        client,
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&key],
+    )
+    .await?;
+    Ok(())
+}
+
+fn package_lock(name: &str) -> String {
+    format!("package:{name}")
+}
+
+/// Loads everything about one package in one statement (one snapshot), or `None`.
+async fn load<C: GenericClient>(
+    client: &C,
+    name: &str,
+) -> Result<Option<PackageRecord>, StoreError> {
+    let Some(row) = opt(
+        client,
+        "SELECT p.access, p.rev, p.created_at, p.modified_at,
+                v.versions, v.manifests, v.integrities, v.shasums, v.blob_keys, v.sizes,
+                v.deprecations, v.readmes, v.published, t.tags, t.targets, m.names, m.emails
+         FROM packages p
+         CROSS JOIN LATERAL (
+             SELECT array_agg(version ORDER BY published_at, version COLLATE \"C\") AS versions,
+                    array_agg(manifest ORDER BY published_at, version COLLATE \"C\") AS manifests,
+                    array_agg(integrity ORDER BY published_at, version COLLATE \"C\") AS integrities,
+                    array_agg(shasum ORDER BY published_at, version COLLATE \"C\") AS shasums,
+                    array_agg(blob_key ORDER BY published_at, version COLLATE \"C\") AS blob_keys,
+                    array_agg(size ORDER BY published_at, version COLLATE \"C\") AS sizes,
+                    array_agg(deprecated ORDER BY published_at, version COLLATE \"C\") AS deprecations,
+                    array_agg(readme ORDER BY published_at, version COLLATE \"C\") AS readmes,
+                    array_agg(published_at ORDER BY published_at, version COLLATE \"C\") AS published
+             FROM versions WHERE package = p.name) v
+         CROSS JOIN LATERAL (
+             SELECT array_agg(tag) AS tags, array_agg(version) AS targets
+             FROM dist_tags WHERE package = p.name) t
+         CROSS JOIN LATERAL (
+             SELECT array_agg(u.name ORDER BY u.name COLLATE \"C\") AS names,
+                    array_agg(u.email ORDER BY u.name COLLATE \"C\") AS emails
+             FROM maintainers mt JOIN users u ON u.id = mt.user_id WHERE mt.package = p.name) m
+         WHERE p.name = $1",
+        &[&name],
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    fn list<T: for<'a> tokio_postgres::types::FromSql<'a>>(row: &Row, at: usize) -> Vec<T> {
+        row.get::<_, Option<Vec<T>>>(at).unwrap_or_default()
+    }
+    let versions: Vec<String> = list(&row, 4);
+    let mut manifests = list::<String>(&row, 5).into_iter();
+    let mut integrities = list::<String>(&row, 6).into_iter();
+    let mut shasums = list::<String>(&row, 7).into_iter();
+    let mut blob_keys = list::<String>(&row, 8).into_iter();
+    let mut sizes = list::<i64>(&row, 9).into_iter();
+    let mut deprecations = list::<Option<String>>(&row, 10).into_iter();
+    let mut readmes = list::<Option<String>>(&row, 11).into_iter();
+    let mut published = list::<i64>(&row, 12).into_iter();
+    let versions = versions
+        .into_iter()
+        .map(|version| VersionRow {
+            version,
+            manifest: manifests.next().unwrap_or_default(),
+            integrity: integrities.next().unwrap_or_default(),
+            shasum: shasums.next().unwrap_or_default(),
+            blob_key: blob_keys.next().unwrap_or_default(),
+            size: sizes.next().unwrap_or_default(),
+            deprecated: deprecations.next().flatten(),
+            readme: readmes.next().flatten(),
+            published_at: published.next().unwrap_or_default(),
+        })
+        .collect();
+    let dist_tags = list::<String>(&row, 13)
+        .into_iter()
+        .zip(list::<String>(&row, 14))
+        .collect();
+    let maintainers = list::<String>(&row, 15)
+        .into_iter()
+        .zip(list::<String>(&row, 16))
+        .collect();
+    Ok(Some(PackageRecord {
+        name: name.to_owned(),
+        access: row.get(0),
+        rev: row.get(1),
+        created_at: row.get(2),
+        modified_at: row.get(3),
+        versions,
+        dist_tags,
+        maintainers,
+    }))
+}
+
+async fn dist_tags<C: GenericClient>(
+    client: &C,
+    name: &str,
+) -> Result<BTreeMap<String, String>, StoreError> {
+    Ok(rows(
+        client,
+        "SELECT tag, version FROM dist_tags WHERE package = $1",
+        &[&name],
+    )
+    .await?
+    .into_iter()
+    .map(|row| (row.get(0), row.get(1)))
+    .collect())
+}
+
+/// The facts deciding whether `user_id` may change (or create) `name`. With `lock_scope`,
+/// inside a publish, a scope that the publish could claim is locked before it is looked at.
+async fn write_facts<C: GenericClient>(
+    client: &C,
+    name: &str,
+    user_id: i64,
+    lock_scope: bool,
+) -> Result<WriteFacts, StoreError> {
+    let row = one(
+        client,
+        "SELECT EXISTS (SELECT 1 FROM packages WHERE name = $1),
+                EXISTS (SELECT 1 FROM maintainers WHERE package = $1 AND user_id = $2)",
+        &[&name, &user_id],
+    )
+    .await?;
+    let (exists, is_maintainer): (bool, bool) = (row.get(0), row.get(1));
+    let slug = scope_slug(name);
+    let org = match slug {
+        Some(slug) => super::orgs::org_facts(client, slug, name, user_id).await?,
+        None => None,
+    };
+    let new_name = if exists {
+        None
+    } else {
+        let plain = slug.filter(|_| org.is_none());
+        if let (Some(slug), true) = (plain, lock_scope) {
+            lock(client, &format!("scope:{slug}")).await?;
+        }
+        // '0' follows '/' in byte order: the range holds exactly the names under `@scope/`.
+        let (from, to) = match plain {
+            Some(slug) => (Some(format!("@{slug}/")), Some(format!("@{slug}0"))),
+            None => (None, None),
+        };
+        let row = one(
+            client,
+            "SELECT EXISTS (SELECT 1 FROM retired_packages WHERE name = $1),
+                    EXISTS (SELECT 1 FROM retired_package_maintainers
+                            WHERE package = $1 AND user_id = $2),
+                    s.user_id, u.name,
+                    $4::text IS NOT NULL AND EXISTS (
+                        SELECT 1 FROM packages
+                        WHERE name COLLATE \"C\" >= $4 AND name COLLATE \"C\" < $5)
+             FROM (SELECT 1) one
+             LEFT JOIN scope_owners s ON s.scope = $3
+             LEFT JOIN users u ON u.id = s.user_id",
+            &[&name, &user_id, &plain, &from, &to],
+        )
+        .await?;
+        let (retired, former): (bool, bool) = (row.get(0), row.get(1));
+        let owner: Option<i64> = row.get(2);
+        Some(NewNameFacts {
+            retired: retired.then_some(former),
+            scope_owner: owner.map(|id| (id, row.get(3))),
+            scope_has_packages: row.get(4),
+        })
+    };
+    Ok(WriteFacts {
+        exists,
+        is_maintainer,
+        org,
+        new_name,
+    })
+}
+
+async fn bump<C: GenericClient>(client: &C, name: &str, now: i64) -> Result<(), StoreError> {
+    exec(
+        client,
+        "UPDATE packages SET rev = rev + 1, modified_at = $2 WHERE name = $1",
+        &[&name, &now],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn put_tag<C: GenericClient>(
+    client: &C,
+    name: &str,
+    tag: &str,
+    version: &str,
+) -> Result<(), StoreError> {
+    exec(
+        client,
+        "INSERT INTO dist_tags (package, tag, version) VALUES ($1, $2, $3)
+         ON CONFLICT (package, tag) DO UPDATE SET version = excluded.version",
+        &[&name, &tag, &version],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Inserts a version (see the SQLite twin, `store::sqlite::packages::commit_publish`).
+async fn insert_version<C: GenericClient>(
+    client: &C,
+    new: &NewVersion,
+) -> Result<PublishOutcome, StoreError> {
+    let row = &new.row;
+    let retired = opt(
+        client,
+        "SELECT 1 FROM retired_versions WHERE package = $1 AND version = $2",
+        &[&new.package, &row.version],
+    )
+    .await?;
+    if retired.is_some() {
+        return Ok(PublishOutcome::Retired);
+    }
+    let created = exec(
+        client,
+        "INSERT INTO packages (name, access, rev, created_at, modified_at)
+         VALUES ($1, $2, COALESCE((SELECT last_rev FROM retired_packages WHERE name = $1), 0), $3, $3)
+         ON CONFLICT (name) DO NOTHING",
+        &[&new.package, &new.access, &row.published_at],
+    )
+    .await?;
+    if created > 0 {
+        exec(
+            client,
+            "INSERT INTO maintainers (package, user_id) VALUES ($1, $2)",
+            &[&new.package, &new.publisher_id],
+        )
+        .await?;
+        exec(
+            client,
+            "DELETE FROM retired_packages WHERE name = $1",
+            &[&new.package],
+        )
+        .await?;
+    }
+    let inserted = exec(
+        client,
+        "INSERT INTO versions (package, version, manifest, integrity, shasum, blob_key, size,
+                               deprecated, readme, publisher_id, published_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, $10)
+         ON CONFLICT (package, version) DO NOTHING",
+        &[
+            &new.package,
+            &row.version,
+            &row.manifest,
+            &row.integrity,
+            &row.shasum,
+            &row.blob_key,
+            &row.size,
+            &row.readme,
+            &new.publisher_id,
+            &row.published_at,
+        ],
+    )
+    .await?;
+    if inserted == 0 {
+        let integrity = one(
+            client,
+            "SELECT integrity FROM versions WHERE package = $1 AND version = $2",
+            &[&new.package, &row.version],
+        )
+        .await?
+        .get(0);
+        return Ok(PublishOutcome::Exists { integrity });
+    }
+    put_tag(client, &new.package, &new.tag, &row.version).await?;
+    exec(
+        client,
+        "INSERT INTO dist_tags (package, tag, version) VALUES ($1, 'latest', $2)
+         ON CONFLICT (package, tag) DO NOTHING",
+        &[&new.package, &row.version],
+    )
+    .await?;
+    bump(client, &new.package, row.published_at).await?;
+    Ok(PublishOutcome::Committed)
+}
+
+/// The keys among `keys` that no version references (duplicates kept).
+async fn unreferenced<C: GenericClient>(
+    client: &C,
+    keys: Vec<String>,
+) -> Result<Vec<String>, StoreError> {
+    if keys.is_empty() {
+        return Ok(keys);
+    }
+    Ok(rows(
+        client,
+        "SELECT k FROM unnest($1::text[]) WITH ORDINALITY AS keys(k, n)
+         WHERE NOT EXISTS (SELECT 1 FROM versions WHERE blob_key = k) ORDER BY n",
+        &[&keys],
+    )
+    .await?
+    .into_iter()
+    .map(|row| row.get(0))
+    .collect())
+}
+
+async fn remove_versions<C: GenericClient>(
+    client: &C,
+    name: &str,
+    versions: &[String],
+    new_latest: Option<&str>,
+    now: i64,
+) -> Result<Vec<String>, StoreError> {
+    exec(
+        client,
+        "INSERT INTO retired_versions (package, version, retired_at)
+         SELECT $1, v, $3 FROM unnest($2::text[]) v ON CONFLICT DO NOTHING",
+        &[&name, &versions, &now],
+    )
+    .await?;
+    let keys = rows(
+        client,
+        "DELETE FROM versions WHERE package = $1 AND version = ANY($2) RETURNING blob_key",
+        &[&name, &versions],
+    )
+    .await?
+    .into_iter()
+    .map(|row| row.get(0))
+    .collect();
+    if let Some(latest) = new_latest {
+        exec(
+            client,
+            "INSERT INTO dist_tags (package, tag, version) VALUES ($1, 'latest', $2)
+             ON CONFLICT (package, tag) DO NOTHING",
+            &[&name, &latest],
+        )
+        .await?;
+    }
+    bump(client, name, now).await?;
+    unreferenced(client, keys).await
+}
+
+async fn delete_package<C: GenericClient>(
+    client: &C,
+    name: &str,
+    now: i64,
+) -> Result<Vec<String>, StoreError> {
+    exec(
+        client,
+        "INSERT INTO retired_versions (package, version, retired_at)
+         SELECT package, version, $2 FROM versions WHERE package = $1 ON CONFLICT DO NOTHING",
+        &[&name, &now],
+    )
+    .await?;
+    exec(
+        client,
+        "INSERT INTO retired_packages (name, retired_at, last_rev)
+         SELECT name, $2, rev FROM packages WHERE name = $1
+         ON CONFLICT (name) DO UPDATE SET retired_at = excluded.retired_at,
+                                          last_rev = excluded.last_rev",
+        &[&name, &now],
+    )
+    .await?;
+    exec(
+        client,
+        "INSERT INTO retired_package_maintainers (package, user_id)
+         SELECT package, user_id FROM maintainers WHERE package = $1 ON CONFLICT DO NOTHING",
+        &[&name],
+    )
+    .await?;
+    let keys = rows(
+        client,
+        "DELETE FROM versions WHERE package = $1 RETURNING blob_key",
+        &[&name],
+    )
+    .await?
+    .into_iter()
+    .map(|row| row.get(0))
+    .collect();
+    exec(client, "DELETE FROM packages WHERE name = $1", &[&name]).await?;
+    unreferenced(client, keys).await
+}
 
 #[async_trait::async_trait]
-impl crate::store::PackageStore for super::Postgres {}
+impl crate::store::PackageStore for super::Postgres {
+    async fn load_package(&self, name: &str) -> Result<Option<PackageRecord>, StoreError> {
+        let client = self.pool().get().await?;
+        load(&client, name).await
+    }
+
+    async fn dist_tags(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, StoreError> {
+        let client = self.pool().get().await?;
+        let row = one(
+            &client,
+            "SELECT EXISTS (SELECT 1 FROM packages WHERE name = $1),
+                    array_agg(tag), array_agg(version)
+             FROM dist_tags WHERE package = $1",
+            &[&name],
+        )
+        .await?;
+        if !row.get::<_, bool>(0) {
+            return Ok(None);
+        }
+        let tags: Option<Vec<String>> = row.get(1);
+        let targets: Option<Vec<String>> = row.get(2);
+        Ok(Some(
+            tags.unwrap_or_default()
+                .into_iter()
+                .zip(targets.unwrap_or_default())
+                .collect(),
+        ))
+    }
+
+    async fn find_tarball(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<TarballRow>, StoreError> {
+        let client = self.pool().get().await?;
+        Ok(opt(
+            &client,
+            "SELECT blob_key, size, shasum FROM versions WHERE package = $1 AND version = $2",
+            &[&name, &version],
+        )
+        .await?
+        .map(|row| TarballRow {
+            blob_key: row.get(0),
+            size: row.get(1),
+            shasum: row.get(2),
+        }))
+    }
+
+    async fn write_facts(&self, name: &str, user_id: i64) -> Result<WriteFacts, StoreError> {
+        let client = self.pool().get().await?;
+        write_facts(&client, name, user_id, false).await
+    }
+
+    async fn commit_publish(
+        &self,
+        new: NewVersion,
+        events: Vec<AuditEvent>,
+        decide: Decide<PublishPlan>,
+    ) -> Result<PublishOutcome, RegistryError> {
+        let mut client = self.pool().get().await.map_err(StoreError::from)?;
+        let tx = client.transaction().await.map_err(StoreError::from)?;
+        lock(&tx, &package_lock(&new.package)).await?;
+        let facts = write_facts(&tx, &new.package, new.publisher_id, true).await?;
+        // A refusal drops the transaction, which rolls back (nothing was written).
+        let plan = decide(&facts)?;
+        let outcome = insert_version(&tx, &new).await?;
+        if outcome == PublishOutcome::Committed {
+            if let Some(slug) = &plan.claim_scope {
+                exec(
+                    &tx,
+                    "INSERT INTO scope_owners (scope, user_id, reserved_by, created_at)
+                     VALUES ($1, $2, NULL, $3) ON CONFLICT (scope) DO NOTHING",
+                    &[slug, &new.publisher_id, &clock::now_ms()],
+                )
+                .await?;
+            }
+            super::events::record_all(&tx, &events).await?;
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(outcome)
+    }
+
+    async fn set_dist_tag(
+        &self,
+        name: &str,
+        tag: &str,
+        version: &str,
+        events: Vec<AuditEvent>,
+    ) -> Result<BTreeMap<String, String>, StoreError> {
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        lock(&tx, &package_lock(name)).await?;
+        put_tag(&tx, name, tag, version).await?;
+        bump(&tx, name, clock::now_ms()).await?;
+        super::events::record_all(&tx, &events).await?;
+        let tags = dist_tags(&tx, name).await?;
+        tx.commit().await?;
+        Ok(tags)
+    }
+
+    async fn remove_dist_tag(
+        &self,
+        name: &str,
+        tag: &str,
+        events: Vec<AuditEvent>,
+    ) -> Result<Option<BTreeMap<String, String>>, StoreError> {
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        lock(&tx, &package_lock(name)).await?;
+        let removed = exec(
+            &tx,
+            "DELETE FROM dist_tags WHERE package = $1 AND tag = $2",
+            &[&name, &tag],
+        )
+        .await?;
+        if removed == 0 {
+            return Ok(None);
+        }
+        bump(&tx, name, clock::now_ms()).await?;
+        super::events::record_all(&tx, &events).await?;
+        let tags = dist_tags(&tx, name).await?;
+        tx.commit().await?;
+        Ok(Some(tags))
+    }
+
+    async fn set_deprecations(
+        &self,
+        name: &str,
+        changes: Vec<(String, Option<String>)>,
+        events: Vec<AuditEvent>,
+    ) -> Result<(), StoreError> {
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        lock(&tx, &package_lock(name)).await?;
+        for (version, message) in &changes {
+            exec(
+                &tx,
+                "UPDATE versions SET deprecated = $3 WHERE package = $1 AND version = $2",
+                &[&name, version, message],
+            )
+            .await?;
+        }
+        bump(&tx, name, clock::now_ms()).await?;
+        super::events::record_all(&tx, &events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_maintainers(
+        &self,
+        name: &str,
+        users: Vec<String>,
+        events: Vec<AuditEvent>,
+    ) -> Result<Option<String>, StoreError> {
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        lock(&tx, &package_lock(name)).await?;
+        let found: BTreeMap<String, i64> = rows(
+            &tx,
+            "SELECT name, id FROM users WHERE name = ANY($1)",
+            &[&users],
+        )
+        .await?
+        .into_iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+        if let Some(missing) = users.iter().find(|name| !found.contains_key(*name)) {
+            return Ok(Some(missing.clone()));
+        }
+        let ids: Vec<i64> = users.iter().map(|name| found[name]).collect();
+        exec(&tx, "DELETE FROM maintainers WHERE package = $1", &[&name]).await?;
+        exec(
+            &tx,
+            "INSERT INTO maintainers (package, user_id) SELECT $1, u FROM unnest($2::bigint[]) u
+             ON CONFLICT DO NOTHING",
+            &[&name, &ids],
+        )
+        .await?;
+        bump(&tx, name, clock::now_ms()).await?;
+        super::events::record_all(&tx, &events).await?;
+        tx.commit().await?;
+        Ok(None)
+    }
+
+    async fn commit_unpublish(
+        &self,
+        name: &str,
+        read_rev: i64,
+        removal: Removal,
+        events: Vec<AuditEvent>,
+    ) -> Result<UnpublishOutcome, StoreError> {
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        lock(&tx, &package_lock(name)).await?;
+        let rev: Option<i64> = opt(&tx, "SELECT rev FROM packages WHERE name = $1", &[&name])
+            .await?
+            .map(|row| row.get(0));
+        if rev != Some(read_rev) {
+            return Ok(UnpublishOutcome::Changed);
+        }
+        super::events::record_all(&tx, &events).await?;
+        let now = clock::now_ms();
+        let freed_blobs = match &removal {
+            Removal::Versions {
+                versions,
+                new_latest,
+            } => remove_versions(&tx, name, versions, new_latest.as_deref(), now).await?,
+            Removal::Package => delete_package(&tx, name, now).await?,
+        };
+        tx.commit().await?;
+        Ok(UnpublishOutcome::Removed { freed_blobs })
+    }
+
+    async fn unreferenced_blobs(&self, keys: Vec<String>) -> Result<Vec<String>, StoreError> {
+        let client = self.pool().get().await?;
+        unreferenced(&client, keys).await
+    }
+
+    async fn package_access(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let client = self.pool().get().await?;
+        Ok(opt(
+            &client,
+            "SELECT access FROM packages WHERE name = $1",
+            &[&name],
+        )
+        .await?
+        .map(|row| row.get(0)))
+    }
+
+    async fn set_access(
+        &self,
+        name: &str,
+        access: &str,
+        events: Vec<AuditEvent>,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.pool().get().await?;
+        let tx = client.transaction().await?;
+        lock(&tx, &package_lock(name)).await?;
+        let found = exec(
+            &tx,
+            "UPDATE packages SET access = $2, rev = rev + 1, modified_at = $3 WHERE name = $1",
+            &[&name, &access, &clock::now_ms()],
+        )
+        .await?;
+        super::events::record_all(&tx, &events).await?;
+        tx.commit().await?;
+        Ok(found > 0)
+    }
+
+    async fn collaborators(&self, name: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        let client = self.pool().get().await?;
+        let mut out = BTreeMap::new();
+        let grants = rows(
+            &client,
+            "SELECT u.name, tp.permission FROM team_packages tp
+             JOIN team_members tm ON tm.team_id = tp.team_id JOIN users u ON u.id = tm.user_id
+             WHERE tp.package = $1",
+            &[&name],
+        )
+        .await?;
+        for row in grants {
+            crate::store::packages::add_grant(&mut out, row.get(0), row.get(1));
+        }
+        let maintainers = rows(
+            &client,
+            "SELECT u.name FROM maintainers m JOIN users u ON u.id = m.user_id WHERE m.package = $1",
+            &[&name],
+        )
+        .await?;
+        for row in maintainers {
+            out.insert(row.get(0), "write".to_owned());
+        }
+        Ok(out)
+    }
+
+    async fn visibility(&self, name: &str, slug: &str) -> Result<Option<Visibility>, StoreError> {
+        let client = self.pool().get().await?;
+        Ok(opt(
+            &client,
+            "SELECT p.access, EXISTS (SELECT 1 FROM orgs WHERE slug = $2)
+             FROM packages p WHERE p.name = $1",
+            &[&name, &slug],
+        )
+        .await?
+        .map(|row| Visibility {
+            access: row.get(0),
+            org_scope: row.get(1),
+        }))
+    }
+}

@@ -45,7 +45,8 @@ CREATE TABLE tokens (
 CREATE INDEX tokens_user ON tokens(user_id);
 
 CREATE TABLE packages (
-    name        TEXT PRIMARY KEY,
+    -- Byte order, as SQLite compares: `@scope/` prefixes are looked up as key ranges.
+    name        TEXT COLLATE "C" PRIMARY KEY,
     access      TEXT NOT NULL DEFAULT 'restricted' CHECK (access IN ('public', 'restricted')),
     rev         BIGINT NOT NULL DEFAULT 1,      -- bumped by every write; becomes `_rev`
     created_at  BIGINT NOT NULL,

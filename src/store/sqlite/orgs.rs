@@ -4,23 +4,16 @@ use std::collections::BTreeMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::events;
+use crate::audit::AuditEvent;
+use crate::clock;
+use crate::orgs::OrgError;
 use crate::store::StoreError;
-use crate::store::orgs::ScopeStanding;
-
-/// A stored org.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct OrgRow {
-    /// Database id.
-    #[serde(skip)]
-    pub id: i64,
-    /// The scope without `@`.
-    pub slug: String,
-    /// Human name.
-    pub display_name: String,
-    /// Creation time (ms).
-    #[serde(skip)]
-    pub created_at: i64,
-}
+pub use crate::store::orgs::OrgRow;
+use crate::store::orgs::{
+    Authorize, ListedPackage, OrgAnswer, OrgChange, OrgFacts, OrgOutcome, OrgQuery, ReserveEvent,
+    ReserveOutcome, ScopeStanding,
+};
 
 fn org_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<OrgRow> {
     Ok(OrgRow {
@@ -134,18 +127,39 @@ pub fn user_orgs(conn: &Connection, user_id: i64) -> Result<Vec<(OrgRow, String)
     Ok(rows)
 }
 
-/// Packages under `@slug/`, with their access (`public`/`restricted`).
-pub fn packages(conn: &Connection, slug: &str) -> Result<BTreeMap<String, String>, StoreError> {
-    let mut stmt =
-        conn.prepare("SELECT name, access FROM packages WHERE name LIKE ?1 ESCAPE '\\'")?;
+/// Packages under `@slug/` of the org `org`, with the standing of `reader_id` towards each.
+pub fn packages(
+    conn: &Connection,
+    org: &OrgRow,
+    reader_id: Option<i64>,
+) -> Result<Vec<ListedPackage>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.name, p.access,
+                (SELECT m.role FROM org_members m WHERE m.org_id = ?2 AND m.user_id = ?3),
+                (SELECT MAX(tp.permission) FROM team_packages tp
+                 JOIN team_members tm ON tm.team_id = tp.team_id
+                 WHERE tp.package = p.name AND tm.user_id = ?3)
+         FROM packages p WHERE p.name LIKE ?1 ESCAPE '\\'",
+    )?;
     let pattern = format!(
         "@{}/%",
-        slug.replace('\\', "\\\\")
+        org.slug
+            .replace('\\', "\\\\")
             .replace('%', "\\%")
             .replace('_', "\\_")
     );
     let rows = stmt
-        .query_map([pattern], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .query_map(params![pattern, org.id, reader_id], |row| {
+            Ok(ListedPackage {
+                name: row.get(0)?,
+                access: row.get(1)?,
+                org: Some(OrgFacts {
+                    slug: org.slug.clone(),
+                    member_role: row.get(2)?,
+                    team_grant: row.get(3)?,
+                }),
+            })
+        })?
         .collect::<Result<_, _>>()?;
     Ok(rows)
 }
@@ -260,84 +274,75 @@ pub fn team_packages(
     Ok(rows)
 }
 
-/// Who may do what with a package: maintainers write; team grants add their members.
-pub fn collaborators(
-    conn: &Connection,
-    package: &str,
-) -> Result<BTreeMap<String, String>, StoreError> {
-    let mut out = BTreeMap::new();
-    let mut stmt = conn.prepare(
-        "SELECT u.name, tp.permission FROM team_packages tp
-         JOIN team_members tm ON tm.team_id = tp.team_id JOIN users u ON u.id = tm.user_id
-         WHERE tp.package = ?1",
-    )?;
-    for row in stmt.query_map([package], |row| {
-        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-    })? {
-        let (user, permission) = row?;
-        let entry = out.entry(user).or_insert_with(|| permission.clone());
-        if permission == "write" {
-            *entry = permission;
-        }
-    }
-    let mut stmt = conn.prepare(
-        "SELECT u.name FROM maintainers m JOIN users u ON u.id = m.user_id WHERE m.package = ?1",
-    )?;
-    for name in stmt.query_map([package], |row| row.get::<_, String>(0))? {
-        out.insert(name?, "write".to_owned());
-    }
-    Ok(out)
-}
-
-/// Packages a user maintains: name → `write`.
+/// Packages `user_id` maintains, with the standing of `reader_id` towards each.
 pub fn user_packages(
     conn: &Connection,
     user_id: i64,
-) -> Result<BTreeMap<String, String>, StoreError> {
-    let mut stmt = conn.prepare("SELECT package FROM maintainers WHERE user_id = ?1")?;
+    reader_id: Option<i64>,
+) -> Result<Vec<ListedPackage>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.name, p.access, o.slug,
+                (SELECT m.role FROM org_members m WHERE m.org_id = o.id AND m.user_id = ?2),
+                (SELECT MAX(tp.permission) FROM team_packages tp
+                 JOIN team_members tm ON tm.team_id = tp.team_id
+                 WHERE tp.package = p.name AND tm.user_id = ?2)
+         FROM maintainers mt JOIN packages p ON p.name = mt.package
+         LEFT JOIN orgs o ON substr(p.name, 1, 1) = '@'
+                         AND o.slug = substr(p.name, 2, instr(p.name, '/') - 2)
+         WHERE mt.user_id = ?1",
+    )?;
     let rows = stmt
-        .query_map([user_id], |row| Ok((row.get(0)?, "write".to_owned())))?
+        .query_map(params![user_id, reader_id], |row| {
+            let slug: Option<String> = row.get(2)?;
+            Ok(ListedPackage {
+                name: row.get(0)?,
+                access: row.get(1)?,
+                org: match slug {
+                    Some(slug) => Some(OrgFacts {
+                        slug,
+                        member_role: row.get(3)?,
+                        team_grant: row.get(4)?,
+                    }),
+                    None => None,
+                },
+            })
+        })?
         .collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
-/// Sets a package's access.
-pub fn set_access(
+/// The standing of `user_id` towards `package` when `slug` is an org's, else `None`.
+pub fn org_facts(
     conn: &Connection,
+    slug: &str,
     package: &str,
-    access: &str,
-    now: i64,
-) -> Result<bool, StoreError> {
-    Ok(conn.execute(
-        "UPDATE packages SET access = ?2, rev = rev + 1, modified_at = ?3 WHERE name = ?1",
-        params![package, access, now],
-    )? > 0)
-}
-
-/// A package's access, if it exists.
-pub fn access(conn: &Connection, package: &str) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT access FROM packages WHERE name = ?1",
-            [package],
-            |row| row.get(0),
-        )
+    user_id: i64,
+) -> Result<Option<OrgFacts>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT (SELECT m.role FROM org_members m WHERE m.org_id = o.id AND m.user_id = ?3),
+                (SELECT MAX(tp.permission) FROM team_packages tp
+                 JOIN team_members tm ON tm.team_id = tp.team_id
+                 WHERE tp.package = ?2 AND tm.user_id = ?3)
+         FROM orgs o WHERE o.slug = ?1",
+    )?;
+    // 'write' sorts after 'read', so MAX is the strongest grant.
+    Ok(stmt
+        .query_row(params![slug, package, user_id], |row| {
+            Ok(OrgFacts {
+                slug: slug.to_owned(),
+                member_role: row.get(0)?,
+                team_grant: row.get(1)?,
+            })
+        })
         .optional()?)
 }
 
-/// The strongest team grant a user holds on a package (`read` or `write`), through any team.
-pub fn team_grant(
-    conn: &Connection,
-    package: &str,
-    user_id: i64,
-) -> Result<Option<String>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT MAX(tp.permission) FROM team_packages tp
-         JOIN team_members tm ON tm.team_id = tp.team_id
-         WHERE tp.package = ?1 AND tm.user_id = ?2",
-    )?;
-    // 'write' sorts after 'read', so MAX is the strongest grant.
-    Ok(stmt.query_row(params![package, user_id], |row| row.get(0))?)
+/// The id of the user named `name`.
+fn user_id(conn: &Connection, name: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM users WHERE name = ?1")?
+        .query_row([name], |row| row.get(0))
+        .optional()?)
 }
 
 /// Whether a user holds a `write` team grant on any package of an org.
@@ -354,22 +359,6 @@ pub fn writes_any_org_package(
         params![slug, user_id],
         |row| row.get(0),
     )?)
-}
-
-/// A package's access and whether its scope is an org's, if the package exists: what decides
-/// who may read it.
-pub fn visibility(
-    conn: &Connection,
-    package: &str,
-    slug: &str,
-) -> Result<Option<(String, bool)>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT p.access, EXISTS (SELECT 1 FROM orgs WHERE slug = ?2)
-         FROM packages p WHERE p.name = ?1",
-    )?;
-    Ok(stmt
-        .query_row(params![package, slug], |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()?)
 }
 
 /// The owner of a scope that is not an org (claimed or reserved), by user id and name.
@@ -433,11 +422,253 @@ pub fn scope_standing(
     })
 }
 
+/// Applies an authorized change to `org`.
+fn apply(conn: &Connection, org: &OrgRow, change: &OrgChange) -> Result<OrgOutcome, StoreError> {
+    let team_id = |team: &str| find_team(conn, org.id, team);
+    Ok(match change {
+        OrgChange::SetMember { user, role } => {
+            let Some(user_id) = user_id(conn, user)? else {
+                return Ok(OrgOutcome::NoUser);
+            };
+            set_member(conn, org.id, user_id, role)?;
+            OrgOutcome::MemberSet {
+                members: members(conn, org.id)?.len(),
+            }
+        }
+        OrgChange::RemoveMember { user } => {
+            let Some(user_id) = user_id(conn, user)? else {
+                return Ok(OrgOutcome::NoUser);
+            };
+            if remove_member(conn, org.id, user_id)? {
+                OrgOutcome::Done
+            } else {
+                OrgOutcome::NotAMember
+            }
+        }
+        OrgChange::CreateTeam { team, description } => {
+            if create_team(conn, org.id, team, description)? {
+                OrgOutcome::Done
+            } else {
+                OrgOutcome::TeamExists
+            }
+        }
+        OrgChange::DeleteTeam { team } => {
+            if delete_team(conn, org.id, team)? {
+                OrgOutcome::Done
+            } else {
+                OrgOutcome::NoTeam
+            }
+        }
+        OrgChange::AddTeamMember { team, user } | OrgChange::RemoveTeamMember { team, user } => {
+            let Some(team_id) = team_id(team)? else {
+                return Ok(OrgOutcome::NoTeam);
+            };
+            let Some(user_id) = user_id(conn, user)? else {
+                return Ok(OrgOutcome::NoUser);
+            };
+            if matches!(change, OrgChange::AddTeamMember { .. }) {
+                if member_role(conn, &org.slug, user_id)?.is_none() {
+                    return Ok(OrgOutcome::NotAMember);
+                }
+                add_team_member(conn, team_id, user_id)?;
+                OrgOutcome::Done
+            } else if remove_team_member(conn, team_id, user_id)? {
+                OrgOutcome::Done
+            } else {
+                OrgOutcome::NotInTeam
+            }
+        }
+        OrgChange::Grant {
+            team,
+            package,
+            permission,
+        } => {
+            let Some(team_id) = team_id(team)? else {
+                return Ok(OrgOutcome::NoTeam);
+            };
+            grant(conn, team_id, package, permission)?;
+            OrgOutcome::Done
+        }
+        OrgChange::Revoke { team, package } => {
+            let Some(team_id) = team_id(team)? else {
+                return Ok(OrgOutcome::NoTeam);
+            };
+            if revoke(conn, team_id, package)? {
+                OrgOutcome::Done
+            } else {
+                OrgOutcome::NoGrant
+            }
+        }
+    })
+}
+
+/// Answers an authorized query about `org`.
+fn answer(conn: &Connection, org: &OrgRow, query: &OrgQuery) -> Result<OrgAnswer, StoreError> {
+    Ok(match query {
+        OrgQuery::Members => OrgAnswer::Map(members(conn, org.id)?),
+        OrgQuery::Teams => OrgAnswer::List(teams(conn, org.id)?),
+        OrgQuery::TeamMembers(team) => match find_team(conn, org.id, team)? {
+            Some(id) => OrgAnswer::List(team_members(conn, id)?),
+            None => OrgAnswer::NoTeam,
+        },
+        OrgQuery::TeamPackages(team) => match find_team(conn, org.id, team)? {
+            Some(id) => OrgAnswer::Map(team_packages(conn, id)?),
+            None => OrgAnswer::NoTeam,
+        },
+    })
+}
+
 #[async_trait::async_trait]
 impl crate::store::OrgStore for super::Sqlite {
     async fn scope_standing(&self, slug: &str, user_id: i64) -> Result<ScopeStanding, StoreError> {
         let slug = slug.to_owned();
         self.read(move |conn| self::scope_standing(conn, &slug, user_id))
             .await
+    }
+
+    async fn create_org(
+        &self,
+        slug: &str,
+        display_name: &str,
+        events: Vec<AuditEvent>,
+    ) -> Result<Option<OrgRow>, StoreError> {
+        let (slug, display_name) = (slug.to_owned(), display_name.to_owned());
+        self.write(move |tx| {
+            let now = clock::now_ms();
+            let Some(id) = create(tx, &slug, &display_name, now)? else {
+                return Ok(None);
+            };
+            events::record_all(tx, &events)?;
+            Ok(Some(OrgRow {
+                id,
+                slug,
+                display_name,
+                created_at: now,
+            }))
+        })
+        .await
+    }
+
+    async fn reserve_scope(
+        &self,
+        slug: &str,
+        owner: &str,
+        reserved_by: &str,
+        event: ReserveEvent,
+    ) -> Result<ReserveOutcome, StoreError> {
+        let (slug, owner, reserved_by) =
+            (slug.to_owned(), owner.to_owned(), reserved_by.to_owned());
+        self.write(move |tx| {
+            if find(tx, &slug)?.is_some() {
+                return Ok(ReserveOutcome::IsOrg);
+            }
+            let Some(owner_id) = user_id(tx, &owner)? else {
+                return Ok(ReserveOutcome::NoUser);
+            };
+            set_scope_owner(tx, &slug, owner_id, Some(&reserved_by), clock::now_ms())?;
+            events::record(tx, &event(owner_id, &owner))?;
+            Ok(ReserveOutcome::Reserved)
+        })
+        .await
+    }
+
+    async fn list_orgs(&self) -> Result<Vec<OrgRow>, StoreError> {
+        self.read(list).await
+    }
+
+    async fn user_orgs(&self, user_id: i64) -> Result<Vec<(OrgRow, String)>, StoreError> {
+        self.read(move |conn| user_orgs(conn, user_id)).await
+    }
+
+    async fn org_packages(
+        &self,
+        slug: &str,
+        reader_id: Option<i64>,
+    ) -> Result<Option<Vec<ListedPackage>>, StoreError> {
+        let slug = slug.to_owned();
+        self.read(move |conn| match find(conn, &slug)? {
+            Some(org) => packages(conn, &org, reader_id).map(Some),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    async fn maintained_packages(
+        &self,
+        user: &str,
+        reader_id: Option<i64>,
+    ) -> Result<Option<Vec<ListedPackage>>, StoreError> {
+        let user = user.to_owned();
+        self.read(move |conn| match user_id(conn, &user)? {
+            Some(id) => user_packages(conn, id, reader_id).map(Some),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    async fn org_facts(
+        &self,
+        slug: &str,
+        package: &str,
+        user_id: i64,
+    ) -> Result<OrgFacts, StoreError> {
+        let (slug, package) = (slug.to_owned(), package.to_owned());
+        self.read(move |conn| {
+            Ok(
+                org_facts(conn, &slug, &package, user_id)?.unwrap_or(OrgFacts {
+                    slug,
+                    member_role: None,
+                    team_grant: None,
+                }),
+            )
+        })
+        .await
+    }
+
+    async fn change_org(
+        &self,
+        slug: &str,
+        actor_id: i64,
+        change: OrgChange,
+        authorize: Authorize,
+        events: Vec<AuditEvent>,
+    ) -> Result<OrgOutcome, OrgError> {
+        let slug = slug.to_owned();
+        self.write(move |tx| {
+            let Some(org) = find(tx, &slug)? else {
+                return Ok(Ok(OrgOutcome::NoOrg));
+            };
+            let role = member_role(tx, &slug, actor_id)?;
+            if let Err(refused) = authorize(&org, role.as_deref()) {
+                return Ok(Err(refused));
+            }
+            let outcome = apply(tx, &org, &change)?;
+            if matches!(outcome, OrgOutcome::Done | OrgOutcome::MemberSet { .. }) {
+                events::record_all(tx, &events)?;
+            }
+            Ok(Ok(outcome))
+        })
+        .await?
+    }
+
+    async fn query_org(
+        &self,
+        slug: &str,
+        actor_id: i64,
+        query: OrgQuery,
+        authorize: Authorize,
+    ) -> Result<OrgAnswer, OrgError> {
+        let slug = slug.to_owned();
+        self.read(move |conn| {
+            let Some(org) = find(conn, &slug)? else {
+                return Ok(Ok(OrgAnswer::NoOrg));
+            };
+            let role = member_role(conn, &slug, actor_id)?;
+            if let Err(refused) = authorize(&org, role.as_deref()) {
+                return Ok(Err(refused));
+            }
+            Ok(Ok(answer(conn, &org, &query)?))
+        })
+        .await?
     }
 }

@@ -1,95 +1,33 @@
-//! Queries on packages, versions, dist-tags, maintainers, retired versions and retired names.
+//! Queries on packages, versions, dist-tags, maintainers, retired versions and retired names,
+//! and the SQLite side of [`crate::store::PackageStore`].
 //!
 //! Every write bumps `packages.rev` and `modified_at`, which become `_rev` and `time.modified`.
+//! Statements on the publish path are `prepare_cached`: publishing is the hot write.
 
 use std::collections::BTreeMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::is_unique_violation;
+use super::{events, is_unique_violation, orgs as org_rows};
+use crate::audit::AuditEvent;
+use crate::clock;
+use crate::orgs::scope_slug;
+use crate::packages::RegistryError;
 use crate::store::StoreError;
-
-/// One stored version.
-#[derive(Debug, Clone)]
-pub struct VersionRow {
-    /// The version string.
-    pub version: String,
-    /// The version object as JSON text (server fields applied, no `dist.tarball`).
-    pub manifest: String,
-    /// `sha512-<base64>`.
-    pub integrity: String,
-    /// Hex SHA-1.
-    pub shasum: String,
-    /// Content address of the tarball in the blob store.
-    pub blob_key: String,
-    /// Tarball size in bytes.
-    pub size: i64,
-    /// Deprecation message.
-    pub deprecated: Option<String>,
-    /// README text.
-    pub readme: Option<String>,
-    /// Publish time (ms).
-    pub published_at: i64,
-}
-
-/// Everything a packument is built from.
-#[derive(Debug, Clone)]
-pub struct PackageRecord {
-    /// Package name.
-    pub name: String,
-    /// `public` or `restricted`.
-    pub access: String,
-    /// Write counter, for `_rev`.
-    pub rev: i64,
-    /// First publish (ms).
-    pub created_at: i64,
-    /// Last write (ms).
-    pub modified_at: i64,
-    /// All versions.
-    pub versions: Vec<VersionRow>,
-    /// Tag → version.
-    pub dist_tags: BTreeMap<String, String>,
-    /// `(name, email)` of each maintainer, by name.
-    pub maintainers: Vec<(String, String)>,
-}
-
-/// A version to insert.
-#[derive(Debug, Clone)]
-pub struct NewVersion {
-    /// Package name.
-    pub package: String,
-    /// Access for a new package.
-    pub access: String,
-    /// The row itself.
-    pub row: VersionRow,
-    /// Dist-tag the publish moves.
-    pub tag: String,
-    /// Publisher's user id, who becomes the first maintainer of a new package.
-    pub publisher_id: i64,
-}
-
-/// What happened to a publish.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PublishOutcome {
-    /// The version landed.
-    Committed,
-    /// The version exists already, with this integrity.
-    Exists {
-        /// Integrity of the stored tarball.
-        integrity: String,
-    },
-    /// The version was published once and unpublished; it can never come back.
-    Retired,
-}
+pub use crate::store::packages::{
+    Decide, NewNameFacts, NewVersion, PackageRecord, PublishOutcome, PublishPlan, Removal,
+    TarballRow, UnpublishOutcome, VersionRow, Visibility, WriteFacts,
+};
 
 /// Loads everything about one package, or `None`.
 pub fn load(conn: &Connection, name: &str) -> Result<Option<PackageRecord>, StoreError> {
     let head = conn
-        .query_row(
+        .prepare_cached(
             "SELECT access, rev, created_at, modified_at FROM packages WHERE name = ?1",
-            [name],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-        )
+        )?
+        .query_row([name], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
         .optional()?;
     let Some((access, rev, created_at, modified_at)) = head else {
         return Ok(None);
@@ -146,22 +84,11 @@ pub fn maintainers(conn: &Connection, name: &str) -> Result<Vec<(String, String)
     Ok(rows)
 }
 
-/// Whether the user maintains the package.
-pub fn is_maintainer(conn: &Connection, name: &str, user_id: i64) -> Result<bool, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT 1 FROM maintainers WHERE package = ?1 AND user_id = ?2",
-            params![name, user_id],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
-}
-
 /// Whether the package exists.
 pub fn exists(conn: &Connection, name: &str) -> Result<bool, StoreError> {
     Ok(conn
-        .query_row("SELECT 1 FROM packages WHERE name = ?1", [name], |_| Ok(()))
+        .prepare_cached("SELECT 1 FROM packages WHERE name = ?1")?
+        .query_row([name], |_| Ok(()))
         .optional()?
         .is_some())
 }
@@ -169,9 +96,8 @@ pub fn exists(conn: &Connection, name: &str) -> Result<bool, StoreError> {
 /// The write counter of a package (`_rev`'s number), or `None` if it does not exist.
 pub fn current_rev(conn: &Connection, name: &str) -> Result<Option<i64>, StoreError> {
     Ok(conn
-        .query_row("SELECT rev FROM packages WHERE name = ?1", [name], |row| {
-            row.get(0)
-        })
+        .prepare_cached("SELECT rev FROM packages WHERE name = ?1")?
+        .query_row([name], |row| row.get(0))
         .optional()?)
 }
 
@@ -182,47 +108,76 @@ pub fn may_reclaim(
     name: &str,
     user_id: i64,
 ) -> Result<Option<bool>, StoreError> {
-    let retired = conn
-        .query_row(
-            "SELECT 1 FROM retired_packages WHERE name = ?1",
-            [name],
-            |_| Ok(()),
-        )
-        .optional()?;
-    if retired.is_none() {
-        return Ok(None);
-    }
-    let former = conn
-        .query_row(
-            "SELECT 1 FROM retired_package_maintainers WHERE package = ?1 AND user_id = ?2",
-            params![name, user_id],
-            |_| Ok(()),
-        )
-        .optional()?;
-    Ok(Some(former.is_some()))
+    let (retired, former): (bool, bool) = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM retired_packages WHERE name = ?1),
+                    EXISTS (SELECT 1 FROM retired_package_maintainers
+                            WHERE package = ?1 AND user_id = ?2)",
+        )?
+        .query_row(params![name, user_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(retired.then_some(former))
 }
 
-/// The tarball of one version: `(blob_key, size, shasum)`.
+/// The facts deciding whether `user_id` may change (or create) `name`; see [`WriteFacts`].
+pub fn write_facts(conn: &Connection, name: &str, user_id: i64) -> Result<WriteFacts, StoreError> {
+    let (exists, is_maintainer) = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM packages WHERE name = ?1),
+                    EXISTS (SELECT 1 FROM maintainers WHERE package = ?1 AND user_id = ?2)",
+        )?
+        .query_row(params![name, user_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let slug = scope_slug(name);
+    let org = match slug {
+        Some(slug) => org_rows::org_facts(conn, slug, name, user_id)?,
+        None => None,
+    };
+    let new_name = if exists {
+        None
+    } else {
+        let plain = slug.filter(|_| org.is_none());
+        Some(NewNameFacts {
+            retired: may_reclaim(conn, name, user_id)?,
+            scope_owner: match plain {
+                Some(slug) => org_rows::scope_owner(conn, slug)?,
+                None => None,
+            },
+            scope_has_packages: match plain {
+                Some(slug) => org_rows::scope_has_packages(conn, slug)?,
+                None => false,
+            },
+        })
+    };
+    Ok(WriteFacts {
+        exists,
+        is_maintainer,
+        org,
+        new_name,
+    })
+}
+
+/// The tarball of one version.
 pub fn find_tarball(
     conn: &Connection,
     name: &str,
     version: &str,
-) -> Result<Option<(String, i64, String)>, StoreError> {
+) -> Result<Option<TarballRow>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT blob_key, size, shasum FROM versions WHERE package = ?1 AND version = ?2",
     )?;
     Ok(stmt
         .query_row(params![name, version], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            Ok(TarballRow {
+                blob_key: row.get(0)?,
+                size: row.get(1)?,
+                shasum: row.get(2)?,
+            })
         })
         .optional()?)
 }
 
 fn bump(conn: &Connection, name: &str, now: i64) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE packages SET rev = rev + 1, modified_at = ?2 WHERE name = ?1",
-        params![name, now],
-    )?;
+    conn.prepare_cached("UPDATE packages SET rev = rev + 1, modified_at = ?2 WHERE name = ?1")?
+        .execute(params![name, now])?;
     Ok(())
 }
 
@@ -231,39 +186,35 @@ fn bump(conn: &Connection, name: &str, now: i64) -> Result<(), StoreError> {
 pub fn commit_publish(conn: &Connection, new: &NewVersion) -> Result<PublishOutcome, StoreError> {
     let row = &new.row;
     let retired = conn
-        .query_row(
-            "SELECT 1 FROM retired_versions WHERE package = ?1 AND version = ?2",
-            params![new.package, row.version],
-            |_| Ok(()),
-        )
+        .prepare_cached("SELECT 1 FROM retired_versions WHERE package = ?1 AND version = ?2")?
+        .query_row(params![new.package, row.version], |_| Ok(()))
         .optional()?;
     if retired.is_some() {
         return Ok(PublishOutcome::Retired);
     }
     // A name published again continues the old package's rev, so a `_rev` read before the
     // unpublish never matches the new package.
-    let created = conn.execute(
-        "INSERT INTO packages (name, access, rev, created_at, modified_at)
-         VALUES (?1, ?2, COALESCE((SELECT last_rev FROM retired_packages WHERE name = ?1), 0), ?3, ?3)
-         ON CONFLICT(name) DO NOTHING",
-        params![new.package, new.access, row.published_at],
-    )?;
+    let created = conn
+        .prepare_cached(
+            "INSERT INTO packages (name, access, rev, created_at, modified_at)
+             VALUES (?1, ?2, COALESCE((SELECT last_rev FROM retired_packages WHERE name = ?1), 0), ?3, ?3)
+             ON CONFLICT(name) DO NOTHING",
+        )?
+        .execute(params![new.package, new.access, row.published_at])?;
     if created > 0 {
-        conn.execute(
-            "INSERT INTO maintainers (package, user_id) VALUES (?1, ?2)",
-            params![new.package, new.publisher_id],
-        )?;
+        conn.prepare_cached("INSERT INTO maintainers (package, user_id) VALUES (?1, ?2)")?
+            .execute(params![new.package, new.publisher_id])?;
         // The name lives again; its maintainers from now on are the package's own.
-        conn.execute(
-            "DELETE FROM retired_packages WHERE name = ?1",
-            [&new.package],
-        )?;
+        conn.prepare_cached("DELETE FROM retired_packages WHERE name = ?1")?
+            .execute([&new.package])?;
     }
-    let inserted = conn.execute(
-        "INSERT INTO versions (package, version, manifest, integrity, shasum, blob_key, size,
-                               deprecated, readme, publisher_id, published_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, ?9, ?10)",
-        params![
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO versions (package, version, manifest, integrity, shasum, blob_key, size,
+                                   deprecated, readme, publisher_id, published_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, ?9, ?10)",
+        )?
+        .execute(params![
             new.package,
             row.version,
             row.manifest,
@@ -274,36 +225,35 @@ pub fn commit_publish(conn: &Connection, new: &NewVersion) -> Result<PublishOutc
             row.readme,
             new.publisher_id,
             row.published_at
-        ],
-    );
+        ]);
     match inserted {
         Ok(_) => {}
         Err(err) if is_unique_violation(&err) => {
-            let integrity = conn.query_row(
-                "SELECT integrity FROM versions WHERE package = ?1 AND version = ?2",
-                params![new.package, row.version],
-                |r| r.get(0),
-            )?;
+            let integrity = conn
+                .prepare_cached(
+                    "SELECT integrity FROM versions WHERE package = ?1 AND version = ?2",
+                )?
+                .query_row(params![new.package, row.version], |r| r.get(0))?;
             return Ok(PublishOutcome::Exists { integrity });
         }
         Err(err) => return Err(err.into()),
     }
     put_tag(conn, &new.package, &new.tag, &row.version)?;
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO dist_tags (package, tag, version) VALUES (?1, 'latest', ?2)
          ON CONFLICT(package, tag) DO NOTHING",
-        params![new.package, row.version],
-    )?;
+    )?
+    .execute(params![new.package, row.version])?;
     bump(conn, &new.package, row.published_at)?;
     Ok(PublishOutcome::Committed)
 }
 
 fn put_tag(conn: &Connection, name: &str, tag: &str, version: &str) -> Result<(), StoreError> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO dist_tags (package, tag, version) VALUES (?1, ?2, ?3)
          ON CONFLICT(package, tag) DO UPDATE SET version = excluded.version",
-        params![name, tag, version],
-    )?;
+    )?
+    .execute(params![name, tag, version])?;
     Ok(())
 }
 
@@ -444,5 +394,268 @@ pub fn set_maintainers(
     bump(conn, name, now)
 }
 
+/// The ids of the users named, in order, or the first name with no account.
+fn user_ids(conn: &Connection, names: &[String]) -> Result<Result<Vec<i64>, String>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT id FROM users WHERE name = ?1")?;
+    let mut ids = Vec::with_capacity(names.len());
+    for name in names {
+        match stmt.query_row([name], |row| row.get(0)).optional()? {
+            Some(id) => ids.push(id),
+            None => return Ok(Err(name.clone())),
+        }
+    }
+    Ok(Ok(ids))
+}
+
+/// Sets a package's access; answers whether it exists.
+pub fn set_access(
+    conn: &Connection,
+    package: &str,
+    access: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "UPDATE packages SET access = ?2, rev = rev + 1, modified_at = ?3 WHERE name = ?1",
+        params![package, access, now],
+    )? > 0)
+}
+
+/// A package's access, if it exists.
+pub fn access(conn: &Connection, package: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT access FROM packages WHERE name = ?1")?
+        .query_row([package], |row| row.get(0))
+        .optional()?)
+}
+
+/// A package's access and whether its scope `slug` is an org's, if the package exists.
+pub fn visibility(
+    conn: &Connection,
+    package: &str,
+    slug: &str,
+) -> Result<Option<Visibility>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.access, EXISTS (SELECT 1 FROM orgs WHERE slug = ?2)
+         FROM packages p WHERE p.name = ?1",
+    )?;
+    Ok(stmt
+        .query_row(params![package, slug], |row| {
+            Ok(Visibility {
+                access: row.get(0)?,
+                org_scope: row.get(1)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Who may do what with a package: maintainers write; team grants add their members.
+pub fn collaborators(
+    conn: &Connection,
+    package: &str,
+) -> Result<BTreeMap<String, String>, StoreError> {
+    let mut out = BTreeMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT u.name, tp.permission FROM team_packages tp
+         JOIN team_members tm ON tm.team_id = tp.team_id JOIN users u ON u.id = tm.user_id
+         WHERE tp.package = ?1",
+    )?;
+    for row in stmt.query_map([package], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })? {
+        let (user, permission) = row?;
+        crate::store::packages::add_grant(&mut out, user, permission);
+    }
+    let mut stmt = conn.prepare(
+        "SELECT u.name FROM maintainers m JOIN users u ON u.id = m.user_id WHERE m.package = ?1",
+    )?;
+    for name in stmt.query_map([package], |row| row.get::<_, String>(0))? {
+        out.insert(name?, "write".to_owned());
+    }
+    Ok(out)
+}
+
 #[async_trait::async_trait]
-impl crate::store::PackageStore for super::Sqlite {}
+impl crate::store::PackageStore for super::Sqlite {
+    async fn load_package(&self, name: &str) -> Result<Option<PackageRecord>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| load(conn, &name)).await
+    }
+
+    async fn dist_tags(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            if !exists(conn, &name)? {
+                return Ok(None);
+            }
+            dist_tags(conn, &name).map(Some)
+        })
+        .await
+    }
+
+    async fn find_tarball(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<TarballRow>, StoreError> {
+        let (name, version) = (name.to_owned(), version.to_owned());
+        self.read(move |conn| find_tarball(conn, &name, &version))
+            .await
+    }
+
+    async fn write_facts(&self, name: &str, user_id: i64) -> Result<WriteFacts, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| write_facts(conn, &name, user_id))
+            .await
+    }
+
+    async fn commit_publish(
+        &self,
+        new: NewVersion,
+        events: Vec<AuditEvent>,
+        decide: Decide<PublishPlan>,
+    ) -> Result<PublishOutcome, RegistryError> {
+        // One write: the decision, the version and its events commit together.
+        self.write(move |tx| {
+            let facts = write_facts(tx, &new.package, new.publisher_id)?;
+            let plan = match decide(&facts) {
+                Ok(plan) => plan,
+                Err(refused) => return Ok(Err(refused)),
+            };
+            let outcome = commit_publish(tx, &new)?;
+            if outcome == PublishOutcome::Committed {
+                if let Some(slug) = &plan.claim_scope {
+                    org_rows::set_scope_owner(tx, slug, new.publisher_id, None, clock::now_ms())?;
+                }
+                events::record_all(tx, &events)?;
+            }
+            Ok(Ok(outcome))
+        })
+        .await?
+    }
+
+    async fn set_dist_tag(
+        &self,
+        name: &str,
+        tag: &str,
+        version: &str,
+        events: Vec<AuditEvent>,
+    ) -> Result<BTreeMap<String, String>, StoreError> {
+        let (name, tag, version) = (name.to_owned(), tag.to_owned(), version.to_owned());
+        self.write(move |tx| {
+            set_dist_tag(tx, &name, &tag, &version, clock::now_ms())?;
+            events::record_all(tx, &events)?;
+            dist_tags(tx, &name)
+        })
+        .await
+    }
+
+    async fn remove_dist_tag(
+        &self,
+        name: &str,
+        tag: &str,
+        events: Vec<AuditEvent>,
+    ) -> Result<Option<BTreeMap<String, String>>, StoreError> {
+        let (name, tag) = (name.to_owned(), tag.to_owned());
+        self.write(move |tx| {
+            if !delete_dist_tag(tx, &name, &tag, clock::now_ms())? {
+                return Ok(None);
+            }
+            events::record_all(tx, &events)?;
+            dist_tags(tx, &name).map(Some)
+        })
+        .await
+    }
+
+    async fn set_deprecations(
+        &self,
+        name: &str,
+        changes: Vec<(String, Option<String>)>,
+        events: Vec<AuditEvent>,
+    ) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.write(move |tx| {
+            set_deprecations(tx, &name, &changes, clock::now_ms())?;
+            events::record_all(tx, &events)
+        })
+        .await
+    }
+
+    async fn set_maintainers(
+        &self,
+        name: &str,
+        users: Vec<String>,
+        events: Vec<AuditEvent>,
+    ) -> Result<Option<String>, StoreError> {
+        let name = name.to_owned();
+        self.write(move |tx| {
+            let ids = match user_ids(tx, &users)? {
+                Ok(ids) => ids,
+                Err(missing) => return Ok(Some(missing)),
+            };
+            set_maintainers(tx, &name, &ids, clock::now_ms())?;
+            events::record_all(tx, &events)?;
+            Ok(None)
+        })
+        .await
+    }
+
+    async fn commit_unpublish(
+        &self,
+        name: &str,
+        read_rev: i64,
+        removal: Removal,
+        events: Vec<AuditEvent>,
+    ) -> Result<UnpublishOutcome, StoreError> {
+        let name = name.to_owned();
+        self.write(move |tx| {
+            if current_rev(tx, &name)? != Some(read_rev) {
+                return Ok(UnpublishOutcome::Changed);
+            }
+            events::record_all(tx, &events)?;
+            let now = clock::now_ms();
+            let freed_blobs = match &removal {
+                Removal::Versions {
+                    versions,
+                    new_latest,
+                } => remove_versions(tx, &name, versions, new_latest.as_deref(), now)?,
+                Removal::Package => delete_package(tx, &name, now)?,
+            };
+            Ok(UnpublishOutcome::Removed { freed_blobs })
+        })
+        .await
+    }
+
+    async fn unreferenced_blobs(&self, keys: Vec<String>) -> Result<Vec<String>, StoreError> {
+        self.write(move |tx| unreferenced(tx, keys)).await
+    }
+
+    async fn package_access(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| access(conn, &name)).await
+    }
+
+    async fn set_access(
+        &self,
+        name: &str,
+        access: &str,
+        events: Vec<AuditEvent>,
+    ) -> Result<bool, StoreError> {
+        let (name, access) = (name.to_owned(), access.to_owned());
+        self.write(move |tx| {
+            let found = set_access(tx, &name, &access, clock::now_ms())?;
+            events::record_all(tx, &events)?;
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn collaborators(&self, name: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| collaborators(conn, &name)).await
+    }
+
+    async fn visibility(&self, name: &str, slug: &str) -> Result<Option<Visibility>, StoreError> {
+        let (name, slug) = (name.to_owned(), slug.to_owned());
+        self.read(move |conn| visibility(conn, &name, &slug)).await
+    }
+}

@@ -72,6 +72,13 @@ impl StoreUnderTest {
                 .unwrap(),
         }
     }
+
+    /// The directory of the SQLite store (its `packr.db`), for tests that add rows directly;
+    /// `None` on PostgreSQL.
+    #[allow(dead_code, reason = "for contract tests that add rows directly")]
+    pub fn sqlite_dir(&self) -> Option<&std::path::Path> {
+        (self.backend == Backend::Sqlite).then(|| self._dir.path())
+    }
 }
 
 /// Runs `async fn scenario(store: StoreUnderTest)` as two tests, `scenario::on_sqlite` and
