@@ -32,7 +32,7 @@ use crate::rate_limit::LoginRateLimit;
 use crate::store::BlobStore;
 use crate::store::blob::fs::FsBlobStore;
 use crate::store::blob::s3::S3BlobStore;
-use crate::store::{Postgres, Sqlite, Store};
+use crate::store::{Change, ChangeFeed, Postgres, Sqlite, Store};
 use crate::webhooks::{SecretBox, TargetPolicy, WebhookSettings, Webhooks, Worker};
 use crate::{api, error, health, npm, telemetry, web};
 
@@ -130,6 +130,9 @@ pub struct Server {
     tokens: Tokens,
     token_usage_flush: Duration,
     device: DeviceFlow,
+    registry: Registry,
+    /// Changes other instances make (PostgreSQL), which this one's caches must forget.
+    changes: Option<ChangeFeed>,
 }
 
 impl Server {
@@ -198,6 +201,8 @@ impl Server {
             tokens: state.tokens.clone(),
             token_usage_flush: config.token_usage_flush,
             device: state.device.clone(),
+            registry: state.registry.clone(),
+            changes: services.store.watch_changes(),
             app: router(state),
             worker,
         })
@@ -217,6 +222,7 @@ impl Server {
         let (tokens, every, usage_stop) =
             (self.tokens, self.token_usage_flush, worker_stop.clone());
         let (watcher, watch_stop) = (tokens.clone(), worker_stop.clone());
+        let watcher_tokens = tokens.clone();
         tasks.spawn(async move { tokens.flush_usage_until(every, usage_stop).await });
         tasks.spawn(async move {
             watcher
@@ -224,6 +230,14 @@ impl Server {
                 .await
         });
         tasks.spawn(clean_up_device_codes(self.device, worker_stop.clone()));
+        if let Some(changes) = self.changes {
+            tasks.spawn(follow_changes(
+                changes,
+                self.registry,
+                watcher_tokens,
+                worker_stop.clone(),
+            ));
+        }
         tasks.close();
         let service = tower::Layer::layer(
             &MapRequestLayer::new(npm::path::normalize_scoped_uri),
@@ -252,6 +266,30 @@ impl Server {
             tracing::warn!("background tasks still running {WORKER_GRACE:?} after shutdown");
         }
         served.context("serving HTTP")
+    }
+}
+
+/// Makes this instance's caches forget what other instances change, until stopped.
+async fn follow_changes(
+    mut changes: ChangeFeed,
+    registry: Registry,
+    tokens: Tokens,
+    stop: CancellationToken,
+) {
+    loop {
+        let change = tokio::select! {
+            change = changes.recv() => change,
+            () = stop.cancelled() => return,
+        };
+        match change {
+            Some(Change::Package(name)) => registry.forget_package(&name),
+            Some(Change::Tokens) => tokens.forget_checked(),
+            Some(Change::Everything) => {
+                registry.forget_everything();
+                tokens.forget_checked();
+            }
+            None => return,
+        }
     }
 }
 

@@ -578,6 +578,12 @@ impl Tokens {
         super::account_watch::run(&self.store, &self.checked, every, stop).await;
     }
 
+    /// Forgets every checked token, so each is checked against the database on its next use:
+    /// another instance revoked one.
+    pub fn forget_checked(&self) {
+        self.checked.clear();
+    }
+
     /// Writes usage data every `every` until `stop` is cancelled, then once more; `serve` runs it.
     pub async fn flush_usage_until(&self, every: Duration, stop: CancellationToken) {
         self.usage.flush_until(every, stop).await;

@@ -63,6 +63,9 @@ impl Entry {
 struct Entries {
     by_name: HashMap<String, Entry>,
     bytes: usize,
+    /// Bumped by [`PackumentCache::invalidate_all`]; part of every epoch, so a render of a name
+    /// that had no entry then is not stored either.
+    epoch_floor: u64,
 }
 
 /// Rendered packuments by package name (each for one public base URL), bounded in bytes.
@@ -99,7 +102,8 @@ impl PackumentCache {
 
     /// The invalidation count of a name; take it before reading the database.
     pub fn epoch(&self, name: &str) -> u64 {
-        self.lock().by_name.get(name).map_or(0, |e| e.epoch)
+        let entries = self.lock();
+        entries.epoch_floor << 32 | entries.by_name.get(name).map_or(0, |e| e.epoch)
     }
 
     /// Stores a set rendered from data read at `epoch`, unless a write came since; evicts other
@@ -111,8 +115,9 @@ impl PackumentCache {
         }
         let mut entries = self.lock();
         let entries = &mut *entries;
+        let floor = entries.epoch_floor << 32;
         let entry = entries.by_name.entry(name.to_owned()).or_default();
-        if entry.epoch != epoch {
+        if floor | entry.epoch != epoch {
             return;
         }
         entries.bytes -= entry.clear();
@@ -138,6 +143,18 @@ impl PackumentCache {
         let entry = entries.by_name.entry(name.to_owned()).or_default();
         entry.epoch += 1;
         entries.bytes -= entry.clear();
+    }
+
+    /// Drops every cached representation; renders in flight are not stored.
+    pub fn invalidate_all(&self) {
+        let mut entries = self.lock();
+        let entries = &mut *entries;
+        entries.epoch_floor += 1;
+        for entry in entries.by_name.values_mut() {
+            entry.epoch += 1;
+            entry.clear();
+        }
+        entries.bytes = 0;
     }
 
     /// Bytes of rendered documents held.

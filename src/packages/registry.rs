@@ -332,6 +332,21 @@ impl Registry {
     }
 
     /// Forgets cached packuments of a package after a write.
+    /// Forgets what this instance holds about a package another instance changed.
+    pub fn forget_package(&self, name: &str) {
+        self.cache.invalidate(name);
+        self.visibility.forget(name);
+        self.tarballs.invalidate(name);
+    }
+
+    /// Forgets every cached packument, tarball and visibility: another instance changed an org,
+    /// or its changes may have been missed.
+    pub fn forget_everything(&self) {
+        self.cache.invalidate_all();
+        self.visibility.forget_all();
+        self.tarballs.invalidate_all();
+    }
+
     pub(super) fn invalidate(&self, name: &PackageName) {
         self.cache.invalidate(name.as_str());
         self.visibility.forget(name.as_str());

@@ -75,6 +75,13 @@ impl TarballCache {
         tarball
     }
 
+    /// Forgets every package's tarballs.
+    pub fn invalidate_all(&self) {
+        let mut entries = self.lock();
+        entries.by_package.clear();
+        entries.bytes = 0;
+    }
+
     /// Forgets a package's tarballs (after an unpublish, or any write to it).
     pub fn invalidate(&self, package: &str) {
         let mut entries = self.lock();

@@ -43,6 +43,10 @@ impl VisibilityCache {
         entries.insert(package.to_owned(), (org, Instant::now()));
     }
 
+    pub(super) fn forget_all(&self) {
+        self.lock().clear();
+    }
+
     pub(super) fn forget(&self, package: &str) {
         self.lock().remove(package);
     }

@@ -190,6 +190,7 @@ async fn a_disabled_users_tokens_sessions_and_logins_stop_and_enable_brings_back
             "--data-dir",
         ])
         .arg(&server.data_dir)
+        .envs(crate::support::server::store_env(&server.data_dir))
         .output()
         .unwrap();
     assert!(!refused.status.success());

@@ -315,6 +315,7 @@ fn packr_fails(data_dir: &Path, args: &[&str], stdin: &str) -> String {
         .arg("--data-dir")
         .arg(data_dir)
         .env_remove("PACKR_DATA_DIR")
+        .envs(crate::support::server::store_env(data_dir))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

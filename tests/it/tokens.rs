@@ -128,6 +128,7 @@ fn packr(server: &TestServer, args: &[&str]) -> Output {
         .arg("--data-dir")
         .arg(&server.data_dir)
         .env_remove("PACKR_DATA_DIR")
+        .envs(crate::support::server::store_env(&server.data_dir))
         .output()
         .expect("running the packr binary")
 }

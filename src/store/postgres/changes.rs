@@ -76,7 +76,13 @@ async fn listen_once(pool: &PgPool, sender: &UnboundedSender<Change>) -> Result<
         if sender.send(Change::Everything).is_err() {
             return Ok(());
         }
-        while let Some(message) = messages.recv().await {
+        loop {
+            let message = tokio::select! {
+                message = messages.recv() => message,
+                // The instance stopped following changes: hang up now, not at the next one.
+                () = sender.closed() => return Ok(()),
+            };
+            let Some(message) = message else { break };
             let AsyncMessage::Notification(note) = message? else {
                 continue;
             };
