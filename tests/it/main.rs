@@ -8,6 +8,7 @@
 
 mod blob_store;
 mod cli_contract;
+mod fly_replay;
 mod migrate_store;
 mod namespace;
 mod npm_client;
