@@ -9,6 +9,7 @@
 mod blob_store;
 mod cli_contract;
 mod fly_replay;
+mod helm_chart;
 mod migrate_store;
 mod namespace;
 mod npm_client;
