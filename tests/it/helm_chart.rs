@@ -58,10 +58,14 @@ fn render(values: &Value) -> Rendered {
 
 /// The chart's refusal of `values` (a `fail` in a template), or the rendered chart.
 fn try_render(values: &Value) -> Result<Rendered, String> {
+    try_render_chart(&chart_dir(), values)
+}
+
+fn try_render_chart(chart: &Path, values: &Value) -> Result<Rendered, String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/helm_render.py");
     let mut child = Command::new(python())
         .arg(script)
-        .arg(chart_dir())
+        .arg(chart)
         .args(KUBERNETES)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -393,4 +397,45 @@ fn the_ingress_and_the_disruption_budget_follow_their_values() {
         try_render(&json!({ "ingress": { "enabled": true, "host": "" } }))
             .is_err_and(|refused| refused.contains("ingress.host"))
     );
+}
+
+/// What `helm upgrade` finds: the Secret of the release, as `lookup` returns it in a cluster.
+/// Offline rendering has no cluster, so the test puts the Secret's data where the chart's
+/// `lookup` call is, in a copy of the chart, and checks what the template does with it.
+#[test]
+fn an_upgrade_keeps_the_secrets_the_release_already_has() {
+    let copy = tempfile::tempdir().unwrap();
+    let chart = copy.path().join("packr");
+    for dir in ["", "templates"] {
+        std::fs::create_dir_all(chart.join(dir)).unwrap();
+        for entry in std::fs::read_dir(chart_dir().join(dir)).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_file() {
+                std::fs::copy(entry.path(), chart.join(dir).join(entry.file_name())).unwrap();
+            }
+        }
+    }
+    let kept = "cd".repeat(32);
+    let template = chart.join("templates/secret.yaml");
+    let text = std::fs::read_to_string(&template).unwrap();
+    let lookup = r#"(lookup "v1" "Secret" .Release.Namespace $name)"#;
+    assert_eq!(text.matches(lookup).count(), 1, "the chart's lookup moved");
+    let in_cluster = format!(
+        r#"(dict "data" (dict "PACKR_SESSION_SECRET" "{}"))"#,
+        base64::engine::general_purpose::STANDARD.encode(&kept)
+    );
+    std::fs::write(&template, text.replace(lookup, &in_cluster)).unwrap();
+
+    let given = "ab".repeat(32);
+    let values = clustered(json!({ "secrets": { "jwtSecret": given } }));
+    let chart = try_render_chart(&chart, &values).unwrap_or_else(|err| panic!("{err}"));
+    let secrets = chart.secret("demo-packr-secrets");
+    assert_eq!(decoded(secrets, "PACKR_SESSION_SECRET"), kept, "kept");
+    assert_eq!(
+        decoded(secrets, "PACKR_JWT_SECRET"),
+        given,
+        "a given value wins"
+    );
+    let generated = decoded(secrets, "PACKR_SECRET_KEY");
+    assert!(generated.len() == 64 && generated != kept && generated != given);
 }
