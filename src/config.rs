@@ -142,6 +142,35 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub webhooks: WebhookArgs,
+
+    #[command(flatten)]
+    pub regions: RegionArgs,
+}
+
+/// Where this instance runs, and (on Fly.io) which region takes the writes.
+#[derive(Debug, Clone, Args)]
+pub struct RegionArgs {
+    /// This instance's region, reported by `/-/health`. Defaults to Fly's FLY_REGION.
+    #[arg(long, env = "PACKR_REGION")]
+    pub region: Option<String>,
+
+    /// The Fly.io region this machine runs in; Fly sets FLY_REGION.
+    #[arg(long, env = "FLY_REGION")]
+    pub fly_region: Option<String>,
+
+    /// The Fly.io region of the primary database; Fly sets PRIMARY_REGION from fly.toml's
+    /// `primary_region`. Writes landing elsewhere are answered with `fly-replay` to it.
+    #[arg(long, env = "PRIMARY_REGION")]
+    pub primary_region: Option<String>,
+}
+
+/// On Fly.io: the machine's region and the primary region, both set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlyRegions {
+    /// FLY_REGION: where this machine runs.
+    pub region: String,
+    /// PRIMARY_REGION: where writes are processed.
+    pub primary: String,
 }
 
 /// How webhook deliveries are sent and retried.
@@ -302,6 +331,11 @@ pub struct Config {
     pub webhook_timeout: Duration,
     /// Internal networks webhook deliveries may reach anyway.
     pub webhook_allowed_networks: Vec<IpNet>,
+    /// This instance's region (PACKR_REGION, else FLY_REGION), for `/-/health`.
+    pub region: Option<String>,
+    /// On Fly.io (FLY_REGION and PRIMARY_REGION both set): writes landing outside the primary
+    /// region are sent back with `fly-replay` (see `fly_replay`).
+    pub fly: Option<FlyRegions>,
 }
 
 /// Browser and device-code login settings.
@@ -398,6 +432,8 @@ impl Config {
             webhook_retry_schedule,
             webhook_timeout: args.webhooks.webhook_timeout,
             webhook_allowed_networks,
+            region: args.regions.region(),
+            fly: args.regions.fly(),
         })
     }
 
@@ -442,8 +478,32 @@ impl Config {
             webhook_timeout: Duration::from_secs(10),
             // As in production: tests that deliver to loopback receivers allow 127.0.0.0/8.
             webhook_allowed_networks: Vec::new(),
+            region: None,
+            fly: None,
         }
     }
+}
+
+impl RegionArgs {
+    /// PACKR_REGION, else FLY_REGION; blank counts as unset.
+    pub fn region(&self) -> Option<String> {
+        non_blank(self.region.as_deref()).or_else(|| non_blank(self.fly_region.as_deref()))
+    }
+
+    /// Both Fly regions, when both are set.
+    pub fn fly(&self) -> Option<FlyRegions> {
+        Some(FlyRegions {
+            region: non_blank(self.fly_region.as_deref())?,
+            primary: non_blank(self.primary_region.as_deref())?,
+        })
+    }
+}
+
+/// The trimmed text, unless empty.
+fn non_blank(text: Option<&str>) -> Option<String> {
+    text.map(str::trim)
+        .filter(|text| !text.is_empty())
+        .map(str::to_owned)
 }
 
 impl Storage {
@@ -763,6 +823,26 @@ mod tests {
         let debug = format!("{:?}", parsed.args);
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(parsed.args.data.database_url().is_some());
+    }
+
+    #[test]
+    fn the_region_defaults_to_fly_s_and_fly_needs_both_regions() {
+        let config = config_from(&[]).unwrap();
+        assert_eq!((config.region, config.fly), (None, None));
+        let config = config_from(&["--fly-region", "fra", "--primary-region", "ams"]).unwrap();
+        assert_eq!(config.region.as_deref(), Some("fra"));
+        assert_eq!(
+            config.fly,
+            Some(FlyRegions {
+                region: "fra".into(),
+                primary: "ams".into()
+            })
+        );
+        let config = config_from(&["--region", "eu-1", "--fly-region", "fra"]).unwrap();
+        assert_eq!(config.region.as_deref(), Some("eu-1"));
+        assert_eq!(config.fly, None);
+        let config = config_from(&["--fly-region", "fra", "--primary-region", " "]).unwrap();
+        assert_eq!(config.fly, None);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! - edges: [`cli`] (the `packr` subcommands) and [`npm`] (the npm wire protocol over HTTP);
 //!   [`server`] wires them together, [`error`] is the only place that turns failures into HTTP answers,
 //!   [`rate_limit`] throttles the login, device-code and token endpoints per client address, and
-//!   [`client_ip`] decides that address (the peer, or what a trusted proxy forwarded).
+//!   [`client_ip`] decides that address (the peer, or what a trusted proxy forwarded), and
+//!   [`fly_replay`] sends writes that land outside Fly's primary region back there.
 //! - core: [`auth`] (who is calling and what they may do) and [`packages`] (the registry's rules:
 //!   names, versions, tarballs, publish, dist-tags, packuments). The core never imports axum or hyper.
 //!   [`webhooks`] is core too; only its delivery worker speaks HTTP, through [`outbound`].
@@ -22,6 +23,7 @@ pub mod client_ip;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod fly_replay;
 pub mod health;
 pub mod npm;
 pub mod orgs;

@@ -328,6 +328,7 @@ fn open_blob_store(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
 fn router(state: AppState) -> Router {
     let login_limit = LoginRateLimit::new(state.config.login_rate_limit);
     let trusted_proxies = state.config.trusted_proxies.clone();
+    let fly_replay = crate::fly_replay::FlyReplayLayer::new(state.config.fly.as_ref());
     Router::new()
         .merge(health::routes())
         .merge(api::routes())
@@ -336,6 +337,7 @@ fn router(state: AppState) -> Router {
         .fallback(error::fallback_not_found)
         .with_state(state)
         .layer(login_limit)
+        .layer(fly_replay)
         .layer(ClientIpLayer::new(&trusted_proxies))
         .layer(
             ServiceBuilder::new()

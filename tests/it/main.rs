@@ -8,6 +8,8 @@
 
 mod blob_store;
 mod cli_contract;
+mod fly_replay;
+mod helm_chart;
 mod migrate_store;
 mod namespace;
 mod npm_client;
