@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../it/fly_replay.rs"]
+mod fly_replay;
 #[path = "../it/namespace.rs"]
 mod namespace;
 #[path = "../it/npm_client.rs"]
@@ -33,6 +35,8 @@ mod security_store;
 #[path = "../it/security_webhooks.rs"]
 mod security_webhooks;
 #[path = "../it/support/mod.rs"]
+// Shared with `tests/it`, which uses parts this binary does not.
+#[allow(dead_code, unused_macros, unused_imports)]
 mod support;
 #[path = "../it/tokens.rs"]
 mod tokens;
