@@ -8,6 +8,7 @@
 
 mod blob_store;
 mod cli_contract;
+mod cluster;
 mod fly_replay;
 mod helm_chart;
 mod migrate_store;

@@ -521,23 +521,36 @@ async fn a_missing_database_is_named_with_the_servers_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_and_the_store_commands_refuse_a_database_url_and_say_why() {
+async fn serve_and_the_store_commands_use_the_database_url_and_never_print_it() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_str().unwrap();
     let env = [(
         "PACKR_DATABASE_URL",
         "postgres://packr:hunter2@127.0.0.1:1/registry",
     )];
+    // Several instances cannot share tarballs kept in one instance's data directory.
+    let serve = ["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir];
+    let stderr = fails(&serve, &env).await;
+    assert!(
+        stderr.contains("PACKR_STORAGE=s3") && stderr.contains("PACKR_ALLOW_LOCAL_BLOBS"),
+        "{stderr}"
+    );
     let commands: [&[&str]; 3] = [
-        &["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--allow-local-blobs",
+            "--data-dir",
+            data_dir,
+        ],
         &["user", "disable", "alice", "--data-dir", data_dir],
         &["token", "list", "--data-dir", data_dir],
     ];
     for args in commands {
         let stderr = fails(args, &env).await;
         assert!(
-            stderr.contains("PostgreSQL store is not built yet")
-                && stderr.contains("only `packr migrate` uses it"),
+            stderr.contains("cannot connect to PostgreSQL at packr@127.0.0.1:1/registry"),
             "packr {}: {stderr}",
             args[0]
         );
