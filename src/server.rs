@@ -32,7 +32,7 @@ use crate::rate_limit::LoginRateLimit;
 use crate::store::BlobStore;
 use crate::store::blob::fs::FsBlobStore;
 use crate::store::blob::s3::S3BlobStore;
-use crate::store::{Change, ChangeFeed, Postgres, Sqlite, Store};
+use crate::store::{Change, ChangeFeed, Postgres, SharedBuckets, Sqlite, Store};
 use crate::webhooks::{SecretBox, TargetPolicy, WebhookSettings, Webhooks, Worker};
 use crate::{api, error, health, npm, telemetry, web};
 
@@ -203,7 +203,7 @@ impl Server {
             device: state.device.clone(),
             registry: state.registry.clone(),
             changes: services.store.watch_changes(),
-            app: router(state),
+            app: router(state, services.store.shared_buckets()),
             worker,
         })
     }
@@ -325,8 +325,9 @@ fn open_blob_store(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
     })
 }
 
-fn router(state: AppState) -> Router {
-    let login_limit = LoginRateLimit::new(state.config.login_rate_limit);
+fn router(state: AppState, shared_buckets: Option<Arc<dyn SharedBuckets>>) -> Router {
+    let login_limit = LoginRateLimit::new(state.config.login_rate_limit)
+        .shared(state.config.login_rate_limit, shared_buckets);
     let trusted_proxies = state.config.trusted_proxies.clone();
     let fly_replay = crate::fly_replay::FlyReplayLayer::new(state.config.fly.as_ref());
     Router::new()

@@ -39,6 +39,33 @@ pub trait MetadataStore:
     fn watch_changes(&self) -> Option<ChangeFeed> {
         None
     }
+
+    /// Rate-limit buckets every instance draws from, for a store several instances share;
+    /// `None` when one instance's own memory is the whole registry's (SQLite).
+    fn shared_buckets(&self) -> Option<Arc<dyn SharedBuckets>> {
+        None
+    }
+}
+
+/// A bucket's quota: one request per `period`, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Time that earns one request.
+    pub period: std::time::Duration,
+    /// Requests a full bucket allows at once.
+    pub burst: u32,
+}
+
+/// Token buckets kept in the store, so that a limit holds for all instances together.
+#[async_trait::async_trait]
+pub trait SharedBuckets: Send + Sync {
+    /// Takes one request from the bucket `key`: `None` when allowed, else how long until the
+    /// bucket allows one again.
+    async fn take(
+        &self,
+        key: &str,
+        quota: Quota,
+    ) -> Result<Option<std::time::Duration>, StoreError>;
 }
 
 /// A change another instance made, which caches of this one must forget.

@@ -333,3 +333,36 @@ async fn each_delivery_is_sent_once_by_whichever_instances_run() {
     assert!(hits_after.len() <= 13, "sent twice: {hits_after:?}");
     assert!(hits_after.iter().all(|hit| hit.signature_ok));
 }
+
+#[tokio::test]
+async fn the_login_rate_limit_holds_for_the_cluster_as_a_whole() {
+    let cluster = Cluster::start(3, &[("PACKR_LOGIN_RATE_LIMIT", "3/m")]).await;
+    add_user(cluster.admin_dir(), "alice", "alice-pass-1", "maintainer");
+    let guess = json!({ "name": "alice", "password": "not-her-password" });
+    let attempt = |on: usize| {
+        let client = cluster.client(on);
+        let guess = guess.clone();
+        async move {
+            client
+                .send("PUT", "/-/user/org.couchdb.user:alice", "", Some(&guess))
+                .await
+        }
+    };
+    // Three guesses, one per instance: each instance alone has used a third of its bucket.
+    for on in 0..3 {
+        let (status, body) = attempt(on).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "instance {on}: {body}");
+    }
+    for on in 0..3 {
+        let (status, body) = attempt(on).await;
+        assert_eq!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "instance {on}: {body}"
+        );
+        assert!(
+            body["error"].as_str().unwrap().contains("try again in"),
+            "{body}"
+        );
+    }
+}

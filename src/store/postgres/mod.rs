@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod buckets;
 pub mod changes;
 pub mod events;
 pub mod logins;
@@ -104,6 +105,12 @@ impl crate::store::MetadataStore for Postgres {
 
     fn watch_changes(&self) -> Option<crate::store::ChangeFeed> {
         Some(changes::listen(self.pool.clone()))
+    }
+
+    fn shared_buckets(&self) -> Option<std::sync::Arc<dyn crate::store::SharedBuckets>> {
+        Some(std::sync::Arc::new(buckets::PgBuckets::new(
+            self.pool.clone(),
+        )))
     }
 }
 

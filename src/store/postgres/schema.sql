@@ -258,3 +258,10 @@ CREATE TABLE user_identities (
     PRIMARY KEY (provider, subject)
 );
 CREATE INDEX user_identities_user ON user_identities(user_id);
+
+-- Rate-limit buckets shared by every instance (PostgreSQL only: one SQLite instance keeps its buckets
+-- in memory): the generic cell rate algorithm's theoretical arrival time per bucket, in ms.
+CREATE TABLE rate_limit_buckets (
+    key TEXT PRIMARY KEY,
+    tat BIGINT NOT NULL
+);
