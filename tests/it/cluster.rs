@@ -366,3 +366,113 @@ async fn the_login_rate_limit_holds_for_the_cluster_as_a_whole() {
         );
     }
 }
+
+/// A form POST to `url` with `cookies`, redirects not followed.
+async fn post_form(url: &str, fields: &[(&str, &str)], cookies: Option<&str>) -> reqwest::Response {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut request = http
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(fields).unwrap());
+    if let Some(cookies) = cookies {
+        request = request.header("cookie", cookies);
+    }
+    request.send().await.unwrap()
+}
+
+/// `name=value` of each cookie a response sets.
+fn cookies_of(response: &reqwest::Response) -> Vec<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok()?.split(';').next().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_device_login_started_on_one_instance_is_approved_on_another_and_polled_on_a_third() {
+    let cluster = Cluster::start(3, &[("PACKR_DEVICE_POLL_INTERVAL", "1s")]).await;
+    add_user(cluster.admin_dir(), "alice", "alice-pass-1", "maintainer");
+    let [a, b, c] = [0, 1, 2].map(|on| cluster.instances[on].url.clone());
+
+    let start: Value = post_form(
+        &format!("{a}/-/v1/device/authorize"),
+        &[("client_id", "cli")],
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let user_code = start["user_code"].as_str().unwrap();
+    let device_code = start["device_code"].as_str().unwrap();
+
+    // The browser, on instance B: the page, signing in, approving.
+    let page = reqwest::get(format!("{b}/-/cli/auth?code={user_code}"))
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let nonce = cookies_of(&page)
+        .into_iter()
+        .find(|cookie| cookie.starts_with("packr_csrf="))
+        .expect("a CSRF nonce cookie");
+    let html = page.text().await.unwrap();
+    let (_, rest) = html.split_once(r#"name="csrf" value=""#).unwrap();
+    let csrf = rest.split('"').next().unwrap().to_owned();
+    let login = post_form(
+        &format!("{b}/-/cli/auth/login"),
+        &[
+            ("csrf", &csrf),
+            ("code", user_code),
+            ("username", "alice"),
+            ("password", "alice-pass-1"),
+        ],
+        Some(&nonce),
+    )
+    .await;
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    let session = cookies_of(&login)
+        .into_iter()
+        .find(|cookie| cookie.starts_with("packr_session="))
+        .expect("a session cookie");
+    let cookies = format!("{nonce}; {session}");
+    let decided = post_form(
+        &format!("{b}/-/cli/auth/decide"),
+        &[
+            ("csrf", &csrf),
+            ("code", user_code),
+            ("decision", "approve"),
+        ],
+        Some(&cookies),
+    )
+    .await;
+    let html = decided.text().await.unwrap();
+    assert!(html.contains("Approved"), "{html}");
+
+    // The terminal polls instance C and gets a token that works on A.
+    let poll: Value = post_form(
+        &format!("{c}/-/v1/device/token"),
+        &[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("device_code", device_code),
+        ],
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let token = poll["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token: {poll}"));
+    let (status, whoami) = cluster
+        .client(0)
+        .send("GET", "/-/whoami", token, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{whoami}");
+    assert_eq!(whoami["username"], "alice");
+}
