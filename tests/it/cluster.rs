@@ -476,3 +476,78 @@ async fn a_device_login_started_on_one_instance_is_approved_on_another_and_polle
     assert_eq!(status, StatusCode::OK, "{whoami}");
     assert_eq!(whoami["username"], "alice");
 }
+
+#[tokio::test]
+async fn restarting_each_instance_in_turn_under_an_install_loop_fails_no_install() {
+    let mut cluster = Cluster::start(3, &[]).await;
+    add_user(cluster.admin_dir(), "alice", "alice-pass-1", "maintainer");
+    let alice = token(cluster.admin_dir(), "alice", "maintainer", &[]);
+    for name in ["rolling-a", "rolling-b", "rolling-c"] {
+        cluster.client(0).publish(&alice, name, "1.0.0").await;
+    }
+    let backends: Vec<String> = cluster
+        .instances
+        .iter()
+        .map(|i| i.listen().to_owned())
+        .collect();
+    let refs: Vec<&str> = backends.iter().map(String::as_str).collect();
+    let balancer = crate::support::haproxy::Haproxy::start(&refs).await;
+
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let installs = {
+        let (url, token, done) = (balancer.url.clone(), alice.clone(), done.clone());
+        tokio::spawn(async move {
+            let client = crate::support::clients::ClientEnv::for_registry(&url, Some(&token));
+            let mut rounds = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) || rounds < 2 {
+                client.clear_caches();
+                let _ = std::fs::remove_dir_all(client.project().join("node_modules"));
+                let _ = std::fs::remove_file(client.project().join("package-lock.json"));
+                client
+                    .npm()
+                    .args([
+                        "install",
+                        "rolling-a",
+                        "rolling-b",
+                        "rolling-c",
+                        "--no-save",
+                    ])
+                    .succeeds()
+                    .await;
+                for name in ["rolling-a", "rolling-b", "rolling-c"] {
+                    assert!(
+                        client
+                            .project()
+                            .join("node_modules")
+                            .join(name)
+                            .join("package.json")
+                            .exists()
+                    );
+                }
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+
+    for at in 0..3 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let status = cluster.instances[at].terminate().await;
+        assert!(status.success(), "instance {at} stopped with {status}");
+        let dir = tempfile::tempdir().unwrap();
+        let env: Vec<(&str, &str)> = cluster
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let restarted =
+            ServeProcess::start_at(dir.path(), &backends[at], "restarted.log", &env).await;
+        cluster.instances[at] = restarted;
+        cluster._dirs.push(dir);
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let rounds = installs.await.expect("every install in the loop succeeded");
+    eprintln!("{rounds} installs through three rolling restarts");
+    assert!(rounds >= 3, "the loop ran {rounds} installs");
+}

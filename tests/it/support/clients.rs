@@ -77,6 +77,11 @@ pub struct ClientEnv {
 impl ClientEnv {
     /// A sandbox whose clients use `server` with `token` (None: anonymous).
     pub fn new(server: &TestServer, token: Option<&str>) -> Self {
+        Self::for_registry(&server.url, token)
+    }
+
+    /// A sandbox whose clients use the registry at `url` (`http://HOST:PORT`) with `token`.
+    pub fn for_registry(url: &str, token: Option<&str>) -> Self {
         let root = tempfile::Builder::new()
             .prefix("packr-client-")
             .tempdir()
@@ -86,8 +91,8 @@ impl ClientEnv {
         }
         let env = Self {
             root,
-            registry: format!("{}/", server.url),
-            host: server.host(),
+            registry: format!("{url}/"),
+            host: url.trim_start_matches("http://").to_owned(),
             token: token.map(str::to_owned),
             always_auth: false,
         };

@@ -4,6 +4,7 @@
 pub mod browser;
 pub mod clients;
 pub mod fixtures;
+pub mod haproxy;
 pub mod install;
 pub mod oidc;
 pub mod postgres;
