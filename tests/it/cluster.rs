@@ -530,7 +530,7 @@ async fn restarting_each_instance_in_turn_under_an_install_loop_fails_no_install
         })
     };
 
-    for at in 0..3 {
+    for (at, listen) in backends.iter().enumerate() {
         tokio::time::sleep(Duration::from_millis(700)).await;
         let status = cluster.instances[at].terminate().await;
         assert!(status.success(), "instance {at} stopped with {status}");
@@ -540,8 +540,7 @@ async fn restarting_each_instance_in_turn_under_an_install_loop_fails_no_install
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let restarted =
-            ServeProcess::start_at(dir.path(), &backends[at], "restarted.log", &env).await;
+        let restarted = ServeProcess::start_at(dir.path(), listen, "restarted.log", &env).await;
         cluster.instances[at] = restarted;
         cluster._dirs.push(dir);
     }
