@@ -13,7 +13,7 @@ use tempfile::TempDir;
 use crate::support::postgres::{TestDatabase, fresh_database};
 use crate::support::s3::S3Server;
 use crate::support::serve_process::ServeProcess;
-use crate::support::server::{add_user, package_path, token};
+use crate::support::server::{add_user, package_path, token, write_shared_secrets};
 use crate::webhooks::{Client, LOOPBACK, Receiver, eventually};
 
 /// The longest a change on one instance may take to show on another: notifications arrive in
@@ -37,16 +37,7 @@ impl Cluster {
         let s3 = S3Server::start().await;
         let shared = tempfile::tempdir().unwrap();
         let secrets = shared.path().join("secrets");
-        std::fs::create_dir_all(&secrets).unwrap();
-        for var in [
-            "PACKR_JWT_SECRET",
-            "PACKR_SESSION_SECRET",
-            "PACKR_SECRET_KEY",
-        ] {
-            let mut secret = [0u8; 32];
-            rand::fill(&mut secret[..]);
-            std::fs::write(secrets.join(var), hex::encode(secret)).unwrap();
-        }
+        write_shared_secrets(&secrets);
         let mut env = s3.env();
         env.push(("PACKR_DATABASE_URL".into(), database.url.clone()));
         env.push(("PACKR_SECRETS_DIR".into(), secrets.display().to_string()));

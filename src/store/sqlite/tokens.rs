@@ -241,6 +241,26 @@ pub fn add_uses(
     Ok(())
 }
 
+impl super::Sqlite {
+    /// Revokes the token `revoke` finds and records its event, in one transaction.
+    async fn revoke_audited(
+        &self,
+        audit: TokenAudit,
+        revoke: impl FnOnce(&Connection) -> Result<Option<(TokenRow, UserRow)>, StoreError>
+        + Send
+        + 'static,
+    ) -> Result<Option<TokenRow>, StoreError> {
+        self.write(move |tx| {
+            let Some((token, owner)) = revoke(tx)? else {
+                return Ok(None);
+            };
+            super::events::record(tx, &audit(&token, &owner))?;
+            Ok(Some(token))
+        })
+        .await
+    }
+}
+
 #[async_trait::async_trait]
 impl crate::store::TokenStore for super::Sqlite {
     async fn insert_token(
@@ -289,14 +309,8 @@ impl crate::store::TokenStore for super::Sqlite {
         audit: TokenAudit,
     ) -> Result<Option<TokenRow>, StoreError> {
         let hash = token_hash.to_owned();
-        self.write(move |tx| {
-            let Some((token, owner)) = revoke_by_hash(tx, &hash, now)? else {
-                return Ok(None);
-            };
-            super::events::record(tx, &audit(&token, &owner))?;
-            Ok(Some(token))
-        })
-        .await
+        self.revoke_audited(audit, move |tx| revoke_by_hash(tx, &hash, now))
+            .await
     }
 
     async fn revoke_token_by_id(
@@ -306,14 +320,8 @@ impl crate::store::TokenStore for super::Sqlite {
         audit: TokenAudit,
     ) -> Result<Option<TokenRow>, StoreError> {
         let id = id.to_owned();
-        self.write(move |tx| {
-            let Some((token, owner)) = revoke_by_id(tx, &id, now)? else {
-                return Ok(None);
-            };
-            super::events::record(tx, &audit(&token, &owner))?;
-            Ok(Some(token))
-        })
-        .await
+        self.revoke_audited(audit, move |tx| revoke_by_id(tx, &id, now))
+            .await
     }
 
     async fn add_token_uses(&self, uses: Vec<TokenUses>) -> Result<(), StoreError> {

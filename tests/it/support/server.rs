@@ -210,16 +210,7 @@ impl Drop for TestServer {
 async fn use_postgres(config: &mut Config, data_dir: &Path) {
     let database = super::postgres::fresh_database().await;
     let secrets = data_dir.join("mounted-secrets");
-    std::fs::create_dir_all(&secrets).expect("creating the secrets directory");
-    for var in [
-        "PACKR_JWT_SECRET",
-        "PACKR_SESSION_SECRET",
-        "PACKR_SECRET_KEY",
-    ] {
-        let mut secret = [0u8; 32];
-        rand::fill(&mut secret[..]);
-        std::fs::write(secrets.join(var), hex::encode(secret)).expect("writing a secret");
-    }
+    write_shared_secrets(&secrets);
     config.database_url = Some(database.url.clone().into());
     config.secrets = packr::auth::secrets::SecretSource {
         dir: Some(secrets.clone()),
@@ -231,6 +222,21 @@ async fn use_postgres(config: &mut Config, data_dir: &Path) {
         secrets.display()
     );
     std::fs::write(data_dir.join(STORE_ENV_FILE), env).expect("writing the store environment");
+}
+
+/// Fills `dir` with the secrets instances on PostgreSQL share, as a mounted Kubernetes Secret
+/// would (`PACKR_SECRETS_DIR`): one random hex file per variable.
+pub fn write_shared_secrets(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("creating the secrets directory");
+    for var in [
+        "PACKR_JWT_SECRET",
+        "PACKR_SESSION_SECRET",
+        "PACKR_SECRET_KEY",
+    ] {
+        let mut secret = [0u8; 32];
+        rand::fill(&mut secret[..]);
+        std::fs::write(dir.join(var), hex::encode(secret)).expect("writing a secret");
+    }
 }
 
 /// The environment `packr` needs for the store of the test data directory `data_dir`.
