@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::blob_claims::{BlobClaims, Claim};
-use super::cache::{PackumentCache, PackumentSet};
+use super::cache::{CacheStats, PackumentCache, PackumentSet};
 use super::tarball::TarballLimits;
 use super::tarball_cache::{CachedTarball, SMALL_TARBALL_BYTES, TarballCache};
 use super::{PackageName, RegistryError, packument};
@@ -178,11 +178,13 @@ pub(super) fn scope_to_claim<'a>(
 impl Registry {
     /// The registry on its stores.
     pub fn new(db: Sqlite, blobs: Arc<dyn BlobStore>, settings: RegistrySettings) -> Self {
+        // Packuments and tarballs share one cache, and so `PACKR_CACHE_BYTES`.
+        let cache = PackumentCache::new(settings.packument_cache_bytes);
         Self {
             db,
             blobs,
-            cache: Arc::new(PackumentCache::new(settings.packument_cache_bytes)),
-            tarballs: Arc::new(TarballCache::new(settings.packument_cache_bytes)),
+            tarballs: Arc::new(cache.tarballs()),
+            cache: Arc::new(cache),
             visibility: Arc::default(),
             blob_claims: Arc::new(BlobClaims::default()),
             settings: Arc::new(settings),
@@ -208,6 +210,11 @@ impl Registry {
         self.cache
             .insert(name.as_str(), base_url, epoch, Arc::clone(&set));
         Ok(set)
+    }
+
+    /// What the read cache holds, and its packument misses so far.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
     }
 
     /// One version object (full form) by version or dist-tag.
@@ -300,7 +307,7 @@ impl Registry {
         if self.cache.epoch(name.as_str()) != epoch {
             return Ok(Some(Arc::new(tarball)));
         }
-        Ok(Some(self.tarballs.insert(name.as_str(), version, tarball)))
+        Ok(Some(self.tarballs.insert(name.as_str(), version, epoch, tarball)))
     }
 
     async fn read_small(&self, key: &BlobKey) -> Result<Option<Bytes>, RegistryError> {
