@@ -116,6 +116,7 @@ pub struct Server {
     tokens: Tokens,
     token_usage_flush: Duration,
     device: DeviceFlow,
+    registry: Registry,
 }
 
 impl Server {
@@ -181,9 +182,15 @@ impl Server {
             tokens: state.tokens.clone(),
             token_usage_flush: config.token_usage_flush,
             device: state.device.clone(),
+            registry: state.registry.clone(),
             app: router(state),
             worker,
         })
+    }
+
+    /// The registry service this server runs (its cache statistics, for tests and diagnostics).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The address actually bound (port 0 becomes a real port).

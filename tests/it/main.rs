@@ -12,6 +12,7 @@ mod namespace;
 mod npm_client;
 mod oauth;
 mod orgs;
+mod packument_cache;
 mod pnpm_client;
 mod postgres_migrate;
 mod properties;
