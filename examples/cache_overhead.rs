@@ -108,7 +108,11 @@ fn bound(mib: usize, n: u64) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    let (threads, hosts, big_every) = (knob("THREADS", 4), knob("HOSTS", 1000), knob("BIG_EVERY", 100));
+    let (threads, hosts, big_every) = (
+        knob("THREADS", 4),
+        knob("HOSTS", 1000),
+        knob("BIG_EVERY", 100),
+    );
     let mut peak = 0;
     std::thread::scope(|s| {
         let mut workers = Vec::new();
@@ -151,11 +155,7 @@ fn bound(mib: usize, n: u64) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let num = |i: usize, default: u64| {
-        args.get(i)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(default)
-    };
+    let num = |i: usize, default: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     match args.first().map(String::as_str) {
         Some("bound") => bound(num(1, 32) as usize, num(2, 2_000_000)),
         _ => calibrate(num(1, 200_000)),

@@ -11,7 +11,7 @@
 //     [--scale-cache-bytes N]
 //     [--work DIR] [--keep-work]
 
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -284,14 +284,25 @@ export async function scalePhase({ bin, work, serverCpu = 0, clientCpu = 1, opti
     note: `right after the random reads: ${f(hotAfter.rps / hotBefore.rps, 2)}x before; each pass ${S.seconds} s`,
   });
 
-  // 6. RSS after the read phases.
+  // 6. RSS after the read phases, and again once the idle blocking threads have exited (tokio keeps
+  //    them 10 s) and the allocator has returned freed pages.
   const mem = memory(server.pid);
   const rss = mem.rssKiB / 1024;
+  const detail = () => {
+    const status = readFileSync(`/proc/${server.pid}/status`, 'utf8');
+    const field = (k) => new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(status)?.[1];
+    return `anon ${f(Number(field('RssAnon')) / 1024)}, file ${f(Number(field('RssFile')) / 1024)} MiB, ${field('Threads')} threads`;
+  };
+  const rightAfter = detail();
+  await new Promise((r) => setTimeout(r, 12000));
+  const settled = memory(server.pid).rssKiB / 1024;
+  const settledDetail = detail();
   const limit = cacheBytes / 2 ** 20 + 40;
   add({
     figure: `RSS after the read phases (MiB), PACKR_CACHE_BYTES ${f(cacheBytes / 2 ** 20, 0)} MiB`,
     values: { packr: rss },
-    cells: { packr: `${f(rss)} (peak ${f(mem.hwmKiB / 1024)}, idle after restart ${f(idleRss)})` },
+    cells: { packr: `${f(rss)} (12 s later ${f(settled)}; peak ${f(mem.hwmKiB / 1024)}; idle after restart ${f(idleRss)})` },
+    note: `right after the reads: ${rightAfter}; 12 s later: ${settledDetail}`,
     lowerIsBetter: true,
     target: {
       text: `< cache + 40 MiB (${f(limit, 0)})${cacheBytes === DEFAULT_CACHE_BYTES ? ', < 100 MiB' : ''}`,

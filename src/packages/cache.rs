@@ -506,7 +506,10 @@ mod tests {
             read(&format!("cold-{i:05}"));
         }
         let after_scan = kept(&cache);
-        assert!(after_scan >= 95, "only {after_scan} of 100 hot packages kept");
+        assert!(
+            after_scan >= 95,
+            "only {after_scan} of 100 hot packages kept"
+        );
         assert!(cache.stats().bytes <= 1_000 * one);
         // A scan long enough for the frequencies to age out (TinyLFU halves them every ten
         // capacities of reads) may evict them, but a few reads bring them back.

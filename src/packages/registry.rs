@@ -307,7 +307,12 @@ impl Registry {
         if self.cache.epoch(name.as_str()) != epoch {
             return Ok(Some(Arc::new(tarball)));
         }
-        Ok(Some(self.tarballs.insert(name.as_str(), version, epoch, tarball)))
+        Ok(Some(self.tarballs.insert(
+            name.as_str(),
+            version,
+            epoch,
+            tarball,
+        )))
     }
 
     async fn read_small(&self, key: &BlobKey) -> Result<Option<Bytes>, RegistryError> {

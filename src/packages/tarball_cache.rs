@@ -35,7 +35,11 @@ impl TarballCache {
 
     /// The cached tarball of `package@version`, unless the package was written since it was read.
     pub fn get(&self, package: &str, version: &str) -> Option<Arc<CachedTarball>> {
-        match self.shared.entries.get(&KeyRef::Tarball(package, version))? {
+        match self
+            .shared
+            .entries
+            .get(&KeyRef::Tarball(package, version))?
+        {
             Cached::Tarball { epoch, tarball } if epoch == self.shared.epoch(package) => {
                 Some(tarball)
             }

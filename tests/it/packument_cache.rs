@@ -67,10 +67,7 @@ async fn a_hot_set_stays_cached_through_a_scan_of_every_package() {
         read(&http, &server, &token, name).await;
     }
     let after_scan = registry.cache_stats();
-    assert!(
-        after_scan.bytes <= CACHE_BYTES as u64,
-        "{after_scan:?}"
-    );
+    assert!(after_scan.bytes <= CACHE_BYTES as u64, "{after_scan:?}");
 
     // The hot set is still served from the cache: reading it renders (almost) nothing.
     for name in hot {
