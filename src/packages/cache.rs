@@ -95,11 +95,18 @@ impl PackumentSet {
 /// (its `ValueEntry`, `EntryInfo`, the `Arc` around the key, the deque node and the hash-table
 /// bucket), the hash table's slots at its load factor, and the frequency sketch's share.
 ///
-/// Measured with `cargo run --release --example cache_overhead` (jemalloc, as the server runs):
-/// 200,000 packuments of about 1.2 KiB rendered (names like `pkg-123456`) inserted under a budget
-/// large enough to keep them all; RSS growth minus the weights' own bytes, divided by the entries,
-/// came to about 290 bytes per entry. The constant rounds that up; with it, RSS growth stayed under
-/// the sum of the weights, also when the budget was small and 2,000,000 entries went through.
+/// Measured with `cargo run --release --example cache_overhead -- calibrate N` (jemalloc, built with
+/// the server's settings): N packuments of 2-3 KiB of documents each (names like `pkg-000123`) under
+/// a budget that keeps them all, then 3 s for freed pages to go back; RSS growth minus the bytes the
+/// weights count themselves, per entry, came to 293 B (N = 200,000; growth 766 MiB for 771 MiB of
+/// weights) and 298 B (N = 50,000). The constant rounds that up.
+///
+/// What it does not cover is fragmentation under churn (`-- bound MiB N`: 600,000 inserts of
+/// mostly-missing packuments, every 100th big, through a bounded cache): from one thread RSS grew
+/// 1.05x the budget, from two or four threads 1.3-1.4x, since jemalloc gives each thread its own
+/// arena (with `narenas:1` in `_RJEM_MALLOC_CONF`, 1.03x). In the server (bench scale phase, 5,000
+/// packages) the cache's share of RSS stayed under its weights: 81.7 MiB after the reads with the
+/// default 32 MiB, 59.8 MiB with 1 MiB; the rest is the rendering of big packuments, not the cache.
 pub const ENTRY_OVERHEAD: usize = 320;
 
 /// A size rounded up to jemalloc's size class (four classes per doubling above 128 bytes, 16-byte
