@@ -431,13 +431,24 @@ mod tests {
         for _ in 0..10_000 {
             assert!(cache.get("a", "http://r").is_some());
         }
-        // Enough hits for moka to apply its recorded reads many times on this thread.
-        let info = allocation_counter::measure(|| {
-            for _ in 0..10_000 {
-                assert!(cache.get("a", "http://r").is_some());
-            }
-        });
-        assert_eq!(info.count_total, 0, "{info:?}");
+        // Batches of hits, each enough for moka to apply its recorded reads on this thread. A hit
+        // also pins crossbeam's epoch, and a pin may help free (and re-bag) garbage that other
+        // caches of this test process left, so a batch can see allocations that are not its own;
+        // the hits themselves allocate nothing, so some batch must see none.
+        let batches: Vec<u64> = (0..50)
+            .map(|_| {
+                allocation_counter::measure(|| {
+                    for _ in 0..500 {
+                        assert!(cache.get("a", "http://r").is_some());
+                    }
+                })
+                .count_total
+            })
+            .collect();
+        assert!(
+            batches.contains(&0),
+            "allocations per 500 hits: {batches:?}"
+        );
     }
 
     #[test]
@@ -579,7 +590,7 @@ mod tests {
         };
         let cold = misses(&mut || names.iter().for_each(|n| read(n)));
         let hot: Vec<&String> = (0..500).map(|i| &names[i * 97 % 50_000]).collect();
-        let mut hot_pass = |reads: usize, rand: &mut dyn FnMut(usize) -> usize| {
+        let hot_pass = |reads: usize, rand: &mut dyn FnMut(usize) -> usize| {
             misses(&mut || {
                 for _ in 0..reads {
                     read(hot[rand(500)]);
