@@ -101,7 +101,8 @@ pub struct ServeArgs {
     #[arg(long, env = "PACKR_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
-    /// Memory for rendered packuments (plain and gzip), in bytes; older documents are evicted past it.
+    /// Memory of the read cache (rendered packuments and small tarballs), in bytes, counting what
+    /// each entry really costs; the least-read entries are evicted past it.
     #[arg(long, env = "PACKR_CACHE_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub cache_bytes: usize,
 

@@ -208,6 +208,11 @@ impl Server {
         })
     }
 
+    /// The registry service this server runs (its cache statistics, for tests and diagnostics).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The address actually bound (port 0 becomes a real port).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()

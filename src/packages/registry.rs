@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::blob_claims::{BlobClaims, Claim};
-use super::cache::{PackumentCache, PackumentSet};
+use super::cache::{CacheStats, PackumentCache, PackumentSet};
 use super::tarball::TarballLimits;
 use super::tarball_cache::{CachedTarball, SMALL_TARBALL_BYTES, TarballCache};
 use super::{PackageName, RegistryError, packument};
@@ -170,11 +170,13 @@ fn scope_to_claim<'a>(facts: &WriteFacts, package: &'a str) -> Option<&'a str> {
 impl Registry {
     /// The registry on its stores.
     pub fn new(store: Store, blobs: Arc<dyn BlobStore>, settings: RegistrySettings) -> Self {
+        // Packuments and tarballs share one cache, and so `PACKR_CACHE_BYTES`.
+        let cache = PackumentCache::new(settings.packument_cache_bytes);
         Self {
             store,
             blobs,
-            cache: Arc::new(PackumentCache::new(settings.packument_cache_bytes)),
-            tarballs: Arc::new(TarballCache::new(settings.packument_cache_bytes)),
+            tarballs: Arc::new(cache.tarballs()),
+            cache: Arc::new(cache),
             visibility: Arc::default(),
             blob_claims: Arc::new(BlobClaims::default()),
             settings: Arc::new(settings),
@@ -200,6 +202,11 @@ impl Registry {
         self.cache
             .insert(name.as_str(), base_url, epoch, Arc::clone(&set));
         Ok(set)
+    }
+
+    /// What the read cache holds, and its packument misses so far.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
     }
 
     /// One version object (full form) by version or dist-tag.
@@ -288,7 +295,12 @@ impl Registry {
         if self.cache.epoch(name.as_str()) != epoch {
             return Ok(Some(Arc::new(tarball)));
         }
-        Ok(Some(self.tarballs.insert(name.as_str(), version, tarball)))
+        Ok(Some(self.tarballs.insert(
+            name.as_str(),
+            version,
+            epoch,
+            tarball,
+        )))
     }
 
     async fn read_small(&self, key: &BlobKey) -> Result<Option<Bytes>, RegistryError> {
@@ -342,9 +354,9 @@ impl Registry {
     /// Forgets every cached packument, tarball and visibility: another instance changed an org,
     /// or its changes may have been missed.
     pub fn forget_everything(&self) {
+        // Tarballs share the packument cache, so this forgets them too.
         self.cache.invalidate_all();
         self.visibility.forget_all();
-        self.tarballs.invalidate_all();
     }
 
     pub(super) fn invalidate(&self, name: &PackageName) {

@@ -54,6 +54,7 @@ pub enum Storage {
 
 struct Running {
     addr: SocketAddr,
+    registry: packr::packages::Registry,
     stop: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -135,6 +136,11 @@ impl TestServer {
             .collect();
         stored.sort();
         stored
+    }
+
+    /// The running server's registry service (for its cache statistics).
+    pub fn registry(&self) -> &packr::packages::Registry {
+        &self.running.registry
     }
 
     /// `127.0.0.1:PORT`, as used in `.npmrc` credential keys.
@@ -252,9 +258,15 @@ pub fn store_env(data_dir: &Path) -> Vec<(String, String)> {
 async fn launch(config: &Config) -> anyhow::Result<Running> {
     let server = Server::build(config.clone()).await?;
     let addr = server.local_addr()?;
+    let registry = server.registry().clone();
     let stop = CancellationToken::new();
     let task = tokio::spawn(server.run(stop.clone()));
-    Ok(Running { addr, stop, task })
+    Ok(Running {
+        addr,
+        registry,
+        stop,
+        task,
+    })
 }
 
 fn walk_files(dir: &Path) -> Vec<PathBuf> {
