@@ -39,6 +39,25 @@ pub trait MetadataStore:
     fn watch_changes(&self) -> Option<ChangeFeed> {
         None
     }
+
+    /// The read replicas' state at their last check, in configured order (for `/-/health`);
+    /// empty without replicas.
+    fn replica_status(&self) -> Vec<ReplicaStatus> {
+        Vec::new()
+    }
+}
+
+/// What `/-/health` shows of one read replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    /// Whether the last check got an answer.
+    pub reachable: bool,
+    /// Whether reads go to it (reachable, a standby, lag within the maximum).
+    pub in_use: bool,
+    /// How far behind the primary it was at the last check, when known.
+    pub lag: Option<std::time::Duration>,
+    /// Why it is not in use, when it is not.
+    pub problem: Option<String>,
 }
 
 /// A change another instance made, which caches of this one must forget.
