@@ -48,6 +48,26 @@ pub struct StoreLocation {
     pub database_url: Option<SecretString>,
     /// Where the secrets come from.
     pub secrets: SecretSource,
+    /// Streaming replicas of the database that package reads may go to (`serve` only).
+    pub replicas: ReplicaSettings,
+}
+
+/// Read replicas of the PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct ReplicaSettings {
+    /// Their URLs; never shown (`SecretString`).
+    pub urls: Vec<SecretString>,
+    /// A replica further behind than this is skipped.
+    pub max_lag: Duration,
+}
+
+impl Default for ReplicaSettings {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            max_lag: Duration::from_secs(5),
+        }
+    }
 }
 
 impl DataDirArgs {
@@ -75,6 +95,7 @@ impl DataDirArgs {
             data_dir: self.data_dir.clone(),
             database_url: self.database_url().cloned(),
             secrets: self.secret_source(),
+            replicas: ReplicaSettings::default(),
         }
     }
 }
@@ -145,6 +166,15 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub regions: RegionArgs,
+
+    /// Streaming replicas of PACKR_DATABASE_URL (comma-separated postgres:// URLs) that package
+    /// reads go to once they have replayed what is read; writes stay on the primary.
+    #[arg(long, env = "PACKR_DATABASE_REPLICA_URL", hide_env_values = true, value_delimiter = ',', value_parser = parse_secret)]
+    pub database_replica_url: Vec<SecretString>,
+
+    /// A replica further behind the primary than this is skipped until it catches up.
+    #[arg(long, env = "PACKR_REPLICA_MAX_LAG", default_value = "5s", value_parser = parse_duration)]
+    pub replica_max_lag: Duration,
 }
 
 /// Where this instance runs, and (on Fly.io) which region takes the writes.
@@ -336,6 +366,8 @@ pub struct Config {
     /// On Fly.io (FLY_REGION and PRIMARY_REGION both set): writes landing outside the primary
     /// region are sent back with `fly-replay` (see `fly_replay`).
     pub fly: Option<FlyRegions>,
+    /// Read replicas of the PostgreSQL database.
+    pub replicas: ReplicaSettings,
 }
 
 /// Browser and device-code login settings.
@@ -407,6 +439,17 @@ impl Config {
                  a bucket, or PACKR_ALLOW_LOCAL_BLOBS=true if this is the only instance"
             );
         }
+        let replica_urls: Vec<SecretString> = args
+            .database_replica_url
+            .into_iter()
+            .filter(|url| !secrecy::ExposeSecret::expose_secret(url).trim().is_empty())
+            .collect();
+        if !replica_urls.is_empty() && args.data.database_url().is_none() {
+            bail!(
+                "PACKR_DATABASE_REPLICA_URL is set without PACKR_DATABASE_URL: replicas serve reads \
+                 of a PostgreSQL primary, which PACKR_DATABASE_URL names"
+            );
+        }
         Ok(Self {
             listen: args.listen,
             secrets: args.data.secret_source(),
@@ -434,6 +477,10 @@ impl Config {
             webhook_allowed_networks,
             region: args.regions.region(),
             fly: args.regions.fly(),
+            replicas: ReplicaSettings {
+                urls: replica_urls,
+                max_lag: args.replica_max_lag,
+            },
         })
     }
 
@@ -443,6 +490,7 @@ impl Config {
             data_dir: self.data_dir.clone(),
             database_url: self.database_url.clone(),
             secrets: self.secrets.clone(),
+            replicas: self.replicas.clone(),
         }
     }
 
@@ -480,6 +528,7 @@ impl Config {
             webhook_allowed_networks: Vec::new(),
             region: None,
             fly: None,
+            replicas: ReplicaSettings::default(),
         }
     }
 }

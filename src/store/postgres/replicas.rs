@@ -237,7 +237,7 @@ impl Replicas {
                     ..ReplicaState::default()
                 },
                 Ok(Err(err)) => ReplicaState {
-                    problem: Some(format!("unreachable: {err}")),
+                    problem: Some(format!("unreachable: {}", without_target(&err))),
                     ..ReplicaState::default()
                 },
                 Err(_) => ReplicaState {
@@ -349,7 +349,7 @@ impl Replica {
             tracing::warn!(replica = self.pool.target(), error = %err, "a read on a replica failed; reads go to the primary");
         }
         state.healthy = false;
-        state.problem = Some(format!("a read failed: {err}"));
+        state.problem = Some("a read failed; skipped until the next check".into());
     }
 }
 
@@ -362,6 +362,14 @@ async fn poll_until_dropped(replicas: Weak<Replicas>) {
             return;
         };
         replicas.poll().await;
+    }
+}
+
+/// What went wrong, without the database's address (`/-/health` is public; logs name it).
+fn without_target(err: &PgError) -> String {
+    match err {
+        PgError::Connect { cause, .. } => cause.clone(),
+        other => other.to_string(),
     }
 }
 
