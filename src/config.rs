@@ -862,6 +862,39 @@ mod tests {
     }
 
     #[test]
+    fn replica_urls_are_a_list_never_shown_and_need_a_primary() {
+        let config = config_from(&[
+            "--database-url",
+            "postgres://packr:hunter2@db/packr",
+            "--allow-local-blobs",
+            "--database-replica-url",
+            "postgres://packr:hunter2@replica-1/packr, postgres://packr:hunter2@replica-2/packr",
+            "--replica-max-lag",
+            "2s",
+        ])
+        .unwrap();
+        assert_eq!(config.replicas.urls.len(), 2);
+        assert_eq!(config.replicas.max_lag, Duration::from_secs(2));
+        assert!(!format!("{config:?}").contains("hunter2"));
+        let config = config_from(&[
+            "--database-url",
+            "postgres://db/packr",
+            "--allow-local-blobs",
+        ])
+        .unwrap();
+        assert!(config.replicas.urls.is_empty());
+        assert_eq!(config.replicas.max_lag, Duration::from_secs(5));
+        let err = config_from(&[
+            "--database-replica-url",
+            "postgres://packr:hunter2@replica/packr",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("PACKR_DATABASE_URL"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
     fn debug_redacts_the_database_url() {
         let parsed = <Serve as clap::Parser>::try_parse_from([
             "packr",

@@ -100,9 +100,12 @@ impl Services {
                     .iter()
                     .map(|url| url.expose_secret())
                     .collect();
-                let postgres =
-                    Postgres::open_with_replicas(url.expose_secret(), &replicas, location.replicas.max_lag)
-                        .await?;
+                let postgres = Postgres::open_with_replicas(
+                    url.expose_secret(),
+                    &replicas,
+                    location.replicas.max_lag,
+                )
+                .await?;
                 tracing::info!(
                     database = postgres.pool().target(),
                     replicas = ?postgres.replicas().map(|r| r.targets()).unwrap_or_default(),

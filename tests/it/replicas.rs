@@ -117,7 +117,11 @@ async fn replica_health(server: &TestServer) -> Value {
 }
 
 /// Waits until `server`'s health report shows the replica as `condition` says, returning it.
-async fn until_replica(server: &TestServer, what: &str, condition: impl Fn(&Value) -> bool) -> Value {
+async fn until_replica(
+    server: &TestServer,
+    what: &str,
+    condition: impl Fn(&Value) -> bool,
+) -> Value {
     let started = Instant::now();
     loop {
         let replica = replica_health(server).await;
@@ -207,7 +211,10 @@ async fn reads_come_from_the_replica_and_a_package_changed_while_it_lags_is_read
             assert_eq!(body["dist-tags"]["latest"], "1.0.0");
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(2), "{status} {body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{status} {body}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
@@ -245,9 +252,16 @@ async fn a_stopped_replica_is_skipped_and_reads_keep_working() {
     assert_eq!(steady["dist-tags"]["latest"], "1.0.0");
     let down = until_replica(&server, "unreachable", |r| r["reachable"] == false).await;
     assert_eq!(down["in_use"], false, "{down}");
-    assert!(down["problem"].as_str().unwrap().contains("unreachable"), "{down}");
+    assert!(
+        down["problem"].as_str().unwrap().contains("unreachable"),
+        "{down}"
+    );
     let (status, ready) = server.get_json("/-/health/ready", None).await;
-    assert_eq!(status, StatusCode::OK, "a replica down leaves the instance ready: {ready}");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a replica down leaves the instance ready: {ready}"
+    );
     let other = server.packument("other", &token).await;
     assert_eq!(other["dist-tags"]["latest"], "1.0.0");
     publish(&server, &token, "steady", "1.1.0").await;

@@ -165,7 +165,10 @@ impl crate::store::MetadataStore for Postgres {
     }
 
     fn replica_status(&self) -> Vec<crate::store::ReplicaStatus> {
-        self.replicas.as_ref().map(|r| r.status()).unwrap_or_default()
+        self.replicas
+            .as_ref()
+            .map(|r| r.status())
+            .unwrap_or_default()
     }
 }
 
@@ -206,7 +209,8 @@ impl PgPool {
     /// Opens a pool on a `postgres://` URL (from the variable `var`, for messages) without
     /// connecting: the first [`PgPool::get`] does.
     pub fn lazy(url: &str, var: &'static str) -> Result<Self, PgError> {
-        let (config, timeout) = parse_url(url).map_err(|problem| PgError::InvalidUrl(var, problem))?;
+        let (config, timeout) =
+            parse_url(url).map_err(|problem| PgError::InvalidUrl(var, problem))?;
         let target = describe(&config);
         let manager = Manager::from_config(
             config.clone(),

@@ -28,22 +28,25 @@ type Params<'a> = [&'a (dyn ToSql + Sync)];
 /// Runs a package read (`$body`, a `Result<Option<_>, StoreError>` using the connection
 /// `$client`) on a replica that has replayed every known change of `$package` (see
 /// [`super::replicas`]), else on the primary. What the replica does not find (it may not have
-/// replayed a publish this instance has not heard of yet) or fails on is asked of the primary.
+/// replayed a publish this instance has not heard of yet), fails on, or does not answer within
+/// [`super::replicas::READ_TIMEOUT`] is asked of the primary.
 macro_rules! read_package {
     ($store:expr, $package:expr, |$client:ident| $body:expr) => {{
         let store: &super::Postgres = $store;
         let replica = store.replicas().and_then(|r| r.for_package($package));
         let mut found = None;
         if let Some(replica) = replica {
-            let on_replica: Result<_, StoreError> = async {
+            let read = async {
                 let $client = replica.pool().get().await?;
                 $body
-            }
-            .await;
+            };
+            let on_replica: Result<Result<_, StoreError>, _> =
+                tokio::time::timeout(super::replicas::READ_TIMEOUT, read).await;
             match on_replica {
-                Ok(Some(row)) => found = Some(row),
-                Ok(None) => {}
-                Err(err) => replica.failed(&err),
+                Ok(Ok(Some(row))) => found = Some(row),
+                Ok(Ok(None)) => {}
+                Ok(Err(err)) => replica.failed(&err),
+                Err(_) => replica.failed(&"no answer within the read timeout"),
             }
         }
         match found {

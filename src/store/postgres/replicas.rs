@@ -28,6 +28,9 @@ use crate::store::{Change, ReplicaStatus};
 
 /// How often the primary's position and the replicas' replay positions are sampled.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How long a read may take on a replica before it is asked of the primary instead (a replica
+/// cut off by the network would otherwise hold reads until TCP gives up).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one poll of one database may take before it counts as unreachable.
 const POLL_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -80,11 +83,7 @@ struct Fences {
 impl Replicas {
     /// Replicas on `urls` (parsed now, connected by the poller) of `primary`; starts the poller,
     /// which ends when the returned value is dropped.
-    pub fn start(
-        primary: PgPool,
-        urls: &[&str],
-        max_lag: Duration,
-    ) -> Result<Arc<Self>, PgError> {
+    pub fn start(primary: PgPool, urls: &[&str], max_lag: Duration) -> Result<Arc<Self>, PgError> {
         let replicas = urls
             .iter()
             .map(|url| {
@@ -124,15 +123,16 @@ impl Replicas {
     }
 
     fn fences(&self) -> MutexGuard<'_, Fences> {
-        self.fences.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.fences
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A replica that may serve a read of `package`: healthy, and past every fence that applies.
     pub fn for_package(&self, package: &str) -> Option<&Replica> {
         let need = {
             let fences = self.fences();
-            if fences.deaf || fences.pending_all.is_some() || fences.pending.contains_key(package)
-            {
+            if fences.deaf || fences.pending_all.is_some() || fences.pending.contains_key(package) {
                 return None;
             }
             fences
@@ -248,9 +248,16 @@ impl Replicas {
             let was = replica.state().healthy;
             if was != next.healthy {
                 if next.healthy {
-                    tracing::info!(replica = replica.pool.target(), "reads go to this replica again");
+                    tracing::info!(
+                        replica = replica.pool.target(),
+                        "reads go to this replica again"
+                    );
                 } else {
-                    tracing::warn!(replica = replica.pool.target(), problem = next.problem.as_deref().unwrap_or(""), "replica skipped: reads go to the primary");
+                    tracing::warn!(
+                        replica = replica.pool.target(),
+                        problem = next.problem.as_deref().unwrap_or(""),
+                        "replica skipped: reads go to the primary"
+                    );
                 }
             }
             *replica.state.lock().unwrap_or_else(|p| p.into_inner()) = next;
@@ -279,7 +286,11 @@ impl Replicas {
             fences.floor = fences.floor.max(position);
         }
         let now = Instant::now();
-        if fences.history.back().is_none_or(|(_, last)| sample.flush > *last) {
+        if fences
+            .history
+            .back()
+            .is_none_or(|(_, last)| sample.flush > *last)
+        {
             fences.history.push_back((now, sample.flush));
         }
         // The oldest sample kept is the newest one older than the window, so that a replica
@@ -334,7 +345,9 @@ impl Replicas {
 
 impl Replica {
     fn state(&self) -> MutexGuard<'_, ReplicaState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The replica's pool.

@@ -346,7 +346,10 @@ impl Replica {
                 started.elapsed() < std::time::Duration::from_secs(30),
                 "the replica did not reach {target} within 30 s (at {replayed})"
             );
-            primary.batch_execute("SELECT txid_current()").await.unwrap();
+            primary
+                .batch_execute("SELECT txid_current()")
+                .await
+                .unwrap();
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
@@ -364,7 +367,14 @@ fn start_replica(primary_port: u16) -> anyhow::Result<Replica> {
     }
     watch_and_stop_at_exit(&bin.join("pg_ctl"), &data)?;
     run(as_postgres(&bin.join("pg_basebackup"))
-        .args(["-h", "127.0.0.1", "-p", &primary_port.to_string(), "-U", "postgres"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &primary_port.to_string(),
+            "-U",
+            "postgres",
+        ])
         .arg("-D")
         .arg(&data)
         .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"]))
