@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::support::postgres::{ReplicaGuard, connect, replica};
 use crate::support::publish_body::PublishBody;
+use crate::support::serve_process::ServeProcess;
 use crate::support::server::{Metadata, Storage, TestServer, store_env};
 
 /// The deprecation only the primary holds.
@@ -323,4 +324,73 @@ async fn health_shows_the_region_and_databases_and_a_replica_too_far_behind_is_s
     replica.resume_replay().await;
     let back = until_replica(&server, "in use again", |r| r["in_use"] == true).await;
     assert!(back["lag_ms"].as_u64().unwrap() < 1000, "{back}");
+}
+
+#[tokio::test]
+async fn packr_serve_reads_the_replica_settings_from_its_environment_and_never_logs_a_password() {
+    let replica = replica().await;
+    let database = crate::support::postgres::fresh_database().await;
+    let data = tempfile::tempdir().unwrap();
+    // Trust authentication never asks for the password, so a made-up one is fine.
+    let with_password = |url: &str| url.replacen("postgres@", "postgres:hunter2@", 1);
+    let urls = format!(
+        "{},{}",
+        with_password(&replica.url(&database.name)),
+        with_password(&format!(
+            "postgres://postgres@127.0.0.1:1/{}",
+            database.name
+        ))
+    );
+    let serve = ServeProcess::start(
+        data.path(),
+        "serve.log",
+        &[
+            ("PACKR_DATABASE_URL", &with_password(&database.url)),
+            ("PACKR_ALLOW_LOCAL_BLOBS", "true"),
+            ("PACKR_DATABASE_REPLICA_URL", &urls),
+            ("PACKR_REPLICA_MAX_LAG", "3s"),
+            ("PACKR_REGION", "eu-west"),
+            ("RUST_LOG", "info,packr=debug"),
+        ],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let health = loop {
+        let health: Value = http
+            .get(serve.url("/-/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if health["databases"][1]["in_use"] == true {
+            break health;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the replica was never used: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(health["region"], "eu-west", "{health}");
+    assert_eq!(health["databases"].as_array().unwrap().len(), 3, "{health}");
+    let down = &health["databases"][2];
+    assert_eq!(down["role"], "replica", "{health}");
+    assert_eq!(down["reachable"], false, "{health}");
+    assert!(
+        down["problem"].as_str().unwrap().contains("unreachable"),
+        "{health}"
+    );
+    let ready = http.get(serve.url("/-/health/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let log = serve.log();
+    assert!(log.contains("metadata on PostgreSQL"), "{log}");
+    assert!(
+        log.contains("replica skipped") && log.contains("127.0.0.1:1/"),
+        "the unreachable replica is named in the log: {log}"
+    );
+    assert!(!log.contains("hunter2"), "{log}");
+    assert!(!health.to_string().contains("hunter2"), "{health}");
 }

@@ -52,6 +52,8 @@ pub struct Replica {
 
 #[derive(Debug, Clone, Default)]
 struct ReplicaState {
+    /// Whether a poll has filled this in yet.
+    polled: bool,
     reachable: bool,
     /// Reachable, in recovery, within the lag: a candidate for reads.
     healthy: bool,
@@ -218,6 +220,7 @@ impl Replicas {
                 Ok(Ok(Some(replay))) => {
                     let lag = self.lag(replay);
                     ReplicaState {
+                        polled: true,
                         reachable: true,
                         healthy: lag <= self.max_lag,
                         replay,
@@ -245,13 +248,17 @@ impl Replicas {
                     ..ReplicaState::default()
                 },
             };
-            let was = replica.state().healthy;
-            if was != next.healthy {
+            let (was, first) = {
+                let state = replica.state();
+                (state.healthy, !state.polled)
+            };
+            let next = ReplicaState {
+                polled: true,
+                ..next
+            };
+            if was != next.healthy || first {
                 if next.healthy {
-                    tracing::info!(
-                        replica = replica.pool.target(),
-                        "reads go to this replica again"
-                    );
+                    tracing::info!(replica = replica.pool.target(), "reads go to this replica");
                 } else {
                     tracing::warn!(
                         replica = replica.pool.target(),
