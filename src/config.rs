@@ -48,6 +48,26 @@ pub struct StoreLocation {
     pub database_url: Option<SecretString>,
     /// Where the secrets come from.
     pub secrets: SecretSource,
+    /// Streaming replicas of the database that package reads may go to (`serve` only).
+    pub replicas: ReplicaSettings,
+}
+
+/// Read replicas of the PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct ReplicaSettings {
+    /// Their URLs; never shown (`SecretString`).
+    pub urls: Vec<SecretString>,
+    /// A replica further behind than this is skipped.
+    pub max_lag: Duration,
+}
+
+impl Default for ReplicaSettings {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            max_lag: Duration::from_secs(5),
+        }
+    }
 }
 
 impl DataDirArgs {
@@ -75,6 +95,7 @@ impl DataDirArgs {
             data_dir: self.data_dir.clone(),
             database_url: self.database_url().cloned(),
             secrets: self.secret_source(),
+            replicas: ReplicaSettings::default(),
         }
     }
 }
@@ -146,6 +167,15 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub regions: RegionArgs,
+
+    /// Streaming replicas of PACKR_DATABASE_URL (comma-separated postgres:// URLs) that package
+    /// reads go to once they have replayed what is read; writes stay on the primary.
+    #[arg(long, env = "PACKR_DATABASE_REPLICA_URL", hide_env_values = true, value_delimiter = ',', value_parser = parse_secret)]
+    pub database_replica_url: Vec<SecretString>,
+
+    /// A replica further behind the primary than this is skipped until it catches up.
+    #[arg(long, env = "PACKR_REPLICA_MAX_LAG", default_value = "5s", value_parser = parse_duration)]
+    pub replica_max_lag: Duration,
 }
 
 /// Where this instance runs, and (on Fly.io) which region takes the writes.
@@ -337,6 +367,8 @@ pub struct Config {
     /// On Fly.io (FLY_REGION and PRIMARY_REGION both set): writes landing outside the primary
     /// region are sent back with `fly-replay` (see `fly_replay`).
     pub fly: Option<FlyRegions>,
+    /// Read replicas of the PostgreSQL database.
+    pub replicas: ReplicaSettings,
 }
 
 /// Browser and device-code login settings.
@@ -408,6 +440,17 @@ impl Config {
                  a bucket, or PACKR_ALLOW_LOCAL_BLOBS=true if this is the only instance"
             );
         }
+        let replica_urls: Vec<SecretString> = args
+            .database_replica_url
+            .into_iter()
+            .filter(|url| !secrecy::ExposeSecret::expose_secret(url).trim().is_empty())
+            .collect();
+        if !replica_urls.is_empty() && args.data.database_url().is_none() {
+            bail!(
+                "PACKR_DATABASE_REPLICA_URL is set without PACKR_DATABASE_URL: replicas serve reads \
+                 of a PostgreSQL primary, which PACKR_DATABASE_URL names"
+            );
+        }
         Ok(Self {
             listen: args.listen,
             secrets: args.data.secret_source(),
@@ -435,6 +478,10 @@ impl Config {
             webhook_allowed_networks,
             region: args.regions.region(),
             fly: args.regions.fly(),
+            replicas: ReplicaSettings {
+                urls: replica_urls,
+                max_lag: args.replica_max_lag,
+            },
         })
     }
 
@@ -444,6 +491,7 @@ impl Config {
             data_dir: self.data_dir.clone(),
             database_url: self.database_url.clone(),
             secrets: self.secrets.clone(),
+            replicas: self.replicas.clone(),
         }
     }
 
@@ -481,6 +529,7 @@ impl Config {
             webhook_allowed_networks: Vec::new(),
             region: None,
             fly: None,
+            replicas: ReplicaSettings::default(),
         }
     }
 }
@@ -811,6 +860,39 @@ mod tests {
         );
         // An empty variable counts as unset.
         assert!(config_from(&["--database-url", " "]).is_ok());
+    }
+
+    #[test]
+    fn replica_urls_are_a_list_never_shown_and_need_a_primary() {
+        let config = config_from(&[
+            "--database-url",
+            "postgres://packr:hunter2@db/packr",
+            "--allow-local-blobs",
+            "--database-replica-url",
+            "postgres://packr:hunter2@replica-1/packr, postgres://packr:hunter2@replica-2/packr",
+            "--replica-max-lag",
+            "2s",
+        ])
+        .unwrap();
+        assert_eq!(config.replicas.urls.len(), 2);
+        assert_eq!(config.replicas.max_lag, Duration::from_secs(2));
+        assert!(!format!("{config:?}").contains("hunter2"));
+        let config = config_from(&[
+            "--database-url",
+            "postgres://db/packr",
+            "--allow-local-blobs",
+        ])
+        .unwrap();
+        assert!(config.replicas.urls.is_empty());
+        assert_eq!(config.replicas.max_lag, Duration::from_secs(5));
+        let err = config_from(&[
+            "--database-replica-url",
+            "postgres://packr:hunter2@replica/packr",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("PACKR_DATABASE_URL"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]

@@ -73,6 +73,8 @@ pub struct AppContext {
     pub started: Instant,
     /// Webhooks and their deliveries.
     pub webhooks: Webhooks,
+    /// The metadata store, for `/-/health`'s report on its databases.
+    pub store: Store,
 }
 
 /// The stores and services opened on a data directory; shared by `serve` and the CLI.
@@ -92,9 +94,21 @@ impl Services {
         let data_dir = &location.data_dir;
         let store: Store = match &location.database_url {
             Some(url) => {
-                let postgres = Postgres::open(url.expose_secret()).await?;
+                let replicas: Vec<&str> = location
+                    .replicas
+                    .urls
+                    .iter()
+                    .map(|url| url.expose_secret())
+                    .collect();
+                let postgres = Postgres::open_with_replicas(
+                    url.expose_secret(),
+                    &replicas,
+                    location.replicas.max_lag,
+                )
+                .await?;
                 tracing::info!(
                     database = postgres.pool().target(),
+                    replicas = ?postgres.replicas().map(|r| r.targets()).unwrap_or_default(),
                     "metadata on PostgreSQL"
                 );
                 Arc::new(postgres)
@@ -191,6 +205,7 @@ impl Server {
                 .accounts
                 .with_password_concurrency(config.password_concurrency),
             started: Instant::now(),
+            store: services.store.clone(),
             config: Arc::new(config.clone()),
         }));
         let listener = TcpListener::bind(config.listen)

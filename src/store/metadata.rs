@@ -45,6 +45,12 @@ pub trait MetadataStore:
     fn shared_buckets(&self) -> Option<Arc<dyn SharedBuckets>> {
         None
     }
+
+    /// The read replicas' state at their last check, in configured order (for `/-/health`);
+    /// empty without replicas.
+    fn replica_status(&self) -> Vec<ReplicaStatus> {
+        Vec::new()
+    }
 }
 
 /// A bucket's quota: one request per `period`, up to `burst` at once.
@@ -66,6 +72,19 @@ pub trait SharedBuckets: Send + Sync {
         key: &str,
         quota: Quota,
     ) -> Result<Option<std::time::Duration>, StoreError>;
+}
+
+/// What `/-/health` shows of one read replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    /// Whether the last check got an answer.
+    pub reachable: bool,
+    /// Whether reads go to it (reachable, a standby, lag within the maximum).
+    pub in_use: bool,
+    /// How far behind the primary it was at the last check, when known.
+    pub lag: Option<std::time::Duration>,
+    /// Why it is not in use, when it is not.
+    pub problem: Option<String>,
 }
 
 /// A change another instance made, which caches of this one must forget.

@@ -19,7 +19,7 @@ pub use accounts::AccountStore;
 pub use audit::AuditStore;
 pub use blob::{BlobError, BlobKey, BlobStore};
 pub use logins::LoginStore;
-pub use metadata::{Change, ChangeFeed, MetadataStore, Quota, SharedBuckets, Store};
+pub use metadata::{Change, ChangeFeed, MetadataStore, Quota, ReplicaStatus, SharedBuckets, Store};
 pub use orgs::OrgStore;
 pub use packages::PackageStore;
 pub use postgres::Postgres;

@@ -21,6 +21,7 @@ mod pnpm_client;
 mod postgres_migrate;
 mod properties;
 mod protocol;
+mod replicas;
 mod security_accounts;
 mod security_authz;
 mod security_bodies;

@@ -25,6 +25,40 @@ use crate::store::packages::{
 
 type Params<'a> = [&'a (dyn ToSql + Sync)];
 
+/// Runs a package read (`$body`, a `Result<Option<_>, StoreError>` using the connection
+/// `$client`) on a replica that has replayed every known change of `$package` (see
+/// [`super::replicas`]), else on the primary. What the replica does not find (it may not have
+/// replayed a publish this instance has not heard of yet), fails on, or does not answer within
+/// [`super::replicas::READ_TIMEOUT`] is asked of the primary.
+macro_rules! read_package {
+    ($store:expr, $package:expr, |$client:ident| $body:expr) => {{
+        let store: &super::Postgres = $store;
+        let replica = store.replicas().and_then(|r| r.for_package($package));
+        let mut found = None;
+        if let Some(replica) = replica {
+            let read = async {
+                let $client = replica.pool().get().await?;
+                $body
+            };
+            let on_replica: Result<Result<_, StoreError>, _> =
+                tokio::time::timeout(super::replicas::READ_TIMEOUT, read).await;
+            match on_replica {
+                Ok(Ok(Some(row))) => found = Some(row),
+                Ok(Ok(None)) => {}
+                Ok(Err(err)) => replica.failed(&err),
+                Err(_) => replica.failed(&"no answer within the read timeout"),
+            }
+        }
+        match found {
+            Some(row) => Ok(Some(row)),
+            None => {
+                let $client = store.pool().get().await?;
+                $body
+            }
+        }
+    }};
+}
+
 /// Runs `sql` (prepared once per connection) and returns its rows.
 pub(super) async fn rows<C: GenericClient>(
     client: &C,
@@ -160,6 +194,32 @@ async fn load<C: GenericClient>(
         dist_tags,
         maintainers,
     }))
+}
+
+/// A package's dist-tags, or `None` when there is no such package.
+async fn tags_of<C: GenericClient>(
+    client: &C,
+    name: &str,
+) -> Result<Option<BTreeMap<String, String>>, StoreError> {
+    let row = one(
+        client,
+        "SELECT EXISTS (SELECT 1 FROM packages WHERE name = $1),
+                array_agg(tag), array_agg(version)
+         FROM dist_tags WHERE package = $1",
+        &[&name],
+    )
+    .await?;
+    if !row.get::<_, bool>(0) {
+        return Ok(None);
+    }
+    let tags: Option<Vec<String>> = row.get(1);
+    let targets: Option<Vec<String>> = row.get(2);
+    Ok(Some(
+        tags.unwrap_or_default()
+            .into_iter()
+            .zip(targets.unwrap_or_default())
+            .collect(),
+    ))
 }
 
 async fn dist_tags<C: GenericClient>(
@@ -446,31 +506,11 @@ async fn delete_package<C: GenericClient>(
 #[async_trait::async_trait]
 impl crate::store::PackageStore for super::Postgres {
     async fn load_package(&self, name: &str) -> Result<Option<PackageRecord>, StoreError> {
-        let client = self.pool().get().await?;
-        load(&client, name).await
+        read_package!(self, name, |client| load(&client, name).await)
     }
 
     async fn dist_tags(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, StoreError> {
-        let client = self.pool().get().await?;
-        let row = one(
-            &client,
-            "SELECT EXISTS (SELECT 1 FROM packages WHERE name = $1),
-                    array_agg(tag), array_agg(version)
-             FROM dist_tags WHERE package = $1",
-            &[&name],
-        )
-        .await?;
-        if !row.get::<_, bool>(0) {
-            return Ok(None);
-        }
-        let tags: Option<Vec<String>> = row.get(1);
-        let targets: Option<Vec<String>> = row.get(2);
-        Ok(Some(
-            tags.unwrap_or_default()
-                .into_iter()
-                .zip(targets.unwrap_or_default())
-                .collect(),
-        ))
+        read_package!(self, name, |client| tags_of(&client, name).await)
     }
 
     async fn find_tarball(
@@ -478,8 +518,7 @@ impl crate::store::PackageStore for super::Postgres {
         name: &str,
         version: &str,
     ) -> Result<Option<TarballRow>, StoreError> {
-        let client = self.pool().get().await?;
-        Ok(opt(
+        read_package!(self, name, |client| Ok(opt(
             &client,
             "SELECT blob_key, size, shasum FROM versions WHERE package = $1 AND version = $2",
             &[&name, &version],
@@ -489,7 +528,7 @@ impl crate::store::PackageStore for super::Postgres {
             blob_key: row.get(0),
             size: row.get(1),
             shasum: row.get(2),
-        }))
+        })))
     }
 
     async fn write_facts(&self, name: &str, user_id: i64) -> Result<WriteFacts, StoreError> {
@@ -523,6 +562,7 @@ impl crate::store::PackageStore for super::Postgres {
             super::events::record_all(&tx, &events).await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
+        self.wrote_package(&new.package);
         Ok(outcome)
     }
 
@@ -541,6 +581,7 @@ impl crate::store::PackageStore for super::Postgres {
         super::events::record_all(&tx, &events).await?;
         let tags = dist_tags(&tx, name).await?;
         tx.commit().await?;
+        self.wrote_package(name);
         Ok(tags)
     }
 
@@ -566,6 +607,7 @@ impl crate::store::PackageStore for super::Postgres {
         super::events::record_all(&tx, &events).await?;
         let tags = dist_tags(&tx, name).await?;
         tx.commit().await?;
+        self.wrote_package(name);
         Ok(Some(tags))
     }
 
@@ -589,6 +631,7 @@ impl crate::store::PackageStore for super::Postgres {
         bump(&tx, name, clock::now_ms()).await?;
         super::events::record_all(&tx, &events).await?;
         tx.commit().await?;
+        self.wrote_package(name);
         Ok(())
     }
 
@@ -625,6 +668,7 @@ impl crate::store::PackageStore for super::Postgres {
         bump(&tx, name, clock::now_ms()).await?;
         super::events::record_all(&tx, &events).await?;
         tx.commit().await?;
+        self.wrote_package(name);
         Ok(None)
     }
 
@@ -654,6 +698,7 @@ impl crate::store::PackageStore for super::Postgres {
             Removal::Package => delete_package(&tx, name, now).await?,
         };
         tx.commit().await?;
+        self.wrote_package(name);
         Ok(UnpublishOutcome::Removed { freed_blobs })
     }
 
@@ -663,14 +708,13 @@ impl crate::store::PackageStore for super::Postgres {
     }
 
     async fn package_access(&self, name: &str) -> Result<Option<String>, StoreError> {
-        let client = self.pool().get().await?;
-        Ok(opt(
+        read_package!(self, name, |client| Ok(opt(
             &client,
             "SELECT access FROM packages WHERE name = $1",
             &[&name],
         )
         .await?
-        .map(|row| row.get(0)))
+        .map(|row| row.get(0))))
     }
 
     async fn set_access(
@@ -690,6 +734,7 @@ impl crate::store::PackageStore for super::Postgres {
         .await?;
         super::events::record_all(&tx, &events).await?;
         tx.commit().await?;
+        self.wrote_package(name);
         Ok(found > 0)
     }
 
@@ -720,8 +765,7 @@ impl crate::store::PackageStore for super::Postgres {
     }
 
     async fn visibility(&self, name: &str, slug: &str) -> Result<Option<Visibility>, StoreError> {
-        let client = self.pool().get().await?;
-        Ok(opt(
+        read_package!(self, name, |client| Ok(opt(
             &client,
             "SELECT p.access, EXISTS (SELECT 1 FROM orgs WHERE slug = $2)
              FROM packages p WHERE p.name = $1",
@@ -731,6 +775,6 @@ impl crate::store::PackageStore for super::Postgres {
         .map(|row| Visibility {
             access: row.get(0),
             org_scope: row.get(1),
-        }))
+        })))
     }
 }

@@ -83,12 +83,22 @@ impl TestServer {
     /// Starts a server keeping tarballs on `storage` (S3: a new s3s-fs and bucket), with
     /// [`Config::for_tests`] adjusted by `tweak`.
     pub async fn start_on_with(storage: Storage, tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_with_stores(crate::METADATA, storage, tweak).await
+    }
+
+    /// Starts a server on `metadata` and `storage`, whatever this test binary's set-up, with
+    /// [`Config::for_tests`] adjusted by `tweak`.
+    pub async fn start_with_stores(
+        metadata: Metadata,
+        storage: Storage,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let data = tempfile::Builder::new()
             .prefix("packr-test-")
             .tempdir()
             .expect("creating the test data directory");
         let mut config = Config::for_tests(data.path());
-        if crate::METADATA == Metadata::Postgres {
+        if metadata == Metadata::Postgres {
             use_postgres(&mut config, data.path()).await;
         }
         let s3 = match storage {
