@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod blob;
+pub mod keys;
 mod group_sync;
 pub mod logins;
 pub mod metadata;
@@ -18,6 +19,7 @@ pub mod webhooks;
 pub use accounts::AccountStore;
 pub use audit::AuditStore;
 pub use blob::{BlobError, BlobKey, BlobStore};
+pub use keys::KeyStore;
 pub use logins::LoginStore;
 pub use metadata::{Change, ChangeFeed, MetadataStore, Store};
 pub use orgs::OrgStore;

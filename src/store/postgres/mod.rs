@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod audit;
 pub mod changes;
 pub mod events;
+pub mod keys;
 pub mod logins;
 pub mod migrate;
 pub mod orgs;
