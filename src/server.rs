@@ -29,12 +29,12 @@ use crate::orgs::Orgs;
 use crate::packages::tarball::TarballLimits;
 use crate::packages::{Registry, RegistrySettings};
 use crate::rate_limit::LoginRateLimit;
+use crate::signing::{self, Signing};
 use crate::store::BlobStore;
 use crate::store::blob::fs::FsBlobStore;
 use crate::store::blob::s3::S3BlobStore;
 use crate::store::{Change, ChangeFeed, Postgres, Sqlite, Store};
 use crate::webhooks::{SecretBox, TargetPolicy, WebhookSettings, Webhooks, Worker};
-use crate::signing::{self, Signing};
 use crate::{api, error, health, npm, telemetry, web};
 
 /// Everything a request handler may use. axum clones the state for every extractor of every

@@ -21,10 +21,7 @@ pub async fn get_keys(State(app): State<AppState>) -> Result<Response, ApiError>
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             ),
-            (
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("no-cache"),
-            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         ],
         document,
     )

@@ -3,9 +3,9 @@
 pub mod body;
 mod device;
 mod dist_tags;
-mod keys;
 pub mod drain;
 pub mod extract;
+mod keys;
 mod orgs;
 mod packument;
 pub mod path;

@@ -151,8 +151,8 @@ mod tests {
         let key = RegistryKey::generate().unwrap();
         let hex_text = hex::encode(key.key.to_bytes());
         assert_eq!(RegistryKey::parse(&hex_text).unwrap().keyid(), key.keyid());
-        let pem = p256::pkcs8::EncodePrivateKey::to_pkcs8_pem(&key.key, Default::default())
-            .unwrap();
+        let pem =
+            p256::pkcs8::EncodePrivateKey::to_pkcs8_pem(&key.key, Default::default()).unwrap();
         assert_eq!(RegistryKey::parse(&pem).unwrap().keyid(), key.keyid());
         let sealer = SecretBox::from_key(&[3; 32]).unwrap();
         let sealed = key.seal(&sealer).unwrap();

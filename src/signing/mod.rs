@@ -115,7 +115,11 @@ impl Signing {
     ) -> anyhow::Result<Self> {
         let (key, when, action) = match pinned {
             Some(key) => (key, AddKey::IfUnknown, "signing_key.imported"),
-            None => (RegistryKey::generate()?, AddKey::IfNoneActive, "signing_key.created"),
+            None => (
+                RegistryKey::generate()?,
+                AddKey::IfNoneActive,
+                "signing_key.created",
+            ),
         };
         let event = AuditEvent::by_operator(action, json!({ "keyid": key.keyid() }));
         let now = clock::now_ms();

@@ -4,8 +4,8 @@
 pub mod accounts;
 pub mod audit;
 pub mod blob;
-pub mod keys;
 mod group_sync;
+pub mod keys;
 pub mod logins;
 pub mod metadata;
 pub mod orgs;

@@ -138,17 +138,17 @@ async fn load<C: GenericClient>(
         .into_iter()
         .map(|version| {
             Ok(VersionRow {
-            version,
-            manifest: manifests.next().unwrap_or_default(),
-            integrity: integrities.next().unwrap_or_default(),
-            shasum: shasums.next().unwrap_or_default(),
-            blob_key: blob_keys.next().unwrap_or_default(),
-            size: sizes.next().unwrap_or_default(),
-            deprecated: deprecations.next().flatten(),
-            readme: readmes.next().flatten(),
-            published_at: published.next().unwrap_or_default(),
-            signatures: parse_signatures(signatures.next().flatten().as_deref())?,
-        })
+                version,
+                manifest: manifests.next().unwrap_or_default(),
+                integrity: integrities.next().unwrap_or_default(),
+                shasum: shasums.next().unwrap_or_default(),
+                blob_key: blob_keys.next().unwrap_or_default(),
+                size: sizes.next().unwrap_or_default(),
+                deprecated: deprecations.next().flatten(),
+                readme: readmes.next().flatten(),
+                published_at: published.next().unwrap_or_default(),
+                signatures: parse_signatures(signatures.next().flatten().as_deref())?,
+            })
         })
         .collect::<Result<_, StoreError>>()?;
     let dist_tags = list::<String>(&row, 14)

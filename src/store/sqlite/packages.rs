@@ -43,18 +43,21 @@ pub fn load(conn: &Connection, name: &str) -> Result<Option<PackageRecord>, Stor
     let rows = stmt
         .query_map([name], |row| {
             let signatures: Option<String> = row.get(9)?;
-            Ok((signatures, VersionRow {
-                version: row.get(0)?,
-                manifest: row.get(1)?,
-                integrity: row.get(2)?,
-                shasum: row.get(3)?,
-                blob_key: row.get(4)?,
-                size: row.get(5)?,
-                deprecated: row.get(6)?,
-                readme: row.get(7)?,
-                published_at: row.get(8)?,
-                signatures: Vec::new(),
-            }))
+            Ok((
+                signatures,
+                VersionRow {
+                    version: row.get(0)?,
+                    manifest: row.get(1)?,
+                    integrity: row.get(2)?,
+                    shasum: row.get(3)?,
+                    blob_key: row.get(4)?,
+                    size: row.get(5)?,
+                    deprecated: row.get(6)?,
+                    readme: row.get(7)?,
+                    published_at: row.get(8)?,
+                    signatures: Vec::new(),
+                },
+            ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let mut versions = Vec::with_capacity(rows.len());
