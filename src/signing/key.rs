@@ -2,13 +2,21 @@
 //! what npm verifies (npm-protocol.md §12): SHA-256 over `<name>@<version>:<integrity>`, the
 //! signature DER-encoded in base64, the public key a base64 DER SubjectPublicKeyInfo and its id
 //! `SHA256:` + base64 of the SHA-256 of that DER.
+//!
+//! RustCrypto's `p256` parses, derives and encodes keys; the signature itself is made by `ring`
+//! (already linked for TLS), whose assembly P-256 signs about six times faster than `p256`'s
+//! portable code (40-60 µs against 260-500 µs per signature, measured on the benchmark machine
+//! under load): signing is on every publish, whose whole budget is about 1 ms of CPU.
 
 use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use p256::ecdsa::signature::Signer;
-use p256::ecdsa::{Signature, SigningKey};
+use std::sync::Arc;
+
+use p256::ecdsa::SigningKey;
 use p256::pkcs8::{DecodePrivateKey, EncodePublicKey};
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
 use sha2::{Digest, Sha256};
 
 use crate::webhooks::{Sealed, SecretBox};
@@ -17,6 +25,8 @@ use crate::webhooks::{Sealed, SecretBox};
 #[derive(Clone)]
 pub struct RegistryKey {
     key: SigningKey,
+    signer: Arc<EcdsaKeyPair>,
+    rng: SystemRandom,
     keyid: String,
     public_key: String,
 }
@@ -36,7 +46,18 @@ impl RegistryKey {
             .to_public_key_der()
             .context("encoding the public key")?;
         let keyid = format!("SHA256:{}", STANDARD.encode(Sha256::digest(der.as_bytes())));
+        let rng = SystemRandom::new();
+        let public = key.verifying_key().to_encoded_point(false);
+        let signer = EcdsaKeyPair::from_private_key_and_public_key(
+            &ECDSA_P256_SHA256_ASN1_SIGNING,
+            &key.to_bytes(),
+            public.as_bytes(),
+            &rng,
+        )
+        .map_err(|e| anyhow::anyhow!("loading the signing key: {e}"))?;
         Ok(Self {
+            signer: Arc::new(signer),
+            rng,
             public_key: STANDARD.encode(der.as_bytes()),
             keyid,
             key,
@@ -113,10 +134,14 @@ impl RegistryKey {
         &self.public_key
     }
 
-    /// The base64 DER signature of `message` (ECDSA P-256 over SHA-256, RFC 6979 nonces).
-    pub fn sign(&self, message: &str) -> String {
-        let signature: Signature = self.key.sign(message.as_bytes());
-        STANDARD.encode(signature.to_der().as_bytes())
+    /// The base64 DER signature of `message` (ECDSA P-256 over SHA-256), or why there is none
+    /// (only when the system's random source fails).
+    pub fn sign(&self, message: &str) -> anyhow::Result<String> {
+        let signature = self
+            .signer
+            .sign(&self.rng, message.as_bytes())
+            .map_err(|_| anyhow::anyhow!("ECDSA signing failed (no system randomness?)"))?;
+        Ok(STANDARD.encode(signature.as_ref()))
     }
 }
 
@@ -136,7 +161,7 @@ mod tests {
     #[test]
     fn a_signature_verifies_with_the_published_key_and_only_over_its_message() {
         let key = RegistryKey::generate().unwrap();
-        let sig = key.sign("a@1.0.0:sha512-x");
+        let sig = key.sign("a@1.0.0:sha512-x").unwrap();
         let der = STANDARD.decode(key.public_key()).unwrap();
         let public = VerifyingKey::from_public_key_der(&der).unwrap();
         let signature = Signature::from_der(&STANDARD.decode(sig).unwrap()).unwrap();
@@ -163,5 +188,25 @@ mod tests {
         assert!(RegistryKey::open(&SecretBox::from_key(&[4; 32]).unwrap(), &sealed).is_err());
         assert!(RegistryKey::parse("abcd").is_err());
         assert!(RegistryKey::parse(&"00".repeat(32)).is_err());
+    }
+
+    /// The cost signing adds to a publish: one signature over a realistic message. Run with
+    /// `cargo test --lib signing_cost -- --ignored --nocapture` (debug build: `ring`'s assembly is
+    /// as fast there as in release).
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn signing_cost_per_publish() {
+        let key = RegistryKey::generate().unwrap();
+        let integrity = "sha512-FxVgek9nnFPVRbwaY7X+VnIZpURN1XDdjUZzS7k0Wv+ezBwWSlGl5ydp/M3mBAsLk9CScAp4f9YHybX4MGy6sA==";
+        let rounds = 2000;
+        for _ in 0..3 {
+            let start = std::time::Instant::now();
+            for i in 0..rounds {
+                let message = message("@acme/widget", &format!("1.0.{i}"), integrity);
+                std::hint::black_box(key.sign(&message).unwrap());
+            }
+            let per = start.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
+            println!("signing: {per:.1} µs per publish");
+        }
     }
 }

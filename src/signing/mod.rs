@@ -175,7 +175,7 @@ impl Signing {
         };
         Ok(vec![Signature {
             keyid: active.keyid().to_owned(),
-            sig: active.sign(&key::message(name, version, integrity)),
+            sig: active.sign(&key::message(name, version, integrity))?,
         }])
     }
 
@@ -202,16 +202,22 @@ impl Signing {
             let signatures = tokio::task::spawn_blocking(move || {
                 batch
                     .into_iter()
-                    .map(|v| VersionSignature {
-                        sig: active.sign(&key::message(&v.package, &v.version, &v.integrity)),
-                        keyid: active.keyid().to_owned(),
-                        package: v.package,
-                        version: v.version,
+                    .map(|v| {
+                        Ok(VersionSignature {
+                            sig: active.sign(&key::message(
+                                &v.package,
+                                &v.version,
+                                &v.integrity,
+                            ))?,
+                            keyid: active.keyid().to_owned(),
+                            package: v.package,
+                            version: v.version,
+                        })
                     })
-                    .collect::<Vec<_>>()
+                    .collect::<anyhow::Result<Vec<_>>>()
             })
             .await
-            .context("signing a backfill batch")?;
+            .context("signing a backfill batch")??;
             let packages = self.store.add_signatures(signatures).await?;
             tracing::info!(
                 versions = count,

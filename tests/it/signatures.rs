@@ -208,21 +208,8 @@ async fn installs_verify_as_npm_verifies_them_and_a_tampered_integrity_does_not(
     if audit.status.success() {
         audit.assert_mentions("2 packages have verified registry signatures");
     } else {
-        let text = format!("{}{}", audit.stdout, audit.stderr);
-        assert!(
-            [
-                "ENOTFOUND",
-                "EAI_AGAIN",
-                "ECONNREFUSED",
-                "ETIMEDOUT",
-                "ENETUNREACH",
-                "tuf",
-                "TUF"
-            ]
-            .iter()
-            .any(|cause| text.contains(cause)),
-            "npm audit signatures failed for another reason than reaching Sigstore's TUF repository:\n{audit}"
-        );
+        // Here: `getaddrinfo ENOTFOUND tuf-repo-cdn.sigstore.dev`, before the registry is asked.
+        audit.assert_mentions("tuf-repo-cdn.sigstore.dev");
     }
 
     // Someone with database access points greeting's integrity at other bytes.
