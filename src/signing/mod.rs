@@ -122,9 +122,11 @@ impl Signing {
             ),
         };
         let event = AuditEvent::by_operator(action, json!({ "keyid": key.keyid() }));
-        let now = clock::now_ms();
+        // An imported key replaces the active one like a rotation: instances still running with
+        // the old key (a rolling update) keep signing validly until they see the new one.
+        let expire_active_at = clock::now_ms() + ROTATION_GRACE.as_millis() as i64;
         let added = store
-            .add_signing_key(stored(&key, &sealer)?, when, now, vec![event])
+            .add_signing_key(stored(&key, &sealer)?, when, expire_active_at, vec![event])
             .await?;
         if added {
             tracing::info!(keyid = key.keyid(), "registry signing key added");
@@ -154,7 +156,15 @@ impl Signing {
         if current.read_at.elapsed() < REFRESH {
             return Ok(current);
         }
-        let fresh = Arc::new(read_ring(&self.store, &self.sealer).await?);
+        let fresh = match read_ring(&self.store, &self.sealer).await {
+            Ok(ring) => Arc::new(ring),
+            // A store that does not answer for a moment does not stop publishing: the key list
+            // read last is still good, and the next call tries again.
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), "could not re-read the signing keys");
+                return Ok(current);
+            }
+        };
         *self
             .ring
             .write()
