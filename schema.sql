@@ -259,3 +259,25 @@ CREATE TABLE IF NOT EXISTS user_identities (
 );
 CREATE INDEX IF NOT EXISTS user_identities_user ON user_identities(user_id);
 
+
+-- Registry signing keys (npm-protocol.md §12): every instance signs with the active one (no
+-- `expires_at`); a rotation adds a key and sets the old one's `expires_at`, never deletes it.
+CREATE TABLE IF NOT EXISTS signing_keys (
+    keyid          TEXT PRIMARY KEY,              -- SHA256:<base64 sha256 of the DER public key>
+    public_key     TEXT NOT NULL,                 -- base64 DER SubjectPublicKeyInfo
+    sealed_private BLOB NOT NULL,                 -- AES-256-GCM under PACKR_SECRET_KEY
+    nonce          BLOB NOT NULL,
+    created_at     INTEGER NOT NULL,
+    expires_at     INTEGER
+);
+
+-- `dist.signatures` of each version, over `<name>@<version>:<integrity>`; written with the
+-- version at publish, or by the start-up backfill for versions older than their key.
+CREATE TABLE IF NOT EXISTS version_signatures (
+    package TEXT NOT NULL,
+    version TEXT NOT NULL,
+    keyid   TEXT NOT NULL REFERENCES signing_keys(keyid),
+    sig     TEXT NOT NULL,                        -- base64 DER ECDSA P-256 / SHA-256
+    PRIMARY KEY (package, version, keyid),
+    FOREIGN KEY (package, version) REFERENCES versions(package, version) ON DELETE CASCADE
+);

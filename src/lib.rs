@@ -31,6 +31,7 @@ pub mod outbound;
 pub mod packages;
 pub mod rate_limit;
 pub mod server;
+pub mod signing;
 pub mod store;
 pub mod telemetry;
 pub mod web;

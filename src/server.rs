@@ -29,6 +29,7 @@ use crate::orgs::Orgs;
 use crate::packages::tarball::TarballLimits;
 use crate::packages::{Registry, RegistrySettings};
 use crate::rate_limit::LoginRateLimit;
+use crate::signing::{self, Signing};
 use crate::store::BlobStore;
 use crate::store::blob::fs::FsBlobStore;
 use crate::store::blob::s3::S3BlobStore;
@@ -171,10 +172,20 @@ impl Server {
             .public_url
             .as_deref()
             .is_some_and(|u| u.starts_with("https://"));
+        let sealer =
+            SecretBox::from_key(&config.secrets.secret("PACKR_SECRET_KEY", "webhook.key")?)
+                .context("PACKR_SECRET_KEY")?;
+        // Registry signing keys are sealed under the same key as hook secrets (src/signing).
+        let signing = Signing::start(
+            services.store.clone(),
+            sealer.clone(),
+            signing::pinned_key(&config.secrets)?,
+        )
+        .await
+        .context("registry signing keys")?;
         let webhooks = Webhooks::new(
             services.store.clone(),
-            SecretBox::from_key(&config.secrets.secret("PACKR_SECRET_KEY", "webhook.key")?)
-                .context("PACKR_SECRET_KEY")?,
+            sealer,
             WebhookSettings {
                 retry_schedule: config.webhook_retry_schedule.clone(),
                 timeout: config.webhook_timeout,
@@ -199,7 +210,8 @@ impl Server {
             sessions: Sessions::new(login_key, config.login.session_ttl, secure_cookies),
             audit_log: AuditLog::new(services.store.clone()),
             orgs: Orgs::new(services.store.clone()),
-            registry: Registry::new(services.store.clone(), blobs, settings),
+            registry: Registry::new(services.store.clone(), blobs, settings)
+                .with_signing(signing.clone()),
             tokens: services.tokens,
             accounts: services
                 .accounts
@@ -208,6 +220,10 @@ impl Server {
             store: services.store.clone(),
             config: Arc::new(config.clone()),
         }));
+        // Before serving: once keys exist, npm reports an unsigned version as a failure.
+        for name in signing.backfill().await.context("signing older versions")? {
+            state.registry.forget_package(&name);
+        }
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;

@@ -5,6 +5,7 @@ mod device;
 mod dist_tags;
 pub mod drain;
 pub mod extract;
+mod keys;
 mod orgs;
 mod packument;
 pub mod path;
@@ -26,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         .merge(device::routes())
         .merge(orgs::routes())
         .merge(tokens::routes())
+        .route("/-/npm/v1/keys", get(keys::get_keys))
         .route("/-/package/{pkg}/dist-tags", get(dist_tags::get_dist_tags))
         .route(
             "/-/package/{pkg}/dist-tags/{tag}",

@@ -85,6 +85,9 @@ pub fn version_object(
             "tarball".into(),
             Value::String(tarball_url(base_url, name, &row.version)),
         );
+        if !row.signatures.is_empty() {
+            dist.insert("signatures".into(), json!(row.signatures));
+        }
     }
     if let Some(message) = &row.deprecated {
         manifest.insert("deprecated".into(), Value::String(message.clone()));

@@ -301,6 +301,18 @@ impl Registry {
         .map_err(|e| RegistryError::Internal(e.to_string()))??;
 
         let manifest = stored_manifest(&request, caller, &digests, &contents);
+        // Signed once here, never on reads: the signature is stored with the version.
+        let signatures = match &self.signing {
+            Some(signing) => signing
+                .sign(
+                    request.name.as_str(),
+                    &request.version.to_string(),
+                    &digests.sha512_integrity,
+                )
+                .await
+                .map_err(|e| RegistryError::Internal(format!("signing the version: {e:#}")))?,
+            None => Vec::new(),
+        };
         let key = BlobKey::parse(&digests.sha512_hex)
             .ok_or_else(|| RegistryError::Internal("sha512 hex has the wrong shape".into()))?;
         // The blob goes first: a crash after it leaves an unreferenced file, never a version without bytes.
@@ -324,6 +336,7 @@ impl Registry {
                 deprecated: None,
                 readme,
                 published_at: clock::now_ms(),
+                signatures,
             },
             tag: request.tag.to_string(),
             publisher_id: caller.user_id,

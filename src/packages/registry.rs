@@ -41,6 +41,8 @@ pub struct Registry {
     pub(super) visibility: Arc<super::visibility::VisibilityCache>,
     pub(super) blob_claims: Arc<BlobClaims>,
     pub(super) settings: Arc<RegistrySettings>,
+    /// Signs each version at publish; `None` where nothing is signed (CLI-only registries).
+    pub(super) signing: Option<crate::signing::Signing>,
 }
 
 /// A tarball ready to stream.
@@ -180,7 +182,19 @@ impl Registry {
             visibility: Arc::default(),
             blob_claims: Arc::new(BlobClaims::default()),
             settings: Arc::new(settings),
+            signing: None,
         }
+    }
+
+    /// The registry signing every version it publishes with `signing`'s active key.
+    pub fn with_signing(mut self, signing: crate::signing::Signing) -> Self {
+        self.signing = Some(signing);
+        self
+    }
+
+    /// The registry's signing service, if it signs.
+    pub fn signing(&self) -> Option<&crate::signing::Signing> {
+        self.signing.as_ref()
     }
 
     /// The rendered packuments of a package for a public base URL, from the cache when fresh.

@@ -64,6 +64,7 @@ async fn publish(store: &Store, package: &str, access: &str, publisher_id: i64) 
             deprecated: None,
             readme: None,
             published_at: 1,
+            signatures: Vec::new(),
         },
         tag: "latest".into(),
         publisher_id,

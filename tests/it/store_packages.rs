@@ -58,6 +58,7 @@ fn version(package: &str, version: &str, tag: &str, publisher_id: i64, key: &str
             deprecated: None,
             readme: Some(format!("readme of {version}")),
             published_at: packr::clock::now_ms(),
+            signatures: Vec::new(),
         },
         tag: tag.to_owned(),
         publisher_id,

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod buckets;
 pub mod changes;
 pub mod events;
+pub mod keys;
 pub mod logins;
 pub mod migrate;
 pub mod orgs;

@@ -18,6 +18,7 @@ use crate::clock;
 use crate::orgs::scope_slug;
 use crate::packages::RegistryError;
 use crate::store::StoreError;
+use crate::store::packages::parse_signatures;
 use crate::store::packages::{
     Decide, NewNameFacts, NewVersion, PackageRecord, PublishOutcome, PublishPlan, Removal,
     TarballRow, UnpublishOutcome, VersionRow, Visibility, WriteFacts,
@@ -123,7 +124,7 @@ async fn load<C: GenericClient>(
         client,
         "SELECT p.access, p.rev, p.created_at, p.modified_at,
                 v.versions, v.manifests, v.integrities, v.shasums, v.blob_keys, v.sizes,
-                v.deprecations, v.readmes, v.published, t.tags, t.targets, m.names, m.emails
+                v.deprecations, v.readmes, v.published, v.signatures, t.tags, t.targets, m.names, m.emails
          FROM packages p
          CROSS JOIN LATERAL (
              SELECT array_agg(version ORDER BY published_at, version COLLATE \"C\") AS versions,
@@ -134,7 +135,11 @@ async fn load<C: GenericClient>(
                     array_agg(size ORDER BY published_at, version COLLATE \"C\") AS sizes,
                     array_agg(deprecated ORDER BY published_at, version COLLATE \"C\") AS deprecations,
                     array_agg(readme ORDER BY published_at, version COLLATE \"C\") AS readmes,
-                    array_agg(published_at ORDER BY published_at, version COLLATE \"C\") AS published
+                    array_agg(published_at ORDER BY published_at, version COLLATE \"C\") AS published,
+                    array_agg((SELECT json_agg(json_build_object('keyid', s.keyid, 'sig', s.sig))::text
+                               FROM version_signatures s
+                               WHERE s.package = versions.package AND s.version = versions.version)
+                              ORDER BY published_at, version COLLATE \"C\") AS signatures
              FROM versions WHERE package = p.name) v
          CROSS JOIN LATERAL (
              SELECT array_agg(tag) AS tags, array_agg(version) AS targets
@@ -162,27 +167,31 @@ async fn load<C: GenericClient>(
     let mut deprecations = list::<Option<String>>(&row, 10).into_iter();
     let mut readmes = list::<Option<String>>(&row, 11).into_iter();
     let mut published = list::<i64>(&row, 12).into_iter();
+    let mut signatures = list::<Option<String>>(&row, 13).into_iter();
     let versions = versions
         .into_iter()
-        .map(|version| VersionRow {
-            version,
-            manifest: manifests.next().unwrap_or_default(),
-            integrity: integrities.next().unwrap_or_default(),
-            shasum: shasums.next().unwrap_or_default(),
-            blob_key: blob_keys.next().unwrap_or_default(),
-            size: sizes.next().unwrap_or_default(),
-            deprecated: deprecations.next().flatten(),
-            readme: readmes.next().flatten(),
-            published_at: published.next().unwrap_or_default(),
+        .map(|version| {
+            Ok(VersionRow {
+                version,
+                manifest: manifests.next().unwrap_or_default(),
+                integrity: integrities.next().unwrap_or_default(),
+                shasum: shasums.next().unwrap_or_default(),
+                blob_key: blob_keys.next().unwrap_or_default(),
+                size: sizes.next().unwrap_or_default(),
+                deprecated: deprecations.next().flatten(),
+                readme: readmes.next().flatten(),
+                published_at: published.next().unwrap_or_default(),
+                signatures: parse_signatures(signatures.next().flatten().as_deref())?,
+            })
         })
-        .collect();
-    let dist_tags = list::<String>(&row, 13)
+        .collect::<Result<_, StoreError>>()?;
+    let dist_tags = list::<String>(&row, 14)
         .into_iter()
-        .zip(list::<String>(&row, 14))
+        .zip(list::<String>(&row, 15))
         .collect();
-    let maintainers = list::<String>(&row, 15)
+    let maintainers = list::<String>(&row, 16)
         .into_iter()
-        .zip(list::<String>(&row, 16))
+        .zip(list::<String>(&row, 17))
         .collect();
     Ok(Some(PackageRecord {
         name: name.to_owned(),
@@ -393,6 +402,14 @@ async fn insert_version<C: GenericClient>(
         .await?
         .get(0);
         return Ok(PublishOutcome::Exists { integrity });
+    }
+    for signature in &row.signatures {
+        exec(
+            client,
+            "INSERT INTO version_signatures (package, version, keyid, sig) VALUES ($1, $2, $3, $4)",
+            &[&new.package, &row.version, &signature.keyid, &signature.sig],
+        )
+        .await?;
     }
     put_tag(client, &new.package, &new.tag, &row.version).await?;
     exec(

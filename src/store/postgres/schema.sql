@@ -265,3 +265,25 @@ CREATE TABLE rate_limit_buckets (
     key TEXT PRIMARY KEY,
     tat BIGINT NOT NULL
 );
+
+-- Registry signing keys (npm-protocol.md §12): every instance signs with the active one (no
+-- `expires_at`); a rotation adds a key and sets the old one's `expires_at`, never deletes it.
+CREATE TABLE signing_keys (
+    keyid          TEXT PRIMARY KEY,              -- SHA256:<base64 sha256 of the DER public key>
+    public_key     TEXT NOT NULL,                 -- base64 DER SubjectPublicKeyInfo
+    sealed_private BYTEA NOT NULL,                -- AES-256-GCM under PACKR_SECRET_KEY
+    nonce          BYTEA NOT NULL,
+    created_at     BIGINT NOT NULL,
+    expires_at     BIGINT
+);
+
+-- `dist.signatures` of each version, over `<name>@<version>:<integrity>`; written with the
+-- version at publish, or by the start-up backfill for versions older than their key.
+CREATE TABLE version_signatures (
+    package TEXT NOT NULL,
+    version TEXT NOT NULL,
+    keyid   TEXT NOT NULL REFERENCES signing_keys(keyid),
+    sig     TEXT NOT NULL,                        -- base64 DER ECDSA P-256 / SHA-256
+    PRIMARY KEY (package, version, keyid),
+    FOREIGN KEY (package, version) REFERENCES versions(package, version) ON DELETE CASCADE
+);

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod device;
 pub mod events;
+pub mod keys;
 pub mod migrate;
 pub mod oauth;
 pub mod orgs;

@@ -49,6 +49,11 @@ pub fn npm() -> PathBuf {
     modules().join("npm/bin/npm-cli.js")
 }
 
+/// A package npm 11 bundles (such as `pacote`), for scripts that do what npm does.
+pub fn npm_dependency(name: &str) -> PathBuf {
+    modules().join("npm/node_modules").join(name)
+}
+
 /// pnpm 10's entry script.
 pub fn pnpm() -> PathBuf {
     modules().join("pnpm/bin/pnpm.cjs")
@@ -158,6 +163,11 @@ impl ClientEnv {
                 fs::remove_dir_all(&path).expect("clearing a client cache");
             }
         }
+    }
+
+    /// `node SCRIPT ARGS` in the default project, with the sandbox's environment.
+    pub fn node(&self, script: PathBuf) -> ClientCommand {
+        self.command("node", script)
     }
 
     /// `npm ARGS` in the default project.
