@@ -9,6 +9,7 @@ use crate::packages::RegistryError;
 use crate::store::{BlobError, StoreError};
 use crate::telemetry::FailureCause;
 use crate::webhooks::WebhookError;
+use crate::advisories::AdvisoryError;
 
 /// An error answer: `{"error": <message>, "code": <stable code>, "status": <status>}`.
 #[derive(Debug)]
@@ -182,6 +183,17 @@ impl From<WebhookError> for ApiError {
             WebhookError::Store(_) | WebhookError::Internal(_) => return Self::internal(err),
         };
         Self::user(status, code, err.to_string())
+    }
+}
+
+impl From<AdvisoryError> for ApiError {
+    fn from(err: AdvisoryError) -> Self {
+        match err {
+            AdvisoryError::Invalid(message) => Self::bad_request("invalid", message),
+            AdvisoryError::NotFound(message) => Self::not_found(message),
+            AdvisoryError::Registry(err) => err.into(),
+            AdvisoryError::Store(_) => Self::internal(err),
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 //! - [`store`]: the metadata store (SQLite) and the blob store (filesystem). SQL appears only there.
 //! - [`config`], [`telemetry`] and [`clock`] are used by all of the above.
 
+pub mod advisories;
 pub mod api;
 pub mod audit;
 pub mod auth;

@@ -17,6 +17,7 @@ use tower::util::{MapRequestLayer, MapResponseLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 
+use crate::advisories::{Advisories, Upstream};
 use crate::audit::AuditLog;
 use crate::auth::device::{DeviceFlow, DeviceSettings};
 use crate::auth::oauth::OAuth;
@@ -73,6 +74,8 @@ pub struct AppContext {
     pub started: Instant,
     /// Webhooks and their deliveries.
     pub webhooks: Webhooks,
+    /// Security advisories and audits.
+    pub advisories: Advisories,
 }
 
 /// The stores and services opened on a data directory; shared by `serve` and the CLI.
@@ -168,7 +171,9 @@ impl Server {
             },
         );
         let worker = webhooks.worker()?;
+        let upstream = config.audit_upstream.as_deref().map(Upstream::new).transpose()?;
         let state = AppState(Arc::new(AppContext {
+            advisories: Advisories::new(services.store.clone(), upstream),
             webhooks,
             oauth: OAuth::new(
                 &config.oauth,
