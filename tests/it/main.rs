@@ -28,6 +28,7 @@ mod security_packages;
 mod security_store;
 mod security_webhooks;
 mod store_accounts;
+mod store_advisories;
 mod store_audit;
 mod store_changes;
 mod store_logins;
