@@ -6,6 +6,7 @@
 // the helpers they share.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod advisories;
 mod blob_store;
 mod cli_contract;
 mod cluster;

@@ -21,6 +21,7 @@ use super::server::TestServer;
 /// The client versions the suite runs; changing this list reinstalls them.
 const CLIENTS: &[&str] = &[
     "npm@11.21.2",
+    "npm10@npm:npm@10.9.9",
     "pnpm@10.34.9",
     "yarn@1.22.22",
     "@yarnpkg/cli-dist@4.18.1",
@@ -47,6 +48,11 @@ fn modules() -> PathBuf {
 /// npm 11's entry script.
 pub fn npm() -> PathBuf {
     modules().join("npm/bin/npm-cli.js")
+}
+
+/// npm 10's entry script (installed under the alias `npm10`).
+pub fn npm10() -> PathBuf {
+    modules().join("npm10/bin/npm-cli.js")
 }
 
 /// pnpm 10's entry script.
@@ -158,6 +164,11 @@ impl ClientEnv {
     /// `npm ARGS` in the default project.
     pub fn npm(&self) -> ClientCommand {
         self.command("npm", npm())
+    }
+
+    /// npm 10 (`npm ARGS`) in the default project.
+    pub fn npm10(&self) -> ClientCommand {
+        self.command("npm10", npm10())
     }
 
     /// `pnpm ARGS` in the default project.
