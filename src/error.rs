@@ -3,13 +3,13 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::advisories::AdvisoryError;
 use crate::auth::AuthError;
 use crate::orgs::OrgError;
 use crate::packages::RegistryError;
 use crate::store::{BlobError, StoreError};
 use crate::telemetry::FailureCause;
 use crate::webhooks::WebhookError;
-use crate::advisories::AdvisoryError;
 
 /// An error answer: `{"error": <message>, "code": <stable code>, "status": <status>}`.
 #[derive(Debug)]

@@ -171,7 +171,11 @@ impl Server {
             },
         );
         let worker = webhooks.worker()?;
-        let upstream = config.audit_upstream.as_deref().map(Upstream::new).transpose()?;
+        let upstream = config
+            .audit_upstream
+            .as_deref()
+            .map(Upstream::new)
+            .transpose()?;
         let state = AppState(Arc::new(AppContext {
             advisories: Advisories::new(services.store.clone(), upstream),
             webhooks,

@@ -358,9 +358,18 @@ mod tests {
             let message = bad.validate(None).unwrap_err().to_string();
             assert!(message.contains(field), "{field}: {message}");
         };
-        refused(Box::new(|a| a.vulnerable_versions = ">>1".into()), "vulnerable_versions");
-        refused(Box::new(|a| a.vulnerable_versions = " ".into()), "vulnerable_versions");
-        refused(Box::new(|a| a.patched_versions = Some("nope!".into())), "patched_versions");
+        refused(
+            Box::new(|a| a.vulnerable_versions = ">>1".into()),
+            "vulnerable_versions",
+        );
+        refused(
+            Box::new(|a| a.vulnerable_versions = " ".into()),
+            "vulnerable_versions",
+        );
+        refused(
+            Box::new(|a| a.patched_versions = Some("nope!".into())),
+            "patched_versions",
+        );
         refused(Box::new(|a| a.severity = "info".into()), "severity");
         refused(Box::new(|a| a.package = "Bad Name".into()), "package");
         refused(Box::new(|a| a.title = "two\nlines".into()), "title");

@@ -114,16 +114,26 @@ impl Advisories {
             let Some(versions) = asked.get(&row.package) else {
                 continue;
             };
-            if !versions.iter().any(|v| affects(&row.vulnerable_versions, v)) {
+            if !versions
+                .iter()
+                .any(|v| affects(&row.vulnerable_versions, v))
+            {
                 continue;
             }
-            if !self.may_read(registry, reader, &row.package, &mut readable).await? {
+            if !self
+                .may_read(registry, reader, &row.package, &mut readable)
+                .await?
+            {
                 continue;
             }
-            report.entry(row.package.clone()).or_default().push(bulk_form(&row));
+            report
+                .entry(row.package.clone())
+                .or_default()
+                .push(bulk_form(&row));
         }
         if let Some(upstream) = &self.upstream {
-            let hosted: BTreeSet<String> = self.store.hosted_names(names).await?.into_iter().collect();
+            let hosted: BTreeSet<String> =
+                self.store.hosted_names(names).await?.into_iter().collect();
             let foreign: BTreeMap<String, Vec<String>> = asked
                 .into_iter()
                 .filter(|(name, _)| !hosted.contains(name))
@@ -157,8 +167,11 @@ impl Advisories {
         let findings = Findings::of_tree(tree);
         let bulk = self.bulk(registry, reader, findings.asked()).await?;
         let mut advisories = Map::new();
-        let mut counts: BTreeMap<&str, u64> =
-            ["info"].iter().chain(&SEVERITIES).map(|s| (*s, 0)).collect();
+        let mut counts: BTreeMap<&str, u64> = ["info"]
+            .iter()
+            .chain(&SEVERITIES)
+            .map(|s| (*s, 0))
+            .collect();
         for (name, list) in &bulk {
             let Some(installed) = findings.versions.get(name) else {
                 continue;

@@ -64,7 +64,9 @@ impl Upstream {
             .filter_map(|(name, advisories)| match advisories {
                 Value::Array(list) => Some((
                     name,
-                    list.into_iter().filter(Value::is_object).collect::<Vec<_>>(),
+                    list.into_iter()
+                        .filter(Value::is_object)
+                        .collect::<Vec<_>>(),
                 )),
                 _ => None,
             })

@@ -81,8 +81,10 @@ pub trait AdvisoryStore: Send + Sync {
     ) -> Result<AdvisoryRow, StoreError>;
 
     /// Every advisory (of `package` only, when given), oldest first.
-    async fn list_advisories(&self, package: Option<String>)
-    -> Result<Vec<AdvisoryRow>, StoreError>;
+    async fn list_advisories(
+        &self,
+        package: Option<String>,
+    ) -> Result<Vec<AdvisoryRow>, StoreError>;
 
     /// Deletes an advisory and records `event` of it, in one transaction; `None` when there is
     /// no such advisory.

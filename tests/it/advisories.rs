@@ -158,8 +158,7 @@ fn locked_version(project: &Path, name: &str) -> String {
 /// The version of `name` installed in `project/node_modules`.
 fn installed_version(project: &Path, name: &str) -> String {
     let manifest: Value = serde_json::from_str(
-        &fs::read_to_string(project.join("node_modules").join(name).join("package.json"))
-            .unwrap(),
+        &fs::read_to_string(project.join("node_modules").join(name).join("package.json")).unwrap(),
     )
     .unwrap();
     manifest["version"].as_str().unwrap_or_default().to_owned()
@@ -403,7 +402,10 @@ async fn a_restricted_packages_advisories_are_shown_only_to_its_readers() {
     );
     let member = setup
         .http
-        .post(format!("{}/api/v1/admin/orgs/acme/members", setup.server.url))
+        .post(format!(
+            "{}/api/v1/admin/orgs/acme/members",
+            setup.server.url
+        ))
         .json(&json!({ "user": "alice", "role": "maintainer" }));
     assert_eq!(
         setup.send(member, Some(&setup.admin)).await.0,
@@ -499,7 +501,10 @@ async fn only_names_packr_does_not_host_are_forwarded_upstream_and_the_answers_m
         ["@acme/vuln", "@types/node", "express"],
         "the upstream's answers are merged, for names asked only: {report}"
     );
-    assert_eq!(report["@acme/vuln"][0]["title"], "Prototype pollution in vuln");
+    assert_eq!(
+        report["@acme/vuln"][0]["title"],
+        "Prototype pollution in vuln"
+    );
     assert_eq!(report["express"][0]["title"], "Upstream issue in express");
 
     // The npm 6 form forwards the same way.
@@ -572,18 +577,28 @@ async fn admins_and_the_operator_manage_advisories_and_bad_ones_are_refused() {
 
     let (status, list) = setup
         .server
-        .get_json("/api/v1/admin/advisories?package=left-pad", Some(&setup.admin))
+        .get_json(
+            "/api/v1/admin/advisories?package=left-pad",
+            Some(&setup.admin),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let advisory = &list["advisories"][0];
     assert_eq!(advisory["id"], id);
     assert_eq!(advisory["created_by"], Value::Null);
-    assert_eq!(advisory["cvss"], json!({ "score": 5.3, "vectorString": null }));
+    assert_eq!(
+        advisory["cvss"],
+        json!({ "score": 5.3, "vectorString": null })
+    );
     let (status, _) = setup
         .server
         .get_json("/api/v1/admin/advisories", Some(&setup.alice))
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "only admins manage advisories");
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "only admins manage advisories"
+    );
 
     let (_, report) = setup
         .bulk(Some(&setup.alice), &json!({ "left-pad": ["2.0.9"] }), false)
@@ -606,7 +621,10 @@ async fn admins_and_the_operator_manage_advisories_and_bad_ones_are_refused() {
 
     let refusals = [
         (json!({ "vulnerable_versions": "<1.0.0" }), "package"),
-        (json!({ "vulnerable_versions": "not a range!" }), "vulnerable_versions"),
+        (
+            json!({ "vulnerable_versions": "not a range!" }),
+            "vulnerable_versions",
+        ),
         (json!({ "severity": "info" }), "severity"),
         (json!({ "url": "javascript:alert(1)" }), "url"),
         (json!({ "cwe": ["79"] }), "cwe"),
@@ -637,5 +655,9 @@ async fn admins_and_the_operator_manage_advisories_and_bad_ones_are_refused() {
         .delete(format!("{}/api/v1/admin/advisories/999", setup.server.url));
     let (status, missing) = setup.send(delete, Some(&setup.admin)).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
-    assert_eq!(setup.audit_actions().await.len(), 2, "refusals record nothing");
+    assert_eq!(
+        setup.audit_actions().await.len(),
+        2,
+        "refusals record nothing"
+    );
 }

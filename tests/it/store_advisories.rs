@@ -72,7 +72,7 @@ async fn advisories_are_created_listed_and_deleted_with_their_events(under: Stor
         .advisories_of(vec!["@acme/vuln".into(), "lodash".into()])
         .await
         .unwrap();
-    assert_eq!(of, [first.clone()]);
+    assert_eq!(of, std::slice::from_ref(&first));
 
     let deleted = store
         .delete_advisory(first.id, event("advisory.deleted"))

@@ -31,7 +31,11 @@ fn advisory_from_row(row: &Row<'_>) -> rusqlite::Result<AdvisoryRow> {
 }
 
 fn insert(conn: &Connection, advisory: &NewAdvisory) -> Result<i64, StoreError> {
-    let cvss = advisory.cvss.as_ref().map(serde_json::to_string).transpose()?;
+    let cvss = advisory
+        .cvss
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()?;
     conn.execute(
         "INSERT INTO advisories (package, vulnerable_versions, patched_versions, severity, title,
                                  url, cwe, cvss, created_at, created_by)
