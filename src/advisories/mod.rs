@@ -140,11 +140,22 @@ fn parse_range(field: &str, text: &str) -> Result<Range, AdvisoryError> {
 }
 
 /// Whether `version` is one of `range`'s; a version that does not parse is in none.
+///
+/// Prereleases count wherever they fall in the range, as npm's audit (`includePrerelease`) and
+/// yarn's (`satisfiesWithPrereleases`) match them: `1.1.0-beta.1` is `<1.1.0`. Plain
+/// `satisfies` would admit a prerelease only beside a comparator with the same prerelease tuple.
 pub fn affects(range: &str, version: &str) -> bool {
-    match (Range::parse(range), Version::parse(version)) {
-        (Ok(range), Ok(version)) => range.satisfies(&version),
-        _ => false,
+    let (Ok(range), Ok(parsed)) = (Range::parse(range), Version::parse(version)) else {
+        return false;
+    };
+    if range.satisfies(&parsed) {
+        return true;
     }
+    parsed.is_prerelease()
+        && Range::parse(format!("={parsed}"))
+            .ok()
+            .and_then(|exact| range.intersect(&exact))
+            .is_some()
 }
 
 fn plain_text(field: &str, text: &str, max: usize) -> Result<(), AdvisoryError> {
@@ -324,7 +335,12 @@ mod tests {
             ("1.2.3", "1.2.4", false),
             ("1.0.0 - 1.2.0", "1.1.0", true),
             ("*", "3.0.0", true),
-            ("<1.1.0", "1.1.0-beta.1", false),
+            ("<1.1.0", "1.1.0-beta.1", true),
+            ("<1.1.0", "1.1.0", false),
+            (">=1.0.0 <1.1.0", "0.9.0-beta.1", false),
+            (">=2.0.0", "2.0.0-rc.1", false),
+            ("^1.0.0", "2.0.0-rc.1", false),
+            ("^1.0.0", "1.5.0-rc.1", true),
         ];
         for (range, version, expected) in cases {
             assert_eq!(affects(range, version), expected, "{version} in {range}");
