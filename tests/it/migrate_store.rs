@@ -15,8 +15,7 @@ use crate::support::server::{TestServer, package_path, packr_binary};
 
 /// A registry with something in every table: users and tokens, packages with tags, a
 /// deprecation and a tombstone, an org with a team and a grant, a webhook with deliveries, an
-/// advisory, and the
-/// audit log of it all.
+/// advisory, and the audit log of it all.
 async fn populated_registry() -> TestServer {
     let server = TestServer::start_with(|config| {
         config.webhook_allowed_networks = vec!["127.0.0.0/8".parse().unwrap()];
