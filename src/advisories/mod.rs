@@ -11,7 +11,7 @@ mod report;
 pub mod upstream;
 
 use node_semver::{Range, Version};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 pub use report::BulkReport;
@@ -21,6 +21,7 @@ use crate::audit::AuditEvent;
 use crate::auth::Caller;
 use crate::clock;
 use crate::packages::PackageName;
+pub use crate::store::advisories::AdvisoryRow as Advisory;
 use crate::store::advisories::{AdvisoryRow, Cvss, NewAdvisory};
 use crate::store::{Store, StoreError};
 
@@ -42,51 +43,6 @@ pub enum AdvisoryError {
     /// Whether a reader may see a package could not be decided.
     #[error(transparent)]
     Registry(#[from] crate::packages::RegistryError),
-}
-
-/// An advisory as the admin API and the command line show it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Advisory {
-    /// Id.
-    pub id: i64,
-    /// Package.
-    pub package: String,
-    /// Affected versions (npm range).
-    pub vulnerable_versions: String,
-    /// Fixed versions (npm range), if any.
-    pub patched_versions: Option<String>,
-    /// Severity.
-    pub severity: String,
-    /// Title.
-    pub title: String,
-    /// Link.
-    pub url: Option<String>,
-    /// CWE ids.
-    pub cwe: Vec<String>,
-    /// CVSS rating.
-    pub cvss: Option<Cvss>,
-    /// When it was recorded (ISO-8601).
-    pub created_at: String,
-    /// Who recorded it.
-    pub created_by: Option<String>,
-}
-
-impl From<AdvisoryRow> for Advisory {
-    fn from(row: AdvisoryRow) -> Self {
-        Self {
-            id: row.id,
-            package: row.package,
-            vulnerable_versions: row.vulnerable_versions,
-            patched_versions: row.patched_versions,
-            severity: row.severity,
-            title: row.title,
-            url: row.url,
-            cwe: row.cwe,
-            cvss: row.cvss,
-            created_at: clock::iso(row.created_at),
-            created_by: row.created_by,
-        }
-    }
 }
 
 /// A CVSS rating as given: `{score, vectorString}` (npm's spelling) or `{score, vector}`.
@@ -280,16 +236,15 @@ impl Advisories {
             )
             .await?;
         tracing::info!(advisory = row.id, package = %row.package, "advisory created");
-        Ok(row.into())
+        Ok(row)
     }
 
     /// Every advisory, or those of one package.
     pub async fn list(&self, package: Option<&str>) -> Result<Vec<Advisory>, AdvisoryError> {
-        let rows = self
+        Ok(self
             .store
             .list_advisories(package.map(str::to_owned))
-            .await?;
-        Ok(rows.into_iter().map(Advisory::from).collect())
+            .await?)
     }
 
     /// Deletes an advisory; `by` as for [`Self::create`].
@@ -309,7 +264,7 @@ impl Advisories {
             ))
         })?;
         tracing::info!(advisory = row.id, package = %row.package, "advisory deleted");
-        Ok(row.into())
+        Ok(row)
     }
 }
 

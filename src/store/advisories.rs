@@ -3,10 +3,11 @@
 //! (what the audit forwarding must never send upstream). Ranges are stored as written; matching
 //! them against versions is the core's job ([`crate::advisories`]).
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::StoreError;
 pub use super::webhooks::EventFor;
+use crate::clock;
 
 /// A CVSS rating: the base score and, when known, its vector string.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,8 +19,8 @@ pub struct Cvss {
     pub vector: Option<String>,
 }
 
-/// A stored advisory.
-#[derive(Debug, Clone, PartialEq)]
+/// A stored advisory, as the admin API and the command line show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AdvisoryRow {
     /// Database id, also the id npm shows.
     pub id: i64,
@@ -39,10 +40,15 @@ pub struct AdvisoryRow {
     pub cwe: Vec<String>,
     /// The CVSS rating, when one was given.
     pub cvss: Option<Cvss>,
-    /// Creation time (ms).
+    /// Creation time (ms; shown as ISO-8601).
+    #[serde(serialize_with = "iso")]
     pub created_at: i64,
     /// Who recorded it (a user name; `None` for the operator's command line).
     pub created_by: Option<String>,
+}
+
+fn iso<S: Serializer>(ms: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&clock::iso(*ms))
 }
 
 /// An advisory to record; the store assigns its id.
