@@ -371,6 +371,21 @@ async fn the_bulk_and_npm6_endpoints_answer_from_the_table_gzip_or_plain() {
         assert_eq!(report["metadata"]["devDependencies"], 2);
     }
 
+    // A big lockfile: past the 64 KiB a request without a token may send, within the limit a
+    // token allows.
+    let mut big: serde_json::Map<String, Value> = (0..4000)
+        .map(|n| (format!("some-dependency-{n}"), json!(["1.0.0", "2.0.0"])))
+        .collect();
+    big.insert("@acme/vuln".into(), json!(["1.0.0"]));
+    let big = Value::Object(big);
+    assert!(big.to_string().len() > 128 * 1024);
+    let (status, report) = setup.bulk(Some(&setup.alice), &big, false).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        report.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["@acme/vuln"]
+    );
+
     let (status, refused) = setup.bulk(Some(&setup.alice), &json!(["x"]), false).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
     assert!(
