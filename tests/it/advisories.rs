@@ -502,18 +502,20 @@ async fn only_names_packr_does_not_host_are_forwarded_upstream_and_the_answers_m
         "@corp/not-published-yet": ["1.0.0"],
         "express": ["4.0.0"],
         "@types/node": ["20.0.0"],
+        "JSONStream": ["1.3.1"],
+        "not a name": ["1.0.0"],
     });
     let (status, report) = setup.bulk(Some(&setup.alice), &asked, true).await;
     assert_eq!(status, StatusCode::OK, "{report}");
     let received = upstream.received.lock().unwrap().clone();
     assert_eq!(
         received,
-        [json!({ "express": ["4.0.0"], "@types/node": ["20.0.0"] })],
+        [json!({ "express": ["4.0.0"], "@types/node": ["20.0.0"], "JSONStream": ["1.3.1"] })],
         "only names Packr does not host leave it"
     );
     assert_eq!(
         report.as_object().unwrap().keys().collect::<Vec<_>>(),
-        ["@acme/vuln", "@types/node", "express"],
+        ["@acme/vuln", "@types/node", "JSONStream", "express"],
         "the upstream's answers are merged, for names asked only: {report}"
     );
     assert_eq!(
