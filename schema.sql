@@ -281,3 +281,19 @@ CREATE TABLE IF NOT EXISTS version_signatures (
     PRIMARY KEY (package, version, keyid),
     FOREIGN KEY (package, version) REFERENCES versions(package, version) ON DELETE CASCADE
 );
+-- Added in user_version 8. Security advisories an admin records against versions of a package;
+-- `npm audit`, `pnpm audit` and `yarn npm audit` report them (npm-protocol.md §11).
+CREATE TABLE IF NOT EXISTS advisories (
+    id                  INTEGER PRIMARY KEY,
+    package             TEXT NOT NULL,          -- need not be published (yet)
+    vulnerable_versions TEXT NOT NULL,          -- an npm semver range
+    patched_versions    TEXT,                   -- an npm semver range; NULL: no fix yet
+    severity            TEXT NOT NULL CHECK (severity IN ('low', 'moderate', 'high', 'critical')),
+    title               TEXT NOT NULL,
+    url                 TEXT,
+    cwe                 TEXT NOT NULL DEFAULT '[]', -- JSON array of CWE ids
+    cvss                TEXT,                   -- JSON {"score", "vectorString"}
+    created_at          INTEGER NOT NULL,
+    created_by          TEXT                    -- user name; NULL for the operator's command line
+);
+CREATE INDEX IF NOT EXISTS advisories_package ON advisories(package);

@@ -135,6 +135,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PACKR_ALLOW_SIGNUP", default_value_t = false)]
     pub allow_signup: bool,
 
+    /// An npm-compatible registry (such as `https://registry.npmjs.org`) whose bulk advisory
+    /// endpoint `npm audit` questions are forwarded to, for packages Packr does not host.
+    #[arg(long, env = "PACKR_AUDIT_UPSTREAM")]
+    pub audit_upstream: Option<String>,
+
     /// Requests one client IP may make to the login, device-code and token endpoints, as N/s,
     /// N/m or N/h (a bucket of N refilled over that period), or `off`.
     #[arg(long, env = "PACKR_LOGIN_RATE_LIMIT", default_value = "10/m", value_parser = parse_rate_limit)]
@@ -364,6 +369,9 @@ pub struct Config {
     pub webhook_allowed_networks: Vec<IpNet>,
     /// This instance's region (PACKR_REGION, else FLY_REGION), for `/-/health`.
     pub region: Option<String>,
+    /// The registry audits of packages Packr does not host are forwarded to, without a trailing
+    /// slash.
+    pub audit_upstream: Option<String>,
     /// On Fly.io (FLY_REGION and PRIMARY_REGION both set): writes landing outside the primary
     /// region are sent back with `fly-replay` (see `fly_replay`).
     pub fly: Option<FlyRegions>,
@@ -406,6 +414,15 @@ impl Config {
             Some(url) => {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     bail!("PACKR_PUBLIC_URL must start with http:// or https://, got {url}");
+                }
+                Some(url.trim_end_matches('/').to_owned())
+            }
+        };
+        let audit_upstream = match args.audit_upstream.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(url) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    bail!("PACKR_AUDIT_UPSTREAM must start with http:// or https://, got {url}");
                 }
                 Some(url.trim_end_matches('/').to_owned())
             }
@@ -482,6 +499,7 @@ impl Config {
                 urls: replica_urls,
                 max_lag: args.replica_max_lag,
             },
+            audit_upstream,
         })
     }
 
@@ -530,6 +548,7 @@ impl Config {
             region: None,
             fly: None,
             replicas: ReplicaSettings::default(),
+            audit_upstream: None,
         }
     }
 }

@@ -17,6 +17,7 @@ use tower::util::{MapRequestLayer, MapResponseLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 
+use crate::advisories::{Advisories, Upstream};
 use crate::audit::AuditLog;
 use crate::auth::device::{DeviceFlow, DeviceSettings};
 use crate::auth::oauth::OAuth;
@@ -76,6 +77,8 @@ pub struct AppContext {
     pub webhooks: Webhooks,
     /// The metadata store, for `/-/health`'s report on its databases.
     pub store: Store,
+    /// Security advisories and audits.
+    pub advisories: Advisories,
 }
 
 /// The stores and services opened on a data directory; shared by `serve` and the CLI.
@@ -193,7 +196,13 @@ impl Server {
             },
         );
         let worker = webhooks.worker()?;
+        let upstream = config
+            .audit_upstream
+            .as_deref()
+            .map(Upstream::new)
+            .transpose()?;
         let state = AppState(Arc::new(AppContext {
+            advisories: Advisories::new(services.store.clone(), upstream),
             webhooks,
             oauth: OAuth::new(
                 &config.oauth,

@@ -1,5 +1,6 @@
-//! Packr's own JSON API (`/api/v1/...`): orgs and members, the audit log, webhooks.
+//! Packr's own JSON API (`/api/v1/...`): orgs and members, the audit log, webhooks, advisories.
 
+mod advisories;
 mod audit_log;
 mod csrf;
 mod orgs;
@@ -66,6 +67,7 @@ async fn session_caller(parts: &Parts, state: &AppState) -> Result<Caller, ApiEr
 /// Every route of the API.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .merge(advisories::routes())
         .merge(audit_log::routes())
         .merge(orgs::routes())
         .merge(sessions::routes())

@@ -1,5 +1,6 @@
 //! The `packr` command line: one file per subcommand.
 
+mod advisory;
 mod keys;
 mod login;
 mod migrate;
@@ -37,6 +38,9 @@ enum Command {
     /// Registry signing keys: rotate, list.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Manage security advisories (what `npm audit` reports).
+    #[command(subcommand)]
+    Advisory(advisory::AdvisoryCommand),
     /// Log in to a registry from this terminal by confirming a code in a browser.
     Login(login::LoginArgs),
     /// Bring the metadata database's schema up to date (PostgreSQL with --database-url, else
@@ -55,6 +59,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Token(command) => token::run(command),
         Command::Scope(command) => scope::run(command),
         Command::Keys(command) => keys::run(command),
+        Command::Advisory(command) => advisory::run(command),
         Command::Login(args) => login::run(args),
         Command::Migrate(args) => migrate::run(args),
         Command::MigrateStore(args) => migrate_store::run(args),

@@ -1,5 +1,6 @@
 //! The npm wire protocol over HTTP: routes, extractors and the JSON npm, pnpm and yarn expect.
 
+mod audit;
 pub mod body;
 mod device;
 mod dist_tags;
@@ -24,6 +25,7 @@ use crate::server::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(user::routes())
+        .merge(audit::routes())
         .merge(device::routes())
         .merge(orgs::routes())
         .merge(tokens::routes())

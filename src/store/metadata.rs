@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use super::{
-    AccountStore, AuditStore, KeyStore, LoginStore, OrgStore, PackageStore, StoreError, TokenStore,
-    WebhookStore,
+    AccountStore, AdvisoryStore, AuditStore, KeyStore, LoginStore, OrgStore, PackageStore,
+    StoreError, TokenStore, WebhookStore,
 };
 
 /// Every domain's operations, plus what the server asks of the store as a whole.
@@ -22,6 +22,7 @@ pub trait MetadataStore:
     + WebhookStore
     + AuditStore
     + KeyStore
+    + AdvisoryStore
     + Send
     + Sync
     + 'static

@@ -2,6 +2,7 @@
 //! ([`sqlite`], [`postgres`]), and the blob store ([`blob`]). SQL lives only here.
 
 pub mod accounts;
+pub mod advisories;
 pub mod audit;
 pub mod blob;
 mod group_sync;
@@ -17,6 +18,7 @@ pub mod transfer;
 pub mod webhooks;
 
 pub use accounts::AccountStore;
+pub use advisories::AdvisoryStore;
 pub use audit::AuditStore;
 pub use blob::{BlobError, BlobKey, BlobStore};
 pub use keys::KeyStore;

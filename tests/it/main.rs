@@ -6,6 +6,7 @@
 // the helpers they share.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod advisories;
 mod blob_store;
 mod cli_contract;
 mod cluster;
@@ -31,6 +32,7 @@ mod security_store;
 mod security_webhooks;
 mod signatures;
 mod store_accounts;
+mod store_advisories;
 mod store_audit;
 mod store_changes;
 mod store_keys;

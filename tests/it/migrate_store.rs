@@ -15,8 +15,8 @@ use crate::support::serve_process::ServeProcess;
 use crate::support::server::{TestServer, package_path, packr_binary};
 
 /// A registry with something in every table: users and tokens, packages with tags, a
-/// deprecation and a tombstone, an org with a team and a grant, a webhook with deliveries, and the
-/// audit log of it all.
+/// deprecation and a tombstone, an org with a team and a grant, a webhook with deliveries, an
+/// advisory, and the audit log of it all.
 async fn populated_registry() -> (TestServer, String) {
     let server = TestServer::start_with(|config| {
         config.webhook_allowed_networks = vec!["127.0.0.0/8".parse().unwrap()];
@@ -120,6 +120,17 @@ async fn populated_registry() -> (TestServer, String) {
 
     let hook = json!({ "url": "http://127.0.0.1:9/hook", "events": ["package.published"], "secret": "hook-secret-0123456789" });
     let (status, answer) = send(reqwest::Method::POST, "/api/v1/admin/webhooks", &root, hook).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let advisory = json!({ "package": "@acme/widget", "vulnerable_versions": "<2.0.0",
+                           "severity": "high", "title": "Bad widget", "cwe": ["CWE-79"],
+                           "cvss": { "score": 7.5, "vectorString": null } });
+    let (status, answer) = send(
+        reqwest::Method::POST,
+        "/api/v1/admin/advisories",
+        &root,
+        advisory,
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
     // The org's packages now have a subscriber: this publish queues a delivery.
     let body = PublishBody::new("@acme/widget", "2.1.0").json();
@@ -230,6 +241,7 @@ async fn every_row_and_tarball_moves_and_a_second_run_copies_nothing_new() {
         "team_packages",
         "webhooks",
         "webhook_deliveries",
+        "advisories",
         "audit_log",
     ] {
         let count = counts

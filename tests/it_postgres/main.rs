@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../it/advisories.rs"]
+mod advisories;
 #[path = "../it/fly_replay.rs"]
 mod fly_replay;
 #[path = "../it/namespace.rs"]

@@ -21,6 +21,7 @@ use super::server::TestServer;
 /// The client versions the suite runs; changing this list reinstalls them.
 const CLIENTS: &[&str] = &[
     "npm@11.21.2",
+    "npm10@npm:npm@10.9.9",
     "pnpm@10.34.9",
     "yarn@1.22.22",
     "@yarnpkg/cli-dist@4.18.1",
@@ -52,6 +53,11 @@ pub fn npm() -> PathBuf {
 /// A package npm 11 bundles (such as `pacote`), for scripts that do what npm does.
 pub fn npm_dependency(name: &str) -> PathBuf {
     modules().join("npm/node_modules").join(name)
+}
+
+/// npm 10's entry script (installed under the alias `npm10`).
+pub fn npm10() -> PathBuf {
+    modules().join("npm10/bin/npm-cli.js")
 }
 
 /// pnpm 10's entry script.
@@ -173,6 +179,11 @@ impl ClientEnv {
     /// `npm ARGS` in the default project.
     pub fn npm(&self) -> ClientCommand {
         self.command("npm", npm())
+    }
+
+    /// npm 10 (`npm ARGS`) in the default project.
+    pub fn npm10(&self) -> ClientCommand {
+        self.command("npm10", npm10())
     }
 
     /// `pnpm ARGS` in the default project.
