@@ -1,5 +1,6 @@
 //! The npm wire protocol over HTTP: routes, extractors and the JSON npm, pnpm and yarn expect.
 
+mod attestations;
 pub mod body;
 mod device;
 mod dist_tags;
@@ -26,6 +27,10 @@ pub fn routes() -> Router<AppState> {
         .merge(device::routes())
         .merge(orgs::routes())
         .merge(tokens::routes())
+        .route(
+            "/-/npm/v1/attestations/{*spec}",
+            get(attestations::get_attestations),
+        )
         .route("/-/package/{pkg}/dist-tags", get(dist_tags::get_dist_tags))
         .route(
             "/-/package/{pkg}/dist-tags/{tag}",

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use super::{
-    AccountStore, AuditStore, LoginStore, OrgStore, PackageStore, StoreError, TokenStore,
+    AccountStore, AttestationStore, AuditStore, LoginStore, OrgStore, PackageStore, StoreError, TokenStore,
     WebhookStore,
 };
 
@@ -21,6 +21,7 @@ pub trait MetadataStore:
     + OrgStore
     + WebhookStore
     + AuditStore
+    + AttestationStore
     + Send
     + Sync
     + 'static

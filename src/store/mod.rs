@@ -2,6 +2,7 @@
 //! ([`sqlite`], [`postgres`]), and the blob store ([`blob`]). SQL lives only here.
 
 pub mod accounts;
+pub mod attestations;
 pub mod audit;
 pub mod blob;
 mod group_sync;
@@ -16,6 +17,7 @@ pub mod transfer;
 pub mod webhooks;
 
 pub use accounts::AccountStore;
+pub use attestations::AttestationStore;
 pub use audit::AuditStore;
 pub use blob::{BlobError, BlobKey, BlobStore};
 pub use logins::LoginStore;

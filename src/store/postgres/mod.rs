@@ -2,6 +2,7 @@
 //! ([`migrate`]), and the store seam's operations, one module per domain.
 
 pub mod accounts;
+pub mod attestations;
 pub mod audit;
 pub mod buckets;
 pub mod changes;

@@ -1,5 +1,6 @@
 //! The SQLite metadata store: one writer connection, a pool of readers, all calls off the async threads.
 
+pub mod attestations;
 pub mod audit;
 pub mod device;
 pub mod events;
