@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use super::{
-    AccountStore, AttestationStore, AuditStore, LoginStore, OrgStore, PackageStore, StoreError, TokenStore,
-    WebhookStore,
+    AccountStore, AttestationStore, AuditStore, LoginStore, OrgStore, PackageStore, StoreError,
+    TokenStore, WebhookStore,
 };
 
 /// Every domain's operations, plus what the server asks of the store as a whole.

@@ -42,7 +42,9 @@ fn invalid(message: impl Into<String>) -> RegistryError {
 /// (npm-package-arg `toPurl`), the `/` kept.
 pub fn purl(name: &PackageName, version: &Version) -> String {
     let name = name.as_str();
-    let name = name.strip_prefix('@').map_or_else(|| name.to_owned(), |rest| format!("%40{rest}"));
+    let name = name
+        .strip_prefix('@')
+        .map_or_else(|| name.to_owned(), |rest| format!("%40{rest}"));
     format!("pkg:npm/{name}@{version}")
 }
 
@@ -52,7 +54,10 @@ fn read_purl(purl: &str) -> Option<(String, String)> {
     let rest = purl.strip_prefix("pkg:npm/")?;
     let rest = rest.split(['?', '#']).next()?;
     let (name, version) = rest.rsplit_once('@')?;
-    let name = name.replace("%40", "@").replace("%2F", "/").replace("%2f", "/");
+    let name = name
+        .replace("%40", "@")
+        .replace("%2F", "/")
+        .replace("%2f", "/");
     Some((name, version.to_owned()))
 }
 
@@ -84,7 +89,10 @@ pub fn check(
 ) -> Result<CheckedBundle, RegistryError> {
     let bundle: Map<String, Value> = serde_json::from_str(text)
         .map_err(|e| invalid(format!("the provenance bundle is not a JSON object: {e}")))?;
-    let media_type = bundle.get("mediaType").and_then(Value::as_str).unwrap_or("");
+    let media_type = bundle
+        .get("mediaType")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if !media_type.starts_with(BUNDLE_MEDIA_TYPE) {
         return Err(invalid(format!(
             "the provenance bundle's mediaType is {media_type:?}, not a Sigstore bundle ({BUNDLE_MEDIA_TYPE}…)"
@@ -92,7 +100,9 @@ pub fn check(
     }
     let envelope = Envelope::read(&bundle)?;
     let statement: Map<String, Value> = serde_json::from_slice(&envelope.payload).map_err(|e| {
-        invalid(format!("the provenance bundle's DSSE payload is not an in-toto statement: {e}"))
+        invalid(format!(
+            "the provenance bundle's DSSE payload is not an in-toto statement: {e}"
+        ))
     })?;
     let statement_type = statement.get("_type").and_then(Value::as_str).unwrap_or("");
     if !STATEMENT_TYPES.contains(&statement_type) {
@@ -182,7 +192,10 @@ impl Envelope {
         let envelope = bundle
             .get("dsseEnvelope")
             .ok_or_else(|| invalid("the provenance bundle has no dsseEnvelope"))?;
-        let payload_type = envelope.get("payloadType").and_then(Value::as_str).unwrap_or("");
+        let payload_type = envelope
+            .get("payloadType")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if payload_type != IN_TOTO_PAYLOAD {
             return Err(invalid(format!(
                 "the provenance bundle's payloadType is {payload_type:?}, not {IN_TOTO_PAYLOAD}"
@@ -243,11 +256,18 @@ fn verify(
         .ok_or_else(|| {
             invalid("the provenance bundle has no signing certificate (verificationMaterial.certificate)")
         })?;
-    let leaf = x509::Cert::parse(&leaf)
-        .map_err(|e| invalid(format!("the provenance signing certificate is unreadable: {e}")))?;
+    let leaf = x509::Cert::parse(&leaf).map_err(|e| {
+        invalid(format!(
+            "the provenance signing certificate is unreadable: {e}"
+        ))
+    })?;
     let logged_at = material
         .and_then(|m| m.pointer("/tlogEntries/0/integratedTime"))
-        .and_then(|t| t.as_str().and_then(|s| s.parse().ok()).or_else(|| t.as_i64()))
+        .and_then(|t| {
+            t.as_str()
+                .and_then(|s| s.parse().ok())
+                .or_else(|| t.as_i64())
+        })
         .ok_or_else(|| {
             invalid("the provenance bundle has no transparency log entry with an integratedTime")
         })?;
@@ -258,7 +278,11 @@ fn verify(
     }
     trust.chains(&leaf, logged_at).map_err(invalid)?;
     leaf.verify_sha256(&envelope.pae(), &envelope.signature)
-        .map_err(|e| invalid(format!("the provenance bundle's DSSE signature does not verify with its certificate: {e}")))
+        .map_err(|e| {
+            invalid(format!(
+                "the provenance bundle's DSSE signature does not verify with its certificate: {e}"
+            ))
+        })
 }
 
 impl super::Registry {
