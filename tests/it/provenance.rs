@@ -5,7 +5,7 @@
 //! needs a CI OIDC token and the public Fulcio and Rekor, which tests cannot reach.
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::publish_body::PublishBody;
 use crate::support::server::TestServer;
@@ -219,25 +219,47 @@ async fn with_a_trust_root_a_bundle_from_its_ca_is_verified_and_others_are_refus
     );
 }
 
+/// `POST path` with `token`, asserting 201.
+async fn admin_post(server: &TestServer, token: &str, path: &str, body: Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}{path}", server.url))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED, "POST {path}");
+}
+
 #[tokio::test]
-async fn attestations_of_a_restricted_package_are_hidden_like_its_packument() {
+async fn attestations_of_a_restricted_org_package_are_hidden_like_its_packument() {
     let registry = Registry::start(None).await;
+    let server = &registry.server;
+    server.add_user("root", "root-password-1", "admin");
+    let admin = server.token("root", "admin", &[]);
+    admin_post(
+        server,
+        &admin,
+        "/api/v1/admin/orgs",
+        json!({ "slug": "acme" }),
+    )
+    .await;
+    let member = json!({ "user": "alice", "role": "admin" });
+    admin_post(server, &admin, "/api/v1/admin/orgs/acme/members", member).await;
     let ca = TestCa::new("ci");
-    let (status, _) = registry
+    let (status, answer) = registry
         .publish(&with_provenance(&ca, "@acme/secret", "1.0.0"))
         .await;
-    assert_eq!(status, StatusCode::CREATED);
-    registry.server.add_user("bob", "s3cret-pass", "maintainer");
-    let bob = registry.server.token("bob", "maintainer", &[]);
-    let (status, _) = registry
-        .server
-        .get_json("/@acme%2fsecret", Some(&bob))
-        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let path = "/-/npm/v1/attestations/@acme%2fsecret@1.0.0";
+    let (status, _) = registry.get(path).await;
+    assert_eq!(status, StatusCode::OK, "a member reads them");
+
+    server.add_user("bob", "s3cret-pass", "maintainer");
+    let bob = server.token("bob", "maintainer", &[]);
+    let (status, _) = server.get_json("/@acme%2fsecret", Some(&bob)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, body) = registry
-        .server
-        .get_json("/-/npm/v1/attestations/@acme%2fsecret@1.0.0", Some(&bob))
-        .await;
+    let (status, body) = server.get_json(path, Some(&bob)).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(
         body["error"],
