@@ -150,3 +150,32 @@ impl Authority {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sigstore's public-good trust root, as npm 11 ships it in `@sigstore/tuf/seeds.json`.
+    const PUBLIC_GOOD: &str = include_str!("../../../fixtures/sigstore/trusted_root.json");
+
+    #[test]
+    fn sigstores_public_trust_root_loads_and_its_fulcio_chains_verify() {
+        let root = TrustRoot::parse(PUBLIC_GOOD).unwrap();
+        assert_eq!(root.authorities.len(), 2);
+        let current = &root.authorities[1];
+        assert_eq!(current.end, None);
+        assert_eq!(current.start, Some(1_649_880_375));
+        // The issuing CA (P-384, ecdsa-with-SHA384) is signed by the root.
+        assert_eq!(current.chain.len(), 2);
+        current.chain[0].issued_by(&current.chain[1]).unwrap();
+        // The root signed itself; nothing else signed the issuing CA.
+        current.chain[1].issued_by(&current.chain[1]).unwrap();
+        assert!(current.chain[1].issued_by(&current.chain[0]).is_err());
+    }
+
+    #[test]
+    fn a_file_without_authorities_is_refused() {
+        let err = TrustRoot::parse(r#"{"certificateAuthorities":[]}"#).unwrap_err();
+        assert_eq!(err, "it names no certificateAuthorities");
+    }
+}
