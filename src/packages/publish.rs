@@ -360,6 +360,11 @@ impl Registry {
             .readme
             .clone()
             .or_else(|| contents.readme.as_ref().map(|r| r.text.clone()));
+        let mut details = json!({ "version": request.version, "tag": request.tag, "integrity": digests.sha512_integrity });
+        if let Some(checked) = &provenance {
+            details["provenance"] =
+                json!({ "predicateType": checked.predicate_type, "verified": checked.verified });
+        }
         let new = NewVersion {
             package: request.name.to_string(),
             access: request.access.to_owned(),
@@ -385,12 +390,8 @@ impl Registry {
                 .collect(),
         };
         let actor = caller.clone();
-        let event = AuditEvent::by(
-            caller,
-            "package.published",
-            json!({ "version": request.version, "tag": request.tag, "integrity": digests.sha512_integrity }),
-        )
-        .on_package(request.name.as_str());
+        let event =
+            AuditEvent::by(caller, "package.published", details).on_package(request.name.as_str());
         let package = new.package.clone();
         // Decided inside the commit's transaction, so two first publishes cannot both win.
         let decide = Box::new(move |facts: &_| may_publish(facts, &actor, &package));
