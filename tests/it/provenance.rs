@@ -197,6 +197,18 @@ async fn with_a_trust_root_a_bundle_from_its_ca_is_verified_and_others_are_refus
         packument["versions"]["1.0.0"]["dist"]["attestations"]["provenance"]["verified"],
         true
     );
+    registry.server.add_user("root", "root-password-1", "admin");
+    let admin = registry.server.token("root", "admin", &[]);
+    let (status, log) = registry
+        .server
+        .get_json("/api/v1/packages/left-pad/audit-log", Some(&admin))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    assert_eq!(
+        log["events"][0]["details"]["provenance"],
+        json!({ "predicateType": SLSA_V1, "verified": true }),
+        "{log}"
+    );
 
     let stranger = TestCa::new("stranger");
     let message = refused(&registry, &with_provenance(&stranger, "right-pad", "1.0.0")).await;
