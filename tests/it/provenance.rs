@@ -219,6 +219,15 @@ async fn with_a_trust_root_a_bundle_from_its_ca_is_verified_and_others_are_refus
         "{message}"
     );
 
+    let body = PublishBody::new("right-pad", "1.0.0");
+    let expired =
+        trusted.expired_bundle(&statement(&purl("right-pad", "1.0.0"), &body.sha512_hex()));
+    let message = refused(&registry, &body.with_sigstore(expired)).await;
+    assert!(
+        message.contains("was not valid when the bundle was logged"),
+        "{message}"
+    );
+
     // A signature over another statement than the one carried.
     let body = PublishBody::new("right-pad", "1.0.0");
     let carried = statement(&purl("right-pad", "1.0.0"), &body.sha512_hex());

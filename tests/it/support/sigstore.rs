@@ -74,10 +74,20 @@ impl TestCa {
 
     /// A bundle carrying `statement` with a signature over `signed` (a forgery when they differ).
     pub fn bundle_signing(&self, statement: &Value, signed: &Value) -> String {
+        self.bundle_with(statement, signed, params("ci@example.test", false))
+    }
+
+    /// A bundle whose signing certificate had expired (in 2021) when it was logged (now).
+    pub fn expired_bundle(&self, statement: &Value) -> String {
+        let mut leaf = params("ci@example.test", false);
+        leaf.not_before = rcgen::date_time_ymd(2021, 1, 1);
+        leaf.not_after = rcgen::date_time_ymd(2021, 1, 2);
+        self.bundle_with(statement, statement, leaf)
+    }
+
+    fn bundle_with(&self, statement: &Value, signed: &Value, leaf: CertificateParams) -> String {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-        let leaf = params("ci@example.test", false)
-            .signed_by(&key, &self.issuer)
-            .unwrap();
+        let leaf = leaf.signed_by(&key, &self.issuer).unwrap();
         let payload = serde_json::to_vec(statement).unwrap();
         let signature = key
             .sign(&pae(&serde_json::to_vec(signed).unwrap()))
