@@ -64,6 +64,17 @@ CREATE TABLE IF NOT EXISTS versions (
     PRIMARY KEY (package, version)
 );
 
+-- Sigstore bundles published with a version (`npm publish --provenance`), served at
+-- /-/npm/v1/attestations/<name>@<version>; they go with their version.
+CREATE TABLE IF NOT EXISTS version_attestations (
+    package        TEXT NOT NULL,
+    version        TEXT NOT NULL,
+    predicate_type TEXT NOT NULL,                 -- the in-toto statement's predicateType
+    bundle         TEXT NOT NULL,                 -- the bundle JSON as published
+    PRIMARY KEY (package, version, predicate_type),
+    FOREIGN KEY (package, version) REFERENCES versions(package, version) ON DELETE CASCADE
+);
+
 CREATE TABLE IF NOT EXISTS dist_tags (
     package TEXT NOT NULL REFERENCES packages(name) ON DELETE CASCADE,
     tag     TEXT NOT NULL,

@@ -118,6 +118,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PACKR_ANONYMOUS_READ", default_value_t = false)]
     pub anonymous_read: bool,
 
+    /// Sigstore `trusted_root.json` provenance bundles are verified against at publish; without
+    /// it bundles are stored and marked unverified.
+    #[arg(long, env = "PACKR_SIGSTORE_TRUST_ROOT")]
+    pub sigstore_trust_root: Option<PathBuf>,
+
     /// Largest accepted request body, in bytes (a publish carries the tarball in base64).
     #[arg(long, env = "PACKR_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -337,6 +342,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Whether reads need no token.
     pub anonymous_read: bool,
+    /// Sigstore trust root file for provenance verification.
+    pub sigstore_trust_root: Option<PathBuf>,
     /// Request body limit in bytes.
     pub max_body_bytes: usize,
     /// Memory bound of the packument cache.
@@ -475,6 +482,7 @@ impl Config {
             data_dir: args.data.data_dir,
             public_url,
             anonymous_read: args.anonymous_read,
+            sigstore_trust_root: args.sigstore_trust_root,
             max_body_bytes: args.max_body_bytes,
             cache_bytes: args.cache_bytes,
             unpublish_window: args.unpublish_window,
@@ -525,6 +533,7 @@ impl Config {
             },
             public_url: None,
             anonymous_read: false,
+            sigstore_trust_root: None,
             max_body_bytes: 64 * 1024 * 1024,
             cache_bytes: 32 * 1024 * 1024,
             unpublish_window: Duration::from_secs(72 * 3600),

@@ -27,6 +27,7 @@ use crate::client_ip::ClientIpLayer;
 use crate::config::StoreLocation;
 use crate::config::{Config, Storage};
 use crate::orgs::Orgs;
+use crate::packages::provenance::TrustRoot;
 use crate::packages::tarball::TarballLimits;
 use crate::packages::{Registry, RegistrySettings};
 use crate::rate_limit::LoginRateLimit;
@@ -163,6 +164,12 @@ impl Server {
             tarball_limits: TarballLimits::default(),
             tarball_redirect: config.tarball_redirect,
             packument_cache_bytes: config.cache_bytes,
+            sigstore_trust_root: config
+                .sigstore_trust_root
+                .as_deref()
+                .map(|path| TrustRoot::load(path).map(Arc::new))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("PACKR_SIGSTORE_TRUST_ROOT: {e}"))?,
         };
         let login_key = config
             .secrets

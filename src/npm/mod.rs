@@ -1,5 +1,6 @@
 //! The npm wire protocol over HTTP: routes, extractors and the JSON npm, pnpm and yarn expect.
 
+mod attestations;
 mod audit;
 pub mod body;
 mod device;
@@ -30,6 +31,10 @@ pub fn routes() -> Router<AppState> {
         .merge(orgs::routes())
         .merge(tokens::routes())
         .route("/-/npm/v1/keys", get(keys::get_keys))
+        .route(
+            "/-/npm/v1/attestations/{*spec}",
+            get(attestations::get_attestations),
+        )
         .route("/-/package/{pkg}/dist-tags", get(dist_tags::get_dist_tags))
         .route(
             "/-/package/{pkg}/dist-tags/{tag}",

@@ -29,6 +29,8 @@ pub struct RegistrySettings {
     pub packument_cache_bytes: usize,
     /// Send downloads to a presigned URL of the blob store when it has one, instead of streaming.
     pub tarball_redirect: bool,
+    /// Sigstore trust root provenance bundles are verified against; `None`: stored unverified.
+    pub sigstore_trust_root: Option<Arc<super::provenance::TrustRoot>>,
 }
 
 /// The registry: publishes, reads and edits packages.

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use super::{
-    AccountStore, AdvisoryStore, AuditStore, KeyStore, LoginStore, OrgStore, PackageStore,
-    StoreError, TokenStore, WebhookStore,
+    AccountStore, AdvisoryStore, AttestationStore, AuditStore, KeyStore, LoginStore, OrgStore,
+    PackageStore, StoreError, TokenStore, WebhookStore,
 };
 
 /// Every domain's operations, plus what the server asks of the store as a whole.
@@ -23,6 +23,7 @@ pub trait MetadataStore:
     + AuditStore
     + KeyStore
     + AdvisoryStore
+    + AttestationStore
     + Send
     + Sync
     + 'static

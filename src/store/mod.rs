@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod advisories;
+pub mod attestations;
 pub mod audit;
 pub mod blob;
 mod group_sync;
@@ -19,6 +20,7 @@ pub mod webhooks;
 
 pub use accounts::AccountStore;
 pub use advisories::AdvisoryStore;
+pub use attestations::AttestationStore;
 pub use audit::AuditStore;
 pub use blob::{BlobError, BlobKey, BlobStore};
 pub use keys::KeyStore;

@@ -89,6 +89,8 @@ pub struct NewVersion {
     pub tag: String,
     /// Publisher's user id, who becomes the first maintainer of a new package.
     pub publisher_id: i64,
+    /// Sigstore bundles published with the version (provenance), stored in the same transaction.
+    pub attestations: Vec<super::attestations::StoredAttestation>,
 }
 
 /// What happened to a publish the core allowed.

@@ -129,6 +129,7 @@ fn new_version(
         },
         tag: "latest".into(),
         publisher_id,
+        attestations: Vec::new(),
     }
 }
 

@@ -46,6 +46,7 @@ pub async fn add_user(under: &StoreUnderTest, name: &str) -> i64 {
 
 fn version(package: &str, version: &str, tag: &str, publisher_id: i64, key: &str) -> NewVersion {
     NewVersion {
+        attestations: Vec::new(),
         package: package.to_owned(),
         access: "public".to_owned(),
         row: VersionRow {

@@ -22,6 +22,8 @@ mod pnpm_client;
 mod properties;
 #[path = "../it/protocol.rs"]
 mod protocol;
+#[path = "../it/provenance.rs"]
+mod provenance;
 #[path = "../it/security_accounts.rs"]
 mod security_accounts;
 #[path = "../it/security_authz.rs"]

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod advisories;
+pub mod attestations;
 pub mod audit;
 pub mod buckets;
 pub mod changes;

@@ -567,6 +567,7 @@ impl crate::store::PackageStore for super::Postgres {
         let plan = decide(&facts)?;
         let outcome = insert_version(&tx, &new).await?;
         if outcome == PublishOutcome::Committed {
+            super::attestations::insert(&tx, &new).await?;
             if let Some(slug) = &plan.claim_scope {
                 exec(
                     &tx,

@@ -1,6 +1,7 @@
 //! The SQLite metadata store: one writer connection, a pool of readers, all calls off the async threads.
 
 pub mod advisories;
+pub mod attestations;
 pub mod audit;
 pub mod device;
 pub mod events;

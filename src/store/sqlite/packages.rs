@@ -548,6 +548,7 @@ impl crate::store::PackageStore for super::Sqlite {
             };
             let outcome = commit_publish(tx, &new)?;
             if outcome == PublishOutcome::Committed {
+                super::attestations::insert(tx, &new)?;
                 if let Some(slug) = &plan.claim_scope {
                     org_rows::set_scope_owner(tx, slug, new.publisher_id, None, clock::now_ms())?;
                 }
