@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::{
     AccountStore, AuditStore, LoginStore, OrgStore, PackageStore, StoreError, TokenStore,
-    WebhookStore,
+    TrustStore, WebhookStore,
 };
 
 /// Every domain's operations, plus what the server asks of the store as a whole.
@@ -21,6 +21,7 @@ pub trait MetadataStore:
     + OrgStore
     + WebhookStore
     + AuditStore
+    + TrustStore
     + Send
     + Sync
     + 'static

@@ -11,6 +11,7 @@ pub mod migrate;
 pub mod orgs;
 pub mod packages;
 pub mod tokens;
+pub mod trust;
 pub mod webhooks;
 
 use std::fmt;

@@ -8,6 +8,7 @@ pub mod oauth;
 pub mod orgs;
 pub mod packages;
 pub mod tokens;
+pub mod trust;
 pub mod users;
 pub mod webhooks;
 
