@@ -33,5 +33,6 @@ pub mod rate_limit;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod trust;
 pub mod web;
 pub mod webhooks;

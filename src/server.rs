@@ -73,6 +73,8 @@ pub struct AppContext {
     pub started: Instant,
     /// Webhooks and their deliveries.
     pub webhooks: Webhooks,
+    /// Trusted publishing: `npm trust` and the OIDC token exchange.
+    pub trust: crate::trust::TrustedPublishing,
 }
 
 /// The stores and services opened on a data directory; shared by `serve` and the CLI.
@@ -170,6 +172,12 @@ impl Server {
         let worker = webhooks.worker()?;
         let state = AppState(Arc::new(AppContext {
             webhooks,
+            trust: crate::trust::TrustedPublishing::new(
+                services.store.clone(),
+                services.tokens.clone(),
+                crate::auth::oauth::http::Http::new(crate::outbound::client()?),
+                &config.trust,
+            ),
             oauth: OAuth::new(
                 &config.oauth,
                 services.store.clone(),

@@ -192,6 +192,20 @@ impl Caller {
         if self.scopes.is_empty() {
             return Ok(());
         }
+        // A trusted-publishing token (`publish:<name>`, `stage:<name>`) publishes its one
+        // package and does nothing else.
+        if let Some(one) = self.scopes.iter().find_map(|s| s.split_once(':')) {
+            return if one == ("publish", package) && action == "publish" {
+                Ok(())
+            } else {
+                Err(AuthError::OutsideScope {
+                    action,
+                    scopes: self.scopes.join(", "),
+                    wanted: "a token of its own (this trusted-publishing token is for one package only)".to_owned(),
+                    package: package.to_owned(),
+                })
+            };
+        }
         let scope = package
             .strip_prefix('@')
             .and_then(|rest| rest.split_once('/'))

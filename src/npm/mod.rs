@@ -11,6 +11,7 @@ pub mod path;
 mod publish;
 mod tarball;
 mod tokens;
+mod trust;
 mod unpublish;
 mod user;
 
@@ -26,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         .merge(device::routes())
         .merge(orgs::routes())
         .merge(tokens::routes())
+        .merge(trust::routes())
         .route("/-/package/{pkg}/dist-tags", get(dist_tags::get_dist_tags))
         .route(
             "/-/package/{pkg}/dist-tags/{tag}",
