@@ -6,6 +6,7 @@ mod orgs;
 mod paging;
 mod sessions;
 mod tokens;
+mod trusted_publishers;
 mod webhooks;
 
 use axum::Router;
@@ -70,5 +71,6 @@ pub fn routes() -> Router<AppState> {
         .merge(orgs::routes())
         .merge(sessions::routes())
         .merge(tokens::routes())
+        .merge(trusted_publishers::routes())
         .merge(webhooks::routes())
 }

@@ -37,6 +37,7 @@ mod store_tokens;
 mod store_webhooks;
 mod support;
 mod tokens;
+mod trusted_publishing;
 mod web_login;
 mod webhooks;
 mod yarn_client;

@@ -34,6 +34,8 @@ mod security_packages;
 mod security_store;
 #[path = "../it/security_webhooks.rs"]
 mod security_webhooks;
+#[path = "../it/trusted_publishing.rs"]
+mod trusted_publishing;
 #[path = "../it/support/mod.rs"]
 // Shared with `tests/it`, which uses parts this binary does not.
 #[allow(dead_code, unused_macros, unused_imports)]

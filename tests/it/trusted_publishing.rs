@@ -1,0 +1,386 @@
+//! Trusted publishing end to end: real npm 11 in a (simulated) GitHub Actions job, with no
+//! `_authToken` anywhere, publishing with an OIDC ID token the test signs, from an issuer the
+//! test serves on loopback (discovery document and JWKS, an RSA key made with `openssl`).
+
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::clients::ClientEnv;
+use crate::support::fixtures::{Package, assert_installed};
+use crate::support::server::TestServer;
+
+/// A test OIDC issuer on loopback: `/.well-known/openid-configuration` and `/jwks`.
+struct TestIssuer {
+    url: String,
+    key: EncodingKey,
+    _dir: tempfile::TempDir,
+}
+
+const KID: &str = "test-key-1";
+
+impl TestIssuer {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("key.pem");
+        let made = Command::new("openssl")
+            .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+            .arg(&pem)
+            .output()
+            .expect("running openssl");
+        assert!(made.status.success(), "openssl genpkey: {made:?}");
+        let modulus = Command::new("openssl")
+            .args(["rsa", "-noout", "-modulus", "-in"])
+            .arg(&pem)
+            .output()
+            .expect("running openssl");
+        let text = String::from_utf8(modulus.stdout).unwrap();
+        let hex_n = text.trim().trim_start_matches("Modulus=");
+        let n = hex::decode(hex_n).unwrap();
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let jwks = json!({"keys": [{
+            "kty": "RSA", "use": "sig", "alg": "RS256", "kid": KID,
+            "n": b64.encode(&n), "e": "AQAB",
+        }]});
+        let key = EncodingKey::from_rsa_pem(&std::fs::read(&pem).unwrap()).unwrap();
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let discovery = json!({
+            "issuer": url,
+            "jwks_uri": format!("{url}/jwks"),
+            "response_types_supported": ["id_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        });
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                axum::routing::get(move || {
+                    let d = discovery.clone();
+                    async move { axum::Json(d) }
+                }),
+            )
+            .route(
+                "/jwks",
+                axum::routing::get(move || {
+                    let k = jwks.clone();
+                    async move { axum::Json(k) }
+                }),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            url,
+            key,
+            _dir: dir,
+        }
+    }
+
+    /// GitHub-shaped claims for `acme/lib`'s `release.yml`, valid for five minutes, for the
+    /// registry on 127.0.0.1; `change` overrides or (with `null`) removes claims.
+    fn claims(&self, change: Value) -> Value {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+        let mut claims = json!({
+            "iss": self.url,
+            "aud": "npm:127.0.0.1",
+            "sub": "repo:acme/lib:ref:refs/heads/main",
+            "iat": now, "nbf": now - 5, "exp": now + 300,
+            "jti": uuid::Uuid::new_v4().to_string(),
+            "repository": "acme/lib",
+            "repository_owner": "acme",
+            "repository_visibility": "private",
+            "workflow_ref": "acme/lib/.github/workflows/release.yml@refs/heads/main",
+            "ref": "refs/heads/main",
+            "sha": "0123456789abcdef0123456789abcdef01234567",
+            "event_name": "push",
+            "run_id": "987654",
+        });
+        for (key, value) in change.as_object().unwrap() {
+            if value.is_null() {
+                claims.as_object_mut().unwrap().remove(key);
+            } else {
+                claims[key] = value.clone();
+            }
+        }
+        claims
+    }
+
+    fn sign(&self, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(KID.to_owned());
+        jsonwebtoken::encode(&header, claims, &self.key).unwrap()
+    }
+
+    fn token(&self, change: Value) -> String {
+        self.sign(&self.claims(change))
+    }
+}
+
+struct Setup {
+    server: TestServer,
+    issuer: TestIssuer,
+    alice: String,
+    /// Alice's npm, with her token.
+    npm: ClientEnv,
+    /// The CI job's npm: no token anywhere.
+    ci: ClientEnv,
+}
+
+impl Setup {
+    async fn start() -> Self {
+        let issuer = TestIssuer::start().await;
+        let github = issuer.url.clone();
+        let server = TestServer::start_with(move |config| {
+            config.trust.github_issuer = github;
+        })
+        .await;
+        server.add_user("alice", "alice-password-1", "maintainer");
+        server.add_user("root", "root-password-1", "admin");
+        let alice = server.token("alice", "maintainer", &[]);
+        let npm = ClientEnv::new(&server, Some(&alice));
+        let ci = ClientEnv::new(&server, None);
+        Self {
+            server,
+            issuer,
+            alice,
+            npm,
+            ci,
+        }
+    }
+
+    /// `npm publish` of `name@version` in the CI sandbox with `NPM_ID_TOKEN` set.
+    async fn ci_publish(&self, name: &str, version: &str, id_token: &str) -> (bool, String) {
+        let dir = self.ci.package(&Package::new(name, version));
+        let out = self
+            .ci
+            .npm()
+            .args(["publish", "--loglevel", "verbose"])
+            .env("GITHUB_ACTIONS", "true")
+            .env("NPM_ID_TOKEN", id_token)
+            .current_dir(dir)
+            .run()
+            .await;
+        (out.status.success(), format!("{}\n{}", out.stdout, out.stderr))
+    }
+
+    async fn exchange(&self, name: &str, id_token: &str) -> (StatusCode, Value) {
+        let response = reqwest::Client::new()
+            .post(format!(
+                "{}/-/npm/v1/oidc/token/exchange/package/{}",
+                self.server.url,
+                name.replace('/', "%2f")
+            ))
+            .bearer_auth(id_token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn versions(&self, name: &str) -> Vec<String> {
+        let doc = self.server.packument(name, &self.alice).await;
+        doc["versions"].as_object().unwrap().keys().cloned().collect()
+    }
+
+    async fn trust_ids(&self, name: &str) -> Vec<String> {
+        let (status, list) = self
+            .server
+            .get_json(&format!("/-/package/{name}/trust"), Some(&self.alice))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+/// The exchange refuses `id_token` (401) with an error naming `reason`, in `error` and
+/// `message`, and npm publishes nothing with it.
+async fn refused(setup: &Setup, id_token: &str, reason: &str, version: &str) {
+    let (published, output) = setup.ci_publish("tp-lib", version, id_token).await;
+    assert!(!published, "published with a refused ID token: {output}");
+    assert!(!setup.versions("tp-lib").await.contains(&version.to_owned()));
+    let (status, body) = setup.exchange("tp-lib", id_token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains(reason), "{error:?} should mention {reason:?}");
+    assert_eq!(body["message"], body["error"]);
+}
+
+#[tokio::test]
+async fn npm_publishes_from_a_trusted_github_workflow_with_no_stored_token() {
+    let setup = Setup::start().await;
+    // Alice publishes the first version herself and trusts acme/lib's release.yml.
+    let dir = setup.npm.package(&Package::new("tp-lib", "1.0.0"));
+    setup.npm.npm().arg("publish").current_dir(dir).succeeds().await;
+    setup
+        .npm
+        .npm()
+        .args(["trust", "github", "tp-lib", "--file", "release.yml", "--repo", "acme/lib"])
+        .args(["--allow-publish", "-y"])
+        .succeeds()
+        .await;
+    setup
+        .npm
+        .npm()
+        .args(["trust", "list", "tp-lib"])
+        .succeeds()
+        .await
+        .assert_mentions("acme/lib")
+        .assert_mentions("release.yml");
+    let ids = setup.trust_ids("tp-lib").await;
+    assert_eq!(ids.len(), 1);
+
+    // Someone else may not change them.
+    setup.server.add_user("mallory", "mallory-password-1", "maintainer");
+    let mallory = setup.server.token("mallory", "maintainer", &[]);
+    let response = reqwest::Client::new()
+        .post(format!("{}/-/package/tp-lib/trust", setup.server.url))
+        .bearer_auth(&mallory)
+        .json(&json!([{"type": "github", "claims": {"repository": "evil/lib",
+            "workflow_ref": {"file": "x.yml"}}, "permissions": ["createPackage"]}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+
+    // The CI job publishes with its ID token only, and the version installs.
+    let good = setup.issuer.token(json!({}));
+    let (published, output) = setup.ci_publish("tp-lib", "1.1.0", &good).await;
+    assert!(published, "{output}");
+    let doc = setup.server.packument("tp-lib", &setup.alice).await;
+    let version = &doc["versions"]["1.1.0"];
+    assert_eq!(version["trustedPublisher"]["repository"], "acme/lib");
+    assert_eq!(version["trustedPublisher"]["workflow"], ".github/workflows/release.yml");
+    assert_eq!(version["trustedPublisher"]["run_id"], "987654");
+    assert_eq!(version["trustedPublisher"]["ref"], "refs/heads/main");
+    assert_eq!(version["_npmUser"]["trustedPublisher"]["repository"], "acme/lib");
+    setup
+        .npm
+        .npm()
+        .args(["install", "tp-lib@1.1.0"])
+        .succeeds()
+        .await;
+    assert_installed(&setup.npm.project(), "tp-lib", "1.1.0");
+
+    // The audit log has the exchange with the identity.
+    let root = setup.server.token("root", "admin", &[]);
+    let (_, log) = setup
+        .server
+        .get_json("/api/v1/audit-log?action=trusted_publishing.exchanged", Some(&root))
+        .await;
+    let text = log.to_string();
+    assert!(text.contains("acme/lib") && text.contains("987654"), "{text}");
+
+    // Refusals: each says why, and publishes nothing.
+    refused(&setup, &good, "already exchanged", "1.2.0").await;
+    let other_repo = setup.issuer.token(json!({"repository": "evil/lib",
+        "workflow_ref": "evil/lib/.github/workflows/release.yml@refs/heads/main"}));
+    refused(&setup, &other_repo, "evil/lib", "1.2.0").await;
+    let other_workflow = setup.issuer.token(json!({
+        "workflow_ref": "acme/lib/.github/workflows/ci.yml@refs/heads/main"}));
+    refused(&setup, &other_workflow, "ci.yml", "1.2.0").await;
+    let wrong_audience = setup.issuer.token(json!({"aud": "npm:registry.npmjs.org"}));
+    refused(&setup, &wrong_audience, "audience", "1.2.0").await;
+    let expired = setup.issuer.token(json!({"exp": 1_000_000_000, "nbf": 999_999_000,
+        "iat": 999_999_000}));
+    refused(&setup, &expired, "expired", "1.2.0").await;
+
+    // The exchanged token publishes its package only.
+    let (status, body) = setup.exchange("tp-lib", &setup.issuer.token(json!({}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let token = body["token"].as_str().unwrap();
+    let robot = ClientEnv::new(&setup.server, Some(token));
+    let other = robot.package(&Package::new("tp-other", "1.0.0"));
+    robot.npm().arg("publish").current_dir(other).fails().await;
+    let (status, _) = setup.server.get_json("/tp-other", Some(&setup.alice)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // After `npm trust revoke` the exchange fails.
+    setup
+        .npm
+        .npm()
+        .args(["trust", "revoke", "tp-lib", "--id", &ids[0], "-y"])
+        .succeeds()
+        .await;
+    assert!(setup.trust_ids("tp-lib").await.is_empty());
+    refused(
+        &setup,
+        &setup.issuer.token(json!({})),
+        "no trusted publisher for tp-lib",
+        "1.2.0",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_org_wide_trusted_publisher_covers_every_package_of_the_org() {
+    let setup = Setup::start().await;
+    let root = setup.server.token("root", "admin", &[]);
+    let client = reqwest::Client::new();
+    let created = client
+        .post(format!("{}/api/v1/admin/orgs", setup.server.url))
+        .bearer_auth(&root)
+        .json(&json!({"slug": "acme"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let url = format!("{}/api/v1/admin/orgs/acme/trusted-publishers", setup.server.url);
+    let added = client
+        .post(&url)
+        .bearer_auth(&root)
+        .json(&json!({"type": "github", "claims": {"repository": "acme/lib",
+            "workflow_ref": {"file": "release.yml"}, "environment": "production"},
+            "permissions": ["createPackage"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), StatusCode::CREATED);
+    // Alice may not.
+    let denied = client
+        .get(&url)
+        .bearer_auth(&setup.alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+    let listed: Value = client
+        .get(&url)
+        .bearer_auth(&root)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = listed["trusted_publishers"][0]["id"].as_str().unwrap().to_owned();
+
+    // Without the environment the publisher requires, refused; with it, published.
+    let (status, body) = setup.exchange("@acme/new", &setup.issuer.token(json!({}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body["error"].as_str().unwrap().contains("production"), "{body}");
+    let good = setup.issuer.token(json!({"environment": "production"}));
+    let (published, output) = setup.ci_publish("@acme/new", "1.0.0", &good).await;
+    assert!(published, "{output}");
+    let doc = setup.server.packument("@acme/new", &root).await;
+    assert_eq!(doc["versions"]["1.0.0"]["trustedPublisher"]["environment"], "production");
+
+    let removed = client
+        .delete(format!("{url}/{id}"))
+        .bearer_auth(&root)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), StatusCode::OK);
+    let again = setup.issuer.token(json!({"environment": "production"}));
+    let (status, body) = setup.exchange("@acme/new", &again).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
