@@ -34,6 +34,7 @@ mod store_logins;
 mod store_orgs;
 mod store_packages;
 mod store_tokens;
+mod store_trust;
 mod store_webhooks;
 mod support;
 mod tokens;
