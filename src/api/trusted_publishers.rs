@@ -35,7 +35,10 @@ async fn post_publishers(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let rows = app.trust.add_for_org(&caller, &slug, body).await?;
     let list: Vec<Value> = rows.iter().map(to_npm).collect();
-    Ok((StatusCode::CREATED, Json(json!({ "trusted_publishers": list }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "trusted_publishers": list })),
+    ))
 }
 
 async fn get_publishers(

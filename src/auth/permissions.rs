@@ -201,7 +201,9 @@ impl Caller {
                 Err(AuthError::OutsideScope {
                     action,
                     scopes: self.scopes.join(", "),
-                    wanted: "a token of its own (this trusted-publishing token is for one package only)".to_owned(),
+                    wanted:
+                        "a token of its own (this trusted-publishing token is for one package only)"
+                            .to_owned(),
                     package: package.to_owned(),
                 })
             };

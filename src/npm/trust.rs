@@ -16,10 +16,7 @@ use crate::trust::{TrustError, to_npm};
 /// The routes of this module.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route(
-            "/-/package/{pkg}/trust",
-            post(post_trust).get(get_trust),
-        )
+        .route("/-/package/{pkg}/trust", post(post_trust).get(get_trust))
         .route("/-/package/{pkg}/trust/{id}", delete(delete_trust))
         .route(
             "/-/npm/v1/oidc/token/exchange/package/{pkg}",
@@ -130,5 +127,25 @@ fn host_name(base: &str) -> String {
     if let Some(v6) = authority.strip_prefix('[') {
         return format!("[{}]", v6.split(']').next().unwrap_or_default());
     }
-    authority.split(':').next().unwrap_or_default().to_ascii_lowercase()
+    authority
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_name;
+
+    #[test]
+    fn the_audience_host_has_no_scheme_port_or_path() {
+        assert_eq!(host_name("https://npm.Example.com/"), "npm.example.com");
+        assert_eq!(host_name("http://127.0.0.1:4873"), "127.0.0.1");
+        assert_eq!(
+            host_name("https://reg.example.com:8443/npm/"),
+            "reg.example.com"
+        );
+        assert_eq!(host_name("http://[::1]:4873"), "[::1]");
+    }
 }

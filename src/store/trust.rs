@@ -87,8 +87,12 @@ pub trait TrustStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 
     /// Links a recorded exchange to the publish token issued for it.
-    async fn link_exchange(&self, issuer: &str, jti: &str, token_id: &str)
-    -> Result<(), StoreError>;
+    async fn link_exchange(
+        &self,
+        issuer: &str,
+        jti: &str,
+        token_id: &str,
+    ) -> Result<(), StoreError>;
 
     /// The identity recorded for the publish token `token_id`, if it came from an exchange.
     async fn exchange_identity(

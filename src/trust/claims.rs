@@ -154,24 +154,41 @@ mod tests {
 
     #[test]
     fn github_claims_match_on_repository_file_and_environment() {
-        let publisher = row(json!({"repository": "acme/lib", "workflow_ref": {"file": "release.yml"}}));
+        let publisher =
+            row(json!({"repository": "acme/lib", "workflow_ref": {"file": "release.yml"}}));
         let token = json!({"repository": "acme/lib",
             "workflow_ref": "acme/lib/.github/workflows/release.yml@refs/heads/main"});
         assert_eq!(mismatch(Provider::Github, &publisher, &token), None);
         let other = json!({"repository": "acme/lib",
             "workflow_ref": "acme/lib/.github/workflows/ci.yml@refs/heads/main"});
-        assert!(mismatch(Provider::Github, &publisher, &other).unwrap().contains("ci.yml"));
+        assert!(
+            mismatch(Provider::Github, &publisher, &other)
+                .unwrap()
+                .contains("ci.yml")
+        );
         let fork = json!({"repository": "evil/lib",
             "workflow_ref": "evil/lib/.github/workflows/release.yml@refs/heads/main"});
-        assert!(mismatch(Provider::Github, &publisher, &fork).unwrap().contains("evil/lib"));
-        let with_env = row(json!({"repository": "acme/lib", "workflow_ref": {"file": "release.yml"},
-            "environment": "production"}));
-        assert!(mismatch(Provider::Github, &with_env, &token).unwrap().contains("production"));
+        assert!(
+            mismatch(Provider::Github, &publisher, &fork)
+                .unwrap()
+                .contains("evil/lib")
+        );
+        let with_env = row(
+            json!({"repository": "acme/lib", "workflow_ref": {"file": "release.yml"},
+            "environment": "production"}),
+        );
+        assert!(
+            mismatch(Provider::Github, &with_env, &token)
+                .unwrap()
+                .contains("production")
+        );
     }
 
     #[test]
     fn gitlab_files_come_after_the_double_slash() {
-        let publisher = row(json!({"project_path": "g/sub/p", "ci_config_ref_uri": {"file": ".gitlab-ci.yml"}}));
+        let publisher = row(
+            json!({"project_path": "g/sub/p", "ci_config_ref_uri": {"file": ".gitlab-ci.yml"}}),
+        );
         let token = json!({"project_path": "g/sub/p",
             "ci_config_ref_uri": "gitlab.com/g/sub/p//.gitlab-ci.yml@refs/heads/main"});
         assert_eq!(mismatch(Provider::Gitlab, &publisher, &token), None);

@@ -143,9 +143,8 @@ impl IssuerKeys {
 }
 
 fn find<'k>(keys: &'k JwkSet, kid: Option<&str>) -> Option<&'k jsonwebtoken::jwk::Jwk> {
-    let asymmetric = |key: &&jsonwebtoken::jwk::Jwk| {
-        !matches!(key.algorithm, AlgorithmParameters::OctetKey(_))
-    };
+    let asymmetric =
+        |key: &&jsonwebtoken::jwk::Jwk| !matches!(key.algorithm, AlgorithmParameters::OctetKey(_));
     match kid {
         Some(kid) => keys.find(kid).filter(asymmetric),
         None => {

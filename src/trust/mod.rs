@@ -388,8 +388,8 @@ impl TrustedPublishing {
         id: &str,
     ) -> Result<(), TrustError> {
         self.check_org_admin(caller, org).await?;
-        let event = AuditEvent::by(caller, "trusted_publisher.removed", json!({ "id": id }))
-            .on_org(org);
+        let event =
+            AuditEvent::by(caller, "trusted_publisher.removed", json!({ "id": id })).on_org(org);
         if self
             .store
             .remove_trusted_publisher(id, None, Some(org), event)

@@ -71,11 +71,20 @@ async fn trusted_publishers_are_kept_per_package_and_per_org(under: StoreUnderTe
         .await
         .unwrap();
     let lib = store.package_trusted_publishers("lib").await.unwrap();
-    assert_eq!(lib.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(
+        lib.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
     assert_eq!(lib[0], publisher("a", Some("lib"), None, alice, 1));
     let org = store.org_trusted_publishers("acme").await.unwrap();
     assert_eq!(org, [publisher("o", None, Some("acme"), alice, 4)]);
-    assert!(store.org_trusted_publishers("lib").await.unwrap().is_empty());
+    assert!(
+        store
+            .org_trusted_publishers("lib")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(count(&store, "trusted_publisher.added").await, 1);
 
     // Removal needs the right owner: a package's id is not removed through another package
@@ -116,13 +125,21 @@ async fn an_id_token_is_exchanged_once_even_when_raced(under: StoreUnderTest) {
     let now = 1_000_000;
     assert!(
         store
-            .record_exchange(exchange("j1", now + 60_000), now, event("trusted_publishing.exchanged"))
+            .record_exchange(
+                exchange("j1", now + 60_000),
+                now,
+                event("trusted_publishing.exchanged")
+            )
             .await
             .unwrap()
     );
     assert!(
         !store
-            .record_exchange(exchange("j1", now + 60_000), now, event("trusted_publishing.exchanged"))
+            .record_exchange(
+                exchange("j1", now + 60_000),
+                now,
+                event("trusted_publishing.exchanged")
+            )
             .await
             .unwrap(),
         "a replay is refused"
@@ -171,7 +188,11 @@ async fn an_id_token_is_exchanged_once_even_when_raced(under: StoreUnderTest) {
     let later = now + 120_000;
     assert!(
         store
-            .record_exchange(exchange("j2", later + 60_000), later, event("trusted_publishing.exchanged"))
+            .record_exchange(
+                exchange("j2", later + 60_000),
+                later,
+                event("trusted_publishing.exchanged")
+            )
             .await
             .unwrap()
     );

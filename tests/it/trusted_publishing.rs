@@ -28,7 +28,14 @@ impl TestIssuer {
         let dir = tempfile::tempdir().unwrap();
         let pem = dir.path().join("key.pem");
         let made = Command::new("openssl")
-            .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+            ])
             .arg(&pem)
             .output()
             .expect("running openssl");
@@ -83,7 +90,10 @@ impl TestIssuer {
     /// GitHub-shaped claims for `acme/lib`'s `release.yml`, valid for five minutes, for the
     /// registry on 127.0.0.1; `change` overrides or (with `null`) removes claims.
     fn claims(&self, change: Value) -> Value {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
         let mut claims = json!({
             "iss": self.url,
             "aud": "npm:127.0.0.1",
@@ -164,7 +174,10 @@ impl Setup {
             .current_dir(dir)
             .run()
             .await;
-        (out.status.success(), format!("{}\n{}", out.stdout, out.stderr))
+        (
+            out.status.success(),
+            format!("{}\n{}", out.stdout, out.stderr),
+        )
     }
 
     async fn exchange(&self, name: &str, id_token: &str) -> (StatusCode, Value) {
@@ -184,7 +197,12 @@ impl Setup {
 
     async fn versions(&self, name: &str) -> Vec<String> {
         let doc = self.server.packument(name, &self.alice).await;
-        doc["versions"].as_object().unwrap().keys().cloned().collect()
+        doc["versions"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
     }
 
     async fn trust_ids(&self, name: &str) -> Vec<String> {
@@ -206,11 +224,20 @@ impl Setup {
 async fn refused(setup: &Setup, id_token: &str, reason: &str, version: &str) {
     let (published, output) = setup.ci_publish("tp-lib", version, id_token).await;
     assert!(!published, "published with a refused ID token: {output}");
+    // npm keeps the exchange's refusal for its verbose log, then stops before the PUT.
+    assert!(
+        output.contains(reason),
+        "npm's verbose log lacks {reason:?}: {output}"
+    );
+    assert!(output.contains("ENEEDAUTH"), "{output}");
     assert!(!setup.versions("tp-lib").await.contains(&version.to_owned()));
     let (status, body) = setup.exchange("tp-lib", id_token).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     let error = body["error"].as_str().unwrap();
-    assert!(error.contains(reason), "{error:?} should mention {reason:?}");
+    assert!(
+        error.contains(reason),
+        "{error:?} should mention {reason:?}"
+    );
     assert_eq!(body["message"], body["error"]);
 }
 
@@ -219,11 +246,25 @@ async fn npm_publishes_from_a_trusted_github_workflow_with_no_stored_token() {
     let setup = Setup::start().await;
     // Alice publishes the first version herself and trusts acme/lib's release.yml.
     let dir = setup.npm.package(&Package::new("tp-lib", "1.0.0"));
-    setup.npm.npm().arg("publish").current_dir(dir).succeeds().await;
     setup
         .npm
         .npm()
-        .args(["trust", "github", "tp-lib", "--file", "release.yml", "--repo", "acme/lib"])
+        .arg("publish")
+        .current_dir(dir)
+        .succeeds()
+        .await;
+    setup
+        .npm
+        .npm()
+        .args([
+            "trust",
+            "github",
+            "tp-lib",
+            "--file",
+            "release.yml",
+            "--repo",
+            "acme/lib",
+        ])
         .args(["--allow-publish", "-y"])
         .succeeds()
         .await;
@@ -239,13 +280,17 @@ async fn npm_publishes_from_a_trusted_github_workflow_with_no_stored_token() {
     assert_eq!(ids.len(), 1);
 
     // Someone else may not change them.
-    setup.server.add_user("mallory", "mallory-password-1", "maintainer");
+    setup
+        .server
+        .add_user("mallory", "mallory-password-1", "maintainer");
     let mallory = setup.server.token("mallory", "maintainer", &[]);
     let response = reqwest::Client::new()
         .post(format!("{}/-/package/tp-lib/trust", setup.server.url))
         .bearer_auth(&mallory)
-        .json(&json!([{"type": "github", "claims": {"repository": "evil/lib",
-            "workflow_ref": {"file": "x.yml"}}, "permissions": ["createPackage"]}]))
+        .json(
+            &json!([{"type": "github", "claims": {"repository": "evil/lib",
+            "workflow_ref": {"file": "x.yml"}}, "permissions": ["createPackage"]}]),
+        )
         .send()
         .await
         .unwrap();
@@ -258,10 +303,16 @@ async fn npm_publishes_from_a_trusted_github_workflow_with_no_stored_token() {
     let doc = setup.server.packument("tp-lib", &setup.alice).await;
     let version = &doc["versions"]["1.1.0"];
     assert_eq!(version["trustedPublisher"]["repository"], "acme/lib");
-    assert_eq!(version["trustedPublisher"]["workflow"], ".github/workflows/release.yml");
+    assert_eq!(
+        version["trustedPublisher"]["workflow"],
+        ".github/workflows/release.yml"
+    );
     assert_eq!(version["trustedPublisher"]["run_id"], "987654");
     assert_eq!(version["trustedPublisher"]["ref"], "refs/heads/main");
-    assert_eq!(version["_npmUser"]["trustedPublisher"]["repository"], "acme/lib");
+    assert_eq!(
+        version["_npmUser"]["trustedPublisher"]["repository"],
+        "acme/lib"
+    );
     setup
         .npm
         .npm()
@@ -274,10 +325,16 @@ async fn npm_publishes_from_a_trusted_github_workflow_with_no_stored_token() {
     let root = setup.server.token("root", "admin", &[]);
     let (_, log) = setup
         .server
-        .get_json("/api/v1/audit-log?action=trusted_publishing.exchanged", Some(&root))
+        .get_json(
+            "/api/v1/audit-log?action=trusted_publishing.exchanged",
+            Some(&root),
+        )
         .await;
     let text = log.to_string();
-    assert!(text.contains("acme/lib") && text.contains("987654"), "{text}");
+    assert!(
+        text.contains("acme/lib") && text.contains("987654"),
+        "{text}"
+    );
 
     // Refusals: each says why, and publishes nothing.
     refused(&setup, &good, "already exchanged", "1.2.0").await;
@@ -289,12 +346,16 @@ async fn npm_publishes_from_a_trusted_github_workflow_with_no_stored_token() {
     refused(&setup, &other_workflow, "ci.yml", "1.2.0").await;
     let wrong_audience = setup.issuer.token(json!({"aud": "npm:registry.npmjs.org"}));
     refused(&setup, &wrong_audience, "audience", "1.2.0").await;
-    let expired = setup.issuer.token(json!({"exp": 1_000_000_000, "nbf": 999_999_000,
+    let expired = setup
+        .issuer
+        .token(json!({"exp": 1_000_000_000, "nbf": 999_999_000,
         "iat": 999_999_000}));
     refused(&setup, &expired, "expired", "1.2.0").await;
 
     // The exchanged token publishes its package only.
-    let (status, body) = setup.exchange("tp-lib", &setup.issuer.token(json!({}))).await;
+    let (status, body) = setup
+        .exchange("tp-lib", &setup.issuer.token(json!({})))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let token = body["token"].as_str().unwrap();
     let robot = ClientEnv::new(&setup.server, Some(token));
@@ -333,13 +394,18 @@ async fn an_org_wide_trusted_publisher_covers_every_package_of_the_org() {
         .await
         .unwrap();
     assert_eq!(created.status(), StatusCode::CREATED);
-    let url = format!("{}/api/v1/admin/orgs/acme/trusted-publishers", setup.server.url);
+    let url = format!(
+        "{}/api/v1/admin/orgs/acme/trusted-publishers",
+        setup.server.url
+    );
     let added = client
         .post(&url)
         .bearer_auth(&root)
-        .json(&json!({"type": "github", "claims": {"repository": "acme/lib",
+        .json(
+            &json!({"type": "github", "claims": {"repository": "acme/lib",
             "workflow_ref": {"file": "release.yml"}, "environment": "production"},
-            "permissions": ["createPackage"]}))
+            "permissions": ["createPackage"]}),
+        )
         .send()
         .await
         .unwrap();
@@ -361,17 +427,28 @@ async fn an_org_wide_trusted_publisher_covers_every_package_of_the_org() {
         .json()
         .await
         .unwrap();
-    let id = listed["trusted_publishers"][0]["id"].as_str().unwrap().to_owned();
+    let id = listed["trusted_publishers"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // Without the environment the publisher requires, refused; with it, published.
-    let (status, body) = setup.exchange("@acme/new", &setup.issuer.token(json!({}))).await;
+    let (status, body) = setup
+        .exchange("@acme/new", &setup.issuer.token(json!({})))
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert!(body["error"].as_str().unwrap().contains("production"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("production"),
+        "{body}"
+    );
     let good = setup.issuer.token(json!({"environment": "production"}));
     let (published, output) = setup.ci_publish("@acme/new", "1.0.0", &good).await;
     assert!(published, "{output}");
     let doc = setup.server.packument("@acme/new", &root).await;
-    assert_eq!(doc["versions"]["1.0.0"]["trustedPublisher"]["environment"], "production");
+    assert_eq!(
+        doc["versions"]["1.0.0"]["trustedPublisher"]["environment"],
+        "production"
+    );
 
     let removed = client
         .delete(format!("{url}/{id}"))

@@ -34,14 +34,14 @@ mod security_packages;
 mod security_store;
 #[path = "../it/security_webhooks.rs"]
 mod security_webhooks;
-#[path = "../it/trusted_publishing.rs"]
-mod trusted_publishing;
 #[path = "../it/support/mod.rs"]
 // Shared with `tests/it`, which uses parts this binary does not.
 #[allow(dead_code, unused_macros, unused_imports)]
 mod support;
 #[path = "../it/tokens.rs"]
 mod tokens;
+#[path = "../it/trusted_publishing.rs"]
+mod trusted_publishing;
 #[path = "../it/web_login.rs"]
 mod web_login;
 #[path = "../it/webhooks.rs"]

@@ -30,7 +30,11 @@ impl super::Postgres {
         column: &str,
         key: &str,
     ) -> Result<Vec<TrustedPublisherRow>, StoreError> {
-        let other = if column == "package" { "org" } else { "package" };
+        let other = if column == "package" {
+            "org"
+        } else {
+            "package"
+        };
         let client = self.pool().get().await?;
         let rows = client
             .query(

@@ -26,11 +26,19 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(TrustedPublisherRow, S
     ))
 }
 
-fn select(conn: &Connection, column: &str, key: &str) -> Result<Vec<TrustedPublisherRow>, StoreError> {
+fn select(
+    conn: &Connection,
+    column: &str,
+    key: &str,
+) -> Result<Vec<TrustedPublisherRow>, StoreError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM trusted_publishers WHERE {column} = ?1 AND {} IS NULL
          ORDER BY created_at, id",
-        if column == "package" { "org" } else { "package" }
+        if column == "package" {
+            "org"
+        } else {
+            "package"
+        }
     );
     let mut stmt = conn.prepare(&sql)?;
     let raw = stmt
@@ -78,7 +86,8 @@ impl crate::store::TrustStore for super::Sqlite {
         package: &str,
     ) -> Result<Vec<TrustedPublisherRow>, StoreError> {
         let package = package.to_owned();
-        self.read(move |conn| select(conn, "package", &package)).await
+        self.read(move |conn| select(conn, "package", &package))
+            .await
     }
 
     async fn org_trusted_publishers(
@@ -96,7 +105,11 @@ impl crate::store::TrustStore for super::Sqlite {
         org: Option<&str>,
         event: AuditEvent,
     ) -> Result<bool, StoreError> {
-        let (id, package, org) = (id.to_owned(), package.map(str::to_owned), org.map(str::to_owned));
+        let (id, package, org) = (
+            id.to_owned(),
+            package.map(str::to_owned),
+            org.map(str::to_owned),
+        );
         self.write(move |tx| {
             let removed = tx.execute(
                 "DELETE FROM trusted_publishers WHERE id = ?1 AND package IS ?2 AND org IS ?3",
