@@ -3,6 +3,7 @@
 //! test serves on loopback (discovery document and JWKS, an RSA key made with `openssl`).
 
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -17,44 +18,50 @@ use crate::support::server::TestServer;
 /// A test OIDC issuer on loopback: `/.well-known/openid-configuration` and `/jwks`.
 struct TestIssuer {
     url: String,
-    key: EncodingKey,
-    _dir: tempfile::TempDir,
+    /// The signing key and its kid.
+    key: Mutex<(EncodingKey, String)>,
+    /// The published keys.
+    jwks: Arc<Mutex<Vec<Value>>>,
+    dir: tempfile::TempDir,
 }
 
-const KID: &str = "test-key-1";
+/// A new RSA key made with `openssl` in `dir`: the signing key and its public JWK.
+fn rsa_key(dir: &std::path::Path, kid: &str) -> (EncodingKey, Value) {
+    let pem = dir.join(format!("{kid}.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&pem)
+        .output()
+        .expect("running openssl");
+    assert!(made.status.success(), "openssl genpkey: {made:?}");
+    let modulus = Command::new("openssl")
+        .args(["rsa", "-noout", "-modulus", "-in"])
+        .arg(&pem)
+        .output()
+        .expect("running openssl");
+    let text = String::from_utf8(modulus.stdout).unwrap();
+    let n = hex::decode(text.trim().trim_start_matches("Modulus=")).unwrap();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let jwk = json!({
+        "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
+        "n": b64.encode(&n), "e": "AQAB",
+    });
+    let key = EncodingKey::from_rsa_pem(&std::fs::read(&pem).unwrap()).unwrap();
+    (key, jwk)
+}
 
 impl TestIssuer {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let pem = dir.path().join("key.pem");
-        let made = Command::new("openssl")
-            .args([
-                "genpkey",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                "rsa_keygen_bits:2048",
-                "-out",
-            ])
-            .arg(&pem)
-            .output()
-            .expect("running openssl");
-        assert!(made.status.success(), "openssl genpkey: {made:?}");
-        let modulus = Command::new("openssl")
-            .args(["rsa", "-noout", "-modulus", "-in"])
-            .arg(&pem)
-            .output()
-            .expect("running openssl");
-        let text = String::from_utf8(modulus.stdout).unwrap();
-        let hex_n = text.trim().trim_start_matches("Modulus=");
-        let n = hex::decode(hex_n).unwrap();
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let jwks = json!({"keys": [{
-            "kty": "RSA", "use": "sig", "alg": "RS256", "kid": KID,
-            "n": b64.encode(&n), "e": "AQAB",
-        }]});
-        let key = EncodingKey::from_rsa_pem(&std::fs::read(&pem).unwrap()).unwrap();
-
+        let (key, jwk) = rsa_key(dir.path(), "key-1");
+        let jwks = Arc::new(Mutex::new(vec![jwk]));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let discovery = json!({
@@ -64,6 +71,7 @@ impl TestIssuer {
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
         });
+        let published = Arc::clone(&jwks);
         let app = axum::Router::new()
             .route(
                 "/.well-known/openid-configuration",
@@ -75,16 +83,24 @@ impl TestIssuer {
             .route(
                 "/jwks",
                 axum::routing::get(move || {
-                    let k = jwks.clone();
-                    async move { axum::Json(k) }
+                    let keys = published.lock().unwrap().clone();
+                    async move { axum::Json(json!({ "keys": keys })) }
                 }),
             );
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self {
             url,
-            key,
-            _dir: dir,
+            key: Mutex::new((key, "key-1".to_owned())),
+            jwks,
+            dir,
         }
+    }
+
+    /// Signs with a new key from now on, published next to the old one.
+    fn rotate(&self, kid: &str) {
+        let (key, jwk) = rsa_key(self.dir.path(), kid);
+        self.jwks.lock().unwrap().push(jwk);
+        *self.key.lock().unwrap() = (key, kid.to_owned());
     }
 
     /// GitHub-shaped claims for `acme/lib`'s `release.yml`, valid for five minutes, for the
@@ -120,9 +136,10 @@ impl TestIssuer {
     }
 
     fn sign(&self, claims: &Value) -> String {
+        let key = self.key.lock().unwrap();
         let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(KID.to_owned());
-        jsonwebtoken::encode(&header, claims, &self.key).unwrap()
+        header.kid = Some(key.1.clone());
+        jsonwebtoken::encode(&header, claims, &key.0).unwrap()
     }
 
     fn token(&self, change: Value) -> String {
@@ -133,6 +150,7 @@ impl TestIssuer {
 struct Setup {
     server: TestServer,
     issuer: TestIssuer,
+    gitlab: TestIssuer,
     alice: String,
     /// Alice's npm, with her token.
     npm: ClientEnv,
@@ -143,9 +161,11 @@ struct Setup {
 impl Setup {
     async fn start() -> Self {
         let issuer = TestIssuer::start().await;
-        let github = issuer.url.clone();
+        let gitlab = TestIssuer::start().await;
+        let (github_url, gitlab_url) = (issuer.url.clone(), gitlab.url.clone());
         let server = TestServer::start_with(move |config| {
-            config.trust.github_issuer = github;
+            config.trust.github_issuer = github_url;
+            config.trust.gitlab_issuer = gitlab_url;
         })
         .await;
         server.add_user("alice", "alice-password-1", "maintainer");
@@ -156,20 +176,33 @@ impl Setup {
         Self {
             server,
             issuer,
+            gitlab,
             alice,
             npm,
             ci,
         }
     }
 
-    /// `npm publish` of `name@version` in the CI sandbox with `NPM_ID_TOKEN` set.
+    /// `npm publish` of `name@version` in the CI sandbox of GitHub Actions with `NPM_ID_TOKEN`.
     async fn ci_publish(&self, name: &str, version: &str, id_token: &str) -> (bool, String) {
+        self.ci_publish_in("GITHUB_ACTIONS", name, version, id_token)
+            .await
+    }
+
+    /// `npm publish` in the CI sandbox, with `ci_variable=true` telling npm which CI it is in.
+    async fn ci_publish_in(
+        &self,
+        ci_variable: &str,
+        name: &str,
+        version: &str,
+        id_token: &str,
+    ) -> (bool, String) {
         let dir = self.ci.package(&Package::new(name, version));
         let out = self
             .ci
             .npm()
             .args(["publish", "--loglevel", "verbose"])
-            .env("GITHUB_ACTIONS", "true")
+            .env(ci_variable, "true")
             .env("NPM_ID_TOKEN", id_token)
             .current_dir(dir)
             .run()
@@ -460,4 +493,97 @@ async fn an_org_wide_trusted_publisher_covers_every_package_of_the_org() {
     let again = setup.issuer.token(json!({"environment": "production"}));
     let (status, body) = setup.exchange("@acme/new", &again).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
+
+/// GitLab claims for `grp/sub/proj`'s `.gitlab-ci.yml`.
+fn gitlab_claims() -> Value {
+    json!({
+        "repository": null, "workflow_ref": null, "run_id": null, "repository_visibility": null,
+        "project_path": "grp/sub/proj",
+        "namespace_path": "grp/sub",
+        "project_visibility": "private",
+        "ci_config_ref_uri": "gitlab.com/grp/sub/proj//.gitlab-ci.yml@refs/heads/main",
+        "pipeline_id": "4242",
+        "pipeline_source": "push",
+    })
+}
+
+#[tokio::test]
+async fn npm_publishes_from_gitlab_ci_a_stage_only_publisher_cannot_publish_and_rotated_keys_work()
+{
+    let setup = Setup::start().await;
+    for name in ["gl-lib", "gl-staged"] {
+        let dir = setup.npm.package(&Package::new(name, "1.0.0"));
+        setup
+            .npm
+            .npm()
+            .arg("publish")
+            .current_dir(dir)
+            .succeeds()
+            .await;
+    }
+    setup
+        .npm
+        .npm()
+        .args(["trust", "gitlab", "gl-lib", "--project", "grp/sub/proj"])
+        .args(["--file", ".gitlab-ci.yml", "--allow-publish", "-y"])
+        .succeeds()
+        .await;
+    setup
+        .npm
+        .npm()
+        .args(["trust", "gitlab", "gl-staged", "--project", "grp/sub/proj"])
+        .args(["--file", ".gitlab-ci.yml", "--allow-stage-publish", "-y"])
+        .succeeds()
+        .await;
+
+    // GitLab CI (GITLAB_CI=true, NPM_ID_TOKEN as GitLab's id_tokens sets it).
+    let token = setup.gitlab.token(gitlab_claims());
+    let (published, output) = setup
+        .ci_publish_in("GITLAB_CI", "gl-lib", "1.1.0", &token)
+        .await;
+    assert!(published, "{output}");
+    let doc = setup.server.packument("gl-lib", &setup.alice).await;
+    let identity = &doc["versions"]["1.1.0"]["trustedPublisher"];
+    assert_eq!(identity["type"], "gitlab");
+    assert_eq!(identity["repository"], "grp/sub/proj");
+    assert_eq!(identity["workflow"], ".gitlab-ci.yml");
+    assert_eq!(identity["run_id"], "4242");
+
+    // A GitHub token is not a GitLab one, however its claims look.
+    let (status, body) = setup
+        .exchange("gl-lib", &setup.issuer.token(gitlab_claims()))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no trusted publisher for gl-lib from github"),
+        "{body}"
+    );
+
+    // createStagedPackage only: the exchange succeeds, but the token cannot publish.
+    let (status, body) = setup
+        .exchange("gl-staged", &setup.gitlab.token(gitlab_claims()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let robot = ClientEnv::new(&setup.server, Some(body["token"].as_str().unwrap()));
+    let dir = robot.package(&Package::new("gl-staged", "1.1.0"));
+    robot.npm().arg("publish").current_dir(dir).fails().await;
+    assert_eq!(setup.versions("gl-staged").await, ["1.0.0"]);
+
+    // The issuer rotates its key: once the cached key set may be refreshed, a token signed with
+    // the new key is accepted.
+    setup.gitlab.rotate("key-2");
+    tokio::time::sleep(std::time::Duration::from_millis(10_500)).await;
+    let (published, output) = setup
+        .ci_publish_in(
+            "GITLAB_CI",
+            "gl-lib",
+            "1.2.0",
+            &setup.gitlab.token(gitlab_claims()),
+        )
+        .await;
+    assert!(published, "{output}");
 }
