@@ -32,7 +32,10 @@ impl From<TrustError> for ApiError {
             TrustError::Forbidden(_) => Self::user(StatusCode::FORBIDDEN, "forbidden", message),
             TrustError::NotFound(_) => Self::not_found(message),
             TrustError::Invalid(_) => Self::bad_request("invalid", message),
-            TrustError::Unavailable(_) => Self::unavailable(message),
+            // The issuer's documents, not Packr's storage, are out of reach: say which.
+            TrustError::Unavailable(_) => {
+                Self::user(StatusCode::BAD_GATEWAY, "issuer_unavailable", message)
+            }
             TrustError::Auth(inner) => inner.into(),
             TrustError::Store(inner) => inner.into(),
         }

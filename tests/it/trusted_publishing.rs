@@ -587,3 +587,78 @@ async fn npm_publishes_from_gitlab_ci_a_stage_only_publisher_cannot_publish_and_
         .await;
     assert!(published, "{output}");
 }
+
+#[tokio::test]
+async fn the_audience_follows_the_public_url_and_an_unreachable_issuer_is_named() {
+    let issuer = TestIssuer::start().await;
+    let github_url = issuer.url.clone();
+    let server = TestServer::start_with(move |config| {
+        config.trust.github_issuer = github_url;
+        config.trust.gitlab_issuer = "http://127.0.0.1:1".to_owned();
+        config.public_url = Some("https://npm.example.test".to_owned());
+    })
+    .await;
+    server.add_user("alice", "alice-password-1", "maintainer");
+    let alice = server.token("alice", "maintainer", &[]);
+    let npm = ClientEnv::new(&server, Some(&alice));
+    let dir = npm.package(&Package::new("pub-lib", "1.0.0"));
+    npm.npm().arg("publish").current_dir(dir).succeeds().await;
+    let client = reqwest::Client::new();
+    let trust = client
+        .post(format!("{}/-/package/pub-lib/trust", server.url))
+        .bearer_auth(&alice)
+        .json(
+            &json!([{"type": "github", "claims": {"repository": "acme/lib",
+            "workflow_ref": {"file": "release.yml"}}, "permissions": ["createPackage"]}]),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(trust.status(), StatusCode::CREATED);
+    let exchange = |token: String| {
+        let client = client.clone();
+        let url = format!(
+            "{}/-/npm/v1/oidc/token/exchange/package/pub-lib",
+            server.url
+        );
+        async move {
+            let response = client.post(url).bearer_auth(token).send().await.unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+
+    // The audience is the public URL's host, not the address the request came to.
+    let (status, body) = exchange(issuer.token(json!({}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("npm:npm.example.test"),
+        "{body}"
+    );
+    let (status, body) = exchange(issuer.token(json!({"aud": "npm:npm.example.test"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // An issuer whose documents cannot be fetched is named (502), not blamed on the token.
+    let (status, body) = exchange(issuer.token(json!({"iss": "http://127.0.0.1:1"}))).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("discovery document"),
+        "{body}"
+    );
+    // No bearer at all.
+    let response = client
+        .post(format!(
+            "{}/-/npm/v1/oidc/token/exchange/package/pub-lib",
+            server.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
