@@ -342,13 +342,14 @@ impl TrustedPublishing {
         Ok(rows)
     }
 
-    /// `npm trust list`.
+    /// `npm trust list`: for those who may change them (which CI may publish is not for every
+    /// reader to map).
     pub async fn list(
         &self,
         caller: &Caller,
         package: &str,
     ) -> Result<Vec<TrustedPublisherRow>, TrustError> {
-        caller.require(crate::auth::Permission::Read)?;
+        self.check_may_configure(caller, package).await?;
         Ok(self.store.package_trusted_publishers(package).await?)
     }
 

@@ -328,6 +328,11 @@ async fn npm_publishes_from_a_trusted_github_workflow_with_no_stored_token() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let (status, _) = setup
+        .server
+        .get_json("/-/package/tp-lib/trust", Some(&mallory))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 
     // The CI job publishes with its ID token only, and the version installs.
     let good = setup.issuer.token(json!({}));
