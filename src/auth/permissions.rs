@@ -293,6 +293,38 @@ mod tests {
     }
 
     #[test]
+    fn a_trusted_publishing_token_only_publishes_its_one_package() {
+        let ci = caller(Role::CiPublish, &["publish:tp-lib"]);
+        assert!(
+            ci.require_for(Permission::Publish, "publish", "tp-lib")
+                .is_ok()
+        );
+        assert!(
+            ci.require_for(Permission::Publish, "publish", "tp-other")
+                .is_err()
+        );
+        assert!(
+            ci.require_for(Permission::Publish, "publish", "tp-lib-2")
+                .is_err()
+        );
+        assert!(
+            ci.require_for(Permission::Publish, "change dist-tags", "tp-lib")
+                .is_err()
+        );
+        assert!(
+            ci.require_for(Permission::Publish, "deprecate", "tp-lib")
+                .is_err()
+        );
+        assert!(!ci.covers_scope("@acme"));
+        let staged = caller(Role::CiPublish, &["stage:tp-lib"]);
+        assert!(
+            staged
+                .require_for(Permission::Publish, "publish", "tp-lib")
+                .is_err()
+        );
+    }
+
+    #[test]
     fn an_unscoped_token_publishes_anywhere() {
         let ci = caller(Role::CiPublish, &[]);
         assert!(
