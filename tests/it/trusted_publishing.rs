@@ -488,6 +488,50 @@ async fn an_org_wide_trusted_publisher_covers_every_package_of_the_org() {
         "production"
     );
 
+    // The exchanged token is a real token row: 15 minutes, one package, revocable.
+    let fresh = setup.issuer.token(json!({"environment": "production"}));
+    let (status, body) = setup.exchange("@acme/new", &fresh).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let exchanged = body["token"].as_str().unwrap().to_owned();
+    let (_, listing) = setup
+        .server
+        .get_json("/api/v1/admin/tokens?user=root", Some(&root))
+        .await;
+    let rows: Vec<&Value> = listing["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["issued_by"] == "trusted-publishing")
+        .collect();
+    assert_eq!(rows.len(), 2, "{listing}");
+    for row in &rows {
+        assert_eq!(row["scopes"], json!(["publish:@acme/new"]));
+        assert_eq!(row["role"], "ci-publish");
+        let at = |field: &str| {
+            chrono::DateTime::parse_from_rfc3339(row[field].as_str().unwrap())
+                .unwrap()
+                .timestamp()
+        };
+        assert_eq!(at("expires") - at("created"), 15 * 60, "{row}");
+    }
+    let (status, _) = setup.server.get_json("/-/whoami", Some(&exchanged)).await;
+    assert_eq!(status, StatusCode::OK);
+    for row in rows {
+        let revoked = client
+            .delete(format!(
+                "{}/api/v1/admin/tokens/{}",
+                setup.server.url,
+                row["id"].as_str().unwrap()
+            ))
+            .bearer_auth(&root)
+            .send()
+            .await
+            .unwrap();
+        assert!(revoked.status().is_success(), "{}", revoked.status());
+    }
+    let (status, _) = setup.server.get_json("/-/whoami", Some(&exchanged)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
     let removed = client
         .delete(format!("{url}/{id}"))
         .bearer_auth(&root)
