@@ -308,3 +308,29 @@ CREATE TABLE IF NOT EXISTS advisories (
     created_by          TEXT                    -- user name; NULL for the operator's command line
 );
 CREATE INDEX IF NOT EXISTS advisories_package ON advisories(package);
+-- Trusted publishers (npm trust): CI identities that may exchange an OIDC ID token for a
+-- short-lived publish token; for one package, or (org set, package NULL) every package of an org.
+CREATE TABLE IF NOT EXISTS trusted_publishers (
+    id          TEXT PRIMARY KEY,
+    package     TEXT,
+    org         TEXT,
+    kind        TEXT NOT NULL,                 -- github or gitlab
+    claims      TEXT NOT NULL,                 -- JSON object as npm sends it
+    permissions TEXT NOT NULL,                 -- JSON array: createPackage, createStagedPackage
+    created_by  INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trusted_publishers_package ON trusted_publishers(package);
+CREATE INDEX IF NOT EXISTS trusted_publishers_org ON trusted_publishers(org);
+
+-- ID tokens already exchanged (replay protection), kept until they expire.
+CREATE TABLE IF NOT EXISTS oidc_exchanges (
+    issuer     TEXT NOT NULL,
+    jti        TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    package    TEXT NOT NULL,
+    identity   TEXT NOT NULL,                  -- JSON: repository, workflow, ref, run id...
+    token_id   TEXT,                           -- the publish token issued for it
+    PRIMARY KEY (issuer, jti)
+);
+CREATE INDEX IF NOT EXISTS oidc_exchanges_token ON oidc_exchanges(token_id);

@@ -176,6 +176,9 @@ pub struct ServeArgs {
     pub webhooks: WebhookArgs,
 
     #[command(flatten)]
+    pub trust: TrustArgs,
+
+    #[command(flatten)]
     pub regions: RegionArgs,
 
     /// Streaming replicas of PACKR_DATABASE_URL (comma-separated postgres:// URLs) that package
@@ -234,6 +237,26 @@ pub struct WebhookArgs {
     /// internal, comma-separated CIDRs such as `10.0.0.0/8`; empty refuses every such address.
     #[arg(long, env = "PACKR_WEBHOOK_ALLOWED_NETWORKS", default_value = "")]
     pub webhook_allowed_networks: String,
+}
+
+/// Trusted publishing: the OIDC issuers whose CI ID tokens are exchanged for publish tokens.
+#[derive(Debug, Clone, Args)]
+pub struct TrustArgs {
+    /// GitHub Actions' OIDC issuer (GitHub Enterprise Server: `https://HOST/_services/token`).
+    #[arg(
+        long,
+        env = "PACKR_TRUSTED_PUBLISHING_GITHUB_ISSUER",
+        default_value = "https://token.actions.githubusercontent.com"
+    )]
+    pub trusted_publishing_github_issuer: String,
+
+    /// GitLab's OIDC issuer (a self-managed GitLab's URL).
+    #[arg(
+        long,
+        env = "PACKR_TRUSTED_PUBLISHING_GITLAB_ISSUER",
+        default_value = "https://gitlab.com"
+    )]
+    pub trusted_publishing_gitlab_issuer: String,
 }
 
 /// Where tarball bytes are kept: the data directory, or an S3-compatible bucket.
@@ -374,6 +397,8 @@ pub struct Config {
     pub webhook_timeout: Duration,
     /// Internal networks webhook deliveries may reach anyway.
     pub webhook_allowed_networks: Vec<IpNet>,
+    /// Trusted publishing's issuers.
+    pub trust: crate::trust::TrustSettings,
     /// This instance's region (PACKR_REGION, else FLY_REGION), for `/-/health`.
     pub region: Option<String>,
     /// The registry audits of packages Packr does not host are forwarded to, without a trailing
@@ -501,6 +526,10 @@ impl Config {
             webhook_retry_schedule,
             webhook_timeout: args.webhooks.webhook_timeout,
             webhook_allowed_networks,
+            trust: crate::trust::TrustSettings {
+                github_issuer: args.trust.trusted_publishing_github_issuer,
+                gitlab_issuer: args.trust.trusted_publishing_gitlab_issuer,
+            },
             region: args.regions.region(),
             fly: args.regions.fly(),
             replicas: ReplicaSettings {
@@ -554,6 +583,7 @@ impl Config {
             webhook_timeout: Duration::from_secs(10),
             // As in production: tests that deliver to loopback receivers allow 127.0.0.0/8.
             webhook_allowed_networks: Vec::new(),
+            trust: crate::trust::TrustSettings::default(),
             region: None,
             fly: None,
             replicas: ReplicaSettings::default(),

@@ -89,6 +89,16 @@ impl ApiError {
         }
     }
 
+    /// The message the caller gets.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The stable error code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         self.status

@@ -37,5 +37,6 @@ pub mod server;
 pub mod signing;
 pub mod store;
 pub mod telemetry;
+pub mod trust;
 pub mod web;
 pub mod webhooks;

@@ -80,6 +80,8 @@ pub struct AppContext {
     pub store: Store,
     /// Security advisories and audits.
     pub advisories: Advisories,
+    /// Trusted publishing: `npm trust` and the OIDC token exchange.
+    pub trust: crate::trust::TrustedPublishing,
 }
 
 /// The stores and services opened on a data directory; shared by `serve` and the CLI.
@@ -211,6 +213,12 @@ impl Server {
         let state = AppState(Arc::new(AppContext {
             advisories: Advisories::new(services.store.clone(), upstream),
             webhooks,
+            trust: crate::trust::TrustedPublishing::new(
+                services.store.clone(),
+                services.tokens.clone(),
+                crate::auth::oauth::http::Http::new(crate::outbound::client()?),
+                &config.trust,
+            ),
             oauth: OAuth::new(
                 &config.oauth,
                 services.store.clone(),

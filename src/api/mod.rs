@@ -7,6 +7,7 @@ mod orgs;
 mod paging;
 mod sessions;
 mod tokens;
+mod trusted_publishers;
 mod webhooks;
 
 use axum::Router;
@@ -72,5 +73,6 @@ pub fn routes() -> Router<AppState> {
         .merge(orgs::routes())
         .merge(sessions::routes())
         .merge(tokens::routes())
+        .merge(trusted_publishers::routes())
         .merge(webhooks::routes())
 }

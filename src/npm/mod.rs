@@ -14,6 +14,7 @@ pub mod path;
 mod publish;
 mod tarball;
 mod tokens;
+mod trust;
 mod unpublish;
 mod user;
 
@@ -35,6 +36,7 @@ pub fn routes() -> Router<AppState> {
             "/-/npm/v1/attestations/{*spec}",
             get(attestations::get_attestations),
         )
+        .merge(trust::routes())
         .route("/-/package/{pkg}/dist-tags", get(dist_tags::get_dist_tags))
         .route(
             "/-/package/{pkg}/dist-tags/{tag}",

@@ -362,6 +362,16 @@ impl Registry {
                 .map_err(|e| RegistryError::Internal(format!("signing the version: {e:#}")))?,
             None => Vec::new(),
         };
+        // A trusted-publishing token: the CI run that published is part of the version.
+        if caller.scopes.iter().any(|s| s.starts_with("publish:"))
+            && let Some(identity) = self.store.exchange_identity(&caller.token_id).await?
+        {
+            manifest.insert("trustedPublisher".into(), identity.clone());
+            manifest.insert(
+                "_npmUser".into(),
+                json!({ "name": caller.name, "email": caller.email, "trustedPublisher": identity }),
+            );
+        }
         let key = BlobKey::parse(&digests.sha512_hex)
             .ok_or_else(|| RegistryError::Internal("sha512 hex has the wrong shape".into()))?;
         // The blob goes first: a crash after it leaves an unreferenced file, never a version without bytes.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::{
     AccountStore, AdvisoryStore, AttestationStore, AuditStore, KeyStore, LoginStore, OrgStore,
-    PackageStore, StoreError, TokenStore, WebhookStore,
+    PackageStore, StoreError, TokenStore, TrustStore, WebhookStore,
 };
 
 /// Every domain's operations, plus what the server asks of the store as a whole.
@@ -24,6 +24,7 @@ pub trait MetadataStore:
     + KeyStore
     + AdvisoryStore
     + AttestationStore
+    + TrustStore
     + Send
     + Sync
     + 'static

@@ -16,6 +16,7 @@ pub mod postgres;
 pub mod sqlite;
 pub mod tokens;
 pub mod transfer;
+pub mod trust;
 pub mod webhooks;
 
 pub use accounts::AccountStore;
@@ -31,6 +32,7 @@ pub use packages::PackageStore;
 pub use postgres::Postgres;
 pub use sqlite::Sqlite;
 pub use tokens::TokenStore;
+pub use trust::TrustStore;
 pub use webhooks::WebhookStore;
 
 /// A failure of the metadata store.

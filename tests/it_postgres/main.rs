@@ -46,6 +46,8 @@ mod signatures;
 mod support;
 #[path = "../it/tokens.rs"]
 mod tokens;
+#[path = "../it/trusted_publishing.rs"]
+mod trusted_publishing;
 #[path = "../it/web_login.rs"]
 mod web_login;
 #[path = "../it/webhooks.rs"]

@@ -15,6 +15,7 @@ pub mod orgs;
 pub mod packages;
 pub mod replicas;
 pub mod tokens;
+pub mod trust;
 pub mod webhooks;
 
 use std::fmt;

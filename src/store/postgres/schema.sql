@@ -314,3 +314,29 @@ CREATE TABLE advisories (
     created_by          TEXT                    -- user name; NULL for the operator's command line
 );
 CREATE INDEX advisories_package ON advisories(package);
+-- Trusted publishers (npm trust): CI identities that may exchange an OIDC ID token for a
+-- short-lived publish token; for one package, or (org set, package NULL) every package of an org.
+CREATE TABLE trusted_publishers (
+    id          TEXT PRIMARY KEY,
+    package     TEXT,
+    org         TEXT,
+    kind        TEXT NOT NULL,                 -- github or gitlab
+    claims      TEXT NOT NULL,                 -- JSON object as npm sends it
+    permissions TEXT NOT NULL,                 -- JSON array: createPackage, createStagedPackage
+    created_by  BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at  BIGINT NOT NULL
+);
+CREATE INDEX trusted_publishers_package ON trusted_publishers(package);
+CREATE INDEX trusted_publishers_org ON trusted_publishers(org);
+
+-- ID tokens already exchanged (replay protection), kept until they expire.
+CREATE TABLE oidc_exchanges (
+    issuer     TEXT NOT NULL,
+    jti        TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    package    TEXT NOT NULL,
+    identity   TEXT NOT NULL,                  -- JSON: repository, workflow, ref, run id...
+    token_id   TEXT,                           -- the publish token issued for it
+    PRIMARY KEY (issuer, jti)
+);
+CREATE INDEX oidc_exchanges_token ON oidc_exchanges(token_id);

@@ -11,6 +11,7 @@ pub mod oauth;
 pub mod orgs;
 pub mod packages;
 pub mod tokens;
+pub mod trust;
 pub mod users;
 pub mod webhooks;
 
