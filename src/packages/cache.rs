@@ -442,8 +442,9 @@ mod tests {
         }
         // Batches of hits, each enough for moka to apply its recorded reads on this thread. A hit
         // also pins crossbeam's epoch, and a pin may help free (and re-bag) garbage that other
-        // caches of this test process left, so a batch can see allocations that are not its own;
-        // the hits themselves allocate nothing, so some batch must see none.
+        // caches of this test process left (many, when the whole suite runs at once), so a batch
+        // can see allocations that are not its own. An allocation per hit would show as 500 or
+        // more in every batch; the quietest batch must show a few at most.
         let batches: Vec<u64> = (0..50)
             .map(|_| {
                 allocation_counter::measure(|| {
@@ -455,7 +456,7 @@ mod tests {
             })
             .collect();
         assert!(
-            batches.contains(&0),
+            batches.iter().min().is_some_and(|&fewest| fewest < 10),
             "allocations per 500 hits: {batches:?}"
         );
     }

@@ -33,6 +33,15 @@ struct Cluster {
 
 impl Cluster {
     async fn start(instances: usize, extra: &[(&str, &str)]) -> Self {
+        Self::start_with_replica(instances, extra, None).await
+    }
+
+    /// As [`Cluster::start`], the instances reading packages from `replica` too.
+    async fn start_with_replica(
+        instances: usize,
+        extra: &[(&str, &str)],
+        replica: Option<&crate::support::postgres::Replica>,
+    ) -> Self {
         let database = fresh_database().await;
         let s3 = S3Server::start().await;
         let shared = tempfile::tempdir().unwrap();
@@ -41,6 +50,12 @@ impl Cluster {
         let mut env = s3.env();
         env.push(("PACKR_DATABASE_URL".into(), database.url.clone()));
         env.push(("PACKR_SECRETS_DIR".into(), secrets.display().to_string()));
+        if let Some(replica) = replica {
+            env.push((
+                "PACKR_DATABASE_REPLICA_URL".into(),
+                replica.url(&database.name),
+            ));
+        }
         env.extend(
             extra
                 .iter()
@@ -540,4 +555,88 @@ async fn restarting_each_instance_in_turn_under_an_install_loop_fails_no_install
     let rounds = installs.await.expect("every install in the loop succeeded");
     eprintln!("{rounds} installs through three rolling restarts");
     assert!(rounds >= 3, "the loop ran {rounds} installs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn npm_pnpm_and_yarn_work_through_three_instances_in_rotation_with_a_replica() {
+    use crate::support::clients::ClientEnv;
+    use crate::support::fixtures::{Package, assert_installed};
+
+    let replica = crate::support::postgres::replica().await;
+    let cluster = Cluster::start_with_replica(3, &[], Some(&replica)).await;
+    add_user(cluster.admin_dir(), "alice", "alice-pass-1", "maintainer");
+    let alice = token(cluster.admin_dir(), "alice", "maintainer", &[]);
+    let backends: Vec<String> = cluster
+        .instances
+        .iter()
+        .map(|i| i.listen().to_owned())
+        .collect();
+    let refs: Vec<&str> = backends.iter().map(String::as_str).collect();
+    // Round robin: each request of a client goes to the next instance.
+    let balancer = crate::support::haproxy::Haproxy::start(&refs).await;
+    // yarn 1 sends the token for unscoped packages only with always-auth.
+    let env = ClientEnv::for_registry(&balancer.url, Some(&alice)).with_always_auth();
+
+    for package in [
+        Package::new("greeting", "1.0.0"),
+        Package::new("greeting", "1.1.0"),
+        Package::new("@acme/widget", "1.0.0").dependency("greeting", "~1.0.0"),
+    ] {
+        let dir = env.package(&package);
+        env.npm().arg("publish").current_dir(dir).succeeds().await;
+    }
+    let project = env.new_project("with-npm");
+    env.npm()
+        .args(["install", "@acme/widget", "greeting"])
+        .current_dir(&project)
+        .succeeds()
+        .await;
+    assert_installed(&project, "@acme/widget", "1.0.0");
+    assert_installed(&project, "greeting", "1.1.0");
+    env.clear_caches();
+    let project = env.new_project("with-pnpm");
+    env.pnpm()
+        .args(["add", "@acme/widget", "greeting"])
+        .current_dir(&project)
+        .succeeds()
+        .await;
+    assert_installed(&project, "greeting", "1.1.0");
+    let project = env.new_project("with-yarn1");
+    env.yarn1()
+        .args(["add", "@acme/widget", "greeting"])
+        .current_dir(&project)
+        .succeeds()
+        .await;
+    assert_installed(&project, "@acme/widget", "1.0.0");
+    let project = env.new_project("with-yarn4");
+    env.yarn4()
+        .args(["add", "@acme/widget", "greeting"])
+        .current_dir(&project)
+        .succeeds()
+        .await;
+    assert_installed(&project, "greeting", "1.1.0");
+    // A dist-tag set through the balancer is what every instance then serves.
+    env.npm()
+        .args(["dist-tag", "add", "greeting@1.0.0", "stable"])
+        .succeeds()
+        .await;
+    for on in 0..3 {
+        shows(
+            &cluster,
+            on,
+            "greeting",
+            &alice,
+            "the stable tag",
+            |_, body| body["dist-tags"]["stable"] == "1.0.0",
+        )
+        .await;
+    }
+    // The replica served reads too.
+    let health: Value = reqwest::get(cluster.instances[0].url("/-/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(health.to_string().contains("replica"), "{health}");
 }
