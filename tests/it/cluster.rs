@@ -585,36 +585,23 @@ async fn npm_pnpm_and_yarn_work_through_three_instances_in_rotation_with_a_repli
         let dir = env.package(&package);
         env.npm().arg("publish").current_dir(dir).succeeds().await;
     }
-    let project = env.new_project("with-npm");
-    env.npm()
-        .args(["install", "@acme/widget", "greeting"])
-        .current_dir(&project)
-        .succeeds()
-        .await;
-    assert_installed(&project, "@acme/widget", "1.0.0");
-    assert_installed(&project, "greeting", "1.1.0");
-    env.clear_caches();
-    let project = env.new_project("with-pnpm");
-    env.pnpm()
-        .args(["add", "@acme/widget", "greeting"])
-        .current_dir(&project)
-        .succeeds()
-        .await;
-    assert_installed(&project, "greeting", "1.1.0");
-    let project = env.new_project("with-yarn1");
-    env.yarn1()
-        .args(["add", "@acme/widget", "greeting"])
-        .current_dir(&project)
-        .succeeds()
-        .await;
-    assert_installed(&project, "@acme/widget", "1.0.0");
-    let project = env.new_project("with-yarn4");
-    env.yarn4()
-        .args(["add", "@acme/widget", "greeting"])
-        .current_dir(&project)
-        .succeeds()
-        .await;
-    assert_installed(&project, "greeting", "1.1.0");
+    for client in ["npm", "pnpm", "yarn1", "yarn4"] {
+        let project = env.new_project(&format!("with-{client}"));
+        let command = match client {
+            "npm" => env.npm().arg("install"),
+            "pnpm" => env.pnpm().arg("add"),
+            "yarn1" => env.yarn1().arg("add"),
+            _ => env.yarn4().arg("add"),
+        };
+        command
+            .args(["@acme/widget", "greeting"])
+            .current_dir(&project)
+            .succeeds()
+            .await;
+        assert_installed(&project, "@acme/widget", "1.0.0");
+        assert_installed(&project, "greeting", "1.1.0");
+        env.clear_caches();
+    }
     // A dist-tag set through the balancer is what every instance then serves.
     env.npm()
         .args(["dist-tag", "add", "greeting@1.0.0", "stable"])
