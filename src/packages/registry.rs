@@ -308,9 +308,7 @@ impl Registry {
             _ => None,
         };
         let tarball = CachedTarball { key, shasum, bytes };
-        if self.cache.epoch(name.as_str()) != epoch {
-            return Ok(Some(Arc::new(tarball)));
-        }
+        // An entry read before a write carries the older epoch and is never served.
         Ok(Some(self.tarballs.insert(
             name.as_str(),
             version,
@@ -359,26 +357,23 @@ impl Registry {
         }
     }
 
-    /// Forgets cached packuments of a package after a write.
-    /// Forgets what this instance holds about a package another instance changed.
+    /// Forgets what this instance holds about a package: after its own write to it, or one
+    /// another instance announced. Tarballs share the packument cache and its epochs, so one
+    /// invalidation covers both.
     pub fn forget_package(&self, name: &str) {
         self.cache.invalidate(name);
         self.visibility.forget(name);
-        self.tarballs.invalidate(name);
     }
 
     /// Forgets every cached packument, tarball and visibility: another instance changed an org,
     /// or its changes may have been missed.
     pub fn forget_everything(&self) {
-        // Tarballs share the packument cache, so this forgets them too.
         self.cache.invalidate_all();
         self.visibility.forget_all();
     }
 
     pub(super) fn invalidate(&self, name: &PackageName) {
-        self.cache.invalidate(name.as_str());
-        self.visibility.forget(name.as_str());
-        self.tarballs.invalidate(name.as_str());
+        self.forget_package(name.as_str());
     }
 
     /// Deletes blobs no version references any more; failures only leave garbage, so they are logged.

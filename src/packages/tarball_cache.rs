@@ -77,12 +77,6 @@ impl TarballCache {
         );
         tarball
     }
-
-    /// Forgets a package's tarballs (after an unpublish, or any write to it): its epoch moves on,
-    /// so its entries are stale and age out of the cache.
-    pub fn invalidate(&self, package: &str) {
-        self.shared.invalidate(package);
-    }
 }
 
 #[cfg(test)]
@@ -105,7 +99,7 @@ mod tests {
         let epoch = packuments.epoch("a");
         cache.insert("a", "1.0.0", epoch, tarball(80));
         assert_eq!(cache.get("a", "1.0.0").unwrap().key, "k");
-        cache.invalidate("a");
+        packuments.invalidate("a");
         assert!(cache.get("a", "1.0.0").is_none());
         // A read that raced the write is stored stale, and never served.
         cache.insert("a", "1.0.1", epoch, tarball(80));

@@ -70,27 +70,7 @@ pub fn find_with_user(
     conn: &Connection,
     id: &str,
 ) -> Result<Option<(TokenRow, UserRow)>, StoreError> {
-    let sql = format!(
-        "SELECT {COLUMNS}, u.id, u.name, u.email, u.password_hash, u.role
-         FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?1"
-    );
-    let found = conn
-        .query_row(&sql, [id], |row| {
-            Ok((
-                from_row(row)?,
-                UserRow {
-                    id: row.get(14)?,
-                    name: row.get(15)?,
-                    email: row.get(16)?,
-                    password_hash: row.get(17)?,
-                    role: row.get(18)?,
-                },
-            ))
-        })
-        .optional()?;
-    found
-        .map(|(token, user)| Ok((finish(token)?, user)))
-        .transpose()
+    Ok(find_for_auth(conn, id)?.map(|found| (found.token, found.user)))
 }
 
 /// Looks a token up by id with its owner and the owner's standing, in one query: the check of a
