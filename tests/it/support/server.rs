@@ -337,16 +337,24 @@ pub fn packr_binary() -> &'static str {
     env!("CARGO_BIN_EXE_packr")
 }
 
-/// Runs `packr ARGS --data-dir DIR`, feeding `stdin`; panics with both outputs unless it succeeds.
-pub fn packr(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
-    use std::io::Write;
-
-    let mut child = Command::new(packr_binary())
+/// `packr ARGS --data-dir DIR`, reaching the store of that test data directory (see
+/// [`store_env`]): SQLite in it, or the PostgreSQL database its server runs on.
+pub fn packr_command(data_dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(packr_binary());
+    command
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)
         .env_remove("PACKR_DATA_DIR")
-        .envs(store_env(data_dir))
+        .envs(store_env(data_dir));
+    command
+}
+
+/// Runs `packr ARGS --data-dir DIR`, feeding `stdin`; panics with both outputs unless it succeeds.
+pub fn packr(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    use std::io::Write;
+
+    let mut child = packr_command(data_dir, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
