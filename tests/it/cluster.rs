@@ -13,7 +13,9 @@ use tempfile::TempDir;
 use crate::support::postgres::{TestDatabase, fresh_database};
 use crate::support::s3::S3Server;
 use crate::support::serve_process::ServeProcess;
-use crate::support::server::{add_user, package_path, token, write_shared_secrets};
+use crate::support::server::{
+    add_user, package_path, token, write_shared_secrets, write_store_env,
+};
 use crate::webhooks::{Client, LOOPBACK, Receiver, eventually};
 
 /// The longest a change on one instance may take to show on another: notifications arrive in
@@ -24,7 +26,7 @@ const PROPAGATION: Duration = Duration::from_secs(2);
 struct Cluster {
     instances: Vec<ServeProcess>,
     env: Vec<(String, String)>,
-    /// Where the `packr` command line finds the store (its `store.env`).
+    /// Where the `packr` command line finds the store ([`write_store_env`]).
     admin_dir: PathBuf,
     _dirs: Vec<TempDir>,
     _database: TestDatabase,
@@ -61,12 +63,7 @@ impl Cluster {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         );
-        let store_env: String = env
-            .iter()
-            .filter(|(key, _)| key == "PACKR_DATABASE_URL" || key == "PACKR_SECRETS_DIR")
-            .map(|(key, value)| format!("{key}={value}\n"))
-            .collect();
-        std::fs::write(shared.path().join("store.env"), store_env).unwrap();
+        write_store_env(shared.path(), &database.url, &secrets);
         let mut cluster = Self {
             instances: Vec::new(),
             env,

@@ -232,9 +232,13 @@ async fn use_postgres(config: &mut Config, data_dir: &Path) {
         dir: Some(secrets.clone()),
         generate_in: None,
     };
+    write_store_env(data_dir, &database.url, &secrets);
+}
+
+/// Records in `data_dir` where its store is, for the `packr` command line ([`store_env`]).
+pub fn write_store_env(data_dir: &Path, database_url: &str, secrets: &Path) {
     let env = format!(
-        "PACKR_DATABASE_URL={}\nPACKR_SECRETS_DIR={}\n",
-        database.url,
+        "PACKR_DATABASE_URL={database_url}\nPACKR_SECRETS_DIR={}\n",
         secrets.display()
     );
     std::fs::write(data_dir.join(STORE_ENV_FILE), env).expect("writing the store environment");
