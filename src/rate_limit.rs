@@ -143,11 +143,10 @@ impl LoginRateLimit {
     /// The shared bucket a limited request draws from, with its quota.
     fn shared_bucket(
         &self,
-        request: &Request,
+        group: Group,
+        ip: IpAddr,
     ) -> Option<(Arc<dyn SharedBuckets>, String, SharedQuota)> {
         let (buckets, quota) = self.shared.as_ref()?;
-        let group = group_of(request.method(), request.uri().path())?;
-        let ClientIp(ip) = *request.extensions().get::<ClientIp>()?;
         let quota = if group == Group::Polls {
             SharedQuota {
                 period: quota.period / POLLS_PER_REQUEST,
@@ -182,13 +181,18 @@ impl LoginRateLimit {
     }
 
     /// The 429 answer for a limited request over its budget, or `None` to let it through.
-    fn refusal(&self, request: &Request) -> Option<Response> {
-        let group = group_of(request.method(), request.uri().path())?;
-        let ClientIp(ip) = *request.extensions().get::<ClientIp>()?;
+    fn refusal(&self, group: Group, ip: IpAddr) -> Option<Response> {
         let wait = self.check(ip, group).err()?;
         tracing::warn!(%ip, ?group, "rate limit reached");
         Some(too_many(wait))
     }
+}
+
+/// The group and client address of a limited request; `None` for every other request.
+fn limited(request: &Request) -> Option<(Group, IpAddr)> {
+    let group = group_of(request.method(), request.uri().path())?;
+    let ClientIp(ip) = *request.extensions().get::<ClientIp>()?;
+    Some((group, ip))
 }
 
 /// The 429 answer, with how long to wait.
@@ -240,10 +244,14 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        if let Some(response) = self.limit.refusal(&request) {
+        // Most requests are not limited: one look at the path lets them through.
+        let Some((group, ip)) = limited(&request) else {
+            return Either::Right(Either::Left(self.inner.call(request)));
+        };
+        if let Some(response) = self.limit.refusal(group, ip) {
             return Either::Left(ready(Ok(response)));
         }
-        let Some((buckets, key, quota)) = self.limit.shared_bucket(&request) else {
+        let Some((buckets, key, quota)) = self.limit.shared_bucket(group, ip) else {
             return Either::Right(Either::Left(self.inner.call(request)));
         };
         // The ready inner service goes into the future; a fresh clone takes its place.
