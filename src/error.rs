@@ -223,6 +223,7 @@ impl From<RegistryError> for ApiError {
             E::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             E::VersionExists(_) | E::VersionRetired(_) => (StatusCode::FORBIDDEN, "version_exists"),
             E::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            E::ProvenanceIdentity(_) => (StatusCode::FORBIDDEN, "provenance_identity"),
             E::NotMaintainer { .. }
             | E::UnpublishWindow { .. }
             | E::OrgDenied(_)

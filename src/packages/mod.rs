@@ -74,6 +74,9 @@ pub enum RegistryError {
         "{0} was unpublished, and only its former maintainers, its org or a registry admin may publish it again; choose another name, or ask a former maintainer to publish it and run `npm owner add`"
     )]
     NameRetired(String),
+    /// The provenance bundle's signer contradicts the package or the trusted publisher.
+    #[error("{0}")]
+    ProvenanceIdentity(String),
     /// The package's scope is an org's, and the caller may not change its packages.
     #[error("{0}")]
     OrgDenied(String),

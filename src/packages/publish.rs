@@ -318,6 +318,12 @@ impl Registry {
         caller.require_for(Permission::Publish, "publish", url_name.as_str())?;
         let limits = self.settings.tarball_limits;
         let trust = self.settings.sigstore_trust_root.clone();
+        // A trusted-publishing token: the CI run that published is part of the version.
+        let publisher = if caller.scopes.iter().any(|s| s.starts_with("publish:")) {
+            self.store.exchange_identity(&caller.token_id).await?
+        } else {
+            None
+        };
         let (request, digests, contents, provenance) = tokio::task::spawn_blocking({
             let url_name = url_name.clone();
             move || {
@@ -332,6 +338,10 @@ impl Registry {
                             &request.name,
                             &request.version,
                             &digests.sha512_hex,
+                            &[
+                                request.manifest.get("repository"),
+                                contents.package_json.get("repository"),
+                            ],
                             trust.as_deref(),
                         )
                     })
@@ -342,6 +352,15 @@ impl Registry {
         .await
         .map_err(|e| RegistryError::Internal(e.to_string()))??;
 
+        // Provenance from another build than the trusted publisher's is not this publish's.
+        if let (Some(identity), Some(signer)) = (
+            &publisher,
+            provenance.as_ref().and_then(|p| p.signer.as_ref()),
+        ) {
+            signer
+                .check_token(identity)
+                .map_err(RegistryError::ProvenanceIdentity)?;
+        }
         let mut manifest = stored_manifest(&request, caller, &digests, &contents);
         if let (Some(checked), Some(Value::Object(dist))) = (&provenance, manifest.get_mut("dist"))
         {
@@ -363,9 +382,7 @@ impl Registry {
             None => Vec::new(),
         };
         // A trusted-publishing token: the CI run that published is part of the version.
-        if caller.scopes.iter().any(|s| s.starts_with("publish:"))
-            && let Some(identity) = self.store.exchange_identity(&caller.token_id).await?
-        {
+        if let Some(identity) = &publisher {
             manifest.insert("trustedPublisher".into(), identity.clone());
             manifest.insert(
                 "_npmUser".into(),
@@ -384,8 +401,7 @@ impl Registry {
             .or_else(|| contents.readme.as_ref().map(|r| r.text.clone()));
         let mut details = json!({ "version": request.version, "tag": request.tag, "integrity": digests.sha512_integrity });
         if let Some(checked) = &provenance {
-            details["provenance"] =
-                json!({ "predicateType": checked.predicate_type, "verified": checked.verified });
+            details["provenance"] = checked.summary();
         }
         let new = NewVersion {
             package: request.name.to_string(),

@@ -1,8 +1,14 @@
 //! Provenance (npm-protocol.md §12.4): the Sigstore bundle `npm publish --provenance` attaches
 //! as `<name>-<version>.sigstore`. Packr checks that its in-toto statement is about the tarball
 //! being published, and, when an operator configured Sigstore's trust root, that it was signed
-//! by a certificate of that root's Fulcio CA (see [`trust_root`]).
+//! by a certificate of that root's Fulcio CA (see [`trust_root`]), logged in one of its
+//! transparency logs ([`tlog`]), by a CI build of the repository the package names ([`identity`]).
 
+mod checkpoint;
+pub mod identity;
+mod log_key;
+mod merkle;
+mod tlog;
 pub mod trust_root;
 mod x509;
 
@@ -10,6 +16,7 @@ use base64::Engine;
 use serde_json::{Map, Value, json};
 
 use super::{PackageName, RegistryError, Version};
+pub use identity::Signer;
 pub use trust_root::TrustRoot;
 
 /// Every Sigstore bundle media type starts so (`…bundle+json;version=0.2`, `…bundle.v0.3+json`).
@@ -29,9 +36,22 @@ pub struct CheckedBundle {
     pub predicate_type: String,
     /// The bundle as sent, served back unchanged at the attestations URL.
     pub bundle: String,
-    /// Whether its certificate chain and signature were verified against the configured trust
-    /// root; `false` when none is configured.
+    /// Whether its certificate chain, signature and log entry were verified against the
+    /// configured trust root; `false` when none is configured.
     pub verified: bool,
+    /// Who signed it, as the verified certificate says; `None` when not verified.
+    pub signer: Option<Signer>,
+}
+
+impl CheckedBundle {
+    /// The version's provenance data: in `dist.attestations.provenance` and the audit event.
+    pub fn summary(&self) -> Value {
+        let mut summary = json!({ "predicateType": self.predicate_type, "verified": self.verified });
+        if let (Some(signer), Value::Object(map)) = (&self.signer, &mut summary) {
+            map.insert("signer".into(), signer.to_json());
+        }
+        summary
+    }
 }
 
 fn invalid(message: impl Into<String>) -> RegistryError {
@@ -66,7 +86,7 @@ fn read_purl(purl: &str) -> Option<(String, String)> {
 pub fn dist_attestations(name: &PackageName, version: &Version, checked: &CheckedBundle) -> Value {
     json!({
         "url": attestations_path(name, version),
-        "provenance": { "predicateType": checked.predicate_type, "verified": checked.verified },
+        "provenance": checked.summary(),
     })
 }
 
@@ -79,12 +99,15 @@ pub fn attestations_path(name: &PackageName, version: &Version) -> String {
 }
 
 /// Checks a bundle attached to the publish of `name@version` whose tarball has SHA-512
-/// `sha512_hex`. With a trust root it must also verify; every refusal says what differed.
+/// `sha512_hex`. With a trust root it must also verify, and its signer must have built the
+/// repository the package states (`repositories`: the manifest's and the tarball's
+/// `repository`); every refusal says what differed.
 pub fn check(
     text: &str,
     name: &PackageName,
     version: &Version,
     sha512_hex: &str,
+    repositories: &[Option<&Value>],
     trust: Option<&TrustRoot>,
 ) -> Result<CheckedBundle, RegistryError> {
     let bundle: Map<String, Value> = serde_json::from_str(text)
@@ -116,17 +139,21 @@ pub fn check(
         .filter(|t| !t.is_empty())
         .ok_or_else(|| invalid("the provenance statement has no predicateType"))?;
     check_subject(&statement, name, version, sha512_hex)?;
-    let verified = match trust {
+    let signer = match trust {
         Some(trust) => {
-            verify(&bundle, &envelope, trust)?;
-            true
+            let signer = verify(&bundle, &envelope, trust)?;
+            signer
+                .check_package(repositories)
+                .map_err(RegistryError::ProvenanceIdentity)?;
+            Some(signer)
         }
-        None => false,
+        None => None,
     };
     Ok(CheckedBundle {
         predicate_type: predicate_type.to_owned(),
         bundle: text.to_owned(),
-        verified,
+        verified: signer.is_some(),
+        signer,
     })
 }
 
@@ -236,14 +263,14 @@ impl Envelope {
     }
 }
 
-/// The signing certificate chains to a Fulcio CA of the trust root, was valid when the
-/// transparency log took the entry, and its key signed the envelope. The Rekor inclusion proof
-/// and signed entry timestamp are not checked.
+/// The bundle's log entries are of the trust root's logs and about this envelope, the signing
+/// certificate chains to a Fulcio CA of the trust root and was valid when the log took the entry,
+/// and its key signed the envelope. Returns the signer the certificate names.
 fn verify(
     bundle: &Map<String, Value>,
     envelope: &Envelope,
     trust: &TrustRoot,
-) -> Result<(), RegistryError> {
+) -> Result<Signer, RegistryError> {
     let material = bundle.get("verificationMaterial");
     let leaf = material
         .and_then(|m| {
@@ -256,25 +283,22 @@ fn verify(
         .ok_or_else(|| {
             invalid("the provenance bundle has no signing certificate (verificationMaterial.certificate)")
         })?;
-    let leaf = x509::Cert::parse(&leaf).map_err(|e| {
+    let leaf_der = leaf;
+    let leaf = x509::Cert::parse(&leaf_der).map_err(|e| {
         invalid(format!(
             "the provenance signing certificate is unreadable: {e}"
         ))
     })?;
-    // The log's time as the bundle states it (Rekor's promise of it is not verified); a Rekor v2
-    // entry has none, and npm publishes right after signing, so the publish time stands in.
-    let logged_at = material
-        .and_then(|m| m.pointer("/tlogEntries/0/integratedTime"))
-        .and_then(|t| {
-            t.as_str()
-                .and_then(|s| s.parse().ok())
-                .or_else(|| t.as_i64())
-        })
-        .filter(|t: &i64| *t > 0)
-        .unwrap_or_else(|| crate::clock::now_ms() / 1000);
+    let now = crate::clock::now_ms() / 1000;
+    // The log's time is trusted only as a verified inclusion promise vouches for it. An entry
+    // proven by its inclusion proof alone (Rekor v2 has no promise) proves no time, and npm
+    // publishes right after signing, so the publish time stands in.
+    let logged_at = tlog::verify_entries(material, envelope, &leaf_der, &trust.logs, now)
+        .map_err(invalid)?
+        .unwrap_or(now);
     if !leaf.valid_at(logged_at) {
         return Err(invalid(
-            "the provenance signing certificate was not valid when the bundle was logged (or, without a log time, now)",
+            "the provenance signing certificate was not valid when the bundle was logged (at the integratedTime its inclusion promise vouches for or, without one, now)",
         ));
     }
     trust.chains(&leaf, logged_at).map_err(invalid)?;
@@ -283,7 +307,8 @@ fn verify(
             invalid(format!(
                 "the provenance bundle's DSSE signature does not verify with its certificate: {e}"
             ))
-        })
+        })?;
+    Ok(Signer::read(&leaf))
 }
 
 impl super::Registry {

@@ -1,23 +1,53 @@
 //! Sigstore's trust root (`trusted_root.json`, media type
 //! `application/vnd.dev.sigstore.trustedroot+json;version=0.1`), as far as Packr uses it: the
 //! Fulcio certificate authorities, each a chain (issuing CA first, root last) and the time range
-//! it issued certificates in. Its `tlogs` (Rekor keys) are not read: Rekor inclusion is not checked.
+//! it issued certificates in, and the transparency logs (`tlogs`, Rekor), each a public key, its
+//! log id and the time range it signed in.
 
 use std::path::Path;
 
 use base64::Engine;
 use serde::Deserialize;
 
+use super::log_key::LogKey;
 use super::x509::Cert;
 
-/// The Fulcio CAs a signing certificate may chain to.
+/// The Fulcio CAs a signing certificate may chain to, and the logs that must have logged it.
 pub struct TrustRoot {
     authorities: Vec<Authority>,
+    pub(super) logs: Vec<Log>,
 }
 
 impl std::fmt::Debug for TrustRoot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TrustRoot({} Fulcio CAs)", self.authorities.len())
+        write!(
+            f,
+            "TrustRoot({} Fulcio CAs, {} logs)",
+            self.authorities.len(),
+            self.logs.len()
+        )
+    }
+}
+
+/// A transparency log of the trust root.
+pub struct Log {
+    /// `baseUrl`, such as `https://rekor.sigstore.dev`.
+    pub base_url: String,
+    /// `logId.keyId`: the id entries name their log by (Rekor v1: SHA-256 of the key's DER).
+    pub log_id: Vec<u8>,
+    /// `checkpointKeyId.keyId` when given, else the log id: its first 4 bytes are the hint
+    /// checkpoint signatures carry.
+    pub checkpoint_key_id: Vec<u8>,
+    pub key: LogKey,
+    /// Unix seconds; `None` for an open end.
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+}
+
+impl Log {
+    /// Whether the key was the log's at `at` (unix seconds).
+    pub fn valid_at(&self, at: i64) -> bool {
+        !(self.start.is_some_and(|s| at < s) || self.end.is_some_and(|e| at > e))
     }
 }
 
@@ -33,6 +63,33 @@ struct Authority {
 struct RootFile {
     #[serde(default)]
     certificate_authorities: Vec<AuthorityFile>,
+    #[serde(default)]
+    tlogs: Vec<LogFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LogFile {
+    #[serde(default)]
+    base_url: String,
+    public_key: LogKeyFile,
+    log_id: KeyIdFile,
+    #[serde(default)]
+    checkpoint_key_id: Option<KeyIdFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LogKeyFile {
+    raw_bytes: String,
+    #[serde(default)]
+    valid_for: Option<RangeFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyIdFile {
+    key_id: String,
 }
 
 #[derive(Deserialize)]
@@ -58,6 +115,37 @@ struct RawFile {
 struct RangeFile {
     start: Option<String>,
     end: Option<String>,
+}
+
+fn base64(text: &str, what: &str) -> Result<Vec<u8>, String> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| format!("{what} is not base64: {e}"))
+}
+
+impl LogFile {
+    fn read(self) -> Result<Log, String> {
+        let key = base64(&self.public_key.raw_bytes, "a tlog's publicKey.rawBytes")?;
+        let key = LogKey::from_spki(&key)
+            .map_err(|e| format!("the key of the tlog {}: {e}", self.base_url))?;
+        let log_id = base64(&self.log_id.key_id, "a tlog's logId.keyId")?;
+        let checkpoint_key_id = match &self.checkpoint_key_id {
+            Some(id) => base64(&id.key_id, "a tlog's checkpointKeyId.keyId")?,
+            None => log_id.clone(),
+        };
+        if checkpoint_key_id.len() < 4 {
+            return Err(format!("the log id of the tlog {} is too short", self.base_url));
+        }
+        let range = self.public_key.valid_for.as_ref();
+        Ok(Log {
+            start: seconds(range.and_then(|r| r.start.as_ref()))?,
+            end: seconds(range.and_then(|r| r.end.as_ref()))?,
+            base_url: self.base_url,
+            log_id,
+            checkpoint_key_id,
+            key,
+        })
+    }
 }
 
 fn seconds(time: Option<&String>) -> Result<Option<i64>, String> {
@@ -107,7 +195,17 @@ impl TrustRoot {
         if authorities.is_empty() {
             return Err("it names no certificateAuthorities".into());
         }
-        Ok(Self { authorities })
+        let logs = file
+            .tlogs
+            .into_iter()
+            .map(LogFile::read)
+            .collect::<Result<Vec<_>, _>>()?;
+        if logs.is_empty() {
+            return Err(
+                "it names no tlogs (transparency logs): provenance must have been logged".into(),
+            );
+        }
+        Ok(Self { authorities, logs })
     }
 
     /// Checks that `leaf` was issued, at `at` (unix seconds), by one of the CAs: its chain's
@@ -171,6 +269,33 @@ mod tests {
         // The root signed itself; nothing else signed the issuing CA.
         current.chain[1].issued_by(&current.chain[1]).unwrap();
         assert!(current.chain[1].issued_by(&current.chain[0]).is_err());
+    }
+
+    #[test]
+    fn the_public_rekor_log_id_is_the_sha256_of_its_key() {
+        use sha2::{Digest, Sha256};
+        let root = TrustRoot::parse(PUBLIC_GOOD).unwrap();
+        assert_eq!(root.logs.len(), 2);
+        let rekor = &root.logs[0];
+        assert_eq!(rekor.base_url, "https://rekor.sigstore.dev");
+        assert!(matches!(rekor.key, LogKey::P256(_)));
+        assert_eq!(rekor.start, Some(1_610_452_407));
+        let file: serde_json::Value = serde_json::from_str(PUBLIC_GOOD).unwrap();
+        let spki = base64(file["tlogs"][0]["publicKey"]["rawBytes"].as_str().unwrap(), "").unwrap();
+        assert_eq!(rekor.log_id, Sha256::digest(&spki).to_vec());
+        assert!(matches!(root.logs[1].key, LogKey::Ed25519(_)));
+    }
+
+    #[test]
+    fn a_file_without_logs_is_refused() {
+        let file: serde_json::Value = serde_json::from_str(PUBLIC_GOOD).unwrap();
+        let mut file = file.as_object().unwrap().clone();
+        file.insert("tlogs".into(), serde_json::json!([]));
+        let err = TrustRoot::parse(&serde_json::Value::Object(file).to_string()).unwrap_err();
+        assert_eq!(
+            err,
+            "it names no tlogs (transparency logs): provenance must have been logged"
+        );
     }
 
     #[test]

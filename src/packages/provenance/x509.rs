@@ -1,11 +1,14 @@
 //! The little X.509 Packr needs for Sigstore: ECDSA (P-256 or P-384) certificates, who issued
-//! them, when they were valid, and signatures made with their keys.
+//! them, when they were valid, signatures made with their keys, and the extensions Fulcio writes
+//! the signer's identity into.
 
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use sha2::{Digest, Sha256, Sha384};
 use x509_cert::Certificate;
-use x509_cert::der::asn1::ObjectIdentifier;
+use x509_cert::der::asn1::{ObjectIdentifier, Utf8StringRef};
 use x509_cert::der::{Decode, Encode};
+use x509_cert::ext::pkix::SubjectAltName;
+use x509_cert::ext::pkix::name::GeneralName;
 
 const ECDSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
 const ECDSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
@@ -19,6 +22,52 @@ impl Cert {
         Certificate::from_der(der)
             .map(Self)
             .map_err(|e| format!("not an X.509 certificate: {e}"))
+    }
+
+    /// The DER encoding, to compare with a certificate a log entry names.
+    pub fn der(&self) -> Result<Vec<u8>, String> {
+        self.0
+            .to_der()
+            .map_err(|e| format!("cannot re-encode the certificate: {e}"))
+    }
+
+    /// The raw value of the extension `oid`, if the certificate has it.
+    pub fn extension(&self, oid: &str) -> Option<&[u8]> {
+        let oid = ObjectIdentifier::new(oid).ok()?;
+        self.0
+            .tbs_certificate
+            .extensions
+            .as_ref()?
+            .iter()
+            .find(|e| e.extn_id == oid)
+            .map(|e| e.extn_value.as_bytes())
+    }
+
+    /// The extension `oid` as text: a DER UTF8String (how Fulcio writes 1.3.6.1.4.1.57264.1.8
+    /// and later), or, with `raw`, the bytes themselves (its older extensions .1.1 to .1.6).
+    pub fn text_extension(&self, oid: &str, raw: bool) -> Option<String> {
+        let value = self.extension(oid)?;
+        if raw {
+            return std::str::from_utf8(value).ok().map(str::to_owned);
+        }
+        Utf8StringRef::from_der(value)
+            .ok()
+            .map(|s| s.as_str().to_owned())
+    }
+
+    /// The subject alternative name: its first URI, else its first email address.
+    pub fn san(&self) -> Option<String> {
+        let names = SubjectAltName::from_der(self.extension("2.5.29.17")?).ok()?;
+        let uri = names.0.iter().find_map(|n| match n {
+            GeneralName::UniformResourceIdentifier(uri) => Some(uri.as_str().to_owned()),
+            _ => None,
+        });
+        uri.or_else(|| {
+            names.0.iter().find_map(|n| match n {
+                GeneralName::Rfc822Name(email) => Some(email.as_str().to_owned()),
+                _ => None,
+            })
+        })
     }
 
     /// Whether `unix_seconds` falls within the certificate's validity.
