@@ -217,6 +217,7 @@ fn check_body(entry: &Value, body: &[u8], envelope: &Envelope, leaf: &[u8]) -> R
 }
 
 /// What a body records, whatever its kind.
+#[derive(Debug)]
 struct Logged {
     signature: Vec<u8>,
     digest: Vec<u8>,
