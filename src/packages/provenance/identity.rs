@@ -36,7 +36,10 @@ impl Signer {
     pub fn read(cert: &Cert) -> Self {
         let repository = cert.text_extension(SOURCE_REPOSITORY_URI, false);
         let san = cert.san();
-        let config = cert.text_extension(BUILD_CONFIG_URI, false).or(san.clone());
+        // A workflow's certificate has a build config URI; older ones only a SAN URI naming it.
+        let config = cert
+            .text_extension(BUILD_CONFIG_URI, false)
+            .or_else(|| san.clone().filter(|s| s.contains("://")));
         let workflow = config.map(|c| workflow_file(&c, repository.as_deref()));
         Self {
             issuer: cert
@@ -258,6 +261,29 @@ mod tests {
         assert!(
             unsigned
                 .check_package(&[Some(&same)])
+                .unwrap_err()
+                .contains("names no source repository")
+        );
+    }
+
+    #[test]
+    fn a_real_fulcio_certificate_for_a_person_names_no_repository() {
+        use base64::Engine;
+        // A real Fulcio certificate (in a sigstore-js test bundle) issued to an email identity.
+        let path = format!(
+            "{}/fixtures/sigstore/rekor-v2-dsse-bundle.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let bundle: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let raw = bundle["verificationMaterial"]["certificate"]["rawBytes"].as_str().unwrap();
+        let der = base64::engine::general_purpose::STANDARD.decode(raw).unwrap();
+        let signer = Signer::read(&Cert::parse(&der).unwrap());
+        assert_eq!(signer.issuer.as_deref(), Some("https://github.com/login/oauth"));
+        assert_eq!(signer.san.as_deref(), Some("brian@dehamer.com"));
+        assert_eq!((signer.repository, signer.workflow), (None, None));
+        assert!(
+            signer
+                .check_package(&[Some(&json!("https://github.com/acme/widget"))])
                 .unwrap_err()
                 .contains("names no source repository")
         );

@@ -305,6 +305,101 @@ fn pem_in_base64(text: &str) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    use crate::packages::provenance::trust_root::TrustRoot;
+
+    /// Real entries of the public Rekor logs, in bundles sigstore-js tests with (its
+    /// `packages/verify/src/__tests__/__fixtures__/bundles.ts`), checked with Sigstore's public
+    /// trust root: the exact formats, not a round trip of Packr's own understanding of them.
+    fn real(file: &str) -> (Value, Envelope, Vec<u8>) {
+        let path = format!("{}/fixtures/sigstore/{file}", env!("CARGO_MANIFEST_DIR"));
+        let bundle: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let envelope = Envelope {
+            payload_type: bundle["dsseEnvelope"]["payloadType"].as_str().unwrap().into(),
+            payload: bytes(&bundle, "/dsseEnvelope/payload").unwrap(),
+            signature: bytes(&bundle, "/dsseEnvelope/signatures/0/sig").unwrap(),
+        };
+        let leaf = bytes(&bundle, "/verificationMaterial/certificate/rawBytes")
+            .or_else(|_| {
+                bytes(
+                    &bundle,
+                    "/verificationMaterial/x509CertificateChain/certificates/0/rawBytes",
+                )
+            })
+            .unwrap();
+        (bundle, envelope, leaf)
+    }
+
+    fn public_logs() -> Vec<Log> {
+        let text = include_str!("../../../fixtures/sigstore/trusted_root.json");
+        TrustRoot::parse(text).unwrap().logs
+    }
+
+    /// December 2025, when the newest of these entries was logged.
+    const NOW: i64 = 1_765_481_768;
+
+    #[test]
+    fn a_real_rekor_v1_dsse_entry_verifies_by_its_signed_entry_timestamp() {
+        let (bundle, envelope, leaf) = real("rekor-v1-dsse-bundle.json");
+        let material = bundle.get("verificationMaterial");
+        let time = verify_entries(material, &envelope, &leaf, &public_logs(), NOW);
+        assert_eq!(time, Ok(Some(1_685_987_575)));
+
+        // Another integratedTime is not what Rekor promised.
+        let mut moved = bundle.clone();
+        moved["verificationMaterial"]["tlogEntries"][0]["integratedTime"] = "1685987576".into();
+        let err = verify_entries(moved.get("verificationMaterial"), &envelope, &leaf, &public_logs(), NOW);
+        assert_eq!(
+            err,
+            Err("the provenance bundle's transparency-log entry has an inclusion promise (signedEntryTimestamp) that the key of https://rekor.sigstore.dev did not sign".into())
+        );
+        // The entry is about this envelope's signature only.
+        let mut other = envelope;
+        other.signature[10] ^= 1;
+        let err = verify_entries(material, &other, &leaf, &public_logs(), NOW).unwrap_err();
+        assert!(err.ends_with("logs another signature than the bundle's DSSE signature"), "{err}");
+    }
+
+    #[test]
+    fn a_real_rekor_v1_intoto_entry_verifies() {
+        let (bundle, envelope, leaf) = real("rekor-v1-intoto-bundle.json");
+        let material = bundle.get("verificationMaterial");
+        let time = verify_entries(material, &envelope, &leaf, &public_logs(), NOW);
+        assert_eq!(time, Ok(Some(1_667_948_287)));
+        let mut other = envelope;
+        other.payload = b"hello, world?".to_vec();
+        let err = verify_entries(material, &other, &leaf, &public_logs(), NOW).unwrap_err();
+        assert!(err.ends_with("is about another artifact: its hash is not the SHA-256 of the DSSE payload"), "{err}");
+    }
+
+    #[test]
+    fn a_real_rekor_v2_entry_verifies_by_its_inclusion_proof_and_signed_checkpoint() {
+        let (bundle, envelope, leaf) = real("rekor-v2-dsse-bundle.json");
+        let material = bundle.get("verificationMaterial");
+        // An inclusion proof proves no time.
+        assert_eq!(verify_entries(material, &envelope, &leaf, &public_logs(), NOW), Ok(None));
+
+        let mut tampered = bundle.clone();
+        tampered["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["hashes"][3] =
+            B64.encode([7u8; 32]).into();
+        let err = verify_entries(tampered.get("verificationMaterial"), &envelope, &leaf, &public_logs(), NOW);
+        assert_eq!(
+            err,
+            Err("the provenance bundle's transparency-log entry has an inclusion proof that does not lead from the entry to the checkpoint's root hash".into())
+        );
+        let mut unsigned = bundle.clone();
+        let checkpoint = &mut unsigned["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["checkpoint"]["envelope"];
+        *checkpoint = checkpoint.as_str().unwrap().replace("\n544347\n", "\n544348\n").into();
+        let err = verify_entries(unsigned.get("verificationMaterial"), &envelope, &leaf, &public_logs(), NOW);
+        assert_eq!(
+            err,
+            Err("the provenance bundle's transparency-log entry has a checkpoint that the key of https://log2025-1.rekor.sigstore.dev did not sign".into())
+        );
+        // Without the public Rekor among the trusted logs, the entry counts for nothing.
+        let logs: Vec<Log> = public_logs().into_iter().take(1).collect();
+        let err = verify_entries(material, &envelope, &leaf, &logs, NOW).unwrap_err();
+        assert!(err.ends_with("which is not a tlog of PACKR_SIGSTORE_TRUST_ROOT"), "{err}");
+    }
+
     #[test]
     fn the_set_payload_is_rekors_canonical_json() {
         let payload = set_payload(b"{}", 1_700_000_000, &[0xc0, 0xd2], 42);
