@@ -93,7 +93,10 @@ mod tests {
     #[test]
     fn rekors_checkpoint_parses_into_note_size_root_and_signature() {
         let checkpoint = Checkpoint::parse(REKOR).unwrap();
-        assert_eq!(checkpoint.origin, "rekor.sigstore.dev - 1193050959916656506");
+        assert_eq!(
+            checkpoint.origin,
+            "rekor.sigstore.dev - 1193050959916656506"
+        );
         assert_eq!(checkpoint.size, 43_071_829);
         assert_eq!(checkpoint.root_hash.len(), 32);
         assert_eq!(
@@ -116,7 +119,9 @@ mod tests {
         );
         assert_eq!(
             Checkpoint::parse("origin\nlots\nAAAA\n\n\u{2014} k AAAAAAAA\n"),
-            Err("the checkpoint's note is not an origin, a tree size and a base64 root hash".into())
+            Err(
+                "the checkpoint's note is not an origin, a tree size and a base64 root hash".into()
+            )
         );
         assert_eq!(
             Checkpoint::parse("origin\n1\nAAAA\n\n"),

@@ -163,12 +163,18 @@ pub fn normalize_repository(url: &str) -> Option<String> {
     ];
     let (host, path) = if let Some((_, rest)) = url.split_once("://") {
         let (authority, path) = rest.split_once('/')?;
-        (authority.rsplit_once('@').map_or(authority, |(_, h)| h), path)
+        (
+            authority.rsplit_once('@').map_or(authority, |(_, h)| h),
+            path,
+        )
     } else if let Some((prefix, host)) = shorthand.iter().find(|(p, _)| url.starts_with(p)) {
         (*host, &url[prefix.len()..])
     } else if let Some((user_host, path)) = url.split_once(':') {
         // scp-like `git@github.com:owner/repo.git`
-        (user_host.rsplit_once('@').map_or(user_host, |(_, h)| h), path)
+        (
+            user_host.rsplit_once('@').map_or(user_host, |(_, h)| h),
+            path,
+        )
     } else if url.matches('/').count() == 1 && !url.starts_with('/') {
         ("github.com", url)
     } else {
@@ -256,7 +262,12 @@ mod tests {
             signer.check_package(&[Some(&same), Some(&other)]),
             Err("Failed to validate repository information: package.json: \"repository.url\" is \"https://github.com/evil/widget\", expected to match \"https://github.com/acme/widget\" from provenance".into())
         );
-        assert!(signer.check_package(&[None, None]).unwrap_err().contains("is \"\""));
+        assert!(
+            signer
+                .check_package(&[None, None])
+                .unwrap_err()
+                .contains("is \"\"")
+        );
         let unsigned = Signer::default();
         assert!(
             unsigned
@@ -275,12 +286,19 @@ mod tests {
             env!("CARGO_MANIFEST_DIR")
         );
         let bundle: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let raw = bundle["verificationMaterial"]["certificate"]["rawBytes"].as_str().unwrap();
-        let der = base64::engine::general_purpose::STANDARD.decode(raw).unwrap();
+        let raw = bundle["verificationMaterial"]["certificate"]["rawBytes"]
+            .as_str()
+            .unwrap();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .unwrap();
         let signer = Signer::read(&Cert::parse(&der).unwrap());
-        assert_eq!(signer.issuer.as_deref(), Some("https://github.com/login/oauth"));
+        assert_eq!(
+            signer.issuer.as_deref(),
+            Some("https://github.com/login/oauth")
+        );
         assert_eq!(signer.san.as_deref(), Some("brian@dehamer.com"));
-        assert_eq!((signer.repository, signer.workflow), (None, None));
+        assert_eq!((&signer.repository, &signer.workflow), (&None, &None));
         assert!(
             signer
                 .check_package(&[Some(&json!("https://github.com/acme/widget"))])
@@ -297,12 +315,27 @@ mod tests {
         assert_eq!(signer.check_token(&token), Ok(()));
         let mut other = token.clone();
         other["repository"] = json!("acme/other");
-        assert!(signer.check_token(&other).unwrap_err().contains("issued to acme/other"));
+        assert!(
+            signer
+                .check_token(&other)
+                .unwrap_err()
+                .contains("issued to acme/other")
+        );
         let mut other = token.clone();
         other["workflow"] = json!(".github/workflows/ci.yml");
-        assert!(signer.check_token(&other).unwrap_err().contains("the workflow .github/workflows/ci.yml"));
+        assert!(
+            signer
+                .check_token(&other)
+                .unwrap_err()
+                .contains("the workflow .github/workflows/ci.yml")
+        );
         let mut other = token;
         other["issuer"] = json!("https://gitlab.com");
-        assert!(signer.check_token(&other).unwrap_err().contains("OIDC issuer"));
+        assert!(
+            signer
+                .check_token(&other)
+                .unwrap_err()
+                .contains("OIDC issuer")
+        );
     }
 }

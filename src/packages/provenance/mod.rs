@@ -46,7 +46,8 @@ pub struct CheckedBundle {
 impl CheckedBundle {
     /// The version's provenance data: in `dist.attestations.provenance` and the audit event.
     pub fn summary(&self) -> Value {
-        let mut summary = json!({ "predicateType": self.predicate_type, "verified": self.verified });
+        let mut summary =
+            json!({ "predicateType": self.predicate_type, "verified": self.verified });
         if let (Some(signer), Value::Object(map)) = (&self.signer, &mut summary) {
             map.insert("signer".into(), signer.to_json());
         }

@@ -54,7 +54,11 @@ fn bytes(entry: &Value, pointer: &str) -> Result<Vec<u8>, String> {
 
 /// A protobuf-JSON int64: a string, or a number from a lenient writer.
 fn integer(value: Option<&Value>) -> Option<i64> {
-    value.and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or_else(|| v.as_i64()))
+    value.and_then(|v| {
+        v.as_str()
+            .and_then(|s| s.parse().ok())
+            .or_else(|| v.as_i64())
+    })
 }
 
 fn verify_entry(
@@ -89,7 +93,10 @@ fn verify_entry(
                 log.base_url
             ));
         }
-        if !log.key.verifies(&set_payload(&body, time, &log_id, index), &set) {
+        if !log
+            .key
+            .verifies(&set_payload(&body, time, &log_id, index), &set)
+        {
             return Err(format!(
                 "has an inclusion promise (signedEntryTimestamp) that the key of {} did not sign",
                 log.base_url
@@ -128,7 +135,9 @@ fn verify_proof(proof: &Value, body: &[u8], log: &Log) -> Result<(), String> {
     let envelope = proof
         .pointer("/checkpoint/envelope")
         .and_then(Value::as_str)
-        .ok_or("has an inclusion proof without a checkpoint (inclusionProof.checkpoint.envelope)")?;
+        .ok_or(
+            "has an inclusion proof without a checkpoint (inclusionProof.checkpoint.envelope)",
+        )?;
     let checkpoint =
         Checkpoint::parse(envelope).map_err(|e| format!("has an unreadable checkpoint: {e}"))?;
     let hint = &log.checkpoint_key_id[..4];
@@ -180,7 +189,9 @@ fn verify_proof(proof: &Value, body: &[u8], log: &Log) -> Result<(), String> {
 /// hashedrekord, the same signed bytes) and, where the body names it, the same certificate.
 fn check_body(entry: &Value, body: &[u8], envelope: &Envelope, leaf: &[u8]) -> Result<(), String> {
     let kind = entry.pointer("/kindVersion/kind").and_then(Value::as_str);
-    let version = entry.pointer("/kindVersion/version").and_then(Value::as_str);
+    let version = entry
+        .pointer("/kindVersion/version")
+        .and_then(Value::as_str);
     let body: Value =
         serde_json::from_slice(body).map_err(|_| "has a canonicalizedBody that is not JSON")?;
     let (body_kind, body_version) = (
@@ -298,7 +309,8 @@ fn pem_in_base64(text: &str) -> Vec<u8> {
         .filter(|l| !l.starts_with("-----"))
         .map(str::trim)
         .collect();
-    B64.decode(inner).unwrap_or_else(|_| pem.as_bytes().to_vec())
+    B64.decode(inner)
+        .unwrap_or_else(|_| pem.as_bytes().to_vec())
 }
 
 #[cfg(test)]
@@ -314,7 +326,10 @@ mod tests {
         let path = format!("{}/fixtures/sigstore/{file}", env!("CARGO_MANIFEST_DIR"));
         let bundle: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let envelope = Envelope {
-            payload_type: bundle["dsseEnvelope"]["payloadType"].as_str().unwrap().into(),
+            payload_type: bundle["dsseEnvelope"]["payloadType"]
+                .as_str()
+                .unwrap()
+                .into(),
             payload: bytes(&bundle, "/dsseEnvelope/payload").unwrap(),
             signature: bytes(&bundle, "/dsseEnvelope/signatures/0/sig").unwrap(),
         };
@@ -347,7 +362,13 @@ mod tests {
         // Another integratedTime is not what Rekor promised.
         let mut moved = bundle.clone();
         moved["verificationMaterial"]["tlogEntries"][0]["integratedTime"] = "1685987576".into();
-        let err = verify_entries(moved.get("verificationMaterial"), &envelope, &leaf, &public_logs(), NOW);
+        let err = verify_entries(
+            moved.get("verificationMaterial"),
+            &envelope,
+            &leaf,
+            &public_logs(),
+            NOW,
+        );
         assert_eq!(
             err,
             Err("the provenance bundle's transparency-log entry has an inclusion promise (signedEntryTimestamp) that the key of https://rekor.sigstore.dev did not sign".into())
@@ -356,7 +377,10 @@ mod tests {
         let mut other = envelope;
         other.signature[10] ^= 1;
         let err = verify_entries(material, &other, &leaf, &public_logs(), NOW).unwrap_err();
-        assert!(err.ends_with("logs another signature than the bundle's DSSE signature"), "{err}");
+        assert!(
+            err.ends_with("logs another signature than the bundle's DSSE signature"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -368,7 +392,12 @@ mod tests {
         let mut other = envelope;
         other.payload = b"hello, world?".to_vec();
         let err = verify_entries(material, &other, &leaf, &public_logs(), NOW).unwrap_err();
-        assert!(err.ends_with("is about another artifact: its hash is not the SHA-256 of the DSSE payload"), "{err}");
+        assert!(
+            err.ends_with(
+                "is about another artifact: its hash is not the SHA-256 of the DSSE payload"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -376,20 +405,40 @@ mod tests {
         let (bundle, envelope, leaf) = real("rekor-v2-dsse-bundle.json");
         let material = bundle.get("verificationMaterial");
         // An inclusion proof proves no time.
-        assert_eq!(verify_entries(material, &envelope, &leaf, &public_logs(), NOW), Ok(None));
+        assert_eq!(
+            verify_entries(material, &envelope, &leaf, &public_logs(), NOW),
+            Ok(None)
+        );
 
         let mut tampered = bundle.clone();
         tampered["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["hashes"][3] =
             B64.encode([7u8; 32]).into();
-        let err = verify_entries(tampered.get("verificationMaterial"), &envelope, &leaf, &public_logs(), NOW);
+        let err = verify_entries(
+            tampered.get("verificationMaterial"),
+            &envelope,
+            &leaf,
+            &public_logs(),
+            NOW,
+        );
         assert_eq!(
             err,
             Err("the provenance bundle's transparency-log entry has an inclusion proof that does not lead from the entry to the checkpoint's root hash".into())
         );
         let mut unsigned = bundle.clone();
-        let checkpoint = &mut unsigned["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["checkpoint"]["envelope"];
-        *checkpoint = checkpoint.as_str().unwrap().replace("\n544347\n", "\n544348\n").into();
-        let err = verify_entries(unsigned.get("verificationMaterial"), &envelope, &leaf, &public_logs(), NOW);
+        let checkpoint = &mut unsigned["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]
+            ["checkpoint"]["envelope"];
+        *checkpoint = checkpoint
+            .as_str()
+            .unwrap()
+            .replace("\n544347\n", "\n544348\n")
+            .into();
+        let err = verify_entries(
+            unsigned.get("verificationMaterial"),
+            &envelope,
+            &leaf,
+            &public_logs(),
+            NOW,
+        );
         assert_eq!(
             err,
             Err("the provenance bundle's transparency-log entry has a checkpoint that the key of https://log2025-1.rekor.sigstore.dev did not sign".into())
@@ -397,7 +446,10 @@ mod tests {
         // Without the public Rekor among the trusted logs, the entry counts for nothing.
         let logs: Vec<Log> = public_logs().into_iter().take(1).collect();
         let err = verify_entries(material, &envelope, &leaf, &logs, NOW).unwrap_err();
-        assert!(err.ends_with("which is not a tlog of PACKR_SIGSTORE_TRUST_ROOT"), "{err}");
+        assert!(
+            err.ends_with("which is not a tlog of PACKR_SIGSTORE_TRUST_ROOT"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -426,7 +478,10 @@ mod tests {
             "payloadHash": {"algorithm": "sha256", "value": "abcd"},
             "signatures": [{"signature": sig}]}});
         let logged = Logged::read(&dsse).unwrap();
-        assert_eq!((logged.signature, logged.digest), (b"sig".to_vec(), vec![0xab, 0xcd]));
+        assert_eq!(
+            (logged.signature, logged.digest),
+            (b"sig".to_vec(), vec![0xab, 0xcd])
+        );
         let intoto = serde_json::json!({"kind": "intoto", "apiVersion": "0.0.2", "spec": {
             "content": {"payloadHash": {"value": "abcd"},
                         "envelope": {"signatures": [{"sig": B64.encode(&sig)}]}}}});
@@ -435,6 +490,10 @@ mod tests {
         assert!(Logged::read(&rekord).unwrap_err().contains("does not read"));
         let two = serde_json::json!({"kind": "dsse", "apiVersion": "0.0.1", "spec": {
             "signatures": [{"signature": sig}, {"signature": sig}]}});
-        assert!(Logged::read(&two).unwrap_err().contains("exactly one signature"));
+        assert!(
+            Logged::read(&two)
+                .unwrap_err()
+                .contains("exactly one signature")
+        );
     }
 }

@@ -134,7 +134,10 @@ impl LogFile {
             None => log_id.clone(),
         };
         if checkpoint_key_id.len() < 4 {
-            return Err(format!("the log id of the tlog {} is too short", self.base_url));
+            return Err(format!(
+                "the log id of the tlog {} is too short",
+                self.base_url
+            ));
         }
         let range = self.public_key.valid_for.as_ref();
         Ok(Log {
@@ -281,7 +284,11 @@ mod tests {
         assert!(matches!(rekor.key, LogKey::P256(_)));
         assert_eq!(rekor.start, Some(1_610_452_407));
         let file: serde_json::Value = serde_json::from_str(PUBLIC_GOOD).unwrap();
-        let spki = base64(file["tlogs"][0]["publicKey"]["rawBytes"].as_str().unwrap(), "").unwrap();
+        let spki = base64(
+            file["tlogs"][0]["publicKey"]["rawBytes"].as_str().unwrap(),
+            "",
+        )
+        .unwrap();
         assert_eq!(rekor.log_id, Sha256::digest(&spki).to_vec());
         assert!(matches!(root.logs[1].key, LogKey::Ed25519(_)));
     }

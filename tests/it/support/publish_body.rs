@@ -13,6 +13,8 @@ pub struct PublishBody {
     pub tag: String,
     /// A Sigstore bundle sent as the second attachment, as `npm publish --provenance` does.
     pub sigstore: Option<String>,
+    /// The package.json `repository` (in the tarball and the version object), if any.
+    pub repository: Option<Value>,
 }
 
 impl PublishBody {
@@ -28,7 +30,23 @@ impl PublishBody {
             ),
             tag: "latest".into(),
             sigstore: None,
+            repository: None,
         }
+    }
+
+    /// The same package with `repository` in its package.json, as npm sends it (normalized to
+    /// `{type, url}`); the tarball changes, so its digest does too.
+    pub fn with_repository(mut self, url: &str) -> Self {
+        let repository = json!({ "type": "git", "url": url });
+        let package_json = json!({ "name": self.name, "version": self.version, "main": "index.js",
+                                   "repository": repository });
+        self.tarball = tarball(
+            "package",
+            &package_json,
+            &[("index.js", "module.exports = 42;\n")],
+        );
+        self.repository = Some(repository);
+        self
     }
 
     pub fn with_tarball(mut self, tarball: Vec<u8>) -> Self {
@@ -78,6 +96,9 @@ impl PublishBody {
                 "length": self.tarball.len(),
             }},
         });
+        if let Some(repository) = &self.repository {
+            body["versions"][&self.version]["repository"] = repository.clone();
+        }
         if let Some(bundle) = &self.sigstore {
             let media_type = serde_json::from_str::<Value>(bundle)
                 .ok()
