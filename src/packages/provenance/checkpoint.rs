@@ -49,7 +49,8 @@ impl Checkpoint {
             );
         };
         let signatures = envelope[split + 2..]
-            .split_terminator('\n')
+            .lines()
+            .filter(|line| !line.is_empty())
             .map(Self::signature_line)
             .collect::<Result<Vec<_>, _>>()?;
         if signatures.is_empty() {

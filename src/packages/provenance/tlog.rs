@@ -152,7 +152,8 @@ fn verify_proof(proof: &Value, body: &[u8], log: &Log) -> Result<(), String> {
             log.base_url
         ));
     }
-    let root_hash = bytes(proof, "/rootHash").map_err(|e| format!("inclusion proof {e}"))?;
+    let root_hash = bytes(proof, "/rootHash")
+        .map_err(|_| "has an inclusion proof without a base64 rootHash")?;
     let tree_size = integer(proof.get("treeSize"));
     if root_hash != checkpoint.root_hash || tree_size != i64::try_from(checkpoint.size).ok() {
         return Err(
