@@ -318,7 +318,7 @@ impl Registry {
         caller.require_for(Permission::Publish, "publish", url_name.as_str())?;
         let limits = self.settings.tarball_limits;
         let trust = self.settings.sigstore_trust_root.clone();
-        // A trusted-publishing token: the CI run that published is part of the version.
+        // The CI run's identity, when a trusted-publishing token publishes.
         let publisher = if caller.scopes.iter().any(|s| s.starts_with("publish:")) {
             self.store.exchange_identity(&caller.token_id).await?
         } else {

@@ -273,7 +273,7 @@ fn verify(
     trust: &TrustRoot,
 ) -> Result<Signer, RegistryError> {
     let material = bundle.get("verificationMaterial");
-    let leaf = material
+    let leaf_der = material
         .and_then(|m| {
             m.get("certificate")
                 .and_then(|c| c.get("rawBytes"))
@@ -284,7 +284,6 @@ fn verify(
         .ok_or_else(|| {
             invalid("the provenance bundle has no signing certificate (verificationMaterial.certificate)")
         })?;
-    let leaf_der = leaf;
     let leaf = x509::Cert::parse(&leaf_der).map_err(|e| {
         invalid(format!(
             "the provenance signing certificate is unreadable: {e}"
