@@ -13,6 +13,7 @@ pub mod logins;
 pub mod migrate;
 pub mod orgs;
 pub mod packages;
+pub mod stages;
 pub mod replicas;
 pub mod tokens;
 pub mod trust;

@@ -111,7 +111,7 @@ pub(super) async fn lock<C: GenericClient>(client: &C, key: &str) -> Result<(), 
     Ok(())
 }
 
-fn package_lock(name: &str) -> String {
+pub(super) fn package_lock(name: &str) -> String {
     format!("package:{name}")
 }
 
@@ -248,7 +248,7 @@ async fn dist_tags<C: GenericClient>(
 
 /// The facts deciding whether `user_id` may change (or create) `name`. With `lock_scope`,
 /// inside a publish, a scope that the publish could claim is locked before it is looked at.
-async fn write_facts<C: GenericClient>(
+pub(super) async fn write_facts<C: GenericClient>(
     client: &C,
     name: &str,
     user_id: i64,
@@ -337,7 +337,7 @@ async fn put_tag<C: GenericClient>(
 }
 
 /// Inserts a version (see the SQLite twin, `store::sqlite::packages::commit_publish`).
-async fn insert_version<C: GenericClient>(
+pub(super) async fn insert_version<C: GenericClient>(
     client: &C,
     new: &NewVersion,
 ) -> Result<PublishOutcome, StoreError> {
@@ -350,6 +350,11 @@ async fn insert_version<C: GenericClient>(
     .await?;
     if retired.is_some() {
         return Ok(PublishOutcome::Retired);
+    }
+    // A staged version is reserved until its stage is approved (which deletes it first) or
+    // rejected; both take the package's lock, as this publish does.
+    if let Some(id) = super::stages::staged_id(client, &new.package, &row.version).await? {
+        return Ok(PublishOutcome::Staged { id });
     }
     let created = exec(
         client,
@@ -434,7 +439,8 @@ async fn unreferenced<C: GenericClient>(
     Ok(rows(
         client,
         "SELECT k FROM unnest($1::text[]) WITH ORDINALITY AS keys(k, n)
-         WHERE NOT EXISTS (SELECT 1 FROM versions WHERE blob_key = k) ORDER BY n",
+         WHERE NOT EXISTS (SELECT 1 FROM versions WHERE blob_key = k)
+           AND NOT EXISTS (SELECT 1 FROM stages WHERE blob_key = k) ORDER BY n",
         &[&keys],
     )
     .await?
