@@ -41,6 +41,7 @@ mod store_keys;
 mod store_logins;
 mod store_orgs;
 mod store_packages;
+mod store_stages;
 mod store_tokens;
 mod store_trust;
 mod store_webhooks;
