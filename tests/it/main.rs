@@ -32,6 +32,7 @@ mod security_packages;
 mod security_store;
 mod security_webhooks;
 mod signatures;
+mod staging;
 mod store_accounts;
 mod store_advisories;
 mod store_attestations;

@@ -15,9 +15,10 @@ use crate::support::clients::ClientEnv;
 use crate::support::fixtures::{Package, assert_installed};
 use crate::support::server::TestServer;
 
-/// A test OIDC issuer on loopback: `/.well-known/openid-configuration` and `/jwks`.
-struct TestIssuer {
-    url: String,
+/// A test OIDC issuer on loopback: `/.well-known/openid-configuration` and `/jwks` (also
+/// used by tests/it/staging.rs).
+pub(crate) struct TestIssuer {
+    pub(crate) url: String,
     /// The signing key and its kid.
     key: Mutex<(EncodingKey, String)>,
     /// The published keys.
@@ -58,7 +59,7 @@ fn rsa_key(dir: &std::path::Path, kid: &str) -> (EncodingKey, Value) {
 }
 
 impl TestIssuer {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (key, jwk) = rsa_key(dir.path(), "key-1");
         let jwks = Arc::new(Mutex::new(vec![jwk]));
@@ -142,7 +143,7 @@ impl TestIssuer {
         jsonwebtoken::encode(&header, claims, &key.0).unwrap()
     }
 
-    fn token(&self, change: Value) -> String {
+    pub(crate) fn token(&self, change: Value) -> String {
         self.sign(&self.claims(change))
     }
 }
