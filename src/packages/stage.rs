@@ -27,7 +27,7 @@ use crate::store::stages::{ApproveOutcome, StageOutcome, StageRow};
 /// The refusal of a publish or stage of a version another stage holds.
 pub fn staged_conflict(package: &str, version: &str, id: &str) -> RegistryError {
     RegistryError::Conflict(format!(
-        "{package}@{version} is staged for approval with id {id}: approve it (`npm stage approve {id}`) or reject it (`npm stage reject {id}`) instead of publishing that version again"
+        "{package}@{version} is staged for approval with id {id}: approve it (`npm stage approve {id}`) or reject it (`npm stage reject {id}`) instead of publishing that version again; `npm stage list {package}` shows the id"
     ))
 }
 
