@@ -6,8 +6,9 @@
 //! Who decides (README "Staged publishing and approvals"):
 //! - under an org policy with `require_approval`, only a listed approver (a user, or a member of
 //!   a listed team) who is not the stager approves or rejects;
-//! - otherwise whoever may publish the package: its maintainers (for an org's package, the org's
-//!   rule), registry admins, and, for a package that does not exist yet, its stager.
+//! - otherwise whoever may publish the package: its maintainers (for an org's package, whoever
+//!   the org's rule lets write it), registry admins, and, for a package outside an org that
+//!   does not exist yet, its stager.
 //!
 //! Reviewers (view, list, download) are those deciders, the stager, the package's maintainers
 //! and registry admins.
@@ -327,7 +328,9 @@ impl Registry {
             .write_facts(&stage.package, caller.user_id)
             .await?;
         let exists = may_change(&facts, caller, &stage.package)?;
-        if !exists && caller.user_id != stage.actor_id && !caller.is_admin() {
+        // Outside an org, a package with no versions has no maintainers to decide yet.
+        if !exists && facts.org.is_none() && caller.user_id != stage.actor_id && !caller.is_admin()
+        {
             return Err(RegistryError::PolicyDenied(format!(
                 "{} has no maintainers yet: only its stager ({}) or a registry admin may {verb} its first version",
                 stage.package, stage.actor_name

@@ -15,6 +15,7 @@ use crate::support::publish_body::PublishBody;
 use crate::support::server::{TestServer, packr};
 use crate::support::sigstore::{TestCa, purl, statement};
 use crate::trusted_publishing::TestIssuer;
+use crate::webhooks::{Client as WebhookClient, LOOPBACK, Receiver};
 
 /// A registry with an admin (`root`), maintainers `alice`, `bob` and `carol`, and the org `acme`
 /// whose members are alice and bob.
@@ -575,4 +576,53 @@ async fn org_policy_refuses_publishes_without_provenance_or_trusted_publishing_n
     let changes = setup.audit("action=org.policy_changed").await;
     assert_eq!(changes.len(), 2, "{changes:?}");
     assert_eq!(changes[1]["details"]["after"]["require_trusted_publishing"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_stage_reaches_webhooks_as_a_publish_and_a_staged_one_does_not() {
+    let server = TestServer::start_with(|config| {
+        config.webhook_allowed_networks = vec![LOOPBACK.parse().unwrap()];
+    })
+    .await;
+    let setup = Setup::on(server).await;
+    let receiver = Receiver::start(0).await;
+    let client = WebhookClient::new(&setup.server.url);
+    let (hook, secret) = client
+        .create_hook(
+            &setup.root,
+            json!({ "url": receiver.url, "events": ["package.published"], "org": "acme" }),
+        )
+        .await;
+    receiver.set_secret(&secret);
+
+    let (status, staged) = setup
+        .send(
+            "POST",
+            "/-/stage/package/@acme%2fhooked",
+            &setup.alice,
+            PublishBody::new("@acme/hooked", "1.0.0").json(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{staged}");
+    let id = staged["stageId"].as_str().unwrap().to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(client.deliveries(&setup.root, hook).await.is_empty(), "a stage is not a publish");
+
+    // No policy: an org maintainer other than the stager approves.
+    let (status, approved) = setup
+        .send("POST", &format!("/-/stage/{id}/approve"), &setup.bob, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{approved}");
+    assert_eq!(approved["version"], "1.0.0");
+    client.settled(&setup.root, hook, 1, "delivered").await;
+    let hits = receiver.hits();
+    assert_eq!(hits.len(), 1, "{hits:#?}");
+    assert_eq!(hits[0].event, "package.published");
+    assert_eq!(hits[0].body["package"], "@acme/hooked");
+    assert!(hits[0].signature_ok);
+    // Approved once: the stage is gone.
+    let (status, again) = setup
+        .send("POST", &format!("/-/stage/{id}/approve"), &setup.bob, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{again}");
 }
