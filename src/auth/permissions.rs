@@ -198,8 +198,7 @@ impl Caller {
         // may stage too.
         if let Some(one) = self.scopes.iter().find_map(|s| s.split_once(':')) {
             return if (one == ("publish", package) && action == "publish")
-                || ((one == ("publish", package) || one == ("stage", package))
-                    && action == "stage")
+                || ((one == ("publish", package) || one == ("stage", package)) && action == "stage")
             {
                 Ok(())
             } else if one == ("stage", package) && action == "publish" {
@@ -340,7 +339,10 @@ mod tests {
                 .require_for(Permission::Publish, "stage", "tp-other")
                 .is_err()
         );
-        assert!(ci.require_for(Permission::Publish, "stage", "tp-lib").is_ok());
+        assert!(
+            ci.require_for(Permission::Publish, "stage", "tp-lib")
+                .is_ok()
+        );
     }
 
     #[test]

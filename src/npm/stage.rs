@@ -33,7 +33,12 @@ pub fn routes() -> Router<AppState> {
 fn stage_id(raw: &str) -> Result<String, ApiError> {
     uuid::Uuid::parse_str(raw)
         .map(|id| id.hyphenated().to_string())
-        .map_err(|_| ApiError::bad_request("invalid_stage_id", format!("stage id `{raw}` must be a valid UUID")))
+        .map_err(|_| {
+            ApiError::bad_request(
+                "invalid_stage_id",
+                format!("stage id `{raw}` must be a valid UUID"),
+            )
+        })
 }
 
 /// `POST /-/stage/package/:pkg` with a publish body → `{"stageId": …}`.
@@ -100,7 +105,10 @@ async fn get_stage_tarball(
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let tarball = app.registry.staged_tarball(&caller, &stage_id(&id)?).await?;
+    let tarball = app
+        .registry
+        .staged_tarball(&caller, &stage_id(&id)?)
+        .await?;
     let mut response = Body::from_stream(tarball.blob.body).into_response();
     let out = response.headers_mut();
     out.insert(
@@ -112,7 +120,10 @@ async fn get_stage_tarball(
         HeaderValue::from(tarball.blob.length),
     );
     // Only reviewers read it, and a rejected stage's bytes must not linger in a cache.
-    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    out.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
     Ok(response)
 }
 

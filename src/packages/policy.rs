@@ -219,15 +219,24 @@ mod tests {
 
     #[test]
     fn a_policy_body_is_checked_field_by_field() {
-        let ok = parse(&json!({"require_approval": true, "approvers": ["alice", "release"]}))
-            .unwrap();
+        let ok =
+            parse(&json!({"require_approval": true, "approvers": ["alice", "release"]})).unwrap();
         assert!(ok.require_approval && !ok.require_provenance);
         assert_eq!(ok.approvers, ["alice", "release"]);
         for (body, needle) in [
             (json!([]), "JSON object"),
-            (json!({"require_aproval": true}), "unknown policy field `require_aproval`"),
-            (json!({"require_provenance": "yes"}), "`require_provenance` must be true or false"),
-            (json!({"approvers": "alice"}), "`approvers` must be an array"),
+            (
+                json!({"require_aproval": true}),
+                "unknown policy field `require_aproval`",
+            ),
+            (
+                json!({"require_provenance": "yes"}),
+                "`require_provenance` must be true or false",
+            ),
+            (
+                json!({"approvers": "alice"}),
+                "`approvers` must be an array",
+            ),
             (json!({"approvers": [""]}), "each approver"),
             (json!({"require_approval": true}), "at least one approver"),
         ] {
@@ -254,10 +263,16 @@ mod tests {
         assert!(err.contains("npm stage publish"), "{err}");
         what.staging = true;
         let err = check("acme", &policy, &what).unwrap_err().to_string();
-        assert!(err.contains("requires trusted publishing") && err.contains("npm trust github"), "{err}");
+        assert!(
+            err.contains("requires trusted publishing") && err.contains("npm trust github"),
+            "{err}"
+        );
         what.trusted_publisher = true;
         let err = check("acme", &policy, &what).unwrap_err().to_string();
-        assert!(err.contains("requires provenance") && err.contains("--provenance"), "{err}");
+        assert!(
+            err.contains("requires provenance") && err.contains("--provenance"),
+            "{err}"
+        );
         what.provenance = true;
         assert!(check("acme", &policy, &what).is_ok());
     }

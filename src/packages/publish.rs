@@ -379,7 +379,8 @@ impl Registry {
                 json!({ "name": caller.name, "email": caller.email, "trustedPublisher": identity }),
             );
         }
-        if let Some((slug, policy)) = super::policy::governing(&self.store, url_name.as_str()).await?
+        if let Some((slug, policy)) =
+            super::policy::governing(&self.store, url_name.as_str()).await?
         {
             let submission = super::policy::Submission {
                 package: url_name.as_str(),

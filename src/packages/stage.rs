@@ -118,12 +118,12 @@ impl Registry {
         let decide = Box::new(move |facts: &_| may_publish(facts, &actor, &package).map(|_| ()));
         let result = match self.store.create_stage(stage, vec![event], decide).await {
             Ok(StageOutcome::Staged) => Ok(id),
-            Ok(StageOutcome::Exists { .. }) => Err(RegistryError::VersionExists(
-                request.version.to_string(),
-            )),
-            Ok(StageOutcome::Retired) => Err(RegistryError::VersionRetired(
-                request.version.to_string(),
-            )),
+            Ok(StageOutcome::Exists { .. }) => {
+                Err(RegistryError::VersionExists(request.version.to_string()))
+            }
+            Ok(StageOutcome::Retired) => {
+                Err(RegistryError::VersionRetired(request.version.to_string()))
+            }
             Ok(StageOutcome::AlreadyStaged { id }) => Err(staged_conflict(
                 request.name.as_str(),
                 &request.version.to_string(),

@@ -47,7 +47,12 @@ impl Setup {
             http: reqwest::Client::new(),
         };
         let (status, body) = setup
-            .send("POST", "/api/v1/admin/orgs", &setup.root, json!({ "slug": "acme" }))
+            .send(
+                "POST",
+                "/api/v1/admin/orgs",
+                &setup.root,
+                json!({ "slug": "acme" }),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         for user in ["alice", "bob"] {
@@ -64,7 +69,13 @@ impl Setup {
         setup
     }
 
-    async fn send(&self, method: &str, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let response = self
             .http
@@ -221,11 +232,7 @@ async fn a_staged_version_stays_hidden_until_an_approver_other_than_the_stager_r
     assert!(body["error"].as_str().unwrap().contains(&id), "{body}");
 
     // Reviewers list, view and download it.
-    let listed = bob
-        .npm()
-        .args(["stage", "list", "--json"])
-        .succeeds()
-        .await;
+    let listed = bob.npm().args(["stage", "list", "--json"]).succeeds().await;
     let items: Value = serde_json::from_str(&listed.stdout).unwrap();
     assert_eq!(items.as_array().unwrap().len(), 1, "{items}");
     assert_eq!(items[0]["id"], id.as_str());
@@ -242,13 +249,20 @@ async fn a_staged_version_stays_hidden_until_an_approver_other_than_the_stager_r
         .get_json("/-/stage?page=1&perPage=1", Some(&setup.bob))
         .await;
     assert_eq!(status, StatusCode::OK, "{page}");
-    assert_eq!((page["items"].as_array().unwrap().len(), page["total"].as_u64()), (0, Some(1)));
+    assert_eq!(
+        (
+            page["items"].as_array().unwrap().len(),
+            page["total"].as_u64()
+        ),
+        (0, Some(1))
+    );
     // Someone outside the package and the approvers sees nothing.
-    let (status, none) = setup
-        .server
-        .get_json("/-/stage", Some(&setup.carol))
-        .await;
-    assert_eq!((status, none["total"].as_u64()), (StatusCode::OK, Some(0)), "{none}");
+    let (status, none) = setup.server.get_json("/-/stage", Some(&setup.carol)).await;
+    assert_eq!(
+        (status, none["total"].as_u64()),
+        (StatusCode::OK, Some(0)),
+        "{none}"
+    );
     let (status, body) = setup
         .server
         .get_json(&format!("/-/stage/{id}/tarball"), Some(&setup.carol))
@@ -277,7 +291,12 @@ async fn a_staged_version_stays_hidden_until_an_approver_other_than_the_stager_r
         .assert_mentions("403")
         .assert_mentions("alice staged @acme/widget@1.0.0 and cannot approve it");
     let (status, body) = setup
-        .send("POST", &format!("/-/stage/{id}/approve"), &setup.root, json!({}))
+        .send(
+            "POST",
+            &format!("/-/stage/{id}/approve"),
+            &setup.root,
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(
@@ -292,7 +311,9 @@ async fn a_staged_version_stays_hidden_until_an_approver_other_than_the_stager_r
         .args(["stage", "approve", &id])
         .succeeds()
         .await
-        .assert_mentions(&format!("Staged package {id} approved and published successfully."));
+        .assert_mentions(&format!(
+            "Staged package {id} approved and published successfully."
+        ));
 
     let packument = setup.server.packument("@acme/widget", &setup.bob).await;
     let version = &packument["versions"]["1.0.0"];
@@ -304,7 +325,10 @@ async fn a_staged_version_stays_hidden_until_an_approver_other_than_the_stager_r
         .verify_signature(&bob, &setup.bob, "@acme/widget@1.0.0")
         .await;
     assert_eq!(verified["ok"], true, "{verified}");
-    assert!(!verified["signatures"].as_array().unwrap().is_empty(), "{verified}");
+    assert!(
+        !verified["signatures"].as_array().unwrap().is_empty(),
+        "{verified}"
+    );
 
     bob.npm()
         .args(["install", "@acme/widget@1.0.0"])
@@ -318,17 +342,27 @@ async fn a_staged_version_stays_hidden_until_an_approver_other_than_the_stager_r
     assert_eq!(status, StatusCode::NOT_FOUND, "{gone}");
 
     let events = setup.audit("package=@acme/widget").await;
-    let actions: Vec<&str> = events.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
     assert_eq!(
         actions,
-        ["package.staged", "package.stage_approved", "package.published"]
+        [
+            "package.staged",
+            "package.stage_approved",
+            "package.published"
+        ]
     );
     let published = &events[2];
     assert_eq!(published["actor"], "alice", "{published}");
     assert_eq!(published["details"]["approved_by"], "bob", "{published}");
     let policy_events = setup.audit("action=org.policy_changed").await;
     assert_eq!(policy_events.len(), 1);
-    assert_eq!(policy_events[0]["details"]["after"]["approvers"], json!(["reviewers"]));
+    assert_eq!(
+        policy_events[0]["details"]["after"]["approvers"],
+        json!(["reviewers"])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,7 +380,10 @@ async fn a_rejected_stage_is_gone_with_its_tarball_and_a_staged_version_is_reser
         .get_json(&format!("/-/stage/{id}"), Some(&setup.alice))
         .await;
     assert_eq!(status, StatusCode::OK, "{item}");
-    assert_eq!((item["version"].as_str(), item["tag"].as_str()), (Some("1.1.0"), Some("next")));
+    assert_eq!(
+        (item["version"].as_str(), item["tag"].as_str()),
+        (Some("1.1.0"), Some("next"))
+    );
     let packument = setup.server.packument("stage-lib", &setup.alice).await;
     assert!(packument["versions"].get("1.1.0").is_none(), "{packument}");
 
@@ -399,7 +436,11 @@ async fn a_rejected_stage_is_gone_with_its_tarball_and_a_staged_version_is_reser
         .get_json(&format!("/-/stage/{id}"), Some(&setup.alice))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    assert_eq!(setup.server.stored_blobs().await.len(), blobs, "the tarball is gone");
+    assert_eq!(
+        setup.server.stored_blobs().await.len(),
+        blobs,
+        "the tarball is gone"
+    );
     alice
         .npm()
         .args(["stage", "list"])
@@ -414,7 +455,11 @@ async fn a_rejected_stage_is_gone_with_its_tarball_and_a_staged_version_is_reser
         .collect();
     assert_eq!(
         actions,
-        ["package.published", "package.staged", "package.stage_rejected"]
+        [
+            "package.published",
+            "package.staged",
+            "package.stage_rejected"
+        ]
     );
 
     // The version is free again.
@@ -482,7 +527,10 @@ async fn a_trusted_publisher_allowed_only_to_stage_stages_and_never_publishes() 
     alice.npm().args(["stage", "approve", &id]).succeeds().await;
     let packument = setup.server.packument("tp-staged", &setup.alice).await;
     let version = &packument["versions"]["1.1.0"];
-    assert_eq!(version["trustedPublisher"]["repository"], "acme/lib", "{version}");
+    assert_eq!(
+        version["trustedPublisher"]["repository"], "acme/lib",
+        "{version}"
+    );
     assert_eq!(version["_approvedBy"]["name"], "alice", "{version}");
 }
 
@@ -493,24 +541,54 @@ async fn org_policy_refuses_publishes_without_provenance_or_trusted_publishing_n
 
     // Bad bodies are 400s that say what is wrong; only registry admins set a policy.
     for (body, needle) in [
-        (json!({ "require_approval": "yes" }), "`require_approval` must be true or false"),
-        (json!({ "require_approval": true }), "needs at least one approver"),
-        (json!({ "approvers": ["nobody-here"] }), "approver `nobody-here` is neither a user nor a team of acme"),
-        (json!({ "require_provenanse": true }), "unknown policy field `require_provenanse`"),
+        (
+            json!({ "require_approval": "yes" }),
+            "`require_approval` must be true or false",
+        ),
+        (
+            json!({ "require_approval": true }),
+            "needs at least one approver",
+        ),
+        (
+            json!({ "approvers": ["nobody-here"] }),
+            "approver `nobody-here` is neither a user nor a team of acme",
+        ),
+        (
+            json!({ "require_provenanse": true }),
+            "unknown policy field `require_provenanse`",
+        ),
         (json!([true]), "must be a JSON object"),
     ] {
         let (status, answer) = setup
-            .send("PUT", "/api/v1/admin/orgs/acme/policy", &setup.root, body.clone())
+            .send(
+                "PUT",
+                "/api/v1/admin/orgs/acme/policy",
+                &setup.root,
+                body.clone(),
+            )
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
-        assert!(answer["error"].as_str().unwrap().contains(needle), "{body}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(needle),
+            "{body}: {answer}"
+        );
     }
     let (status, _) = setup
-        .send("PUT", "/api/v1/admin/orgs/acme/policy", &setup.alice, json!({}))
+        .send(
+            "PUT",
+            "/api/v1/admin/orgs/acme/policy",
+            &setup.alice,
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = setup
-        .send("PUT", "/api/v1/admin/orgs/nope/policy", &setup.root, json!({}))
+        .send(
+            "PUT",
+            "/api/v1/admin/orgs/nope/policy",
+            &setup.root,
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
@@ -550,19 +628,36 @@ async fn org_policy_refuses_publishes_without_provenance_or_trusted_publishing_n
     // With a bundle about this very tarball, it goes through.
     let ca = TestCa::new("staging");
     let body = PublishBody::new("@acme/signed", "1.0.0");
-    let bundle = ca.bundle(&statement(&purl("@acme/signed", "1.0.0"), &body.sha512_hex()));
+    let bundle = ca.bundle(&statement(
+        &purl("@acme/signed", "1.0.0"),
+        &body.sha512_hex(),
+    ));
     let (status, answer) = setup
-        .send("PUT", "/@acme%2fsigned", &setup.alice, body.with_sigstore(bundle).json())
+        .send(
+            "PUT",
+            "/@acme%2fsigned",
+            &setup.alice,
+            body.with_sigstore(bundle).json(),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
 
     let printed = packr(
         &setup.server.data_dir,
-        &["org", "policy", "@acme", "--require-trusted-publishing", "true"],
+        &[
+            "org",
+            "policy",
+            "@acme",
+            "--require-trusted-publishing",
+            "true",
+        ],
         None,
     );
     assert!(printed.contains("require_provenance: true"), "{printed}");
-    assert!(printed.contains("require_trusted_publishing: true"), "{printed}");
+    assert!(
+        printed.contains("require_trusted_publishing: true"),
+        "{printed}"
+    );
     let dir = alice.package(&Package::new("@acme/signed", "1.1.0"));
     alice
         .npm()
@@ -575,7 +670,10 @@ async fn org_policy_refuses_publishes_without_provenance_or_trusted_publishing_n
         .assert_mentions("npm trust github");
     let changes = setup.audit("action=org.policy_changed").await;
     assert_eq!(changes.len(), 2, "{changes:?}");
-    assert_eq!(changes[1]["details"]["after"]["require_trusted_publishing"], true);
+    assert_eq!(
+        changes[1]["details"]["after"]["require_trusted_publishing"],
+        true
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -606,11 +704,19 @@ async fn an_approved_stage_reaches_webhooks_as_a_publish_and_a_staged_one_does_n
     assert_eq!(status, StatusCode::CREATED, "{staged}");
     let id = staged["stageId"].as_str().unwrap().to_owned();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert!(client.deliveries(&setup.root, hook).await.is_empty(), "a stage is not a publish");
+    assert!(
+        client.deliveries(&setup.root, hook).await.is_empty(),
+        "a stage is not a publish"
+    );
 
     // No policy: an org maintainer other than the stager approves.
     let (status, approved) = setup
-        .send("POST", &format!("/-/stage/{id}/approve"), &setup.bob, json!({}))
+        .send(
+            "POST",
+            &format!("/-/stage/{id}/approve"),
+            &setup.bob,
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{approved}");
     assert_eq!(approved["version"], "1.0.0");
@@ -622,7 +728,12 @@ async fn an_approved_stage_reaches_webhooks_as_a_publish_and_a_staged_one_does_n
     assert!(hits[0].signature_ok);
     // Approved once: the stage is gone.
     let (status, again) = setup
-        .send("POST", &format!("/-/stage/{id}/approve"), &setup.bob, json!({}))
+        .send(
+            "POST",
+            &format!("/-/stage/{id}/approve"),
+            &setup.bob,
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{again}");
 }

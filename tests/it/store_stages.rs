@@ -86,14 +86,27 @@ async fn actions(store: &Store, package: &str) -> Vec<String> {
 async fn a_stage_is_stored_listed_and_reserves_its_version(under: StoreUnderTest) {
     let alice = add_user(&under, "alice").await;
     let store = under.store;
-    let staged = stage("11111111-1111-4111-8111-111111111111", "lib", "1.0.0", alice, "k1");
+    let staged = stage(
+        "11111111-1111-4111-8111-111111111111",
+        "lib",
+        "1.0.0",
+        alice,
+        "k1",
+    );
     let outcome = store
-        .create_stage(staged.clone(), vec![event("package.staged", "lib")], allow())
+        .create_stage(
+            staged.clone(),
+            vec![event("package.staged", "lib")],
+            allow(),
+        )
         .await
         .unwrap();
     assert_eq!(outcome, StageOutcome::Staged);
     assert_eq!(store.stage(&staged.id).await.unwrap(), Some(staged.clone()));
-    assert_eq!(store.list_stages(Some("lib")).await.unwrap(), [staged.clone()]);
+    assert_eq!(
+        store.list_stages(Some("lib")).await.unwrap(),
+        std::slice::from_ref(&staged)
+    );
     assert!(store.list_stages(Some("other")).await.unwrap().is_empty());
     assert!(
         store.load_package("lib").await.unwrap().is_none(),
@@ -101,7 +114,13 @@ async fn a_stage_is_stored_listed_and_reserves_its_version(under: StoreUnderTest
     );
 
     // Another stage of the version, and a publish of it, are refused naming the stage.
-    let again = stage("22222222-2222-4222-8222-222222222222", "lib", "1.0.0", alice, "k2");
+    let again = stage(
+        "22222222-2222-4222-8222-222222222222",
+        "lib",
+        "1.0.0",
+        alice,
+        "k2",
+    );
     let outcome = store.create_stage(again, vec![], allow()).await.unwrap();
     assert_eq!(
         outcome,
@@ -111,7 +130,11 @@ async fn a_stage_is_stored_listed_and_reserves_its_version(under: StoreUnderTest
     );
     let plan = Box::new(|_: &_| Ok(PublishPlan::default()));
     let outcome = store
-        .commit_publish(release(&staged), vec![event("package.published", "lib")], plan)
+        .commit_publish(
+            release(&staged),
+            vec![event("package.published", "lib")],
+            plan,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -136,7 +159,13 @@ on_each_store!(a_stage_is_stored_listed_and_reserves_its_version);
 async fn a_refused_stage_stores_nothing(under: StoreUnderTest) {
     let alice = add_user(&under, "alice").await;
     let store = under.store;
-    let staged = stage("33333333-3333-4333-8333-333333333333", "lib", "1.0.0", alice, "k1");
+    let staged = stage(
+        "33333333-3333-4333-8333-333333333333",
+        "lib",
+        "1.0.0",
+        alice,
+        "k1",
+    );
     let refuse: packr::store::packages::Decide<()> = Box::new(|_| {
         Err(packr::packages::RegistryError::OrgDenied(
             "not yours".into(),
@@ -171,10 +200,25 @@ on_each_store!(a_refused_stage_stores_nothing);
 async fn approval_publishes_the_stage_once_and_rejection_removes_it(under: StoreUnderTest) {
     let alice = add_user(&under, "alice").await;
     let store = under.store;
-    let first = stage("44444444-4444-4444-8444-444444444444", "lib", "1.0.0", alice, "k1");
-    let second = stage("55555555-5555-4555-8555-555555555555", "lib", "1.1.0", alice, "k2");
+    let first = stage(
+        "44444444-4444-4444-8444-444444444444",
+        "lib",
+        "1.0.0",
+        alice,
+        "k1",
+    );
+    let second = stage(
+        "55555555-5555-4555-8555-555555555555",
+        "lib",
+        "1.1.0",
+        alice,
+        "k2",
+    );
     for s in [&first, &second] {
-        store.create_stage(s.clone(), vec![], allow()).await.unwrap();
+        store
+            .create_stage(s.clone(), vec![], allow())
+            .await
+            .unwrap();
     }
     let outcome = store
         .approve_stage(
@@ -185,10 +229,16 @@ async fn approval_publishes_the_stage_once_and_rejection_removes_it(under: Store
         )
         .await
         .unwrap();
-    assert_eq!(outcome, ApproveOutcome::Published(PublishOutcome::Committed));
+    assert_eq!(
+        outcome,
+        ApproveOutcome::Published(PublishOutcome::Committed)
+    );
     let record = store.load_package("lib").await.unwrap().unwrap();
     assert_eq!(record.versions.len(), 1);
-    assert_eq!(record.dist_tags.get("next").map(String::as_str), Some("1.0.0"));
+    assert_eq!(
+        record.dist_tags.get("next").map(String::as_str),
+        Some("1.0.0")
+    );
     assert_eq!(
         store.attestations("lib", "1.0.0").await.unwrap(),
         first.attestations
@@ -206,7 +256,13 @@ async fn approval_publishes_the_stage_once_and_rejection_removes_it(under: Store
         .await
         .unwrap();
     assert_eq!(removed.map(|s| s.blob_key), Some("k2".to_owned()));
-    assert!(store.reject_stage(&second.id, vec![]).await.unwrap().is_none());
+    assert!(
+        store
+            .reject_stage(&second.id, vec![])
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(
         store.unreferenced_blobs(vec!["k2".into()]).await.unwrap(),
         ["k2"]
@@ -231,7 +287,10 @@ async fn two_approvals_of_one_stage_publish_it_once(under: StoreUnderTest) {
             alice,
             &format!("k{n}"),
         );
-        store.create_stage(staged.clone(), vec![], allow()).await.unwrap();
+        store
+            .create_stage(staged.clone(), vec![], allow())
+            .await
+            .unwrap();
         let tasks: Vec<_> = (0..2)
             .map(|_| {
                 let (store, staged) = (Arc::clone(&store), staged.clone());
@@ -256,7 +315,10 @@ async fn two_approvals_of_one_stage_publish_it_once(under: StoreUnderTest) {
             .iter()
             .filter(|o| **o == ApproveOutcome::Published(PublishOutcome::Committed))
             .count();
-        let gone = outcomes.iter().filter(|o| **o == ApproveOutcome::Gone).count();
+        let gone = outcomes
+            .iter()
+            .filter(|o| **o == ApproveOutcome::Gone)
+            .count();
         assert_eq!((published, gone), (1, 1), "{outcomes:?}");
     }
     let record = store.load_package("race").await.unwrap().unwrap();
@@ -301,7 +363,10 @@ async fn a_stage_and_a_publish_of_one_version_have_one_winner(under: StoreUnderT
             "exactly one wins: {staged:?} / {published:?}"
         );
         if stage_won {
-            assert!(matches!(published, PublishOutcome::Staged { .. }), "{published:?}");
+            assert!(
+                matches!(published, PublishOutcome::Staged { .. }),
+                "{published:?}"
+            );
         } else {
             assert!(matches!(staged, StageOutcome::Exists { .. }), "{staged:?}");
         }
@@ -319,7 +384,11 @@ async fn org_policies_default_to_nothing_and_round_trip(under: StoreUnderTest) {
             .await
             .unwrap()
     );
-    store.create_org("acme", "Acme", vec![]).await.unwrap().unwrap();
+    store
+        .create_org("acme", "Acme", vec![])
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         store.org_policy("acme").await.unwrap(),
         Some(OrgPolicy::default())

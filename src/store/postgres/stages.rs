@@ -102,9 +102,11 @@ async fn take<C: GenericClient>(client: &C, id: &str) -> Result<Option<StageRow>
 
 /// The package a stage is of, to take its lock before touching it.
 async fn package_of<C: GenericClient>(client: &C, id: &str) -> Result<Option<String>, StoreError> {
-    Ok(opt(client, "SELECT package FROM stages WHERE id = $1", &[&id])
-        .await?
-        .map(|row| row.get(0)))
+    Ok(
+        opt(client, "SELECT package FROM stages WHERE id = $1", &[&id])
+            .await?
+            .map(|row| row.get(0)),
+    )
 }
 
 #[async_trait::async_trait]
@@ -168,26 +170,25 @@ impl crate::store::StageStore for super::Postgres {
 
     async fn list_stages(&self, package: Option<&str>) -> Result<Vec<StageRow>, StoreError> {
         let client = self.pool().get().await?;
-        let found = match package {
-            Some(name) => {
-                rows(
+        let found =
+            match package {
+                Some(name) => rows(
                     &client,
                     &format!(
                         "SELECT {COLUMNS} FROM stages WHERE package = $1 ORDER BY created_at, id"
                     ),
                     &[&name],
                 )
-                .await?
-            }
-            None => {
-                rows(
-                    &client,
-                    &format!("SELECT {COLUMNS} FROM stages ORDER BY created_at, id"),
-                    &[],
-                )
-                .await?
-            }
-        };
+                .await?,
+                None => {
+                    rows(
+                        &client,
+                        &format!("SELECT {COLUMNS} FROM stages ORDER BY created_at, id"),
+                        &[],
+                    )
+                    .await?
+                }
+            };
         found.iter().map(from_row).collect()
     }
 

@@ -55,7 +55,9 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(StageRow, String, Stri
     ))
 }
 
-fn finish((mut stage, attestations, details): (StageRow, String, String)) -> Result<StageRow, StoreError> {
+fn finish(
+    (mut stage, attestations, details): (StageRow, String, String),
+) -> Result<StageRow, StoreError> {
     stage.attestations = parse_attestations(&attestations)?;
     stage.details = serde_json::from_str(&details)?;
     Ok(stage)
@@ -65,9 +67,11 @@ fn select(conn: &Connection, filter: &str, key: &str) -> Result<Vec<StageRow>, S
     let sql = format!("SELECT {COLUMNS} FROM stages {filter} ORDER BY created_at, id");
     let mut stmt = conn.prepare_cached(&sql)?;
     let raw = if filter.is_empty() {
-        stmt.query_map([], from_row)?.collect::<Result<Vec<_>, _>>()?
+        stmt.query_map([], from_row)?
+            .collect::<Result<Vec<_>, _>>()?
     } else {
-        stmt.query_map([key], from_row)?.collect::<Result<Vec<_>, _>>()?
+        stmt.query_map([key], from_row)?
+            .collect::<Result<Vec<_>, _>>()?
     };
     raw.into_iter().map(finish).collect()
 }
@@ -108,7 +112,11 @@ fn take(conn: &Connection, id: &str) -> Result<Option<StageRow>, StoreError> {
 }
 
 /// What stands in the way of staging `package@version`, if anything.
-fn reserved(conn: &Connection, package: &str, version: &str) -> Result<Option<StageOutcome>, StoreError> {
+fn reserved(
+    conn: &Connection,
+    package: &str,
+    version: &str,
+) -> Result<Option<StageOutcome>, StoreError> {
     let retired = conn
         .prepare_cached("SELECT 1 FROM retired_versions WHERE package = ?1 AND version = ?2")?
         .query_row(params![package, version], |_| Ok(()))
