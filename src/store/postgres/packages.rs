@@ -342,18 +342,20 @@ pub(super) async fn insert_version<C: GenericClient>(
     new: &NewVersion,
 ) -> Result<PublishOutcome, StoreError> {
     let row = &new.row;
-    let retired = opt(
+    // One round trip: whether the version was retired, and the stage reserving it (a staged
+    // version is reserved until its stage is approved, which deletes it first, or rejected; both
+    // take the package's lock, as this publish does).
+    let blocked = one(
         client,
-        "SELECT 1 FROM retired_versions WHERE package = $1 AND version = $2",
+        "SELECT EXISTS (SELECT 1 FROM retired_versions WHERE package = $1 AND version = $2),
+                (SELECT id FROM stages WHERE package = $1 AND version = $2)",
         &[&new.package, &row.version],
     )
     .await?;
-    if retired.is_some() {
+    if blocked.get::<_, bool>(0) {
         return Ok(PublishOutcome::Retired);
     }
-    // A staged version is reserved until its stage is approved (which deletes it first) or
-    // rejected; both take the package's lock, as this publish does.
-    if let Some(id) = super::stages::staged_id(client, &new.package, &row.version).await? {
+    if let Some(id) = blocked.get::<_, Option<String>>(1) {
         return Ok(PublishOutcome::Staged { id });
     }
     let created = exec(
