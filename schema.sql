@@ -334,3 +334,37 @@ CREATE TABLE IF NOT EXISTS oidc_exchanges (
     PRIMARY KEY (issuer, jti)
 );
 CREATE INDEX IF NOT EXISTS oidc_exchanges_token ON oidc_exchanges(token_id);
+
+-- Staged publishes (npm stage publish): versions validated and stored, waiting for an approval.
+-- Invisible to installs; each reserves its package's version number until approved or rejected.
+CREATE TABLE IF NOT EXISTS stages (
+    id           TEXT PRIMARY KEY,              -- a UUID (npm checks the shape)
+    package      TEXT NOT NULL,
+    version      TEXT NOT NULL,
+    tag          TEXT NOT NULL,
+    access       TEXT NOT NULL,
+    manifest     TEXT NOT NULL,                 -- the version object as it will be published (JSON)
+    integrity    TEXT NOT NULL,
+    shasum       TEXT NOT NULL,
+    blob_key     TEXT NOT NULL,                 -- the tarball, in the blob store
+    size         INTEGER NOT NULL,
+    readme       TEXT,
+    attestations TEXT NOT NULL DEFAULT '[]',    -- JSON [{predicate_type, bundle}]
+    details      TEXT NOT NULL DEFAULT '{}',    -- JSON: what the publish event will say (provenance)
+    actor_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    actor_name   TEXT NOT NULL,
+    actor_type   TEXT NOT NULL,                 -- user or trusted-publisher
+    created_at   INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS stages_package_version ON stages(package, version);
+CREATE INDEX IF NOT EXISTS stages_blob_key ON stages(blob_key);
+
+-- An org's publishing policy (approval, provenance, trusted publishing); no row: nothing required.
+CREATE TABLE IF NOT EXISTS org_policies (
+    org_id                     INTEGER PRIMARY KEY REFERENCES orgs(id) ON DELETE CASCADE,
+    require_approval           INTEGER NOT NULL DEFAULT 0,
+    approvers                  TEXT NOT NULL DEFAULT '[]', -- JSON array of user or team names
+    require_provenance         INTEGER NOT NULL DEFAULT 0,
+    require_trusted_publishing INTEGER NOT NULL DEFAULT 0,
+    updated_at                 INTEGER NOT NULL
+);

@@ -228,6 +228,7 @@ impl From<RegistryError> for ApiError {
             | E::UnpublishWindow { .. }
             | E::OrgDenied(_)
             | E::NameRetired(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            E::PolicyDenied(_) => (StatusCode::FORBIDDEN, "policy"),
             E::Blob(BlobError::Unavailable(_)) => return Self::unavailable(err),
             E::Auth(_) | E::Store(_) | E::Blob(_) | E::Internal(_) => {
                 return Self::internal(err);

@@ -5,6 +5,7 @@ mod audit_log;
 mod csrf;
 mod orgs;
 mod paging;
+mod policy;
 mod sessions;
 mod tokens;
 mod trusted_publishers;
@@ -71,6 +72,7 @@ pub fn routes() -> Router<AppState> {
         .merge(advisories::routes())
         .merge(audit_log::routes())
         .merge(orgs::routes())
+        .merge(policy::routes())
         .merge(sessions::routes())
         .merge(tokens::routes())
         .merge(trusted_publishers::routes())

@@ -194,9 +194,17 @@ impl Caller {
         }
         // A trusted-publishing token (`publish:<name>`, `stage:<name>`) publishes its one
         // package and does nothing else.
+        // A stage-only one (`createStagedPackage`) stages and never publishes; a publishing one
+        // may stage too.
         if let Some(one) = self.scopes.iter().find_map(|s| s.split_once(':')) {
-            return if one == ("publish", package) && action == "publish" {
+            return if (one == ("publish", package) && action == "publish")
+                || ((one == ("publish", package) || one == ("stage", package)) && action == "stage")
+            {
                 Ok(())
+            } else if one == ("stage", package) && action == "publish" {
+                Err(AuthError::ScopeNotAllowed(format!(
+                    "this trusted-publishing token may only stage {package}: its trusted publisher has the permission createStagedPackage but not createPackage. Run `npm stage publish` and have a person approve it (`npm stage approve <id>`), or let the publisher publish (`npm trust ... --allow-publish`)"
+                )))
             } else {
                 Err(AuthError::OutsideScope {
                     action,
@@ -317,10 +325,23 @@ mod tests {
         );
         assert!(!ci.covers_scope("@acme"));
         let staged = caller(Role::CiPublish, &["stage:tp-lib"]);
+        let err = staged
+            .require_for(Permission::Publish, "publish", "tp-lib")
+            .unwrap_err();
+        assert!(err.to_string().contains("createStagedPackage"), "{err}");
         assert!(
             staged
-                .require_for(Permission::Publish, "publish", "tp-lib")
+                .require_for(Permission::Publish, "stage", "tp-lib")
+                .is_ok()
+        );
+        assert!(
+            staged
+                .require_for(Permission::Publish, "stage", "tp-other")
                 .is_err()
+        );
+        assert!(
+            ci.require_for(Permission::Publish, "stage", "tp-lib")
+                .is_ok()
         );
     }
 

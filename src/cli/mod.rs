@@ -5,6 +5,7 @@ mod keys;
 mod login;
 mod migrate;
 mod migrate_store;
+mod org;
 mod scope;
 mod serve;
 mod token;
@@ -32,6 +33,9 @@ enum Command {
     /// Manage tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Org settings: the publishing policy (approvals, provenance, trusted publishing).
+    #[command(subcommand)]
+    Org(org::OrgCommand),
     /// Reserve scopes that are not orgs.
     #[command(subcommand)]
     Scope(scope::ScopeCommand),
@@ -57,6 +61,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve::run(*args),
         Command::User(command) => user::run(command),
         Command::Token(command) => token::run(command),
+        Command::Org(command) => org::run(command),
         Command::Scope(command) => scope::run(command),
         Command::Keys(command) => keys::run(command),
         Command::Advisory(command) => advisory::run(command),

@@ -12,6 +12,7 @@ mod orgs;
 mod packument;
 pub mod path;
 mod publish;
+mod stage;
 mod tarball;
 mod tokens;
 mod trust;
@@ -37,6 +38,7 @@ pub fn routes() -> Router<AppState> {
             get(attestations::get_attestations),
         )
         .merge(trust::routes())
+        .merge(stage::routes())
         .route("/-/package/{pkg}/dist-tags", get(dist_tags::get_dist_tags))
         .route(
             "/-/package/{pkg}/dist-tags/{tag}",

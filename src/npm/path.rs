@@ -5,7 +5,7 @@ use axum::extract::Request;
 use axum::http::Uri;
 
 /// Path prefixes after which a package name may start.
-const NAME_PREFIXES: &[&str] = &["/", "/-/package/", "/api/v1/packages/"];
+const NAME_PREFIXES: &[&str] = &["/", "/-/package/", "/api/v1/packages/", "/-/stage/package/"];
 
 /// Rewrites the scoped name in a path to the single-segment form `@scope%2Fname`.
 pub fn normalize_scoped_path(path: &str) -> Option<String> {

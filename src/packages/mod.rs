@@ -11,9 +11,11 @@ pub mod manifest;
 pub mod name;
 pub mod owners;
 pub mod packument;
+pub mod policy;
 pub mod provenance;
 pub mod publish;
 pub mod registry;
+pub mod stage;
 pub mod tarball;
 pub mod tarball_cache;
 pub mod unpublish;
@@ -80,6 +82,9 @@ pub enum RegistryError {
     /// The package's scope is an org's, and the caller may not change its packages.
     #[error("{0}")]
     OrgDenied(String),
+    /// The org's publishing policy refuses this (approval, provenance, trusted publishing).
+    #[error("{0}")]
+    PolicyDenied(String),
     /// The version is older than the unpublish window.
     #[error(
         "{package}@{version} was published more than {window} ago and can no longer be unpublished; deprecate it instead (npm deprecate)"

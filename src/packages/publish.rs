@@ -306,20 +306,38 @@ fn stored_manifest(
     manifest
 }
 
+/// A publish body checked end to end (shape, tarball, provenance, org policy), with the version
+/// object as it will be stored: what a publish commits and a stage keeps for its approval.
+pub(super) struct Prepared {
+    pub(super) request: PublishRequest,
+    pub(super) digests: Digests,
+    pub(super) manifest: Map<String, Value>,
+    pub(super) readme: Option<String>,
+    pub(super) provenance: Option<provenance::CheckedBundle>,
+    /// Details of the `package.published` event.
+    pub(super) details: Value,
+    /// Whether it came through a trusted-publisher token.
+    pub(super) trusted_publisher: bool,
+    pub(super) key: BlobKey,
+}
+
 impl Registry {
-    /// Publishes one version: every step passes or nothing is visible.
-    #[tracing::instrument(skip_all, fields(package = %url_name))]
-    pub async fn publish(
+    /// Steps 1-2 and the policy: everything a publish or a stage checks before storing anything.
+    pub(super) async fn prepare(
         &self,
         caller: &Caller,
         url_name: &PackageName,
         body: Value,
-    ) -> Result<Published, RegistryError> {
-        caller.require_for(Permission::Publish, "publish", url_name.as_str())?;
+        staging: bool,
+    ) -> Result<Prepared, RegistryError> {
         let limits = self.settings.tarball_limits;
         let trust = self.settings.sigstore_trust_root.clone();
-        // The CI run's identity, when a trusted-publishing token publishes.
-        let publisher = if caller.scopes.iter().any(|s| s.starts_with("publish:")) {
+        // The CI run's identity, when a trusted-publishing token publishes or stages.
+        let publisher = if caller
+            .scopes
+            .iter()
+            .any(|s| s.starts_with("publish:") || s.starts_with("stage:"))
+        {
             self.store.exchange_identity(&caller.token_id).await?
         } else {
             None
@@ -369,19 +387,8 @@ impl Registry {
                 provenance::dist_attestations(&request.name, &request.version, checked),
             );
         }
-        // Signed once here, never on reads: the signature is stored with the version.
-        let signatures = match &self.signing {
-            Some(signing) => signing
-                .sign(
-                    request.name.as_str(),
-                    &request.version.to_string(),
-                    &digests.sha512_integrity,
-                )
-                .await
-                .map_err(|e| RegistryError::Internal(format!("signing the version: {e:#}")))?,
-            None => Vec::new(),
-        };
         // A trusted-publishing token: the CI run that published is part of the version.
+        let trusted_publisher = publisher.is_some();
         if let Some(identity) = &publisher {
             manifest.insert("trustedPublisher".into(), identity.clone());
             manifest.insert(
@@ -389,12 +396,19 @@ impl Registry {
                 json!({ "name": caller.name, "email": caller.email, "trustedPublisher": identity }),
             );
         }
+        if let Some((slug, policy)) =
+            super::policy::governing(&self.store, url_name.as_str()).await?
+        {
+            let submission = super::policy::Submission {
+                package: url_name.as_str(),
+                staging,
+                provenance: provenance.is_some(),
+                trusted_publisher,
+            };
+            super::policy::check(&slug, &policy, &submission)?;
+        }
         let key = BlobKey::parse(&digests.sha512_hex)
             .ok_or_else(|| RegistryError::Internal("sha512 hex has the wrong shape".into()))?;
-        // The blob goes first: a crash after it leaves an unreferenced file, never a version without bytes.
-        let claim = self.blob_claims.claim(key.as_str()).await;
-        self.blobs.put(&key, request.tarball.clone()).await?;
-
         let readme = request
             .readme
             .clone()
@@ -403,6 +417,65 @@ impl Registry {
         if let Some(checked) = &provenance {
             details["provenance"] = checked.summary();
         }
+        Ok(Prepared {
+            request,
+            digests,
+            manifest,
+            readme,
+            provenance,
+            details,
+            trusted_publisher,
+            key,
+        })
+    }
+
+    /// The registry signatures of `name@version` with `integrity` (none when nothing signs).
+    pub(super) async fn sign_version(
+        &self,
+        name: &str,
+        version: &str,
+        integrity: &str,
+    ) -> Result<Vec<crate::store::packages::Signature>, RegistryError> {
+        match &self.signing {
+            Some(signing) => signing
+                .sign(name, version, integrity)
+                .await
+                .map_err(|e| RegistryError::Internal(format!("signing the version: {e:#}"))),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Publishes one version: every step passes or nothing is visible.
+    #[tracing::instrument(skip_all, fields(package = %url_name))]
+    pub async fn publish(
+        &self,
+        caller: &Caller,
+        url_name: &PackageName,
+        body: Value,
+    ) -> Result<Published, RegistryError> {
+        caller.require_for(Permission::Publish, "publish", url_name.as_str())?;
+        let Prepared {
+            request,
+            digests,
+            manifest,
+            readme,
+            provenance,
+            details,
+            key,
+            ..
+        } = self.prepare(caller, url_name, body, false).await?;
+        // Signed once here, never on reads: the signature is stored with the version.
+        let signatures = self
+            .sign_version(
+                request.name.as_str(),
+                &request.version.to_string(),
+                &digests.sha512_integrity,
+            )
+            .await?;
+        // The blob goes first: a crash after it leaves an unreferenced file, never a version without bytes.
+        let claim = self.blob_claims.claim(key.as_str()).await;
+        self.blobs.put(&key, request.tarball.clone()).await?;
+
         let new = NewVersion {
             package: request.name.to_string(),
             access: request.access.to_owned(),
@@ -467,6 +540,11 @@ impl Registry {
             PublishOutcome::Retired => {
                 Err(RegistryError::VersionRetired(request.version.to_string()))
             }
+            PublishOutcome::Staged { id } => Err(super::stage::staged_conflict(
+                request.name.as_str(),
+                &request.version.to_string(),
+                &id,
+            )),
         }
     }
 }

@@ -165,7 +165,7 @@ fn scope_owner_refusal(facts: &WriteFacts, caller: &Caller, package: &str) -> Op
 
 /// The scope a first publish of `package` claims for its publisher: a scope that is not an org,
 /// has no owner yet and holds no package. Scopes shared before claims existed stay open.
-fn scope_to_claim<'a>(facts: &WriteFacts, package: &'a str) -> Option<&'a str> {
+pub(super) fn scope_to_claim<'a>(facts: &WriteFacts, package: &'a str) -> Option<&'a str> {
     let slug = plain_scope(facts, package)?;
     let new_name = facts.new_name.as_ref()?;
     (new_name.scope_owner.is_none() && !new_name.scope_has_packages).then_some(slug)

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::{
     AccountStore, AdvisoryStore, AttestationStore, AuditStore, KeyStore, LoginStore, OrgStore,
-    PackageStore, StoreError, TokenStore, TrustStore, WebhookStore,
+    PackageStore, StageStore, StoreError, TokenStore, TrustStore, WebhookStore,
 };
 
 /// Every domain's operations, plus what the server asks of the store as a whole.
@@ -25,6 +25,7 @@ pub trait MetadataStore:
     + AdvisoryStore
     + AttestationStore
     + TrustStore
+    + StageStore
     + Send
     + Sync
     + 'static

@@ -105,6 +105,11 @@ pub enum PublishOutcome {
     },
     /// The version was published once and unpublished; it can never come back.
     Retired,
+    /// The version is staged (reserved) by the stage with this id.
+    Staged {
+        /// The stage's id.
+        id: String,
+    },
 }
 
 /// Where a version's tarball is.

@@ -241,7 +241,17 @@ async fn insert(
 /// `data_dir` name, for copying and checking the blobs.
 pub fn blob_keys(data_dir: &Path) -> Result<Vec<String>, StoreError> {
     let source = open_source(data_dir)?;
-    let mut stmt = source.prepare("SELECT DISTINCT blob_key FROM versions ORDER BY blob_key")?;
+    // Staged versions' tarballs move too (a database from before staging has no `stages`).
+    let has_stages: bool = source.query_row(
+        "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = 'stages'",
+        [],
+        |row| row.get(0),
+    )?;
+    let mut stmt = source.prepare(if has_stages {
+        "SELECT blob_key FROM versions UNION SELECT blob_key FROM stages ORDER BY 1"
+    } else {
+        "SELECT DISTINCT blob_key FROM versions ORDER BY blob_key"
+    })?;
     let keys = stmt
         .query_map([], |row| row.get(0))?
         .collect::<Result<Vec<String>, _>>()?;

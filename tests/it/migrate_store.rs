@@ -132,10 +132,45 @@ async fn populated_registry() -> (TestServer, String) {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
-    // The org's packages now have a subscriber: this publish queues a delivery.
-    let body = PublishBody::new("@acme/widget", "2.1.0").json();
-    let (status, answer) = send(reqwest::Method::PUT, "/@acme%2fwidget", &root, body).await;
+    // A staged version (its tarball is a blob to move too) and an org policy.
+    let body = PublishBody::new("left-pad", "2.0.0").json();
+    let (status, answer) = send(
+        reqwest::Method::POST,
+        "/-/stage/package/left-pad",
+        &alice,
+        body,
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let policy = json!({ "require_approval": true, "approvers": ["alice"] });
+    let (status, answer) = send(
+        reqwest::Method::PUT,
+        "/api/v1/admin/orgs/acme/policy",
+        &root,
+        policy,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    // The org's packages now have a subscriber: this publish queues a delivery (staged by a
+    // registry admin and approved by alice: the org requires approvals).
+    let body = PublishBody::new("@acme/widget", "2.1.0").json();
+    let (status, answer) = send(
+        reqwest::Method::POST,
+        "/-/stage/package/@acme%2fwidget",
+        &root,
+        body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let stage = answer["stageId"].as_str().unwrap().to_owned();
+    let (status, answer) = send(
+        reqwest::Method::POST,
+        &format!("/-/stage/{stage}/approve"),
+        &alice,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
     (server, alice)
 }
 
@@ -242,6 +277,8 @@ async fn every_row_and_tarball_moves_and_a_second_run_copies_nothing_new() {
         "webhooks",
         "webhook_deliveries",
         "advisories",
+        "stages",
+        "org_policies",
         "audit_log",
     ] {
         let count = counts
@@ -258,8 +295,8 @@ async fn every_row_and_tarball_moves_and_a_second_run_copies_nothing_new() {
     let s3 = S3Server::start().await;
     let (ok, output) = migrate_store(&data_dir, &database, &["--copy-blobs-to-s3"], &s3.env());
     assert!(ok, "{output}");
-    assert!(output.contains("copied 4 tarballs"), "{output}");
-    assert!(output.contains("4 tarballs checked"), "{output}");
+    assert!(output.contains("copied 5 tarballs"), "{output}");
+    assert!(output.contains("5 tarballs checked"), "{output}");
 
     let pg = database.connect().await;
     for (table, count) in &counts {
@@ -296,7 +333,7 @@ async fn every_row_and_tarball_moves_and_a_second_run_copies_nothing_new() {
         .unwrap();
     assert_eq!(row.get::<_, Vec<u8>>(0), sealed);
     assert!(row.get::<_, bool>(1));
-    assert_eq!(s3.keys().await.len(), 4, "one object per tarball");
+    assert_eq!(s3.keys().await.len(), 5, "one object per tarball");
 
     // New rows get fresh ids after the copied ones.
     let next: i64 = pg
@@ -321,7 +358,7 @@ async fn every_row_and_tarball_moves_and_a_second_run_copies_nothing_new() {
     let (ok, again) = migrate_store(&data_dir, &database, &["--copy-blobs-to-s3"], &s3.env());
     assert!(ok, "{again}");
     assert!(
-        again.contains("copied 0 tarballs (4 were there already)"),
+        again.contains("copied 0 tarballs (5 were there already)"),
         "{again}"
     );
     for line in again.lines().filter(|line| line.starts_with("  ")) {

@@ -123,6 +123,7 @@ struct Schema {
 fn postgres_type(table: &str, column: &str, sqlite_type: &str) -> &'static str {
     match sqlite_type {
         "INTEGER" if (table, column) == ("webhooks", "active") => "boolean",
+        "INTEGER" if table == "org_policies" && column.starts_with("require_") => "boolean",
         "INTEGER" => "bigint",
         "TEXT" => "text",
         "BLOB" => "bytea",

@@ -15,8 +15,8 @@ use crate::support::clients::ClientEnv;
 use crate::support::fixtures::{Package, assert_installed};
 use crate::support::server::TestServer;
 
-/// A test OIDC issuer on loopback: `/.well-known/openid-configuration` and `/jwks`.
-/// (Also used by provenance.rs, for publishes through a trusted publisher.)
+/// A test OIDC issuer on loopback: `/.well-known/openid-configuration` and `/jwks` (also used by
+/// provenance.rs and staging.rs).
 pub(crate) struct TestIssuer {
     pub(crate) url: String,
     /// The signing key and its kid.

@@ -40,6 +40,8 @@ mod security_store;
 mod security_webhooks;
 #[path = "../it/signatures.rs"]
 mod signatures;
+#[path = "../it/staging.rs"]
+mod staging;
 #[path = "../it/support/mod.rs"]
 // Shared with `tests/it`, which uses parts this binary does not.
 #[allow(dead_code, unused_macros, unused_imports)]

@@ -14,6 +14,7 @@ pub mod migrate;
 pub mod orgs;
 pub mod packages;
 pub mod replicas;
+pub mod stages;
 pub mod tokens;
 pub mod trust;
 pub mod webhooks;

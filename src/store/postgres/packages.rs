@@ -111,7 +111,7 @@ pub(super) async fn lock<C: GenericClient>(client: &C, key: &str) -> Result<(), 
     Ok(())
 }
 
-fn package_lock(name: &str) -> String {
+pub(super) fn package_lock(name: &str) -> String {
     format!("package:{name}")
 }
 
@@ -248,7 +248,7 @@ async fn dist_tags<C: GenericClient>(
 
 /// The facts deciding whether `user_id` may change (or create) `name`. With `lock_scope`,
 /// inside a publish, a scope that the publish could claim is locked before it is looked at.
-async fn write_facts<C: GenericClient>(
+pub(super) async fn write_facts<C: GenericClient>(
     client: &C,
     name: &str,
     user_id: i64,
@@ -337,19 +337,26 @@ async fn put_tag<C: GenericClient>(
 }
 
 /// Inserts a version (see the SQLite twin, `store::sqlite::packages::commit_publish`).
-async fn insert_version<C: GenericClient>(
+pub(super) async fn insert_version<C: GenericClient>(
     client: &C,
     new: &NewVersion,
 ) -> Result<PublishOutcome, StoreError> {
     let row = &new.row;
-    let retired = opt(
+    // One round trip: whether the version was retired, and the stage reserving it (a staged
+    // version is reserved until its stage is approved, which deletes it first, or rejected; both
+    // take the package's lock, as this publish does).
+    let blocked = one(
         client,
-        "SELECT 1 FROM retired_versions WHERE package = $1 AND version = $2",
+        "SELECT EXISTS (SELECT 1 FROM retired_versions WHERE package = $1 AND version = $2),
+                (SELECT id FROM stages WHERE package = $1 AND version = $2)",
         &[&new.package, &row.version],
     )
     .await?;
-    if retired.is_some() {
+    if blocked.get::<_, bool>(0) {
         return Ok(PublishOutcome::Retired);
+    }
+    if let Some(id) = blocked.get::<_, Option<String>>(1) {
+        return Ok(PublishOutcome::Staged { id });
     }
     let created = exec(
         client,
@@ -434,7 +441,8 @@ async fn unreferenced<C: GenericClient>(
     Ok(rows(
         client,
         "SELECT k FROM unnest($1::text[]) WITH ORDINALITY AS keys(k, n)
-         WHERE NOT EXISTS (SELECT 1 FROM versions WHERE blob_key = k) ORDER BY n",
+         WHERE NOT EXISTS (SELECT 1 FROM versions WHERE blob_key = k)
+           AND NOT EXISTS (SELECT 1 FROM stages WHERE blob_key = k) ORDER BY n",
         &[&keys],
     )
     .await?

@@ -340,3 +340,37 @@ CREATE TABLE oidc_exchanges (
     PRIMARY KEY (issuer, jti)
 );
 CREATE INDEX oidc_exchanges_token ON oidc_exchanges(token_id);
+
+-- Staged publishes (npm stage publish): versions validated and stored, waiting for an approval.
+-- Invisible to installs; each reserves its package's version number until approved or rejected.
+CREATE TABLE stages (
+    id           TEXT PRIMARY KEY,              -- a UUID (npm checks the shape)
+    package      TEXT NOT NULL,
+    version      TEXT NOT NULL,
+    tag          TEXT NOT NULL,
+    access       TEXT NOT NULL,
+    manifest     TEXT NOT NULL,                 -- the version object as it will be published (JSON)
+    integrity    TEXT NOT NULL,
+    shasum       TEXT NOT NULL,
+    blob_key     TEXT NOT NULL,                 -- the tarball, in the blob store
+    size         BIGINT NOT NULL,
+    readme       TEXT,
+    attestations TEXT NOT NULL DEFAULT '[]',    -- JSON [{predicate_type, bundle}]
+    details      TEXT NOT NULL DEFAULT '{}',    -- JSON: what the publish event will say (provenance)
+    actor_id     BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    actor_name   TEXT NOT NULL,
+    actor_type   TEXT NOT NULL,                 -- user or trusted-publisher
+    created_at   BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX stages_package_version ON stages(package, version);
+CREATE INDEX stages_blob_key ON stages(blob_key);
+
+-- An org's publishing policy (approval, provenance, trusted publishing); no row: nothing required.
+CREATE TABLE org_policies (
+    org_id                     BIGINT PRIMARY KEY REFERENCES orgs(id) ON DELETE CASCADE,
+    require_approval           BOOLEAN NOT NULL DEFAULT FALSE,
+    approvers                  TEXT NOT NULL DEFAULT '[]', -- JSON array of user or team names
+    require_provenance         BOOLEAN NOT NULL DEFAULT FALSE,
+    require_trusted_publishing BOOLEAN NOT NULL DEFAULT FALSE,
+    updated_at                 BIGINT NOT NULL
+);

@@ -19,7 +19,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 type Step = (i64, fn(&Transaction<'_>) -> rusqlite::Result<()>);
 
 /// Every schema change, in version order.
-const STEPS: &[Step] = &[(5, v5), (6, v6), (7, v7), (8, v8)];
+const STEPS: &[Step] = &[(5, v5), (6, v6), (7, v7), (8, v8), (9, v9)];
 
 /// Columns added to `tokens` in version 5: the CIDR allow-list, the display piece and usage data.
 const TOKEN_COLUMNS_V5: &[(&str, &str)] = &[
@@ -55,6 +55,23 @@ fn v7(tx: &Transaction<'_>) -> rusqlite::Result<()> {
 /// the version stamp and the table always go together.
 fn v8(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(advisories_ddl(super::SCHEMA))
+}
+
+/// Version 9: staged publishes and org policies, from `schema.sql` like version 8.
+fn v9(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(ddl_between(
+        super::SCHEMA,
+        "CREATE TABLE IF NOT EXISTS stages (",
+        "    updated_at                 INTEGER NOT NULL\n);",
+    ))
+}
+
+/// The statements of `schema` from `start` to the end of `last` (empty when either is missing).
+fn ddl_between<'a>(schema: &'a str, start: &str, last: &str) -> &'a str {
+    let from = schema.find(start).unwrap_or(schema.len());
+    let rest = &schema[from..];
+    let to = rest.find(last).map_or(0, |at| at + last.len());
+    &rest[..to]
 }
 
 /// The statements of `schema` that declare the advisories table and its index.
@@ -259,6 +276,17 @@ mod tests {
         tx.commit().unwrap();
         assert!(columns(&conn, "advisories").contains("vulnerable_versions"));
         assert!(has_index(&conn, "advisories_package").unwrap());
+    }
+
+    #[test]
+    fn the_version_9_step_creates_the_stage_and_policy_tables_from_the_schema() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        v9(&tx).unwrap();
+        tx.commit().unwrap();
+        assert!(columns(&conn, "stages").contains("blob_key"));
+        assert!(has_index(&conn, "stages_package_version").unwrap());
+        assert!(columns(&conn, "org_policies").contains("require_trusted_publishing"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod migrate;
 pub mod oauth;
 pub mod orgs;
 pub mod packages;
+pub mod stages;
 pub mod tokens;
 pub mod trust;
 pub mod users;

@@ -206,6 +206,10 @@ pub fn commit_publish(conn: &Connection, new: &NewVersion) -> Result<PublishOutc
     if retired.is_some() {
         return Ok(PublishOutcome::Retired);
     }
+    // A staged version is reserved until its stage is approved (which deletes it first) or rejected.
+    if let Some(id) = super::stages::staged_id(conn, &new.package, &row.version)? {
+        return Ok(PublishOutcome::Staged { id });
+    }
     // A name published again continues the old package's rev, so a `_rev` read before the
     // unpublish never matches the new package.
     let created = conn
@@ -392,7 +396,11 @@ pub fn delete_package(conn: &Connection, name: &str, now: i64) -> Result<Vec<Str
 
 /// The keys among `keys` that no version references.
 pub fn unreferenced(conn: &Connection, keys: Vec<String>) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT 1 FROM versions WHERE blob_key = ?1 LIMIT 1")?;
+    // A staged tarball is referenced too: its stage still needs it.
+    let mut stmt = conn.prepare_cached(
+        "SELECT 1 FROM versions WHERE blob_key = ?1
+         UNION ALL SELECT 1 FROM stages WHERE blob_key = ?1 LIMIT 1",
+    )?;
     let mut free = Vec::new();
     for key in keys {
         if stmt.query_row([&key], |_| Ok(())).optional()?.is_none() {
