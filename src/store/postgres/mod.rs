@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod advisories;
 pub mod attestations;
 pub mod audit;
+pub mod blob_claims;
 pub mod buckets;
 pub mod changes;
 pub mod events;
@@ -174,6 +175,14 @@ impl crate::store::MetadataStore for Postgres {
             .as_ref()
             .map(|r| r.status())
             .unwrap_or_default()
+    }
+
+    fn shared_blob_claims(
+        &self,
+    ) -> Option<std::sync::Arc<dyn crate::store::blob_claims::SharedBlobClaims>> {
+        Some(std::sync::Arc::new(blob_claims::PgBlobClaims::new(
+            self.pool.clone(),
+        )))
     }
 
     fn shared_buckets(&self) -> Option<std::sync::Arc<dyn crate::store::SharedBuckets>> {
