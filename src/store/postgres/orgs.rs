@@ -375,7 +375,8 @@ impl crate::store::OrgStore for super::Postgres {
         };
         super::events::record_all(&tx, &events).await?;
         tx.commit().await?;
-        self.wrote_everything();
+        drop(client);
+        self.wrote_everything().await;
         Ok(Some(OrgRow {
             id: row.get(0),
             slug: slug.to_owned(),
@@ -534,7 +535,8 @@ impl crate::store::OrgStore for super::Postgres {
             super::events::record_all(&tx, &events).await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
-        self.wrote_everything();
+        drop(client);
+        self.wrote_everything().await;
         Ok(outcome)
     }
 

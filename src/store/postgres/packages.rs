@@ -605,7 +605,8 @@ impl crate::store::PackageStore for super::Postgres {
             super::events::record_all(&tx, &events).await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
-        self.wrote_package(&new.package);
+        drop(client);
+        self.wrote_package(&new.package).await;
         Ok(outcome)
     }
 
@@ -624,7 +625,8 @@ impl crate::store::PackageStore for super::Postgres {
         super::events::record_all(&tx, &events).await?;
         let tags = dist_tags(&tx, name).await?;
         tx.commit().await?;
-        self.wrote_package(name);
+        drop(client);
+        self.wrote_package(name).await;
         Ok(tags)
     }
 
@@ -650,7 +652,8 @@ impl crate::store::PackageStore for super::Postgres {
         super::events::record_all(&tx, &events).await?;
         let tags = dist_tags(&tx, name).await?;
         tx.commit().await?;
-        self.wrote_package(name);
+        drop(client);
+        self.wrote_package(name).await;
         Ok(Some(tags))
     }
 
@@ -674,7 +677,8 @@ impl crate::store::PackageStore for super::Postgres {
         bump(&tx, name, clock::now_ms()).await?;
         super::events::record_all(&tx, &events).await?;
         tx.commit().await?;
-        self.wrote_package(name);
+        drop(client);
+        self.wrote_package(name).await;
         Ok(())
     }
 
@@ -711,7 +715,8 @@ impl crate::store::PackageStore for super::Postgres {
         bump(&tx, name, clock::now_ms()).await?;
         super::events::record_all(&tx, &events).await?;
         tx.commit().await?;
-        self.wrote_package(name);
+        drop(client);
+        self.wrote_package(name).await;
         Ok(None)
     }
 
@@ -741,7 +746,8 @@ impl crate::store::PackageStore for super::Postgres {
             Removal::Package => delete_package(&tx, name, now).await?,
         };
         tx.commit().await?;
-        self.wrote_package(name);
+        drop(client);
+        self.wrote_package(name).await;
         Ok(UnpublishOutcome::Removed { freed_blobs })
     }
 
@@ -777,7 +783,8 @@ impl crate::store::PackageStore for super::Postgres {
         .await?;
         super::events::record_all(&tx, &events).await?;
         tx.commit().await?;
-        self.wrote_package(name);
+        drop(client);
+        self.wrote_package(name).await;
         Ok(found > 0)
     }
 
