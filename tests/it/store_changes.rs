@@ -151,7 +151,6 @@ async fn a_write_returns_once_every_listening_instance_has_its_change() {
     for feed in &mut feeds {
         assert_eq!(next(feed).await, Change::Everything);
     }
-    tokio::spawn(async move { while own.recv().await.is_some() {} });
     for n in 1..=20 {
         let version: &'static str = Box::leak(format!("1.0.{n}").into_boxed_str());
         publish(writer.clone(), version).await;
@@ -162,5 +161,34 @@ async fn a_write_returns_once_every_listening_instance_has_its_change() {
                 "reader {at} did not have write {n} when it returned"
             );
         }
+    }
+
+    // The readers' listeners lose their sessions: each reconnects and starts over, and writes go
+    // on being confirmed by the listeners there are (never by a session that is gone).
+    let admin = database.connect().await;
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = 'packr-listener'",
+            &[],
+        )
+        .await
+        .unwrap();
+    for feed in &mut feeds {
+        // Whatever was in flight, then the flush of the reconnect.
+        while next(feed).await != Change::Everything {}
+    }
+    // The writer's own listener reconnected too.
+    while next(&mut own).await != Change::Everything {}
+    for feed in &mut feeds {
+        while feed.try_recv().is_ok() {}
+    }
+    publish(writer.clone(), "2.0.0").await;
+    for (at, feed) in feeds.iter_mut().enumerate() {
+        assert_eq!(
+            feed.try_recv().ok(),
+            Some(Change::Package("echoed".into())),
+            "reader {at} did not have the write after reconnecting"
+        );
     }
 }

@@ -268,10 +268,10 @@ async fn listen_once(
         replicas.changed(&Change::Everything);
         replicas.listening(true);
     }
+    echoes.set_listening(true);
     if sender.send(Change::Everything).is_err() {
         return Ok(());
     }
-    echoes.set_listening(true);
     loop {
         let message = tokio::select! {
             message = messages.next() => message,
