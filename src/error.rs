@@ -156,7 +156,9 @@ impl From<AuthError> for ApiError {
             }
             AuthError::UnknownToken(_) => Self::not_found(message),
             AuthError::NoSuchUser(_) => Self::bad_request("no_such_user", message),
-            AuthError::Forbidden { .. } | AuthError::OutsideScope { .. } => {
+            AuthError::Forbidden { .. }
+            | AuthError::OutsideScope { .. }
+            | AuthError::RevokesOnlyItself { .. } => {
                 Self::user(StatusCode::FORBIDDEN, "forbidden", message)
             }
             AuthError::ScopeNotAllowed(_) => {

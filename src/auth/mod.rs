@@ -65,6 +65,14 @@ pub enum AuthError {
         /// The permission needed.
         permission: Permission,
     },
+    /// A CI token named another token of its user to revoke.
+    #[error(
+        "this token ({role}) may revoke only itself; revoke the user's other tokens with a maintainer or admin token (npm login) or have an admin run packr token revoke"
+    )]
+    RevokesOnlyItself {
+        /// The token's role.
+        role: Role,
+    },
     /// The token's scope restriction excludes the package.
     #[error(
         "this token may only {action} under {scopes}; create a token scoped to {wanted} to change {package}"

@@ -220,12 +220,18 @@ impl CreateBody {
 
 /// `DELETE /-/npm/v1/tokens/token/:key`: `npm token revoke`. The key may be a token id, a unique
 /// prefix of one (at least 6 characters), or the token itself; only the caller's tokens count.
+/// A `ci-readonly` or `ci-publish` token revokes only itself: npm's registry lets a login session
+/// revoke its user's tokens, and here maintainer and admin tokens (what a login gives) may, but a
+/// token leaked from a CI system must not be able to end its owner's other tokens.
 async fn delete_token(
     State(app): State<AppState>,
     Authenticated(caller): Authenticated,
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = app.tokens.find_id(Some(caller.user_id), &key).await?;
+    if caller.role < Role::Maintainer && id != caller.token_id {
+        return Err(AuthError::RevokesOnlyItself { role: caller.role }.into());
+    }
     app.tokens
         .revoke_id(&id, Some(&caller), &caller.origin)
         .await?;

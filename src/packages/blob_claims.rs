@@ -2,11 +2,21 @@
 //! publishes of the same bytes share one blob; a refused publish must not delete it while another
 //! publish of those bytes has written it and is about to commit. Checking the database alone cannot
 //! see such a publish, because it writes the blob before its version row.
+//!
+//! [`BlobClaims`] holds this instance's claims in memory. Instances sharing a database also hold a
+//! [`SharedClaim`] there ([`crate::store::blob_claims`]), so publishes on other instances count too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::Notify;
+
+use crate::store::StoreError;
+use crate::store::blob_claims::{ClaimId, SharedBlobClaims};
+
+/// How long a refused publish's delete of its blob may take before it is left to its lease.
+pub const DISCARD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The in-flight publishes of each blob key, and the keys being discarded.
 #[derive(Debug, Default)]
@@ -96,6 +106,79 @@ impl Drop for Claim {
                 keys.remove(&self.key);
             }
         }
+    }
+}
+
+/// A publish's claim on a blob key in the shared store, released when dropped (in the
+/// background), unless it became a discard whose delete did not finish: that one holds the key
+/// until its lease lapses, since the delete may still reach the blob store.
+pub struct SharedClaim {
+    claims: Arc<dyn SharedBlobClaims>,
+    id: ClaimId,
+    key: String,
+    /// The claim needs no release (released, or left to its lease).
+    settled: bool,
+}
+
+impl SharedClaim {
+    /// Claims `key` in `claims`, waiting while any instance deletes that blob.
+    pub async fn take(claims: &Arc<dyn SharedBlobClaims>, key: &str) -> Result<Self, StoreError> {
+        let id = claims.claim(key).await?;
+        Ok(Self {
+            claims: Arc::clone(claims),
+            id,
+            key: key.to_owned(),
+            settled: false,
+        })
+    }
+
+    /// Runs `delete` when no instance holds the key or references the blob any more, then
+    /// releases the key; otherwise only releases the claim. `delete` that does not finish within
+    /// [`DISCARD_TIMEOUT`] leaves the key held until the discard's lease lapses.
+    pub async fn discard<F>(mut self, delete: F) -> Result<(), StoreError>
+    where
+        F: std::future::Future<Output = ()>,
+    {
+        let discarding = self.claims.begin_discard(self.id, &self.key).await;
+        // Released by `begin_discard` unless it answered `true`; an error leaves it to its lease.
+        self.settled = true;
+        if !discarding? {
+            return Ok(());
+        }
+        if tokio::time::timeout(DISCARD_TIMEOUT, delete).await.is_err() {
+            tracing::warn!(
+                key = self.key,
+                "deleting a refused publish's blob took too long; its key stays held until the lease lapses"
+            );
+            return Ok(());
+        }
+        self.claims.release(self.id).await
+    }
+}
+
+impl Drop for SharedClaim {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let (claims, id) = (Arc::clone(&self.claims), self.id);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            if let Err(err) = claims.release(id).await {
+                tracing::warn!(error = %err, "could not release a blob claim; it lapses with its lease");
+            }
+        });
+    }
+}
+
+impl std::fmt::Debug for SharedClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedClaim")
+            .field("id", &self.id)
+            .field("key", &self.key)
+            .finish()
     }
 }
 

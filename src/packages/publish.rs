@@ -474,6 +474,7 @@ impl Registry {
             .await?;
         // The blob goes first: a crash after it leaves an unreferenced file, never a version without bytes.
         let claim = self.blob_claims.claim(key.as_str()).await;
+        let shared = self.claim_shared(&key).await?;
         self.blobs.put(&key, request.tarball.clone()).await?;
 
         let new = NewVersion {
@@ -514,7 +515,10 @@ impl Registry {
             .and_then(|outcome| self.outcome(outcome, &request, &digests));
         if result.is_err() {
             // Nothing may stay behind from a refused publish, not even its bytes.
-            self.discard_blob(&claim, key).await;
+            self.discard_blob(&claim, shared, key).await;
+        } else {
+            // Released once the version is committed, so a discard elsewhere sees one or the other.
+            drop(shared);
         }
         result
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::blob_claims::{BlobClaims, Claim};
+use super::blob_claims::{BlobClaims, Claim, SharedClaim};
 use super::cache::{CacheStats, PackumentCache, PackumentSet};
 use super::tarball::TarballLimits;
 use super::tarball_cache::{CachedTarball, SMALL_TARBALL_BYTES, TarballCache};
@@ -42,6 +42,8 @@ pub struct Registry {
     pub(super) tarballs: Arc<TarballCache>,
     pub(super) visibility: Arc<super::visibility::VisibilityCache>,
     pub(super) blob_claims: Arc<BlobClaims>,
+    /// Claims other instances see too, when the store is shared.
+    pub(super) shared_claims: Option<Arc<dyn crate::store::blob_claims::SharedBlobClaims>>,
     pub(super) settings: Arc<RegistrySettings>,
     /// Signs each version at publish; `None` where nothing is signed (CLI-only registries).
     pub(super) signing: Option<crate::signing::Signing>,
@@ -177,6 +179,7 @@ impl Registry {
         // Packuments and tarballs share one cache, and so `PACKR_CACHE_BYTES`.
         let cache = PackumentCache::new(settings.packument_cache_bytes);
         Self {
+            shared_claims: store.shared_blob_claims(),
             store,
             blobs,
             tarballs: Arc::new(cache.tarballs()),
@@ -385,13 +388,37 @@ impl Registry {
         }
     }
 
+    /// Claims `key` for a publish in the store instances share, if they share one.
+    pub(super) async fn claim_shared(
+        &self,
+        key: &BlobKey,
+    ) -> Result<Option<SharedClaim>, RegistryError> {
+        match &self.shared_claims {
+            Some(claims) => Ok(Some(SharedClaim::take(claims, key.as_str()).await?)),
+            None => Ok(None),
+        }
+    }
+
     /// Deletes the blob of a refused publish unless another publish of the same bytes is in
     /// flight or a version references it, checked in a write transaction after the discard began,
     /// so any publish that committed before is seen and any that starts later waits for the delete.
-    pub(super) async fn discard_blob(&self, claim: &Claim, key: BlobKey) {
+    /// With a `shared` claim, publishes on every instance sharing the store count.
+    pub(super) async fn discard_blob(
+        &self,
+        claim: &Claim,
+        shared: Option<SharedClaim>,
+        key: BlobKey,
+    ) {
         let Some(_discarding) = claim.discard() else {
             return;
         };
+        if let Some(shared) = shared {
+            let delete = self.delete_blobs(vec![key.as_str().to_owned()]);
+            if let Err(err) = shared.discard(delete).await {
+                tracing::warn!(error = %err, "could not check whether a blob is still used");
+            }
+            return;
+        }
         let candidate = vec![key.as_str().to_owned()];
         match self.store.unreferenced_blobs(candidate).await {
             Ok(free) => self.delete_blobs(free).await,

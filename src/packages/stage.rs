@@ -76,6 +76,7 @@ impl Registry {
             key,
         } = self.prepare(caller, url_name, body, true).await?;
         let claim = self.blob_claims.claim(key.as_str()).await;
+        let shared = self.claim_shared(&key).await?;
         self.blobs.put(&key, request.tarball.clone()).await?;
         let id = uuid::Uuid::new_v4().to_string();
         let stage = StageRow {
@@ -132,8 +133,12 @@ impl Registry {
             Err(err) => Err(err),
         };
         match &result {
-            Ok(id) => tracing::info!(version = %request.version, stage = %id, "staged"),
-            Err(_) => self.discard_blob(&claim, key).await,
+            Ok(id) => {
+                tracing::info!(version = %request.version, stage = %id, "staged");
+                // Released once the stage is committed, so a discard elsewhere sees one or the other.
+                drop(shared);
+            }
+            Err(_) => self.discard_blob(&claim, shared, key).await,
         }
         result
     }
@@ -283,7 +288,8 @@ impl Registry {
             .ok_or_else(|| no_stage(id))?;
         if let Some(key) = BlobKey::parse(&removed.blob_key) {
             let claim = self.blob_claims.claim(key.as_str()).await;
-            self.discard_blob(&claim, key).await;
+            let shared = self.claim_shared(&key).await?;
+            self.discard_blob(&claim, shared, key).await;
         }
         tracing::info!(package = %stage.package, version = %stage.version, "staged version rejected");
         Ok(())

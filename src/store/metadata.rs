@@ -51,6 +51,12 @@ pub trait MetadataStore:
         None
     }
 
+    /// Claims on blob keys every instance sees, for a store several instances share; `None`
+    /// when one instance's claims in memory cover the whole registry (SQLite).
+    fn shared_blob_claims(&self) -> Option<Arc<dyn super::blob_claims::SharedBlobClaims>> {
+        None
+    }
+
     /// The read replicas' state at their last check, in configured order (for `/-/health`);
     /// empty without replicas.
     fn replica_status(&self) -> Vec<ReplicaStatus> {

@@ -6,6 +6,7 @@ pub mod advisories;
 pub mod attestations;
 pub mod audit;
 pub mod blob;
+pub mod blob_claims;
 mod group_sync;
 pub mod keys;
 pub mod logins;

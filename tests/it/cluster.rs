@@ -624,3 +624,59 @@ async fn npm_pnpm_and_yarn_work_through_three_instances_in_rotation_with_a_repli
         .unwrap();
     assert!(health.to_string().contains("replica"), "{health}");
 }
+
+/// Read your writes across instances without retries: once a publish or a dist-tag change on A
+/// has answered, the very next GET on B or C (which had the packument cached) shows it. A writer
+/// answers once every listening instance has confirmed it has the change (or after 100 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_on_another_instance_right_after_a_write_answered_is_never_stale() {
+    let cluster = Cluster::start(3, &[]).await;
+    add_user(cluster.admin_dir(), "alice", "alice-pass-1", "maintainer");
+    let alice = token(cluster.admin_dir(), "alice", "maintainer", &[]);
+    let a = cluster.client(0);
+    let others = [cluster.client(1), cluster.client(2)];
+    a.publish(&alice, "fresh", "0.0.0").await;
+
+    let started = Instant::now();
+    let mut stale = Vec::new();
+    let mut published = 0;
+    for round in 0..200 {
+        let b = &others[(round / 2) % 2];
+        // B caches the packument as it is now.
+        let (status, _) = b.send("GET", "/fresh", &alice, None).await;
+        assert_eq!(status, StatusCode::OK);
+        let fresh: Box<dyn Fn(&Value) -> bool> = if round % 2 == 0 {
+            published += 1;
+            let version = format!("1.0.{published}");
+            a.publish(&alice, "fresh", &version).await;
+            Box::new(move |body: &Value| body["versions"][&version].is_object())
+        } else {
+            let target = format!("1.0.{published}");
+            let path = format!("/-/package/fresh/dist-tags/t{}", round % 3);
+            let (status, body) = a.send("PUT", &path, &alice, Some(&json!(target))).await;
+            assert!(status.is_success(), "{status} {body}");
+            let tag = format!("t{}", round % 3);
+            Box::new(move |body: &Value| body["dist-tags"][&tag] == target.as_str())
+        };
+        let (status, body) = b.send("GET", "/fresh", &alice, None).await;
+        assert_eq!(status, StatusCode::OK);
+        if !fresh(&body) {
+            stale.push(round);
+        }
+    }
+    eprintln!(
+        "200 writes on A each read back on B in {:?}",
+        started.elapsed()
+    );
+    let unconfirmed: Vec<String> = cluster.instances[0]
+        .log()
+        .lines()
+        .filter(|line| line.contains("not every instance confirmed"))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "B served a stale packument right after A answered, in rounds {stale:?}; writes A \
+         answered unconfirmed: {unconfirmed:?}"
+    );
+}

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod advisories;
+mod blob_claims;
 mod blob_store;
 mod cli_contract;
 mod cluster;

@@ -90,3 +90,105 @@ async fn a_listener_that_lost_its_connection_reconnects_and_starts_over() {
         .unwrap();
     assert_eq!(next(&mut feed).await, Change::Package("left-pad".into()));
 }
+
+/// A package write returns once every listening instance has had its change: the reader's feed
+/// holds it the moment the write returns, without waiting. A store nobody listens on does not
+/// wait at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_returns_once_every_listening_instance_has_its_change() {
+    use packr::store::PackageStore;
+    use packr::store::packages::{NewVersion, PublishPlan, VersionRow};
+
+    let database = fresh_database().await;
+    let writer = Postgres::open(&database.url).await.unwrap();
+    let store: packr::store::Store = std::sync::Arc::new(writer.clone());
+    let publisher_id = crate::support::stores::maintainer(&store, "alice").await;
+    let lonely = writer.clone();
+    let started = std::time::Instant::now();
+    let new = |version: &str| NewVersion {
+        attestations: Vec::new(),
+        package: "echoed".into(),
+        access: "public".into(),
+        row: VersionRow {
+            version: version.into(),
+            manifest: "{}".into(),
+            integrity: format!("sha512-{version}"),
+            shasum: version.into(),
+            blob_key: version.into(),
+            size: 1,
+            deprecated: None,
+            readme: None,
+            published_at: 1,
+            signatures: Vec::new(),
+        },
+        tag: "latest".into(),
+        publisher_id,
+    };
+    let publish = |store: Postgres, version: &'static str| {
+        let new = new(version);
+        async move {
+            let event = on_package("package.published", "echoed");
+            store
+                .commit_publish(new, vec![event], Box::new(|_| Ok(PublishPlan::default())))
+                .await
+                .unwrap();
+        }
+    };
+    publish(lonely, "0.0.1").await;
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "a write with no listener waited {:?}",
+        started.elapsed()
+    );
+
+    let mut own = writer.watch_changes().unwrap();
+    let readers: Vec<Postgres> = vec![
+        Postgres::open(&database.url).await.unwrap(),
+        Postgres::open(&database.url).await.unwrap(),
+    ];
+    let mut feeds: Vec<ChangeFeed> = readers.iter().map(|r| r.watch_changes().unwrap()).collect();
+    assert_eq!(next(&mut own).await, Change::Everything);
+    for feed in &mut feeds {
+        assert_eq!(next(feed).await, Change::Everything);
+    }
+    for n in 1..=20 {
+        let version: &'static str = Box::leak(format!("1.0.{n}").into_boxed_str());
+        publish(writer.clone(), version).await;
+        for (at, feed) in feeds.iter_mut().enumerate() {
+            assert_eq!(
+                feed.try_recv().ok(),
+                Some(Change::Package("echoed".into())),
+                "reader {at} did not have write {n} when it returned"
+            );
+        }
+    }
+
+    // The readers' listeners lose their sessions: each reconnects and starts over, and writes go
+    // on being confirmed by the listeners there are (never by a session that is gone).
+    let admin = database.connect().await;
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = 'packr-listener'",
+            &[],
+        )
+        .await
+        .unwrap();
+    for feed in &mut feeds {
+        // Whatever was in flight, then the flush of the reconnect.
+        while next(feed).await != Change::Everything {}
+    }
+    // The writer's own listener reconnected too.
+    while next(&mut own).await != Change::Everything {}
+    for feed in &mut feeds {
+        while feed.try_recv().is_ok() {}
+    }
+    publish(writer.clone(), "2.0.0").await;
+    for (at, feed) in feeds.iter_mut().enumerate() {
+        assert_eq!(
+            feed.try_recv().ok(),
+            Some(Change::Package("echoed".into())),
+            "reader {at} did not have the write after reconnecting"
+        );
+    }
+}

@@ -468,3 +468,103 @@ async fn concurrent_org_changes_all_land_and_one_create_wins(under: StoreUnderTe
 }
 
 on_each_store!(concurrent_org_changes_all_land_and_one_create_wins);
+
+/// The id of the one event of `action` on `package`.
+async fn event_id(store: &Store, action: &str, package: &str) -> i64 {
+    let query = AuditQuery {
+        action: Some(action.to_owned()),
+        package: Some(package.to_owned()),
+        limit: 2,
+        ..AuditQuery::default()
+    };
+    let (rows, total) = store.query_audit_log(query).await.unwrap();
+    assert_eq!(total, 1, "{action} on {package}: {rows:?}");
+    rows[0].id
+}
+
+/// A first publish by a non-member races the creation of the org of its scope, many times: the
+/// publish is refused (it saw the org) or it committed before the org was created, never after
+/// it on a decision made without it. Events are numbered when written, inside each transaction,
+/// so a publish event numbered after the org's shows a publish that committed after the org.
+async fn an_org_created_during_a_first_publish_under_its_scope_never_lets_it_in_late(
+    under: StoreUnderTest,
+) {
+    let outsider = add_user(&under, "outsider").await;
+    let store = under.store.clone();
+    let rounds = 60;
+    let (mut refused, mut first) = (0, 0);
+    for batch in 0..rounds / 6 {
+        let races: Vec<_> = (0..6)
+            .map(|n| {
+                let slug = format!("s{}", batch * 6 + n);
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    let package = format!("@{slug}/x");
+                    let new = NewVersion {
+                        attestations: Vec::new(),
+                        package: package.clone(),
+                        access: "public".into(),
+                        row: VersionRow {
+                            version: "1.0.0".into(),
+                            manifest: "{}".into(),
+                            integrity: "sha512-x".into(),
+                            shasum: "x".into(),
+                            blob_key: "x".into(),
+                            size: 1,
+                            deprecated: None,
+                            readme: None,
+                            published_at: 1,
+                            signatures: Vec::new(),
+                        },
+                        tag: "latest".into(),
+                        publisher_id: outsider,
+                    };
+                    let mut published = AuditEvent::by_operator("package.published", json!({}));
+                    published.package = Some(package.clone());
+                    let mut created = AuditEvent::by_operator("org.created", json!({}));
+                    created.package = Some(package.clone());
+                    // The core's rule for a non-member: refused under an org, else the first
+                    // publish claims the free scope.
+                    let claim = slug.clone();
+                    let decide: packr::store::packages::Decide<PublishPlan> =
+                        Box::new(move |facts| match &facts.org {
+                            Some(org) => Err(packr::packages::RegistryError::OrgDenied(format!(
+                                "not a member of {}",
+                                org.slug
+                            ))),
+                            None => Ok(PublishPlan {
+                                claim_scope: Some(claim),
+                            }),
+                        });
+                    let (outcome, org) = tokio::join!(
+                        store.commit_publish(new, vec![published], decide),
+                        store.create_org(&slug, "Org", vec![created]),
+                    );
+                    (package, outcome, org.unwrap())
+                })
+            })
+            .collect();
+        for race in races {
+            let (package, outcome, org) = race.await.unwrap();
+            assert!(org.is_some(), "the org is created whatever the publish did");
+            match outcome {
+                Err(packr::packages::RegistryError::OrgDenied(_)) => refused += 1,
+                Ok(packr::store::packages::PublishOutcome::Committed) => {
+                    first += 1;
+                    let published = event_id(&store, "package.published", &package).await;
+                    let created = event_id(&store, "org.created", &package).await;
+                    assert!(
+                        published < created,
+                        "{package} was published by a non-member after its org was created \
+                         (events {published} and {created})"
+                    );
+                }
+                other => panic!("{package}: {other:?}"),
+            }
+        }
+    }
+    eprintln!("{first} publishes went first, {refused} were refused");
+    assert_eq!(first + refused, rounds);
+}
+
+on_each_store!(an_org_created_during_a_first_publish_under_its_scope_never_lets_it_in_late);

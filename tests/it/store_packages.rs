@@ -514,3 +514,36 @@ async fn concurrent_versions_of_one_package_all_land(under: StoreUnderTest) {
 }
 
 on_each_store!(concurrent_versions_of_one_package_all_land);
+
+async fn versions_of_one_millisecond_are_listed_by_version_in_byte_order(under: StoreUnderTest) {
+    let alice = add_user(&under, "alice").await;
+    let store = under.store.clone();
+    // Published out of byte order, all in one millisecond, and one a millisecond earlier.
+    let at = packr::clock::now_ms();
+    for (n, (number, published_at)) in [
+        ("1.9.0", at),
+        ("1.10.0", at),
+        ("0.1.0", at + 1),
+        ("1.2.0", at),
+        ("2.0.0-beta.1", at - 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut new = version("tied", number, "latest", alice, &format!("k{n}"));
+        new.row.published_at = published_at;
+        assert_eq!(
+            publish(&store, new, "alice").await,
+            PublishOutcome::Committed
+        );
+    }
+    let record = store.load_package("tied").await.unwrap().unwrap();
+    let versions: Vec<_> = record.versions.iter().map(|v| v.version.as_str()).collect();
+    assert_eq!(
+        versions,
+        ["2.0.0-beta.1", "1.10.0", "1.2.0", "1.9.0", "0.1.0"],
+        "by publish time, then by version in byte order"
+    );
+}
+
+on_each_store!(versions_of_one_millisecond_are_listed_by_version_in_byte_order);

@@ -400,6 +400,49 @@ async fn the_npm_token_endpoints_page_take_npm_10_bodies_and_revoke_by_key_prefi
     assert_eq!(setup.whoami(scoped_token).await, StatusCode::UNAUTHORIZED);
 }
 
+/// A CI token leaked from a build must not end its owner's other tokens: `ci-readonly` and
+/// `ci-publish` tokens revoke only themselves through `npm token revoke`; a maintainer token (what
+/// a login gives) revokes any of its user's tokens.
+#[tokio::test]
+async fn a_ci_token_revokes_only_itself_and_a_maintainer_token_any_of_its_users() {
+    let setup = Setup::start().await;
+    let read = setup.server.token("alice", "ci-readonly", &[]);
+    let publish = setup.server.token("alice", "ci-publish", &[]);
+    for (ci, other) in [
+        (&read, &setup.alice),
+        (&read, &publish),
+        (&publish, &setup.alice),
+    ] {
+        for key in [token_id(other), other.to_string()] {
+            let path = format!("/-/npm/v1/tokens/token/{key}");
+            let (status, _, body) = setup.send(Method::DELETE, &path, Some(ci), None).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+            assert!(
+                body["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("may revoke only itself")),
+                "{body}"
+            );
+        }
+        assert_eq!(setup.whoami(other).await, StatusCode::OK);
+    }
+
+    let path = format!("/-/npm/v1/tokens/token/{}", token_id(&publish));
+    let (status, _, body) = setup
+        .send(Method::DELETE, &path, Some(&publish), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(setup.whoami(&publish).await, StatusCode::UNAUTHORIZED);
+
+    let path = format!("/-/npm/v1/tokens/token/{}", token_id(&read));
+    let (status, _, body) = setup
+        .send(Method::DELETE, &path, Some(&setup.alice), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(setup.whoami(&read).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(setup.whoami(&setup.alice).await, StatusCode::OK);
+}
+
 #[tokio::test]
 async fn the_admin_api_creates_lists_and_revokes_tokens_without_showing_secrets() {
     let setup = Setup::start().await;

@@ -6,11 +6,27 @@
 //! A notification sent while the listener was disconnected is lost, so after every (re)connect
 //! the listener reports [`Change::Everything`]: the caches start over rather than trust what they
 //! hold.
+//!
+//! Read your writes on another instance: after a package or org write commits, the writer sends
+//! an echo (`~echo <origin>:<n>`, a notification of its own) and waits, at most [`ECHO_WAIT`],
+//! before answering ([`Echoes::settle`]). Every other listening instance answers an echo it hears
+//! with `~ack <origin>:<n>` once it has forwarded every notification before it to its caches; the
+//! writer answers once its own listener heard the echo and each other listener acknowledged it.
+//! Notifications reach each listener in commit order, so by then every instance has had the
+//! write's notification. Listeners connect as `application_name` [`LISTENER_NAME`]; the writer
+//! counts them in `pg_stat_activity` when it sends the echo. PostgreSQL alone only promises to
+//! send one commit's notification to every listener, not that each listening backend and
+//! instance gets the processor time to pass it on promptly: on a loaded machine one can lag by
+//! tens of milliseconds.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+use tokio::sync::oneshot;
 use tokio_postgres::{AsyncMessage, NoTls, Transaction};
 
 use std::sync::Arc;
@@ -27,6 +43,154 @@ const EVERYTHING: &str = "*";
 const TOKENS: &str = "~tokens";
 /// The longest wait between two attempts to reconnect.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The payload prefix of an echo (no package name starts with `~`).
+const ECHO: &str = "~echo ";
+/// The payload prefix of an instance's acknowledgement of another's echo.
+const ACK: &str = "~ack ";
+/// The `application_name` of listener connections, by which writers count them.
+pub const LISTENER_NAME: &str = "packr-listener";
+/// The longest a write waits for its echo before answering anyway: notifications take a few
+/// milliseconds; a slower echo is logged, and the other instances catch up on their own.
+pub const ECHO_WAIT: Duration = Duration::from_millis(100);
+
+/// A write waiting for its echo: how many listeners must confirm it, and how many have.
+#[derive(Debug)]
+struct Waiting {
+    needed: Option<i64>,
+    heard: i64,
+    done: Option<oneshot::Sender<()>>,
+}
+
+impl Waiting {
+    fn check(&mut self) {
+        if self.needed.is_some_and(|needed| self.heard >= needed)
+            && let Some(done) = self.done.take()
+        {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// One instance's echoes: the writes waiting to hear theirs, and whether anyone listens.
+#[derive(Debug)]
+pub struct Echoes {
+    /// Tells this instance's echoes from other instances'.
+    origin: String,
+    next: AtomicU64,
+    /// Whether the listener is connected; without it nothing waits.
+    listening: AtomicBool,
+    waiting: Mutex<HashMap<u64, Waiting>>,
+}
+
+impl Default for Echoes {
+    fn default() -> Self {
+        Self {
+            origin: uuid::Uuid::new_v4().simple().to_string(),
+            next: AtomicU64::new(0),
+            listening: AtomicBool::new(false),
+            waiting: Mutex::default(),
+        }
+    }
+}
+
+impl Echoes {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waiting>> {
+        // Each update is one step, so the map stays whole whatever panicked holding it.
+        self.waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Called after a write committed, holding no pool connection: waits until every listening
+    /// instance has had every notification committed before now (see the module's notes), at
+    /// most [`ECHO_WAIT`]. Returns at once when this instance does not listen.
+    pub async fn settle(&self, pool: &PgPool) {
+        if !self.listening.load(Ordering::SeqCst) {
+            return;
+        }
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let (done, heard) = oneshot::channel();
+        let waiting = Waiting {
+            needed: None,
+            heard: 0,
+            done: Some(done),
+        };
+        self.waiting().insert(n, waiting);
+        let payload = format!("{ECHO}{}:{n}", self.origin);
+        let echo = async {
+            let client = pool.get().await?;
+            let listeners: i64 = client
+                .query_one(
+                    "SELECT (SELECT count(*) FROM pg_stat_activity
+                             WHERE datname = current_database() AND application_name = $3),
+                            pg_notify($1, $2)",
+                    &[&CHANNEL, &payload, &LISTENER_NAME],
+                )
+                .await?
+                .get(0);
+            drop(client);
+            if let Some(waiting) = self.waiting().get_mut(&n) {
+                waiting.needed = Some(listeners.max(1));
+                waiting.check();
+            }
+            heard
+                .await
+                .map_err(|_| StoreError::Task("the change listener reconnected".into()))
+        };
+        let outcome = tokio::time::timeout(ECHO_WAIT, echo).await;
+        let left = self.waiting().remove(&n);
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "a write's echo was not heard; answering anyway")
+            }
+            Err(_) => tracing::warn!(
+                heard = left.as_ref().map(|w| w.heard),
+                listeners = left.and_then(|w| w.needed),
+                "not every instance confirmed a write within {ECHO_WAIT:?}; answering anyway (the others may serve the change a little later)"
+            ),
+        }
+    }
+
+    /// An echo or acknowledgement of this instance's write `n` arrived.
+    fn confirmed(&self, n: u64) {
+        if let Some(waiting) = self.waiting().get_mut(&n) {
+            waiting.heard += 1;
+            waiting.check();
+        }
+    }
+
+    /// `<origin>:<n>` of an echo or acknowledgement, when the write is this instance's.
+    fn own(&self, tag: &str) -> Option<u64> {
+        let (origin, n) = tag.split_once(':')?;
+        (origin == self.origin).then(|| n.parse().ok())?
+    }
+
+    fn set_listening(&self, listening: bool) {
+        self.listening.store(listening, Ordering::SeqCst);
+        if !listening {
+            // Their echoes may be lost with the connection: nobody waits for them any longer.
+            self.waiting().clear();
+        }
+    }
+}
+
+/// Acknowledges another instance's echo `tag`, in the background.
+fn acknowledge(pool: &PgPool, tag: &str) {
+    let (pool, payload) = (pool.clone(), format!("{ACK}{tag}"));
+    tokio::spawn(async move {
+        let sent = async {
+            let client = pool.get().await?;
+            client
+                .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+                .await?;
+            Ok::<_, StoreError>(())
+        };
+        if let Err(err) = sent.await {
+            tracing::debug!(error = %err, "could not acknowledge another instance's write");
+        }
+    });
+}
 
 /// Announces `change` to every instance when `tx` commits.
 pub async fn announce(tx: &Transaction<'_>, change: &Change) -> Result<(), StoreError> {
@@ -43,12 +207,13 @@ pub async fn announce(tx: &Transaction<'_>, change: &Change) -> Result<(), Store
 /// Starts listening; the feed ends when the receiver is dropped. Each change is fenced on
 /// `replicas` before it is forwarded, so that a cache that forgets it never reloads it from a
 /// replica that has not replayed it.
-pub fn listen(pool: PgPool, replicas: Option<Arc<Replicas>>) -> ChangeFeed {
+pub fn listen(pool: PgPool, replicas: Option<Arc<Replicas>>, echoes: Arc<Echoes>) -> ChangeFeed {
     let (sender, feed) = unbounded_channel();
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         while !sender.is_closed() {
-            let result = listen_once(&pool, &sender, replicas.as_deref()).await;
+            let result = listen_once(&pool, &sender, replicas.as_deref(), &echoes).await;
+            echoes.set_listening(false);
             if let Some(replicas) = &replicas {
                 replicas.listening(false);
             }
@@ -66,61 +231,83 @@ pub fn listen(pool: PgPool, replicas: Option<Arc<Replicas>>) -> ChangeFeed {
 }
 
 /// One connection's life: LISTEN, report [`Change::Everything`], then forward notifications
-/// until the connection ends (an error) or nobody receives them any more (`Ok`).
+/// until the connection ends (an error) or nobody receives them any more (`Ok`). The connection
+/// is polled in this task, which forwards each notification as it is read: no hop between the
+/// socket and the feed.
 async fn listen_once(
     pool: &PgPool,
     sender: &UnboundedSender<Change>,
     replicas: Option<&Replicas>,
+    echoes: &Echoes,
 ) -> Result<(), StoreError> {
-    let (client, mut connection) = pool.config.connect(NoTls).await?;
-    let (messages_in, mut messages) = unbounded_channel();
-    // The connection only makes progress while polled; its messages come out of the poll.
-    let driver = tokio::spawn(async move {
-        let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = stream.next().await {
-            if messages_in.send(message).is_err() {
-                break;
+    let mut config = pool.config.clone();
+    config.application_name(LISTENER_NAME);
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    let closed = || StoreError::Task("the change listener's connection closed".into());
+    // The connection only makes progress while polled, LISTEN included.
+    {
+        let statement = format!("LISTEN {CHANNEL}");
+        let listen = client.batch_execute(&statement);
+        tokio::pin!(listen);
+        loop {
+            tokio::select! {
+                done = &mut listen => {
+                    done?;
+                    break;
+                }
+                message = messages.next() => match message {
+                    Some(message) => drop(message?),
+                    None => return Err(closed()),
+                },
             }
         }
-    });
-    let result = async {
-        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-        // Whatever changed while nobody listened is unknown.
-        if let Some(replicas) = replicas {
-            replicas.changed(&Change::Everything);
-            replicas.listening(true);
+    }
+    // Whatever changed while nobody listened is unknown.
+    if let Some(replicas) = replicas {
+        replicas.changed(&Change::Everything);
+        replicas.listening(true);
+    }
+    echoes.set_listening(true);
+    if sender.send(Change::Everything).is_err() {
+        return Ok(());
+    }
+    loop {
+        let message = tokio::select! {
+            message = messages.next() => message,
+            // The instance stopped following changes: hang up now, not at the next one.
+            () = sender.closed() => return Ok(()),
+        };
+        let Some(message) = message else {
+            return Err(closed());
+        };
+        let AsyncMessage::Notification(note) = message? else {
+            continue;
+        };
+        if let Some(tag) = note.payload().strip_prefix(ECHO) {
+            // Every notification before it has been forwarded above.
+            match echoes.own(tag) {
+                Some(n) => echoes.confirmed(n),
+                None => acknowledge(pool, tag),
+            }
+            continue;
         }
-        if sender.send(Change::Everything).is_err() {
+        if let Some(tag) = note.payload().strip_prefix(ACK) {
+            if let Some(n) = echoes.own(tag) {
+                echoes.confirmed(n);
+            }
+            continue;
+        }
+        let change = match note.payload() {
+            EVERYTHING => Change::Everything,
+            TOKENS => Change::Tokens,
+            package => Change::Package(package.to_owned()),
+        };
+        if let Some(replicas) = replicas {
+            replicas.changed(&change);
+        }
+        if sender.send(change).is_err() {
             return Ok(());
         }
-        loop {
-            let message = tokio::select! {
-                message = messages.recv() => message,
-                // The instance stopped following changes: hang up now, not at the next one.
-                () = sender.closed() => return Ok(()),
-            };
-            let Some(message) = message else { break };
-            let AsyncMessage::Notification(note) = message? else {
-                continue;
-            };
-            let change = match note.payload() {
-                EVERYTHING => Change::Everything,
-                TOKENS => Change::Tokens,
-                package => Change::Package(package.to_owned()),
-            };
-            if let Some(replicas) = replicas {
-                replicas.changed(&change);
-            }
-            if sender.send(change).is_err() {
-                return Ok(());
-            }
-        }
-        Err(StoreError::Task(
-            "the change listener's connection closed".into(),
-        ))
     }
-    .await;
-    driver.abort();
-    drop(client);
-    result
 }

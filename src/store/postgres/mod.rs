@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod advisories;
 pub mod attestations;
 pub mod audit;
+pub mod blob_claims;
 pub mod buckets;
 pub mod changes;
 pub mod events;
@@ -78,6 +79,8 @@ pub struct Postgres {
     pool: PgPool,
     /// Streaming replicas package reads may go to (see [`replicas`]).
     replicas: Option<Arc<replicas::Replicas>>,
+    /// Writes waiting until their change has reached the listeners (see [`changes`]).
+    echoes: Arc<changes::Echoes>,
 }
 
 impl fmt::Debug for Postgres {
@@ -98,6 +101,7 @@ impl Postgres {
         Ok(Self {
             pool,
             replicas: None,
+            echoes: Arc::default(),
         })
     }
 
@@ -134,18 +138,23 @@ impl Postgres {
     }
 
     /// Fences a change to `package` this instance committed: it is read from the primary until
-    /// a replica has replayed the change.
-    pub(crate) fn wrote_package(&self, package: &str) {
+    /// a replica has replayed the change. Returns once the change's notification has reached
+    /// the instances listening, or after [`changes::ECHO_WAIT`]. Callers hold no connection of
+    /// the pool meanwhile, so that waiting writers never run the pool dry.
+    pub(crate) async fn wrote_package(&self, package: &str) {
         if let Some(replicas) = &self.replicas {
             replicas.changed(&crate::store::Change::Package(package.to_owned()));
         }
+        self.echoes.settle(&self.pool).await;
     }
 
-    /// Fences a change this instance committed that may concern any package (an org's).
-    pub(crate) fn wrote_everything(&self) {
+    /// Fences a change this instance committed that may concern any package (an org's), and
+    /// waits for it to reach the listeners as [`Postgres::wrote_package`] does.
+    pub(crate) async fn wrote_everything(&self) {
         if let Some(replicas) = &self.replicas {
             replicas.changed(&crate::store::Change::Everything);
         }
+        self.echoes.settle(&self.pool).await;
     }
 }
 
@@ -167,7 +176,11 @@ impl crate::store::MetadataStore for Postgres {
     }
 
     fn watch_changes(&self) -> Option<crate::store::ChangeFeed> {
-        Some(changes::listen(self.pool.clone(), self.replicas.clone()))
+        Some(changes::listen(
+            self.pool.clone(),
+            self.replicas.clone(),
+            Arc::clone(&self.echoes),
+        ))
     }
 
     fn replica_status(&self) -> Vec<crate::store::ReplicaStatus> {
@@ -175,6 +188,14 @@ impl crate::store::MetadataStore for Postgres {
             .as_ref()
             .map(|r| r.status())
             .unwrap_or_default()
+    }
+
+    fn shared_blob_claims(
+        &self,
+    ) -> Option<std::sync::Arc<dyn crate::store::blob_claims::SharedBlobClaims>> {
+        Some(std::sync::Arc::new(blob_claims::PgBlobClaims::new(
+            self.pool.clone(),
+        )))
     }
 
     fn shared_buckets(&self) -> Option<std::sync::Arc<dyn crate::store::SharedBuckets>> {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use super::packages::{exec, lock, opt, rows};
+use super::packages::{exec, lock, opt, rows, scope_lock};
 use crate::audit::AuditEvent;
 use crate::clock;
 use crate::orgs::OrgError;
@@ -359,6 +359,9 @@ impl crate::store::OrgStore for super::Postgres {
     ) -> Result<Option<OrgRow>, StoreError> {
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
+        // The lock a publish under the scope holds from its look at the scope to its commit: a
+        // publish decided on "no org here" commits before the org exists, as on SQLite.
+        lock(&tx, &scope_lock(slug)).await?;
         let now = clock::now_ms();
         let Some(row) = opt(
             &tx,
@@ -372,7 +375,8 @@ impl crate::store::OrgStore for super::Postgres {
         };
         super::events::record_all(&tx, &events).await?;
         tx.commit().await?;
-        self.wrote_everything();
+        drop(client);
+        self.wrote_everything().await;
         Ok(Some(OrgRow {
             id: row.get(0),
             slug: slug.to_owned(),
@@ -391,7 +395,7 @@ impl crate::store::OrgStore for super::Postgres {
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
         // The same lock a first publish claiming the scope takes.
-        lock(&tx, &format!("scope:{slug}")).await?;
+        lock(&tx, &scope_lock(slug)).await?;
         if opt(&tx, "SELECT 1 FROM orgs WHERE slug = $1", &[&slug])
             .await?
             .is_some()
@@ -531,7 +535,8 @@ impl crate::store::OrgStore for super::Postgres {
             super::events::record_all(&tx, &events).await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
-        self.wrote_everything();
+        drop(client);
+        self.wrote_everything().await;
         Ok(outcome)
     }
 

@@ -1,11 +1,14 @@
 //! PostgreSQL side of [`crate::store::PackageStore`].
 //!
 //! Writers run concurrently here, so every change to a package first takes a transaction-scoped
-//! advisory lock on `package:<name>` (and a first publish under a scope nobody holds yet also
-//! `scope:<slug>`, always after the package's): the facts a change is decided on cannot move
-//! until it commits. Statements go through the connection's statement cache. Reads are one
+//! advisory lock on `package:<name>`, and a publish of a scoped name then also `scope:<slug>`
+//! (exclusively for a first publish, which may claim the scope; shared for a new version). Org
+//! creation and scope reservations take `scope:<slug>` exclusively, so an org cannot appear
+//! between a publish's look at the scope and its commit: the facts a change is decided on cannot
+//! move until it commits. Statements go through the connection's statement cache. Reads are one
 //! statement each, so a packument is one round trip whatever its number of versions. Versions
-//! published in the same millisecond are listed by version where SQLite lists them by insertion.
+//! are listed by publish time, those of the same millisecond by version in byte order, as on
+//! SQLite.
 
 use std::collections::BTreeMap;
 
@@ -111,8 +114,24 @@ pub(super) async fn lock<C: GenericClient>(client: &C, key: &str) -> Result<(), 
     Ok(())
 }
 
+/// As [`lock`], shared with other holders of the shared lock, exclusive of [`lock`]'s holders.
+async fn lock_shared<C: GenericClient>(client: &C, key: &str) -> Result<(), StoreError> {
+    exec(
+        client,
+        "SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))",
+        &[&key],
+    )
+    .await?;
+    Ok(())
+}
+
 pub(super) fn package_lock(name: &str) -> String {
     format!("package:{name}")
+}
+
+/// The lock on a scope: who may publish under it (its org, its owner) stays as it is while held.
+pub(super) fn scope_lock(slug: &str) -> String {
+    format!("scope:{slug}")
 }
 
 /// Loads everything about one package in one statement (one snapshot), or `None`.
@@ -247,7 +266,8 @@ async fn dist_tags<C: GenericClient>(
 }
 
 /// The facts deciding whether `user_id` may change (or create) `name`. With `lock_scope`,
-/// inside a publish, a scope that the publish could claim is locked before it is looked at.
+/// inside a publish, the name's scope is locked before its org and owner are looked at:
+/// exclusively when the name is new (the publish may claim the scope), else shared.
 pub(super) async fn write_facts<C: GenericClient>(
     client: &C,
     name: &str,
@@ -263,6 +283,14 @@ pub(super) async fn write_facts<C: GenericClient>(
     .await?;
     let (exists, is_maintainer): (bool, bool) = (row.get(0), row.get(1));
     let slug = scope_slug(name);
+    if let (Some(slug), true) = (slug, lock_scope) {
+        // `exists` holds while the package's lock is held, so the lock taken is the one needed.
+        if exists {
+            lock_shared(client, &scope_lock(slug)).await?;
+        } else {
+            lock(client, &scope_lock(slug)).await?;
+        }
+    }
     let org = match slug {
         Some(slug) => super::orgs::org_facts(client, slug, name, user_id).await?,
         None => None,
@@ -271,9 +299,6 @@ pub(super) async fn write_facts<C: GenericClient>(
         None
     } else {
         let plain = slug.filter(|_| org.is_none());
-        if let (Some(slug), true) = (plain, lock_scope) {
-            lock(client, &format!("scope:{slug}")).await?;
-        }
         // '0' follows '/' in byte order: the range holds exactly the names under `@scope/`.
         let (from, to) = match plain {
             Some(slug) => (Some(format!("@{slug}/")), Some(format!("@{slug}0"))),
@@ -588,7 +613,8 @@ impl crate::store::PackageStore for super::Postgres {
             super::events::record_all(&tx, &events).await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
-        self.wrote_package(&new.package);
+        drop(client);
+        self.wrote_package(&new.package).await;
         Ok(outcome)
     }
 
@@ -607,7 +633,8 @@ impl crate::store::PackageStore for super::Postgres {
         super::events::record_all(&tx, &events).await?;
         let tags = dist_tags(&tx, name).await?;
         tx.commit().await?;
-        self.wrote_package(name);
+        drop(client);
+        self.wrote_package(name).await;
         Ok(tags)
     }
 
@@ -633,7 +660,8 @@ impl crate::store::PackageStore for super::Postgres {
         super::events::record_all(&tx, &events).await?;
         let tags = dist_tags(&tx, name).await?;
         tx.commit().await?;
-        self.wrote_package(name);
+        drop(client);
+        self.wrote_package(name).await;
         Ok(Some(tags))
     }
 
@@ -657,7 +685,8 @@ impl crate::store::PackageStore for super::Postgres {
         bump(&tx, name, clock::now_ms()).await?;
         super::events::record_all(&tx, &events).await?;
         tx.commit().await?;
-        self.wrote_package(name);
+        drop(client);
+        self.wrote_package(name).await;
         Ok(())
     }
 
@@ -694,7 +723,8 @@ impl crate::store::PackageStore for super::Postgres {
         bump(&tx, name, clock::now_ms()).await?;
         super::events::record_all(&tx, &events).await?;
         tx.commit().await?;
-        self.wrote_package(name);
+        drop(client);
+        self.wrote_package(name).await;
         Ok(None)
     }
 
@@ -724,7 +754,8 @@ impl crate::store::PackageStore for super::Postgres {
             Removal::Package => delete_package(&tx, name, now).await?,
         };
         tx.commit().await?;
-        self.wrote_package(name);
+        drop(client);
+        self.wrote_package(name).await;
         Ok(UnpublishOutcome::Removed { freed_blobs })
     }
 
@@ -760,7 +791,8 @@ impl crate::store::PackageStore for super::Postgres {
         .await?;
         super::events::record_all(&tx, &events).await?;
         tx.commit().await?;
-        self.wrote_package(name);
+        drop(client);
+        self.wrote_package(name).await;
         Ok(found > 0)
     }
 

@@ -277,6 +277,17 @@ CREATE TABLE rate_limit_buckets (
     tat BIGINT NOT NULL
 );
 
+-- Blobs publishes in flight rely on, and blobs being deleted, seen by every instance (PostgreSQL
+-- only: one SQLite instance keeps these claims in memory; see src/store/blob_claims.rs). A row
+-- lapses at `expires_at` (ms), so a dead instance's claims end with their lease.
+CREATE TABLE blob_claims (
+    id         BIGSERIAL PRIMARY KEY,
+    blob_key   TEXT NOT NULL,
+    discarding BOOLEAN NOT NULL DEFAULT FALSE,   -- a refused publish is deleting the blob
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX blob_claims_blob_key ON blob_claims(blob_key);
+
 -- Registry signing keys (npm-protocol.md §12): every instance signs with the active one (no
 -- `expires_at`); a rotation adds a key and sets the old one's `expires_at`, never deletes it.
 CREATE TABLE signing_keys (

@@ -220,7 +220,8 @@ impl crate::store::StageStore for super::Postgres {
             super::events::record_all(&tx, &events).await?;
         }
         tx.commit().await?;
-        self.wrote_package(&new.package);
+        drop(client);
+        self.wrote_package(&new.package).await;
         Ok(ApproveOutcome::Published(outcome))
     }
 

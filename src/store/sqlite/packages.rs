@@ -33,12 +33,15 @@ pub fn load(conn: &Connection, name: &str) -> Result<Option<PackageRecord>, Stor
     let Some((access, rev, created_at, modified_at)) = head else {
         return Ok(None);
     };
+    // Versions of the same millisecond go by version in byte order (BINARY), as on PostgreSQL
+    // (`COLLATE "C"`): an order both stores read from the rows themselves, so a database moved
+    // between them serves the same packument, byte for byte.
     let mut stmt = conn.prepare_cached(
         "SELECT version, manifest, integrity, shasum, blob_key, size, deprecated, readme, published_at,
                 (SELECT json_group_array(json_object('keyid', s.keyid, 'sig', s.sig))
                  FROM version_signatures s
                  WHERE s.package = versions.package AND s.version = versions.version)
-         FROM versions WHERE package = ?1 ORDER BY published_at, rowid",
+         FROM versions WHERE package = ?1 ORDER BY published_at, version",
     )?;
     let rows = stmt
         .query_map([name], |row| {
