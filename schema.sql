@@ -102,6 +102,39 @@ CREATE TABLE IF NOT EXISTS retired_package_maintainers (
 -- Unpublish and refused publishes look up whether any version still uses a blob.
 CREATE INDEX IF NOT EXISTS versions_blob_key ON versions(blob_key);
 
+-- Stored renderings (src/store/renderings.rs): each version's rendered JSON, full and abbreviated,
+-- with its tarball URL's base left out at `*_at` (a byte offset); written at publish, dropped when
+-- the version's deprecation changes, and filled in from `versions` when missing.
+CREATE TABLE IF NOT EXISTS version_renderings (
+    package          TEXT NOT NULL,
+    version          TEXT NOT NULL,
+    full_json        TEXT NOT NULL,
+    full_at          INTEGER NOT NULL,
+    abbreviated_json TEXT NOT NULL,
+    abbreviated_at   INTEGER NOT NULL,
+    PRIMARY KEY (package, version),
+    FOREIGN KEY (package, version) REFERENCES versions(package, version) ON DELETE CASCADE
+);
+-- The bytes a packument cache miss serves, replaced in every change's transaction; `rev` is the
+-- package's rev they show (an older one is never served), `base` the base URL of their tarball
+-- URLs, `*_base_at` where it sits (little-endian u32 offsets), so another base is spliced in.
+CREATE TABLE IF NOT EXISTS packument_renderings (
+    name                       TEXT PRIMARY KEY REFERENCES packages(name) ON DELETE CASCADE,
+    rev                        INTEGER NOT NULL,
+    base                       TEXT NOT NULL,
+    last_modified              TEXT NOT NULL,
+    full_plain                 BLOB NOT NULL,
+    full_gzip                  BLOB NOT NULL,
+    full_etag                  TEXT NOT NULL,
+    full_gzip_etag             TEXT NOT NULL,
+    full_base_at               BLOB NOT NULL,
+    abbreviated_plain          BLOB NOT NULL,
+    abbreviated_gzip           BLOB NOT NULL,
+    abbreviated_etag           TEXT NOT NULL,
+    abbreviated_gzip_etag      TEXT NOT NULL,
+    abbreviated_base_at        BLOB NOT NULL
+);
+
 
 -- Every mutation, with who did it, from where, and what changed.
 CREATE TABLE IF NOT EXISTS audit_log (

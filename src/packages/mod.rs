@@ -13,6 +13,7 @@ pub mod owners;
 pub mod packument;
 pub mod publish;
 pub mod registry;
+pub mod rendering;
 pub mod tarball;
 pub mod tarball_cache;
 pub mod unpublish;

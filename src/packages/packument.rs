@@ -41,7 +41,7 @@ const ABBREVIATED_FIELDS: &[&str] = &[
 ];
 
 /// Root fields hoisted from the version `latest` points to.
-const HOISTED_FIELDS: &[&str] = &[
+pub(super) const HOISTED_FIELDS: &[&str] = &[
     "description",
     "author",
     "license",
@@ -92,7 +92,7 @@ pub fn version_object(
     Ok(Value::Object(manifest))
 }
 
-fn abbreviate(full: &Value) -> Value {
+pub(super) fn abbreviate(full: &Value) -> Value {
     let Value::Object(fields) = full else {
         return full.clone();
     };
@@ -165,20 +165,27 @@ pub fn render(record: &PackageRecord, base_url: &str) -> Result<PackumentSet, Re
 
 fn encode(document: &Value) -> Result<Rendered, RegistryError> {
     let plain = serde_json::to_vec(document).map_err(|e| RegistryError::Internal(e.to_string()))?;
+    let (gzip, etag, gzip_etag) = compress_and_tag(&plain)?;
+    Ok(Rendered {
+        plain: plain.into(),
+        gzip: gzip.into(),
+        etag,
+        gzip_etag,
+    })
+}
+
+/// The gzip bytes, ETag and gzip ETag of a document: the one place they are made, for fresh
+/// renders and stored renderings alike.
+pub(super) fn compress_and_tag(plain: &[u8]) -> Result<(Vec<u8>, String, String), RegistryError> {
     let mut encoder = GzEncoder::new(Vec::with_capacity(plain.len() / 4), Compression::default());
     encoder
-        .write_all(&plain)
+        .write_all(plain)
         .map_err(|e| RegistryError::Internal(e.to_string()))?;
     let gzip = encoder
         .finish()
         .map_err(|e| RegistryError::Internal(e.to_string()))?;
-    let tag = hex::encode(&Sha256::digest(&plain)[..16]);
-    Ok(Rendered {
-        plain: plain.into(),
-        gzip: gzip.into(),
-        etag: format!("\"{tag}\""),
-        gzip_etag: format!("\"{tag}-gz\""),
-    })
+    let tag = hex::encode(&Sha256::digest(plain)[..16]);
+    Ok((gzip, format!("\"{tag}\""), format!("\"{tag}-gz\"")))
 }
 
 #[cfg(test)]

@@ -10,13 +10,17 @@ use super::blob_claims::{BlobClaims, Claim};
 use super::cache::{PackumentCache, PackumentSet};
 use super::tarball::TarballLimits;
 use super::tarball_cache::{CachedTarball, SMALL_TARBALL_BYTES, TarballCache};
-use super::{PackageName, RegistryError, packument};
+use super::{PackageName, RegistryError, packument, rendering};
 
 use crate::auth::Caller;
 use crate::orgs::{self, OrgDecision};
 use crate::store::blob::Blob;
 use crate::store::packages::{PackageRecord, PublishPlan, WriteFacts};
+use crate::store::renderings::StoredRendering;
 use crate::store::{BlobKey, BlobStore, Store};
+
+/// Stored renderings smaller than this get another base spliced in on the async thread.
+const SPLICE_INLINE_BYTES: usize = 64 * 1024;
 
 /// Policy settings of the registry core.
 #[derive(Debug, Clone)]
@@ -191,15 +195,50 @@ impl Registry {
             return Ok(set);
         }
         let epoch = self.cache.epoch(name.as_str());
-        let record = self.load(name).await?;
-        let base = base_url.to_owned();
-        let set = tokio::task::spawn_blocking(move || packument::render(&record, &base))
-            .await
-            .map_err(|e| RegistryError::Internal(e.to_string()))??;
-        let set = Arc::new(set);
+        let set = rendering::into_set(self.stored_rendering(name, base_url).await?);
         self.cache
             .insert(name.as_str(), base_url, epoch, Arc::clone(&set));
         Ok(set)
+    }
+
+    /// A miss: the rendering the store keeps (one keyed read), on `base_url`. A package stored
+    /// before renderings were is rendered from its rows once; a rendering made on another base
+    /// has this one spliced in, and one made on none yet (`""`, before any read) adopts it.
+    async fn stored_rendering(
+        &self,
+        name: &PackageName,
+        base_url: &str,
+    ) -> Result<StoredRendering, RegistryError> {
+        let stored = match self.store.stored_rendering(name.as_str()).await? {
+            Some(stored) => stored,
+            None => self
+                .store
+                .render_and_store(name.as_str(), base_url)
+                .await?
+                .ok_or_else(|| RegistryError::NotFound(format!("package not found: {name}")))?,
+        };
+        if stored.base == base_url {
+            return Ok(stored);
+        }
+        let adopt = stored.base.is_empty();
+        let base = base_url.to_owned();
+        let moved = if stored.full.plain.len() < SPLICE_INLINE_BYTES {
+            rendering::rebase(&stored, &base)?
+        } else {
+            tokio::task::spawn_blocking(move || rendering::rebase(&stored, &base))
+                .await
+                .map_err(|e| RegistryError::Internal(e.to_string()))??
+        };
+        if adopt {
+            // Once per package, off the request: later misses on this base read final bytes.
+            let (store, name, copy) = (self.store.clone(), name.to_string(), moved.clone());
+            tokio::spawn(async move {
+                if let Err(err) = store.adopt_base(&name, copy).await {
+                    tracing::warn!(error = %err, package = %name, "could not store a rendering's base");
+                }
+            });
+        }
+        Ok(moved)
     }
 
     /// One version object (full form) by version or dist-tag.

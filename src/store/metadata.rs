@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use super::{
-    AccountStore, AuditStore, LoginStore, OrgStore, PackageStore, StoreError, TokenStore,
-    WebhookStore,
+    AccountStore, AuditStore, LoginStore, OrgStore, PackageStore, RenderingStore, StoreError,
+    TokenStore, WebhookStore,
 };
 
 /// Every domain's operations, plus what the server asks of the store as a whole.
@@ -18,6 +18,7 @@ pub trait MetadataStore:
     + TokenStore
     + LoginStore
     + PackageStore
+    + RenderingStore
     + OrgStore
     + WebhookStore
     + AuditStore

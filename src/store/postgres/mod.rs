@@ -9,6 +9,7 @@ pub mod logins;
 pub mod migrate;
 pub mod orgs;
 pub mod packages;
+pub mod renderings;
 pub mod tokens;
 pub mod webhooks;
 

@@ -13,6 +13,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
+use super::renderings::{forget_fragments, rerender};
 use crate::audit::AuditEvent;
 use crate::clock;
 use crate::orgs::scope_slug;
@@ -76,7 +77,7 @@ pub(super) async fn lock<C: GenericClient>(client: &C, key: &str) -> Result<(), 
     Ok(())
 }
 
-fn package_lock(name: &str) -> String {
+pub(super) fn package_lock(name: &str) -> String {
     format!("package:{name}")
 }
 
@@ -162,7 +163,7 @@ async fn load<C: GenericClient>(
     }))
 }
 
-async fn dist_tags<C: GenericClient>(
+pub(super) async fn dist_tags<C: GenericClient>(
     client: &C,
     name: &str,
 ) -> Result<BTreeMap<String, String>, StoreError> {
@@ -521,6 +522,7 @@ impl crate::store::PackageStore for super::Postgres {
                 .await?;
             }
             super::events::record_all(&tx, &events).await?;
+            rerender(&tx, &new.package, "").await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
         Ok(outcome)
@@ -539,6 +541,7 @@ impl crate::store::PackageStore for super::Postgres {
         put_tag(&tx, name, tag, version).await?;
         bump(&tx, name, clock::now_ms()).await?;
         super::events::record_all(&tx, &events).await?;
+        rerender(&tx, name, "").await?;
         let tags = dist_tags(&tx, name).await?;
         tx.commit().await?;
         Ok(tags)
@@ -564,6 +567,7 @@ impl crate::store::PackageStore for super::Postgres {
         }
         bump(&tx, name, clock::now_ms()).await?;
         super::events::record_all(&tx, &events).await?;
+        rerender(&tx, name, "").await?;
         let tags = dist_tags(&tx, name).await?;
         tx.commit().await?;
         Ok(Some(tags))
@@ -587,6 +591,9 @@ impl crate::store::PackageStore for super::Postgres {
             .await?;
         }
         bump(&tx, name, clock::now_ms()).await?;
+        let changed: Vec<String> = changes.into_iter().map(|(version, _)| version).collect();
+        forget_fragments(&tx, name, &changed).await?;
+        rerender(&tx, name, "").await?;
         super::events::record_all(&tx, &events).await?;
         tx.commit().await?;
         Ok(())
@@ -624,6 +631,7 @@ impl crate::store::PackageStore for super::Postgres {
         .await?;
         bump(&tx, name, clock::now_ms()).await?;
         super::events::record_all(&tx, &events).await?;
+        rerender(&tx, name, "").await?;
         tx.commit().await?;
         Ok(None)
     }
@@ -653,6 +661,8 @@ impl crate::store::PackageStore for super::Postgres {
             } => remove_versions(&tx, name, versions, new_latest.as_deref(), now).await?,
             Removal::Package => delete_package(&tx, name, now).await?,
         };
+        // Gone with the package when it was deleted (the rendering is cascaded away).
+        rerender(&tx, name, "").await?;
         tx.commit().await?;
         Ok(UnpublishOutcome::Removed { freed_blobs })
     }
@@ -689,6 +699,7 @@ impl crate::store::PackageStore for super::Postgres {
         )
         .await?;
         super::events::record_all(&tx, &events).await?;
+        rerender(&tx, name, "").await?;
         tx.commit().await?;
         Ok(found > 0)
     }

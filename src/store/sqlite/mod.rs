@@ -7,6 +7,7 @@ pub mod migrate;
 pub mod oauth;
 pub mod orgs;
 pub mod packages;
+pub mod renderings;
 pub mod tokens;
 pub mod users;
 pub mod webhooks;

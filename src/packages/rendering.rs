@@ -1,0 +1,386 @@
+//! Stored renderings (see `crate::store::renderings`): per-version fragments, the documents
+//! assembled from them, and the splice of another public base URL into stored bytes.
+//!
+//! The bytes are exactly what [`packument::render`] makes of the same rows: fragments are the
+//! serialization of [`packument::version_object`], and the documents keep serde_json's order
+//! (object keys sorted, `versions` last), so assembling is string concatenation. Only the
+//! documents' heads (tags, maintainers, `time`, hoisted fields) are serialized per write.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use super::RegistryError;
+use super::cache::{PackumentSet, Rendered};
+use super::packument::{self, HOISTED_FIELDS};
+use crate::clock;
+use crate::store::packages::VersionRow;
+use crate::store::renderings::{Fragment, RenderSource, StoredDocument, StoredRendering};
+
+/// Renders one version's fragments: the full and abbreviated version objects, each with the
+/// position its tarball URL's base goes at, the base itself left out.
+pub fn fragment(
+    name: &str,
+    version: &str,
+    manifest: &str,
+    deprecated: Option<&str>,
+) -> Result<Fragment, RegistryError> {
+    let row = VersionRow {
+        version: version.to_owned(),
+        manifest: manifest.to_owned(),
+        integrity: String::new(),
+        shasum: String::new(),
+        blob_key: String::new(),
+        size: 0,
+        deprecated: deprecated.map(str::to_owned),
+        readme: None,
+        published_at: 0,
+    };
+    // Rendered on a marker base found exactly once in each object; the manifest is the
+    // publisher's text, so a marker it happens to contain is passed over for another.
+    for attempt in 0..64u32 {
+        let marker = format!("\u{1}packr-base-{attempt}\u{1}");
+        let full = packument::version_object(name, &row, &marker)?;
+        let abbreviated = packument::abbreviate(&full);
+        let encoded = json_text(&Value::String(marker))?;
+        let encoded = &encoded[1..encoded.len() - 1];
+        if let (Some((full, full_at)), Some((abbreviated, abbreviated_at))) = (
+            cut_once(&json_text(&full)?, encoded),
+            cut_once(&json_text(&abbreviated)?, encoded),
+        ) {
+            return Ok(Fragment {
+                full,
+                full_at,
+                abbreviated,
+                abbreviated_at,
+            });
+        }
+    }
+    Err(RegistryError::Internal(format!(
+        "no base marker could be placed in the manifest of {name}@{version}"
+    )))
+}
+
+/// `text` without its one occurrence of `marker`, and where it was; `None` unless exactly one.
+fn cut_once(text: &str, marker: &str) -> Option<(String, i64)> {
+    let mut found = text.match_indices(marker);
+    let (at, _) = found.next()?;
+    if found.next().is_some() {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len() - marker.len());
+    out.push_str(&text[..at]);
+    out.push_str(&text[at + marker.len()..]);
+    Some((out, i64::try_from(at).ok()?))
+}
+
+fn json_text(value: &Value) -> Result<String, RegistryError> {
+    serde_json::to_string(value).map_err(|e| RegistryError::Internal(e.to_string()))
+}
+
+/// The base URL as it appears inside a JSON string.
+fn escaped(base: &str) -> Result<String, RegistryError> {
+    let text = json_text(&Value::String(base.to_owned()))?;
+    Ok(text[1..text.len() - 1].to_owned())
+}
+
+/// Assembles both documents of a package on `base` from its stored fragments.
+pub fn assemble(source: &RenderSource, base: &str) -> Result<StoredRendering, RegistryError> {
+    let name = source.name.as_str();
+    let base_text = escaped(base)?;
+    let mut versions: Vec<_> = source.versions.iter().collect();
+    // serde_json's maps are ordered by key bytes, as `String`'s `Ord` is.
+    versions.sort_unstable_by(|a, b| a.version.cmp(&b.version));
+
+    let mut time = Map::new();
+    time.insert("created".into(), clock::iso(source.created_at).into());
+    time.insert("modified".into(), clock::iso(source.modified_at).into());
+    for v in &versions {
+        time.insert(v.version.clone(), clock::iso(v.published_at).into());
+    }
+    let maintainers: Vec<Value> = source
+        .maintainers
+        .iter()
+        .map(|(name, email)| json!({ "name": name, "email": email }))
+        .collect();
+    let rev = packument::rev(name, source.rev);
+
+    let mut full = Map::new();
+    full.insert("_id".into(), name.into());
+    full.insert("_rev".into(), rev.clone().into());
+    full.insert("name".into(), name.into());
+    full.insert("dist-tags".into(), json!(source.dist_tags));
+    let latest = source
+        .dist_tags
+        .get("latest")
+        .filter(|v| versions.iter().any(|row| &row.version == *v));
+    let mut readme = String::new();
+    if let (Some(_), Some((manifest, latest_readme))) = (latest, &source.latest) {
+        // The hoisted fields are the manifest's own: `version_object` adds only `dist.tarball`
+        // and `deprecated`, neither hoisted.
+        let manifest: Map<String, Value> = serde_json::from_str(manifest).map_err(|e| {
+            RegistryError::Internal(format!("stored manifest of {name} is corrupt: {e}"))
+        })?;
+        for field in HOISTED_FIELDS {
+            if let Some(value) = manifest.get(*field) {
+                full.insert((*field).into(), value.clone());
+            }
+        }
+        readme = latest_readme.clone().unwrap_or_default();
+    }
+    full.insert("readme".into(), readme.into());
+    full.insert("maintainers".into(), Value::Array(maintainers.clone()));
+    full.insert("time".into(), Value::Object(time));
+    full.insert("users".into(), json!({}));
+    full.insert("versions".into(), json!({}));
+
+    let abbreviated = json!({
+        "name": name,
+        "_rev": rev,
+        "modified": clock::iso(source.modified_at),
+        "dist-tags": source.dist_tags,
+        "maintainers": maintainers,
+        "versions": {},
+    });
+    let full = document(&Value::Object(full), &versions, &base_text, |f| {
+        (&f.full, f.full_at)
+    })?;
+    let abbreviated = document(&abbreviated, &versions, &base_text, |f| {
+        (&f.abbreviated, f.abbreviated_at)
+    })?;
+    Ok(StoredRendering {
+        rev: source.rev,
+        base: base.to_owned(),
+        last_modified: clock::http_date(source.modified_at),
+        full,
+        abbreviated,
+    })
+}
+
+/// The head's serialization with the version fragments put into its (last, empty) `versions`.
+fn document(
+    head: &Value,
+    versions: &[&crate::store::renderings::VersionSource],
+    base_text: &str,
+    pick: impl Fn(&Fragment) -> (&String, i64),
+) -> Result<StoredDocument, RegistryError> {
+    let head = json_text(head)?;
+    let open = head
+        .strip_suffix("{}}")
+        .filter(|h| h.ends_with("\"versions\":"))
+        .ok_or_else(|| RegistryError::Internal("a packument head must end in versions".into()))?;
+    let size: usize = versions
+        .iter()
+        .map(|v| pick(&v.fragment).0.len() + v.version.len() + base_text.len() + 4)
+        .sum();
+    let mut plain = String::with_capacity(open.len() + size + 2);
+    let mut base_at = Vec::with_capacity(versions.len() * 4);
+    plain.push_str(open);
+    plain.push('{');
+    for (i, v) in versions.iter().enumerate() {
+        if i > 0 {
+            plain.push(',');
+        }
+        plain.push_str(&json_text(&Value::String(v.version.clone()))?);
+        plain.push(':');
+        let (text, at) = pick(&v.fragment);
+        let at = usize::try_from(at)
+            .ok()
+            .filter(|at| text.is_char_boundary(*at))
+            .ok_or_else(|| {
+                RegistryError::Internal(format!("stored fragment of {} is corrupt", v.version))
+            })?;
+        plain.push_str(&text[..at]);
+        base_at.extend_from_slice(&offset(plain.len())?);
+        plain.push_str(base_text);
+        plain.push_str(&text[at..]);
+    }
+    plain.push_str("}}");
+    finish(plain.into_bytes(), base_at)
+}
+
+fn offset(at: usize) -> Result<[u8; 4], RegistryError> {
+    u32::try_from(at)
+        .map(u32::to_le_bytes)
+        .map_err(|_| RegistryError::Internal("a packument over 4 GiB cannot be stored".into()))
+}
+
+fn finish(plain: Vec<u8>, base_at: Vec<u8>) -> Result<StoredDocument, RegistryError> {
+    let (gzip, etag, gzip_etag) = packument::compress_and_tag(&plain)?;
+    Ok(StoredDocument {
+        plain,
+        gzip,
+        etag,
+        gzip_etag,
+        base_at,
+    })
+}
+
+/// The rendering with its tarball URLs moved to `base`: the stored bytes between base URLs are
+/// copied, then compressed and tagged again.
+pub fn rebase(rendering: &StoredRendering, base: &str) -> Result<StoredRendering, RegistryError> {
+    let old = escaped(&rendering.base)?.len();
+    let new = escaped(base)?;
+    let splice = |doc: &StoredDocument| -> Result<StoredDocument, RegistryError> {
+        let count = doc.base_at.len() / 4;
+        let mut plain = Vec::with_capacity(doc.plain.len() + count * new.len());
+        let mut base_at = Vec::with_capacity(doc.base_at.len());
+        let mut from = 0;
+        for at in doc.base_at.chunks_exact(4) {
+            let at = u32::from_le_bytes([at[0], at[1], at[2], at[3]]) as usize;
+            let segment = doc.plain.get(from..at).ok_or_else(|| {
+                RegistryError::Internal("a stored rendering's base offsets are corrupt".into())
+            })?;
+            plain.extend_from_slice(segment);
+            base_at.extend_from_slice(&offset(plain.len())?);
+            plain.extend_from_slice(new.as_bytes());
+            from = at + old;
+        }
+        plain.extend_from_slice(doc.plain.get(from..).unwrap_or_default());
+        finish(plain, base_at)
+    };
+    Ok(StoredRendering {
+        rev: rendering.rev,
+        base: base.to_owned(),
+        last_modified: rendering.last_modified.clone(),
+        full: splice(&rendering.full)?,
+        abbreviated: splice(&rendering.abbreviated)?,
+    })
+}
+
+/// The rendering as the cache holds it (no copy of the bytes).
+pub fn into_set(rendering: StoredRendering) -> Arc<PackumentSet> {
+    let rendered = |doc: StoredDocument| Rendered {
+        plain: doc.plain.into(),
+        gzip: doc.gzip.into(),
+        etag: doc.etag,
+        gzip_etag: doc.gzip_etag,
+    };
+    Arc::new(PackumentSet {
+        full: rendered(rendering.full),
+        abbreviated: rendered(rendering.abbreviated),
+        last_modified: rendering.last_modified,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::store::packages::PackageRecord;
+    use crate::store::renderings::VersionSource;
+
+    fn row(version: &str, manifest: Value, deprecated: Option<&str>) -> VersionRow {
+        VersionRow {
+            version: version.into(),
+            manifest: manifest.to_string(),
+            integrity: String::new(),
+            shasum: String::new(),
+            blob_key: String::new(),
+            size: 1,
+            deprecated: deprecated.map(str::to_owned),
+            readme: Some(format!("readme of {version}")),
+            published_at: 1_700_000_000_000 + version.len() as i64,
+        }
+    }
+
+    fn record() -> PackageRecord {
+        let tricky = "\u{1}packr-base-0\u{1} and \"quotes\" and </script>";
+        PackageRecord {
+            name: "@acme/p".into(),
+            access: "public".into(),
+            rev: 7,
+            created_at: 1_600_000_000_000,
+            modified_at: 1_700_000_000_500,
+            versions: vec![
+                row(
+                    "2.0.0",
+                    json!({"name": "@acme/p", "version": "2.0.0", "description": tricky,
+                           "dist": {"shasum": "ab", "integrity": "sha512-x"},
+                           "dependencies": {"a": "^1"}, "license": "MIT", "zzz": 1}),
+                    None,
+                ),
+                row(
+                    "10.0.0-rc.1",
+                    json!({"name": "@acme/p", "version": "10.0.0-rc.1", "description": "ü ✓"}),
+                    Some("use 2"),
+                ),
+                row(
+                    "1.0.0",
+                    json!({"name": "@acme/p", "version": "1.0.0", "author": {"name": "a"}}),
+                    None,
+                ),
+            ],
+            dist_tags: BTreeMap::from([
+                ("latest".into(), "2.0.0".into()),
+                ("next".into(), "10.0.0-rc.1".into()),
+            ]),
+            maintainers: vec![("alice".into(), "a@x".into()), ("bob".into(), "b@x".into())],
+        }
+    }
+
+    fn source(record: &PackageRecord) -> RenderSource {
+        let latest = record.dist_tags.get("latest").and_then(|l| {
+            let row = record.versions.iter().find(|r| &r.version == l)?;
+            Some((row.manifest.clone(), row.readme.clone()))
+        });
+        RenderSource {
+            name: record.name.clone(),
+            rev: record.rev,
+            created_at: record.created_at,
+            modified_at: record.modified_at,
+            versions: record
+                .versions
+                .iter()
+                .map(|r| VersionSource {
+                    version: r.version.clone(),
+                    published_at: r.published_at,
+                    fragment: fragment(&record.name, &r.version, &r.manifest, r.deprecated.as_deref())
+                        .unwrap(),
+                })
+                .collect(),
+            dist_tags: record.dist_tags.clone(),
+            maintainers: record.maintainers.clone(),
+            latest,
+        }
+    }
+
+    fn same(stored: &StoredRendering, fresh: &PackumentSet) {
+        assert_eq!(stored.full.plain, fresh.full.plain.as_ref());
+        assert_eq!(stored.full.etag, fresh.full.etag);
+        assert_eq!(stored.full.gzip, fresh.full.gzip.as_ref());
+        assert_eq!(stored.full.gzip_etag, fresh.full.gzip_etag);
+        assert_eq!(stored.abbreviated.plain, fresh.abbreviated.plain.as_ref());
+        assert_eq!(stored.abbreviated.etag, fresh.abbreviated.etag);
+        assert_eq!(stored.abbreviated.gzip, fresh.abbreviated.gzip.as_ref());
+        assert_eq!(stored.last_modified, fresh.last_modified);
+    }
+
+    #[test]
+    fn assembled_documents_are_the_renderers_bytes() {
+        let record = record();
+        let stored = assemble(&source(&record), "http://r:1").unwrap();
+        same(&stored, &packument::render(&record, "http://r:1").unwrap());
+    }
+
+    #[test]
+    fn a_rebased_rendering_is_the_render_on_the_other_base() {
+        let record = record();
+        let stored = assemble(&source(&record), "").unwrap();
+        for base in ["http://other.example:8080", "https://r/\"odd\"", ""] {
+            let moved = rebase(&stored, base).unwrap();
+            same(&moved, &packument::render(&record, base).unwrap());
+            let back = rebase(&moved, "http://x").unwrap();
+            same(&back, &packument::render(&record, "http://x").unwrap());
+        }
+    }
+
+    #[test]
+    fn a_package_whose_latest_is_missing_hoists_nothing() {
+        let mut record = record();
+        record.dist_tags = BTreeMap::from([("beta".into(), "1.0.0".into())]);
+        let stored = assemble(&source(&record), "http://r").unwrap();
+        same(&stored, &packument::render(&record, "http://r").unwrap());
+    }
+}
