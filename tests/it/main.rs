@@ -33,6 +33,7 @@ mod store_changes;
 mod store_logins;
 mod store_orgs;
 mod store_packages;
+mod store_renderings;
 mod store_tokens;
 mod store_webhooks;
 mod support;

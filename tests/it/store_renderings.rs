@@ -1,0 +1,366 @@
+//! The stored-renderings part of the metadata-store contract, on every store: every change
+//! replaces the package's rendering in its own transaction, a miss reads it back byte for byte,
+//! and concurrent publishers leave the rendering of the rows.
+
+use std::sync::Arc;
+
+use packr::audit::AuditEvent;
+use packr::packages::{packument, rendering};
+use packr::store::Store;
+use packr::store::packages::{NewVersion, PublishOutcome, PublishPlan, Removal, VersionRow};
+use packr::store::renderings::StoredRendering;
+use serde_json::json;
+
+use crate::store_packages::add_user;
+use crate::support::stores::{StoreUnderTest, on_each_store};
+
+fn version(package: &str, version: &str, publisher_id: i64) -> NewVersion {
+    NewVersion {
+        package: package.to_owned(),
+        access: "public".to_owned(),
+        row: VersionRow {
+            version: version.to_owned(),
+            manifest: json!({
+                "name": package, "version": version, "description": format!("v{version}"),
+                "license": "MIT", "dependencies": { "left-pad": "^1.0.0" },
+                "dist": { "integrity": "sha512-x", "shasum": "ab" }
+            })
+            .to_string(),
+            integrity: "sha512-x".to_owned(),
+            shasum: "ab".to_owned(),
+            blob_key: format!("key-{version}"),
+            size: 10,
+            deprecated: None,
+            readme: Some(format!("readme of {version}")),
+            published_at: packr::clock::now_ms(),
+        },
+        tag: "latest".to_owned(),
+        publisher_id,
+    }
+}
+
+fn event() -> Vec<AuditEvent> {
+    vec![AuditEvent::by_operator("package.changed", json!({}))]
+}
+
+async fn publish(store: &Store, new: NewVersion) -> PublishOutcome {
+    store
+        .commit_publish(new, event(), Box::new(|_| Ok(PublishPlan::default())))
+        .await
+        .unwrap()
+}
+
+/// The stored rendering, which must show the package's current rows exactly as the renderer
+/// makes them from those rows now.
+async fn stored_matches_rows(store: &Store, name: &str) -> StoredRendering {
+    let stored = store
+        .stored_rendering(name)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{name} has no stored rendering of its current rev"));
+    let record = store.load_package(name).await.unwrap().unwrap();
+    assert_eq!(stored.rev, record.rev);
+    let fresh = packument::render(&record, &stored.base).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&stored.full.plain),
+        String::from_utf8_lossy(&fresh.full.plain)
+    );
+    assert_eq!(stored.full.gzip, fresh.full.gzip.as_ref());
+    assert_eq!(stored.full.etag, fresh.full.etag);
+    assert_eq!(stored.full.gzip_etag, fresh.full.gzip_etag);
+    assert_eq!(
+        String::from_utf8_lossy(&stored.abbreviated.plain),
+        String::from_utf8_lossy(&fresh.abbreviated.plain)
+    );
+    assert_eq!(stored.abbreviated.gzip, fresh.abbreviated.gzip.as_ref());
+    assert_eq!(stored.abbreviated.etag, fresh.abbreviated.etag);
+    assert_eq!(stored.abbreviated.gzip_etag, fresh.abbreviated.gzip_etag);
+    assert_eq!(stored.last_modified, fresh.last_modified);
+    stored
+}
+
+async fn every_change_replaces_the_rendering_in_its_transaction(under: StoreUnderTest) {
+    let alice = add_user(&under, "alice").await;
+    add_user(&under, "bob").await;
+    let store = under.store.clone();
+    let name = "@acme/p";
+    assert!(store.stored_rendering(name).await.unwrap().is_none());
+
+    publish(&store, version(name, "1.0.0", alice)).await;
+    let first = stored_matches_rows(&store, name).await;
+    assert_eq!(first.base, "", "no base is known before a read");
+    publish(&store, version(name, "1.1.0", alice)).await;
+    let second = stored_matches_rows(&store, name).await;
+    assert!(second.rev > first.rev);
+    assert!(String::from_utf8_lossy(&second.full.plain).contains("\"1.1.0\":{"));
+
+    // A refused publish changes nothing, its rendering included.
+    let refused = store
+        .commit_publish(
+            version(name, "9.0.0", alice),
+            event(),
+            Box::new(|_| Err(packr::packages::RegistryError::Conflict("no".into()))),
+        )
+        .await;
+    assert!(refused.is_err());
+    assert_eq!(store.stored_rendering(name).await.unwrap(), Some(second));
+
+    store
+        .set_dist_tag(name, "stable", "1.0.0", event())
+        .await
+        .unwrap();
+    let tagged = stored_matches_rows(&store, name).await;
+    assert!(String::from_utf8_lossy(&tagged.abbreviated.plain).contains("\"stable\":\"1.0.0\""));
+    store
+        .remove_dist_tag(name, "stable", event())
+        .await
+        .unwrap();
+    stored_matches_rows(&store, name).await;
+
+    store
+        .set_deprecations(name, vec![("1.0.0".into(), Some("use 1.1".into()))], event())
+        .await
+        .unwrap();
+    let deprecated = stored_matches_rows(&store, name).await;
+    assert!(String::from_utf8_lossy(&deprecated.abbreviated.plain).contains("use 1.1"));
+    store
+        .set_deprecations(name, vec![("1.0.0".into(), None)], event())
+        .await
+        .unwrap();
+    let cleared = stored_matches_rows(&store, name).await;
+    assert!(!String::from_utf8_lossy(&cleared.full.plain).contains("use 1.1"));
+
+    store
+        .set_maintainers(name, vec!["alice".into(), "bob".into()], event())
+        .await
+        .unwrap();
+    let owned = stored_matches_rows(&store, name).await;
+    assert!(String::from_utf8_lossy(&owned.full.plain).contains("bob@example.com"));
+
+    assert!(store.set_access(name, "restricted", event()).await.unwrap());
+    stored_matches_rows(&store, name).await;
+
+    let rev = store.load_package(name).await.unwrap().unwrap().rev;
+    let removal = Removal::Versions {
+        versions: vec!["1.1.0".into()],
+        new_latest: Some("1.0.0".into()),
+    };
+    store
+        .commit_unpublish(name, rev, removal, event())
+        .await
+        .unwrap();
+    let unpublished = stored_matches_rows(&store, name).await;
+    assert!(!String::from_utf8_lossy(&unpublished.full.plain).contains("1.1.0"));
+
+    let rev = store.load_package(name).await.unwrap().unwrap().rev;
+    store
+        .commit_unpublish(name, rev, Removal::Package, event())
+        .await
+        .unwrap();
+    assert!(store.stored_rendering(name).await.unwrap().is_none());
+    assert!(
+        store
+            .render_and_store(name, "http://r")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+on_each_store!(every_change_replaces_the_rendering_in_its_transaction);
+
+async fn a_miss_reads_the_stored_bytes_back(under: StoreUnderTest) {
+    let alice = add_user(&under, "alice").await;
+    let store = under.store.clone();
+    for v in ["1.0.0", "2.0.0-beta.1", "10.0.0"] {
+        publish(&store, version("p", v, alice)).await;
+    }
+    let stored = stored_matches_rows(&store, "p").await;
+
+    // A read on a base adopts it once: the stored bytes are then that base's, read back whole.
+    let on_base = rendering::rebase(&stored, "http://registry.test:4873").unwrap();
+    store.adopt_base("p", on_base.clone()).await.unwrap();
+    let read = stored_matches_rows(&store, "p").await;
+    assert_eq!(read, on_base);
+    // Only a rendering on no base is replaced; another base then is spliced, never stored.
+    let other = rendering::rebase(&read, "http://other").unwrap();
+    store.adopt_base("p", other.clone()).await.unwrap();
+    assert_eq!(store.stored_rendering("p").await.unwrap(), Some(on_base));
+    let record = store.load_package("p").await.unwrap().unwrap();
+    let fresh = packument::render(&record, "http://other").unwrap();
+    assert_eq!(other.full.plain, fresh.full.plain.as_ref());
+    assert_eq!(other.abbreviated.gzip_etag, fresh.abbreviated.gzip_etag);
+
+    // The next change keeps the adopted base.
+    publish(&store, version("p", "10.0.1", alice)).await;
+    assert_eq!(
+        stored_matches_rows(&store, "p").await.base,
+        "http://registry.test:4873"
+    );
+}
+
+on_each_store!(a_miss_reads_the_stored_bytes_back);
+
+async fn packages_stored_before_renderings_get_one_on_first_read(under: StoreUnderTest) {
+    let alice = add_user(&under, "alice").await;
+    let store = under.store.clone();
+    publish(&store, version("old", "1.0.0", alice)).await;
+    store
+        .set_deprecations("old", vec![("1.0.0".into(), Some("gone".into()))], event())
+        .await
+        .unwrap();
+    publish(&store, version("old", "1.0.1", alice)).await;
+    // As a database written before renderings existed has it.
+    under
+        .execute("DELETE FROM packument_renderings; DELETE FROM version_renderings;")
+        .await;
+    assert!(store.stored_rendering("old").await.unwrap().is_none());
+
+    let made = store
+        .render_and_store("old", "http://r:1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(made.base, "http://r:1");
+    assert_eq!(stored_matches_rows(&store, "old").await, made);
+    assert!(String::from_utf8_lossy(&made.full.plain).contains("\"deprecated\":\"gone\""));
+    // Its fragments were stored too: the next publish assembles from them.
+    publish(&store, version("old", "1.0.2", alice)).await;
+    stored_matches_rows(&store, "old").await;
+}
+
+on_each_store!(packages_stored_before_renderings_get_one_on_first_read);
+
+async fn a_publish_storm_leaves_the_rendering_of_the_rows(under: StoreUnderTest) {
+    let alice = add_user(&under, "alice").await;
+    let store = under.store.clone();
+    publish(&store, version("storm", "0.0.1", alice)).await;
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                for n in 0..6 {
+                    let v = format!("{writer}.{n}.0");
+                    assert_eq!(
+                        publish(&store, version("storm", &v, alice)).await,
+                        PublishOutcome::Committed
+                    );
+                    if n % 3 == 2 {
+                        store
+                            .set_dist_tag("storm", &format!("w{writer}"), &v, event())
+                            .await
+                            .unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let stored = stored_matches_rows(&store, "storm").await;
+    let record = store.load_package("storm").await.unwrap().unwrap();
+    assert_eq!(record.versions.len(), 49);
+    let text = String::from_utf8_lossy(&stored.abbreviated.plain).into_owned();
+    for row in &record.versions {
+        assert!(text.contains(&format!("\"{}\":{{", row.version)));
+    }
+}
+
+on_each_store!(a_publish_storm_leaves_the_rendering_of_the_rows);
+
+/// A manifest of a common size (a dozen dependencies, scripts, a description).
+fn realistic(package: &str, version: &str, publisher_id: i64) -> NewVersion {
+    let mut new = self::version(package, version, publisher_id);
+    let dependencies: serde_json::Map<_, _> = (0..12)
+        .map(|n| (format!("dependency-{n}"), json!(format!("^{n}.2.3"))))
+        .collect();
+    new.row.manifest = json!({
+        "name": package, "version": version, "license": "Apache-2.0",
+        "description": "TypeScript is a language for application scale JavaScript development",
+        "main": "./lib/index.js", "types": "./lib/index.d.ts",
+        "bin": { "tsc": "./bin/tsc", "tsserver": "./bin/tsserver" },
+        "engines": { "node": ">=14.17" },
+        "scripts": { "build": "hereby build", "test": "hereby runtests-parallel" },
+        "repository": { "type": "git", "url": "https://github.com/example/example.git" },
+        "dependencies": dependencies,
+        "_npmUser": { "name": "alice", "email": "alice@example.com" },
+        "dist": { "integrity": format!("sha512-{version}"), "shasum": "0123456789abcdef0123456789abcdef01234567",
+                  "fileCount": 200, "unpackedSize": 23_000_000 }
+    })
+    .to_string();
+    new
+}
+
+async fn time_publish(store: &Store, new: NewVersion) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    assert_eq!(publish(store, new).await, PublishOutcome::Committed);
+    started.elapsed()
+}
+
+/// Publishing into a 3,000-version package against publishing a package's second version, on
+/// each store (store commit only: parsing, tarball checks and the blob write do not grow with the
+/// package). Prints timings; run with
+/// `cargo test --test it -- --ignored --nocapture publish_timings`.
+#[tokio::test]
+#[ignore = "a measurement: prints timings, asserts nothing about them"]
+async fn publish_timings_small_and_3000_versions() {
+    use crate::support::stores::Backend;
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let under = StoreUnderTest::open(backend).await;
+        let alice = add_user(&under, "alice").await;
+        let store = under.store.clone();
+        let mut small = Vec::new();
+        for round in 0..20 {
+            let name = format!("small-{round}");
+            publish(&store, realistic(&name, "1.0.0", alice)).await;
+            small.push(time_publish(&store, realistic(&name, "1.0.1", alice)).await);
+        }
+        // 2,999 versions put in as rows (as a database of before renderings has them), then
+        // one read renders their fragments once.
+        publish(&store, realistic("big", "0.0.0", alice)).await;
+        let mut sql = String::new();
+        for n in 1..3000 {
+            let row = realistic("big", &format!("1.{}.{}", n / 100, n % 100), alice).row;
+            sql.push_str(&format!(
+                "INSERT INTO versions (package, version, manifest, integrity, shasum, blob_key, size, readme, published_at) \
+                 VALUES ('big', '{}', '{}', 'sha512-x', 'ab', 'k{n}', 10, NULL, {});\n",
+                row.version,
+                row.manifest.replace('\'', "''"),
+                row.published_at + n
+            ));
+        }
+        under.execute(&sql).await;
+        under.execute("UPDATE packages SET rev = rev + 1 WHERE name = 'big';").await;
+        let started = std::time::Instant::now();
+        let first = store.render_and_store("big", "http://r").await.unwrap().unwrap();
+        let lazy = started.elapsed();
+        let mut big = Vec::new();
+        for n in 0..20 {
+            big.push(time_publish(&store, realistic("big", &format!("2.0.{n}"), alice)).await);
+        }
+        let stored = stored_matches_rows(&store, "big").await;
+        let started = std::time::Instant::now();
+        store.stored_rendering("big").await.unwrap().unwrap();
+        let read = started.elapsed();
+        let started = std::time::Instant::now();
+        rendering::rebase(&stored, "http://elsewhere:4873").unwrap();
+        let splice = started.elapsed();
+        small.sort();
+        big.sort();
+        println!(
+            "{backend:?}: publishing version 2: median {:?} (p90 {:?}); publishing into 3,000 versions: median {:?} (p90 {:?}); \
+             ratio {:.2}; documents {} + {} bytes (gzip {} + {}); first render from rows {lazy:?}; \
+             stored read {read:?}; splice of another base {splice:?}",
+            small[10],
+            small[18],
+            big[10],
+            big[18],
+            big[10].as_secs_f64() / small[10].as_secs_f64(),
+            first.full.plain.len(),
+            first.abbreviated.plain.len(),
+            first.full.gzip.len(),
+            first.abbreviated.gzip.len(),
+        );
+    }
+}
