@@ -184,8 +184,15 @@ pub(super) fn compress_and_tag(plain: &[u8]) -> Result<(Vec<u8>, String, String)
     let gzip = encoder
         .finish()
         .map_err(|e| RegistryError::Internal(e.to_string()))?;
+    let (etag, gzip_etag) = tags(plain);
+    Ok((gzip, etag, gzip_etag))
+}
+
+/// The plain and gzip ETags of a document, both from its plain bytes (so any gzip encoding of
+/// the same bytes has the same gzip ETag).
+pub(super) fn tags(plain: &[u8]) -> (String, String) {
     let tag = hex::encode(&Sha256::digest(plain)[..16]);
-    Ok((gzip, format!("\"{tag}\""), format!("\"{tag}-gz\"")))
+    (format!("\"{tag}\""), format!("\"{tag}-gz\""))
 }
 
 #[cfg(test)]

@@ -109,3 +109,27 @@ pub trait RenderingStore: Send + Sync {
     /// package is still at `rendering.rev`; otherwise leaves it.
     async fn adopt_base(&self, name: &str, rendering: StoredRendering) -> Result<(), StoreError>;
 }
+
+/// Compressed runs of versions (raw deflate, each ended by a sync flush) by the digest of their
+/// bytes, so a write compresses only the runs it changed; loaded before a re-render, the new
+/// ones stored and the unused ones dropped after.
+#[derive(Debug, Default)]
+pub struct DeflateChunks {
+    /// The package's stored chunks.
+    pub known: std::collections::HashMap<String, Vec<u8>>,
+    /// Chunks this rendering compressed.
+    pub added: Vec<(String, Vec<u8>)>,
+    /// Digests this rendering used.
+    pub used: std::collections::HashSet<String>,
+}
+
+impl DeflateChunks {
+    /// Stored chunks no longer used.
+    pub fn unused(&self) -> Vec<String> {
+        self.known
+            .keys()
+            .filter(|digest| !self.used.contains(*digest))
+            .cloned()
+            .collect()
+    }
+}

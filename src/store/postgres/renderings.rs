@@ -2,6 +2,8 @@
 //! runs in its own transaction, under the package's advisory lock and after bumping the rev, so
 //! concurrent writers leave the rendering of the last one to commit.
 
+use std::collections::HashMap;
+
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
@@ -9,7 +11,7 @@ use super::packages::{dist_tags, exec, lock, opt, package_lock, rows};
 use crate::packages::{RegistryError, rendering};
 use crate::store::StoreError;
 use crate::store::renderings::{
-    Fragment, RenderSource, StoredDocument, StoredRendering, VersionSource,
+    DeflateChunks, Fragment, RenderSource, StoredDocument, StoredRendering, VersionSource,
 };
 
 fn failed(err: RegistryError) -> StoreError {
@@ -148,52 +150,75 @@ async fn source<C: GenericClient>(
         .into_iter()
         .zip(emails.unwrap_or_default())
         .collect();
-    let mut versions = Vec::new();
-    for row in rows(
+    // Two range reads merged here: a join of the two tables is planned badly on a table that
+    // has not been analyzed yet (seconds for thousands of versions).
+    let mut fragments: HashMap<String, Fragment> = rows(
         client,
-        "SELECT v.version, v.published_at, f.full_json, f.full_at, f.abbreviated_json,
-                f.abbreviated_at,
-                CASE WHEN f.package IS NULL THEN v.manifest END,
-                CASE WHEN f.package IS NULL THEN v.deprecated END
-         FROM versions v LEFT JOIN version_renderings f
-              ON f.package = v.package AND f.version = v.version
-         WHERE v.package = $1",
+        "SELECT version, full_json, full_at, abbreviated_json, abbreviated_at
+         FROM version_renderings WHERE package = $1",
         &[&name],
     )
     .await?
-    {
-        let version: String = row.get(0);
-        let fragment = match row.get::<_, Option<String>>(2) {
-            Some(full) => Fragment {
-                full,
-                full_at: row.get(3),
-                abbreviated: row.get(4),
-                abbreviated_at: row.get(5),
-            },
-            None => {
-                let manifest: String = row.get(6);
-                let deprecated: Option<String> = row.get(7);
-                let fragment =
-                    rendering::fragment(name, &version, &manifest, deprecated.as_deref())
-                        .map_err(failed)?;
-                exec(
-                    client,
-                    "INSERT INTO version_renderings
-                         (package, version, full_json, full_at, abbreviated_json, abbreviated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                    &[
-                        &name,
-                        &version,
-                        &fragment.full,
-                        &fragment.full_at,
-                        &fragment.abbreviated,
-                        &fragment.abbreviated_at,
-                    ],
-                )
-                .await?;
-                fragment
-            }
+    .into_iter()
+    .map(|row| {
+        let fragment = Fragment {
+            full: row.get(1),
+            full_at: row.get(2),
+            abbreviated: row.get(3),
+            abbreviated_at: row.get(4),
         };
+        (row.get(0), fragment)
+    })
+    .collect();
+    let listed = rows(
+        client,
+        "SELECT version, published_at FROM versions WHERE package = $1",
+        &[&name],
+    )
+    .await?;
+    let missing: Vec<String> = listed
+        .iter()
+        .map(|row| row.get::<_, String>(0))
+        .filter(|version| !fragments.contains_key(version))
+        .collect();
+    if !missing.is_empty() {
+        for row in rows(
+            client,
+            "SELECT version, manifest, deprecated FROM versions
+             WHERE package = $1 AND version = ANY($2)",
+            &[&name, &missing],
+        )
+        .await?
+        {
+            let version: String = row.get(0);
+            let manifest: String = row.get(1);
+            let deprecated: Option<String> = row.get(2);
+            let fragment = rendering::fragment(name, &version, &manifest, deprecated.as_deref())
+                .map_err(failed)?;
+            exec(
+                client,
+                "INSERT INTO version_renderings
+                     (package, version, full_json, full_at, abbreviated_json, abbreviated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &name,
+                    &version,
+                    &fragment.full,
+                    &fragment.full_at,
+                    &fragment.abbreviated,
+                    &fragment.abbreviated_at,
+                ],
+            )
+            .await?;
+            fragments.insert(version, fragment);
+        }
+    }
+    let mut versions = Vec::with_capacity(listed.len());
+    for row in listed {
+        let version: String = row.get(0);
+        let fragment = fragments
+            .remove(&version)
+            .ok_or_else(|| StoreError::Task(format!("{name}@{version} has no fragment")))?;
         versions.push(VersionSource {
             version,
             published_at: row.get(1),
@@ -221,16 +246,52 @@ pub async fn rerender<C: GenericClient>(
     name: &str,
     base: &str,
 ) -> Result<Option<StoredRendering>, StoreError> {
+    let t0 = std::time::Instant::now();
     let Some((source, kept)) = source(client, name).await? else {
         return Ok(None);
     };
+    let t1 = t0.elapsed();
     let base = kept.unwrap_or_else(|| base.to_owned());
+    let mut chunks = DeflateChunks::default();
+    for row in rows(
+        client,
+        "SELECT digest, deflate FROM rendering_chunks WHERE package = $1",
+        &[&name],
+    )
+    .await?
+    {
+        chunks.known.insert(row.get(0), row.get(1));
+    }
     // Concatenating and compressing thousands of versions is CPU work: off the async threads.
-    let rendering = tokio::task::spawn_blocking(move || rendering::assemble(&source, &base))
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
-        .map_err(failed)?;
+    let (rendering, chunks) = tokio::task::spawn_blocking(move || {
+        rendering::assemble(&source, &base, &mut chunks).map(|r| (r, chunks))
+    })
+    .await
+    .map_err(|e| StoreError::Task(e.to_string()))?
+    .map_err(failed)?;
+    let t2 = t0.elapsed();
     save(client, name, &rendering).await?;
+    if !chunks.added.is_empty() {
+        let (digests, deflates): (Vec<String>, Vec<Vec<u8>>) = chunks.added.into_iter().unzip();
+        exec(
+            client,
+            "INSERT INTO rendering_chunks (package, digest, deflate)
+             SELECT $1, d, c FROM unnest($2::text[], $3::bytea[]) AS t(d, c)
+             ON CONFLICT DO NOTHING",
+            &[&name, &digests, &deflates],
+        )
+        .await?;
+    }
+    let unused = chunks_unused(&chunks.known, &chunks.used);
+    if !unused.is_empty() {
+        exec(
+            client,
+            "DELETE FROM rendering_chunks WHERE package = $1 AND digest = ANY($2)",
+            &[&name, &unused],
+        )
+        .await?;
+    }
+    if std::env::var_os("PACKR_TIMING").is_some() { eprintln!("TIMING source {t1:?} assemble {t2:?} save {:?}", t0.elapsed()); }
     Ok(Some(rendering))
 }
 
@@ -275,4 +336,11 @@ impl crate::store::RenderingStore for super::Postgres {
         tx.commit().await?;
         Ok(())
     }
+}
+
+fn chunks_unused(
+    known: &HashMap<String, Vec<u8>>,
+    used: &std::collections::HashSet<String>,
+) -> Vec<String> {
+    known.keys().filter(|d| !used.contains(*d)).cloned().collect()
 }

@@ -138,6 +138,20 @@ CREATE TABLE packument_renderings (
     abbreviated_gzip_etag      TEXT NOT NULL,
     abbreviated_base_at        BYTEA NOT NULL
 );
+-- Served whole on every miss: kept uncompressed out of line (no pglz on the write or the read).
+ALTER TABLE packument_renderings
+    ALTER COLUMN full_plain SET STORAGE EXTERNAL,
+    ALTER COLUMN full_gzip SET STORAGE EXTERNAL,
+    ALTER COLUMN abbreviated_plain SET STORAGE EXTERNAL,
+    ALTER COLUMN abbreviated_gzip SET STORAGE EXTERNAL;
+-- Compressed runs of a package's versions (raw deflate), by the digest of their bytes, so a
+-- write recompresses only the runs it changed (src/packages/rendering.rs).
+CREATE TABLE rendering_chunks (
+    package TEXT NOT NULL REFERENCES packages(name) ON DELETE CASCADE,
+    digest  TEXT NOT NULL,
+    deflate BYTEA NOT NULL,
+    PRIMARY KEY (package, digest)
+);
 
 -- Every mutation, with who did it, from where, and what changed.
 CREATE TABLE audit_log (
