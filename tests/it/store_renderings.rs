@@ -81,7 +81,10 @@ async fn stored_matches_rows(store: &Store, name: &str) -> StoredRendering {
         String::from_utf8_lossy(&stored.abbreviated.plain),
         String::from_utf8_lossy(&fresh.abbreviated.plain)
     );
-    assert_eq!(gunzip(&stored.abbreviated.gzip), fresh.abbreviated.plain.as_ref());
+    assert_eq!(
+        gunzip(&stored.abbreviated.gzip),
+        fresh.abbreviated.plain.as_ref()
+    );
     assert_eq!(stored.abbreviated.etag, fresh.abbreviated.etag);
     assert_eq!(stored.abbreviated.gzip_etag, fresh.abbreviated.gzip_etag);
     assert_eq!(stored.last_modified, fresh.last_modified);
@@ -127,7 +130,11 @@ async fn every_change_replaces_the_rendering_in_its_transaction(under: StoreUnde
     stored_matches_rows(&store, name).await;
 
     store
-        .set_deprecations(name, vec![("1.0.0".into(), Some("use 1.1".into()))], event())
+        .set_deprecations(
+            name,
+            vec![("1.0.0".into(), Some("use 1.1".into()))],
+            event(),
+        )
         .await
         .unwrap();
     let deprecated = stored_matches_rows(&store, name).await;
@@ -340,9 +347,15 @@ async fn publish_timings_small_and_3000_versions() {
             ));
         }
         under.execute(&sql).await;
-        under.execute("UPDATE packages SET rev = rev + 1 WHERE name = 'big';").await;
+        under
+            .execute("UPDATE packages SET rev = rev + 1 WHERE name = 'big';")
+            .await;
         let started = std::time::Instant::now();
-        let first = store.render_and_store("big", "http://r").await.unwrap().unwrap();
+        let first = store
+            .render_and_store("big", "http://r")
+            .await
+            .unwrap()
+            .unwrap();
         let lazy = started.elapsed();
         let mut big = Vec::new();
         for n in 0..20 {

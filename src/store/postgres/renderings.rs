@@ -246,11 +246,9 @@ pub async fn rerender<C: GenericClient>(
     name: &str,
     base: &str,
 ) -> Result<Option<StoredRendering>, StoreError> {
-    let t0 = std::time::Instant::now();
     let Some((source, kept)) = source(client, name).await? else {
         return Ok(None);
     };
-    let t1 = t0.elapsed();
     let base = kept.unwrap_or_else(|| base.to_owned());
     let mut chunks = DeflateChunks::default();
     for row in rows(
@@ -269,7 +267,6 @@ pub async fn rerender<C: GenericClient>(
     .await
     .map_err(|e| StoreError::Task(e.to_string()))?
     .map_err(failed)?;
-    let t2 = t0.elapsed();
     save(client, name, &rendering).await?;
     if !chunks.added.is_empty() {
         let (digests, deflates): (Vec<String>, Vec<Vec<u8>>) = chunks.added.into_iter().unzip();
@@ -291,7 +288,6 @@ pub async fn rerender<C: GenericClient>(
         )
         .await?;
     }
-    if std::env::var_os("PACKR_TIMING").is_some() { eprintln!("TIMING source {t1:?} assemble {t2:?} save {:?}", t0.elapsed()); }
     Ok(Some(rendering))
 }
 
@@ -342,5 +338,9 @@ fn chunks_unused(
     known: &HashMap<String, Vec<u8>>,
     used: &std::collections::HashSet<String>,
 ) -> Vec<String> {
-    known.keys().filter(|d| !used.contains(*d)).cloned().collect()
+    known
+        .keys()
+        .filter(|d| !used.contains(*d))
+        .cloned()
+        .collect()
 }

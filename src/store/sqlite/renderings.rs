@@ -93,8 +93,8 @@ pub fn forget_fragments(
     name: &str,
     versions: impl IntoIterator<Item = impl AsRef<str>>,
 ) -> Result<(), StoreError> {
-    let mut stmt = conn
-        .prepare_cached("DELETE FROM version_renderings WHERE package = ?1 AND version = ?2")?;
+    let mut stmt =
+        conn.prepare_cached("DELETE FROM version_renderings WHERE package = ?1 AND version = ?2")?;
     for version in versions {
         stmt.execute(params![name, version.as_ref()])?;
     }
@@ -111,7 +111,12 @@ fn source(conn: &Connection, name: &str) -> Result<Option<RenderSource>, StoreEr
     let Some((rev, created_at, modified_at)) = head else {
         return Ok(None);
     };
-    type Loaded = (String, i64, Option<Fragment>, Option<(String, Option<String>)>);
+    type Loaded = (
+        String,
+        i64,
+        Option<Fragment>,
+        Option<(String, Option<String>)>,
+    );
     let loaded: Vec<Loaded> = conn
         .prepare_cached(
             "SELECT v.version, v.published_at, f.full_json, f.full_at, f.abbreviated_json,
@@ -144,8 +149,9 @@ fn source(conn: &Connection, name: &str) -> Result<Option<RenderSource>, StoreEr
         let fragment = match (fragment, unrendered) {
             (Some(fragment), _) => fragment,
             (None, Some((manifest, deprecated))) => {
-                let fragment = rendering::fragment(name, &version, &manifest, deprecated.as_deref())
-                    .map_err(failed)?;
+                let fragment =
+                    rendering::fragment(name, &version, &manifest, deprecated.as_deref())
+                        .map_err(failed)?;
                 conn.prepare_cached(
                     "INSERT INTO version_renderings
                          (package, version, full_json, full_at, abbreviated_json, abbreviated_at)
@@ -205,7 +211,8 @@ pub fn rerender(
         .query_row([name], |row| row.get(0))
         .optional()?;
     let mut chunks = DeflateChunks::default();
-    let mut stmt = conn.prepare_cached("SELECT digest, deflate FROM rendering_chunks WHERE package = ?1")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT digest, deflate FROM rendering_chunks WHERE package = ?1")?;
     for chunk in stmt.query_map([name], |row| Ok((row.get(0)?, row.get(1)?)))? {
         let (digest, deflate) = chunk?;
         chunks.known.insert(digest, deflate);
