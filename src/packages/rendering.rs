@@ -210,7 +210,11 @@ fn document(
     plain.push_str("}}");
     let plain = plain.into_bytes();
     let (etag, gzip_etag) = packument::tags(&plain);
-    let gzip = gzip_in_runs(&plain, &cuts, chunks)?;
+    let gzip = if plain.len() < RUNS_FROM_BYTES {
+        packument::compress_and_tag(&plain)?.0
+    } else {
+        gzip_in_runs(&plain, &cuts, chunks)?
+    };
     Ok(StoredDocument {
         plain,
         gzip,
@@ -219,6 +223,10 @@ fn document(
         base_at,
     })
 }
+
+/// Documents from this size on are compressed in runs of versions; smaller ones in one stream,
+/// as the renderer always did (the same gzip bytes), which is cheap enough to redo on each write.
+const RUNS_FROM_BYTES: usize = 256 * 1024;
 
 /// Whether a run of compressed versions starts at this version: decided by the version alone,
 /// so a new version changes only the run it falls in (about 128 versions a run: longer runs
@@ -470,15 +478,24 @@ mod tests {
     #[test]
     fn runs_already_compressed_are_reused_and_the_gzip_stays_valid() {
         let mut record = record();
+        let deps: serde_json::Map<String, Value> = (0..12)
+            .map(|d| {
+                (
+                    format!("a-dependency-with-a-long-name-{d}"),
+                    json!("^1.2.3"),
+                )
+            })
+            .collect();
         for n in 0..600 {
             record.versions.push(row(
                 &format!("3.{n}.0"),
-                json!({"name": "@acme/p", "version": format!("3.{n}.0"), "dependencies": {"x": "1"}}),
+                json!({"name": "@acme/p", "version": format!("3.{n}.0"), "dependencies": deps.clone()}),
                 None,
             ));
         }
         let mut chunks = DeflateChunks::default();
         let first = assemble(&source(&record), "http://r", &mut chunks).unwrap();
+        assert!(first.abbreviated.plain.len() >= RUNS_FROM_BYTES);
         same(&first, &packument::render(&record, "http://r").unwrap());
         assert!(chunks.added.len() > 2, "{}", chunks.added.len());
         let mut next = DeflateChunks {
@@ -512,7 +529,11 @@ mod tests {
             &mut DeflateChunks::default(),
         )
         .unwrap();
-        same(&stored, &packument::render(&record, "http://r:1").unwrap());
+        let fresh = packument::render(&record, "http://r:1").unwrap();
+        same(&stored, &fresh);
+        // Small documents are compressed in one stream, as the renderer does.
+        assert_eq!(stored.full.gzip, fresh.full.gzip.as_ref());
+        assert_eq!(stored.abbreviated.gzip, fresh.abbreviated.gzip.as_ref());
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod namespace;
 mod npm_client;
 mod oauth;
 mod orgs;
+mod packument_misses;
 mod pnpm_client;
 mod postgres_migrate;
 mod properties;
