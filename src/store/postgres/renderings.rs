@@ -268,6 +268,7 @@ pub async fn rerender<C: GenericClient>(
     .map_err(|e| StoreError::Task(e.to_string()))?
     .map_err(failed)?;
     save(client, name, &rendering).await?;
+    let unused = chunks.unused();
     if !chunks.added.is_empty() {
         let (digests, deflates): (Vec<String>, Vec<Vec<u8>>) = chunks.added.into_iter().unzip();
         exec(
@@ -279,7 +280,6 @@ pub async fn rerender<C: GenericClient>(
         )
         .await?;
     }
-    let unused = chunks_unused(&chunks.known, &chunks.used);
     if !unused.is_empty() {
         exec(
             client,
@@ -304,6 +304,13 @@ impl crate::store::RenderingStore for super::Postgres {
         base: &str,
     ) -> Result<Option<StoredRendering>, StoreError> {
         let mut client = self.pool().get().await?;
+        // Reads of names that do not exist take no lock.
+        if opt(&client, "SELECT 1 FROM packages WHERE name = $1", &[&name])
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
         let tx = client.transaction().await?;
         lock(&tx, &package_lock(name)).await?;
         // Another reader (or instance) may have stored it meanwhile.
@@ -332,15 +339,4 @@ impl crate::store::RenderingStore for super::Postgres {
         tx.commit().await?;
         Ok(())
     }
-}
-
-fn chunks_unused(
-    known: &HashMap<String, Vec<u8>>,
-    used: &std::collections::HashSet<String>,
-) -> Vec<String> {
-    known
-        .keys()
-        .filter(|d| !used.contains(*d))
-        .cloned()
-        .collect()
 }

@@ -248,6 +248,14 @@ impl crate::store::RenderingStore for super::Sqlite {
         base: &str,
     ) -> Result<Option<StoredRendering>, StoreError> {
         let (name, base) = (name.to_owned(), base.to_owned());
+        // Reads of names that do not exist must not take the writer.
+        let probe = name.clone();
+        if !self
+            .read(move |conn| super::packages::exists(conn, &probe))
+            .await?
+        {
+            return Ok(None);
+        }
         self.write(move |tx| {
             // Another reader may have stored it meanwhile.
             if let Some(stored) = read(tx, &name)? {
