@@ -134,14 +134,6 @@ CREATE TABLE IF NOT EXISTS packument_renderings (
     abbreviated_gzip_etag      TEXT NOT NULL,
     abbreviated_base_at        BLOB NOT NULL
 );
--- Compressed runs of a package's versions (raw deflate), by the digest of their bytes, so a
--- write recompresses only the runs it changed (src/packages/rendering.rs).
-CREATE TABLE IF NOT EXISTS rendering_chunks (
-    package TEXT NOT NULL REFERENCES packages(name) ON DELETE CASCADE,
-    digest  TEXT NOT NULL,
-    deflate BLOB NOT NULL,
-    PRIMARY KEY (package, digest)
-);
 
 
 -- Every mutation, with who did it, from where, and what changed.

@@ -188,9 +188,8 @@ pub(super) fn compress_and_tag(plain: &[u8]) -> Result<(Vec<u8>, String, String)
     Ok((gzip, etag, gzip_etag))
 }
 
-/// The plain and gzip ETags of a document, both from its plain bytes (so any gzip encoding of
-/// the same bytes has the same gzip ETag).
-pub(super) fn tags(plain: &[u8]) -> (String, String) {
+/// The plain and gzip ETags of a document, both from its plain bytes.
+fn tags(plain: &[u8]) -> (String, String) {
     let tag = hex::encode(&Sha256::digest(plain)[..16]);
     (format!("\"{tag}\""), format!("\"{tag}-gz\""))
 }

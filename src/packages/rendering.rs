@@ -16,7 +16,7 @@ use super::packument::{self, HOISTED_FIELDS};
 use crate::clock;
 use crate::store::packages::VersionRow;
 use crate::store::renderings::{
-    DeflateChunks, Fragment, RenderSource, StoredDocument, StoredRendering, VersionSource,
+    Fragment, RenderSource, StoredDocument, StoredRendering, VersionSource,
 };
 
 /// Renders one version's fragments: the full and abbreviated version objects, each with the
@@ -86,13 +86,8 @@ fn escaped(base: &str) -> Result<String, RegistryError> {
     Ok(text[1..text.len() - 1].to_owned())
 }
 
-/// Assembles both documents of a package on `base` from its stored fragments, compressing only
-/// the runs of versions `chunks` does not hold yet.
-pub fn assemble(
-    source: &RenderSource,
-    base: &str,
-    chunks: &mut DeflateChunks,
-) -> Result<StoredRendering, RegistryError> {
+/// Assembles both documents of a package on `base` from its stored fragments.
+pub fn assemble(source: &RenderSource, base: &str) -> Result<StoredRendering, RegistryError> {
     let name = source.name.as_str();
     let base_text = escaped(base)?;
     let mut versions: Vec<_> = source.versions.iter().collect();
@@ -149,10 +144,10 @@ pub fn assemble(
         "maintainers": maintainers,
         "versions": {},
     });
-    let full = document(&Value::Object(full), &versions, &base_text, chunks, |f| {
+    let full = document(&Value::Object(full), &versions, &base_text, |f| {
         (&f.full, f.full_at)
     })?;
-    let abbreviated = document(&abbreviated, &versions, &base_text, chunks, |f| {
+    let abbreviated = document(&abbreviated, &versions, &base_text, |f| {
         (&f.abbreviated, f.abbreviated_at)
     })?;
     Ok(StoredRendering {
@@ -169,7 +164,6 @@ fn document(
     head: &Value,
     versions: &[&VersionSource],
     base_text: &str,
-    chunks: &mut DeflateChunks,
     pick: impl Fn(&Fragment) -> (&String, i64),
 ) -> Result<StoredDocument, RegistryError> {
     let head = json_text(head)?;
@@ -185,13 +179,9 @@ fn document(
     let mut base_at = Vec::with_capacity(versions.len() * 4);
     plain.push_str(open);
     plain.push('{');
-    let mut cuts = Vec::new();
     for (i, v) in versions.iter().enumerate() {
         if i > 0 {
             plain.push(',');
-        }
-        if i == 0 || starts_run(&v.version) {
-            cuts.push(plain.len());
         }
         plain.push_str(&json_text(&Value::String(v.version.clone()))?);
         plain.push(':');
@@ -208,97 +198,7 @@ fn document(
         plain.push_str(&text[at..]);
     }
     plain.push_str("}}");
-    let plain = plain.into_bytes();
-    let (etag, gzip_etag) = packument::tags(&plain);
-    let gzip = if plain.len() < RUNS_FROM_BYTES {
-        packument::compress_and_tag(&plain)?.0
-    } else {
-        gzip_in_runs(&plain, &cuts, chunks)?
-    };
-    Ok(StoredDocument {
-        plain,
-        gzip,
-        etag,
-        gzip_etag,
-        base_at,
-    })
-}
-
-/// Documents from this size on are compressed in runs of versions; smaller ones in one stream,
-/// as the renderer always did (the same gzip bytes), which is cheap enough to redo on each write.
-const RUNS_FROM_BYTES: usize = 256 * 1024;
-
-/// Whether a run of compressed versions starts at this version: decided by the version alone,
-/// so a new version changes only the run it falls in (about 128 versions a run: longer runs
-/// compress better, shorter ones are cheaper to redo).
-fn starts_run(version: &str) -> bool {
-    // FNV-1a: stable across builds and platforms, unlike std's hasher.
-    let hash = version.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    hash % 128 == 0
-}
-
-/// A gzip member whose deflate stream is the head's, then each run's, each compressed on its
-/// own (runs already in `chunks` are reused), then an empty final block.
-fn gzip_in_runs(
-    plain: &[u8],
-    cuts: &[usize],
-    chunks: &mut DeflateChunks,
-) -> Result<Vec<u8>, RegistryError> {
-    let mut gzip = Vec::with_capacity(plain.len() / 8 + 64);
-    gzip.extend_from_slice(&GZIP_HEADER);
-    let mut from = 0;
-    for (n, to) in cuts.iter().copied().chain([plain.len()]).enumerate() {
-        let segment = &plain[from..to];
-        from = to;
-        if n == 0 {
-            // The head changes with every write: never worth keeping.
-            gzip.extend_from_slice(&deflate_run(segment)?);
-            continue;
-        }
-        let digest = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(segment)[..16]);
-        if let Some(known) = chunks.known.get(&digest) {
-            gzip.extend_from_slice(known);
-        } else if let Some((_, added)) = chunks.added.iter().find(|(d, _)| *d == digest) {
-            gzip.extend_from_slice(added);
-        } else {
-            let compressed = deflate_run(segment)?;
-            gzip.extend_from_slice(&compressed);
-            chunks.added.push((digest.clone(), compressed));
-        }
-        chunks.used.insert(digest);
-    }
-    // The final block: fixed Huffman codes, nothing but end-of-block.
-    gzip.extend_from_slice(&[0x03, 0x00]);
-    let mut crc = flate2::Crc::new();
-    crc.update(plain);
-    gzip.extend_from_slice(&crc.sum().to_le_bytes());
-    gzip.extend_from_slice(&(plain.len() as u32).to_le_bytes());
-    Ok(gzip)
-}
-
-/// Gzip's header as flate2 writes it: deflate, no name, no time, unknown OS.
-const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
-
-/// Raw deflate of `input` at the renderer's level, ended by a sync flush (so runs concatenate).
-fn deflate_run(input: &[u8]) -> Result<Vec<u8>, RegistryError> {
-    use flate2::{Compress, Compression, FlushCompress};
-    let mut compress = Compress::new(Compression::default(), false);
-    let mut out = Vec::with_capacity(input.len() / 4 + 64);
-    loop {
-        if out.capacity() - out.len() < 64 {
-            out.reserve(out.capacity().max(256));
-        }
-        let consumed = usize::try_from(compress.total_in()).unwrap_or(usize::MAX);
-        compress
-            .compress_vec(&input[consumed..], &mut out, FlushCompress::Sync)
-            .map_err(|e| RegistryError::Internal(e.to_string()))?;
-        let done = usize::try_from(compress.total_in()).ok() == Some(input.len());
-        if done && out.len() < out.capacity() {
-            return Ok(out);
-        }
-    }
+    finish(plain.into_bytes(), base_at)
 }
 
 fn offset(at: usize) -> Result<[u8; 4], RegistryError> {
@@ -476,62 +376,12 @@ mod tests {
     }
 
     #[test]
-    fn runs_already_compressed_are_reused_and_the_gzip_stays_valid() {
-        let mut record = record();
-        let deps: serde_json::Map<String, Value> = (0..12)
-            .map(|d| {
-                (
-                    format!("a-dependency-with-a-long-name-{d}"),
-                    json!("^1.2.3"),
-                )
-            })
-            .collect();
-        for n in 0..600 {
-            record.versions.push(row(
-                &format!("3.{n}.0"),
-                json!({"name": "@acme/p", "version": format!("3.{n}.0"), "dependencies": deps.clone()}),
-                None,
-            ));
-        }
-        let mut chunks = DeflateChunks::default();
-        let first = assemble(&source(&record), "http://r", &mut chunks).unwrap();
-        assert!(first.abbreviated.plain.len() >= RUNS_FROM_BYTES);
-        same(&first, &packument::render(&record, "http://r").unwrap());
-        assert!(chunks.added.len() > 2, "{}", chunks.added.len());
-        let mut next = DeflateChunks {
-            known: chunks.added.into_iter().collect(),
-            ..DeflateChunks::default()
-        };
-        record.versions.push(row(
-            "3.600.0",
-            json!({"name": "@acme/p", "version": "3.600.0"}),
-            None,
-        ));
-        record.rev += 1;
-        let second = assemble(&source(&record), "http://r", &mut next).unwrap();
-        same(&second, &packument::render(&record, "http://r").unwrap());
-        // Only the runs around the new version are compressed again.
-        assert!((1..=4).contains(&next.added.len()), "{}", next.added.len());
-        assert!(
-            next.used.len() > 3 * next.added.len(),
-            "{}",
-            next.used.len()
-        );
-        assert!(next.unused().len() <= next.added.len());
-    }
-
-    #[test]
     fn assembled_documents_are_the_renderers_bytes() {
         let record = record();
-        let stored = assemble(
-            &source(&record),
-            "http://r:1",
-            &mut DeflateChunks::default(),
-        )
-        .unwrap();
+        let stored = assemble(&source(&record), "http://r:1").unwrap();
         let fresh = packument::render(&record, "http://r:1").unwrap();
         same(&stored, &fresh);
-        // Small documents are compressed in one stream, as the renderer does.
+        // The same gzip bytes as well: one stream, at the renderer's level.
         assert_eq!(stored.full.gzip, fresh.full.gzip.as_ref());
         assert_eq!(stored.abbreviated.gzip, fresh.abbreviated.gzip.as_ref());
     }
@@ -539,7 +389,7 @@ mod tests {
     #[test]
     fn a_rebased_rendering_is_the_render_on_the_other_base() {
         let record = record();
-        let stored = assemble(&source(&record), "", &mut DeflateChunks::default()).unwrap();
+        let stored = assemble(&source(&record), "").unwrap();
         for base in ["http://other.example:8080", "https://r/\"odd\"", ""] {
             let moved = rebase(&stored, base).unwrap();
             same(&moved, &packument::render(&record, base).unwrap());
@@ -552,7 +402,7 @@ mod tests {
     fn a_package_whose_latest_is_missing_hoists_nothing() {
         let mut record = record();
         record.dist_tags = BTreeMap::from([("beta".into(), "1.0.0".into())]);
-        let stored = assemble(&source(&record), "http://r", &mut DeflateChunks::default()).unwrap();
+        let stored = assemble(&source(&record), "http://r").unwrap();
         same(&stored, &packument::render(&record, "http://r").unwrap());
     }
 }

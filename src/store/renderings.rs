@@ -4,7 +4,7 @@
 //! own transaction (see the write methods of [`super::PackageStore`]), so a miss is one keyed read.
 //! The rendering is assembled from per-version [`Fragment`]s, each rendered once (at publish, or
 //! again after a deprecation), so a publish into a package of thousands of versions does not
-//! re-render the others. The rendering rules live in `crate::packages::rendering`; the stores
+//! re-render the others: it concatenates their stored JSON, then hashes and gzips the documents. The rendering rules live in `crate::packages::rendering`; the stores
 //! only load the [`RenderSource`] and keep the bytes.
 //!
 //! Tarball URLs hold the public base URL, which may come from the request's `Host`: a rendering
@@ -108,28 +108,4 @@ pub trait RenderingStore: Send + Sync {
     /// Replaces a rendering made on no base (`""`) with `rendering`, made on a real one, if the
     /// package is still at `rendering.rev`; otherwise leaves it.
     async fn adopt_base(&self, name: &str, rendering: StoredRendering) -> Result<(), StoreError>;
-}
-
-/// Compressed runs of versions (raw deflate, each ended by a sync flush) by the digest of their
-/// bytes, so a write compresses only the runs it changed; loaded before a re-render, the new
-/// ones stored and the unused ones dropped after.
-#[derive(Debug, Default)]
-pub struct DeflateChunks {
-    /// The package's stored chunks.
-    pub known: std::collections::HashMap<String, Vec<u8>>,
-    /// Chunks this rendering compressed.
-    pub added: Vec<(String, Vec<u8>)>,
-    /// Digests this rendering used.
-    pub used: std::collections::HashSet<String>,
-}
-
-impl DeflateChunks {
-    /// Stored chunks no longer used.
-    pub fn unused(&self) -> Vec<String> {
-        self.known
-            .keys()
-            .filter(|digest| !self.used.contains(*digest))
-            .cloned()
-            .collect()
-    }
 }

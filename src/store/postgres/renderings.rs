@@ -11,7 +11,7 @@ use super::packages::{dist_tags, exec, lock, opt, package_lock, rows};
 use crate::packages::{RegistryError, rendering};
 use crate::store::StoreError;
 use crate::store::renderings::{
-    DeflateChunks, Fragment, RenderSource, StoredDocument, StoredRendering, VersionSource,
+    Fragment, RenderSource, StoredDocument, StoredRendering, VersionSource,
 };
 
 fn failed(err: RegistryError) -> StoreError {
@@ -250,44 +250,12 @@ pub async fn rerender<C: GenericClient>(
         return Ok(None);
     };
     let base = kept.unwrap_or_else(|| base.to_owned());
-    let mut chunks = DeflateChunks::default();
-    for row in rows(
-        client,
-        "SELECT digest, deflate FROM rendering_chunks WHERE package = $1",
-        &[&name],
-    )
-    .await?
-    {
-        chunks.known.insert(row.get(0), row.get(1));
-    }
     // Concatenating and compressing thousands of versions is CPU work: off the async threads.
-    let (rendering, chunks) = tokio::task::spawn_blocking(move || {
-        rendering::assemble(&source, &base, &mut chunks).map(|r| (r, chunks))
-    })
-    .await
-    .map_err(|e| StoreError::Task(e.to_string()))?
-    .map_err(failed)?;
+    let rendering = tokio::task::spawn_blocking(move || rendering::assemble(&source, &base))
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+        .map_err(failed)?;
     save(client, name, &rendering).await?;
-    let unused = chunks.unused();
-    if !chunks.added.is_empty() {
-        let (digests, deflates): (Vec<String>, Vec<Vec<u8>>) = chunks.added.into_iter().unzip();
-        exec(
-            client,
-            "INSERT INTO rendering_chunks (package, digest, deflate)
-             SELECT $1, d, c FROM unnest($2::text[], $3::bytea[]) AS t(d, c)
-             ON CONFLICT DO NOTHING",
-            &[&name, &digests, &deflates],
-        )
-        .await?;
-    }
-    if !unused.is_empty() {
-        exec(
-            client,
-            "DELETE FROM rendering_chunks WHERE package = $1 AND digest = ANY($2)",
-            &[&name, &unused],
-        )
-        .await?;
-    }
     Ok(Some(rendering))
 }
 

@@ -144,14 +144,6 @@ ALTER TABLE packument_renderings
     ALTER COLUMN full_gzip SET STORAGE EXTERNAL,
     ALTER COLUMN abbreviated_plain SET STORAGE EXTERNAL,
     ALTER COLUMN abbreviated_gzip SET STORAGE EXTERNAL;
--- Compressed runs of a package's versions (raw deflate), by the digest of their bytes, so a
--- write recompresses only the runs it changed (src/packages/rendering.rs).
-CREATE TABLE rendering_chunks (
-    package TEXT NOT NULL REFERENCES packages(name) ON DELETE CASCADE,
-    digest  TEXT NOT NULL,
-    deflate BYTEA NOT NULL,
-    PRIMARY KEY (package, digest)
-);
 
 -- Every mutation, with who did it, from where, and what changed.
 CREATE TABLE audit_log (

@@ -7,7 +7,7 @@ use super::packages::{dist_tags, maintainers};
 use crate::packages::{RegistryError, rendering};
 use crate::store::StoreError;
 use crate::store::renderings::{
-    DeflateChunks, Fragment, RenderSource, StoredDocument, StoredRendering, VersionSource,
+    Fragment, RenderSource, StoredDocument, StoredRendering, VersionSource,
 };
 
 fn failed(err: RegistryError) -> StoreError {
@@ -210,28 +210,9 @@ pub fn rerender(
         .prepare_cached("SELECT base FROM packument_renderings WHERE name = ?1")?
         .query_row([name], |row| row.get(0))
         .optional()?;
-    let mut chunks = DeflateChunks::default();
-    let mut stmt =
-        conn.prepare_cached("SELECT digest, deflate FROM rendering_chunks WHERE package = ?1")?;
-    for chunk in stmt.query_map([name], |row| Ok((row.get(0)?, row.get(1)?)))? {
-        let (digest, deflate) = chunk?;
-        chunks.known.insert(digest, deflate);
-    }
-    let rendering = rendering::assemble(&source, kept.as_deref().unwrap_or(base), &mut chunks)
-        .map_err(failed)?;
+    let rendering =
+        rendering::assemble(&source, kept.as_deref().unwrap_or(base)).map_err(failed)?;
     save(conn, name, &rendering)?;
-    let mut add = conn.prepare_cached(
-        "INSERT INTO rendering_chunks (package, digest, deflate) VALUES (?1, ?2, ?3)
-         ON CONFLICT DO NOTHING",
-    )?;
-    for (digest, deflate) in &chunks.added {
-        add.execute(params![name, digest, deflate])?;
-    }
-    let mut drop =
-        conn.prepare_cached("DELETE FROM rendering_chunks WHERE package = ?1 AND digest = ?2")?;
-    for digest in chunks.unused() {
-        drop.execute(params![name, digest])?;
-    }
     Ok(Some(rendering))
 }
 
