@@ -64,6 +64,17 @@ CREATE TABLE IF NOT EXISTS versions (
     PRIMARY KEY (package, version)
 );
 
+-- Sigstore bundles published with a version (`npm publish --provenance`), served at
+-- /-/npm/v1/attestations/<name>@<version>; they go with their version.
+CREATE TABLE IF NOT EXISTS version_attestations (
+    package        TEXT NOT NULL,
+    version        TEXT NOT NULL,
+    predicate_type TEXT NOT NULL,                 -- the in-toto statement's predicateType
+    bundle         TEXT NOT NULL,                 -- the bundle JSON as published
+    PRIMARY KEY (package, version, predicate_type),
+    FOREIGN KEY (package, version) REFERENCES versions(package, version) ON DELETE CASCADE
+);
+
 CREATE TABLE IF NOT EXISTS dist_tags (
     package TEXT NOT NULL REFERENCES packages(name) ON DELETE CASCADE,
     tag     TEXT NOT NULL,
@@ -292,3 +303,67 @@ CREATE TABLE IF NOT EXISTS user_identities (
 );
 CREATE INDEX IF NOT EXISTS user_identities_user ON user_identities(user_id);
 
+
+-- Registry signing keys (npm-protocol.md §12): every instance signs with the active one (no
+-- `expires_at`); a rotation adds a key and sets the old one's `expires_at`, never deletes it.
+CREATE TABLE IF NOT EXISTS signing_keys (
+    keyid          TEXT PRIMARY KEY,              -- SHA256:<base64 sha256 of the DER public key>
+    public_key     TEXT NOT NULL,                 -- base64 DER SubjectPublicKeyInfo
+    sealed_private BLOB NOT NULL,                 -- AES-256-GCM under PACKR_SECRET_KEY
+    nonce          BLOB NOT NULL,
+    created_at     INTEGER NOT NULL,
+    expires_at     INTEGER
+);
+
+-- `dist.signatures` of each version, over `<name>@<version>:<integrity>`; written with the
+-- version at publish, or by the start-up backfill for versions older than their key.
+CREATE TABLE IF NOT EXISTS version_signatures (
+    package TEXT NOT NULL,
+    version TEXT NOT NULL,
+    keyid   TEXT NOT NULL REFERENCES signing_keys(keyid),
+    sig     TEXT NOT NULL,                        -- base64 DER ECDSA P-256 / SHA-256
+    PRIMARY KEY (package, version, keyid),
+    FOREIGN KEY (package, version) REFERENCES versions(package, version) ON DELETE CASCADE
+);
+-- Added in user_version 8. Security advisories an admin records against versions of a package;
+-- `npm audit`, `pnpm audit` and `yarn npm audit` report them (npm-protocol.md §11).
+CREATE TABLE IF NOT EXISTS advisories (
+    id                  INTEGER PRIMARY KEY,
+    package             TEXT NOT NULL,          -- need not be published (yet)
+    vulnerable_versions TEXT NOT NULL,          -- an npm semver range
+    patched_versions    TEXT,                   -- an npm semver range; NULL: no fix yet
+    severity            TEXT NOT NULL CHECK (severity IN ('low', 'moderate', 'high', 'critical')),
+    title               TEXT NOT NULL,
+    url                 TEXT,
+    cwe                 TEXT NOT NULL DEFAULT '[]', -- JSON array of CWE ids
+    cvss                TEXT,                   -- JSON {"score", "vectorString"}
+    created_at          INTEGER NOT NULL,
+    created_by          TEXT                    -- user name; NULL for the operator's command line
+);
+CREATE INDEX IF NOT EXISTS advisories_package ON advisories(package);
+-- Trusted publishers (npm trust): CI identities that may exchange an OIDC ID token for a
+-- short-lived publish token; for one package, or (org set, package NULL) every package of an org.
+CREATE TABLE IF NOT EXISTS trusted_publishers (
+    id          TEXT PRIMARY KEY,
+    package     TEXT,
+    org         TEXT,
+    kind        TEXT NOT NULL,                 -- github or gitlab
+    claims      TEXT NOT NULL,                 -- JSON object as npm sends it
+    permissions TEXT NOT NULL,                 -- JSON array: createPackage, createStagedPackage
+    created_by  INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trusted_publishers_package ON trusted_publishers(package);
+CREATE INDEX IF NOT EXISTS trusted_publishers_org ON trusted_publishers(org);
+
+-- ID tokens already exchanged (replay protection), kept until they expire.
+CREATE TABLE IF NOT EXISTS oidc_exchanges (
+    issuer     TEXT NOT NULL,
+    jti        TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    package    TEXT NOT NULL,
+    identity   TEXT NOT NULL,                  -- JSON: repository, workflow, ref, run id...
+    token_id   TEXT,                           -- the publish token issued for it
+    PRIMARY KEY (issuer, jti)
+);
+CREATE INDEX IF NOT EXISTS oidc_exchanges_token ON oidc_exchanges(token_id);

@@ -4,13 +4,17 @@
 #
 #   bench/run.sh                    # everything (builds, installs tools, measures: ~13 min + ~5 min of building)
 #   bench/run.sh --seconds 1 --rounds 1 --install-reps 1 --ready-reps 1 --wait-quiet 0   # a quick smoke run
+#   bench/run.sh --skip-scale       # without the scale phase (50,000 packages: a few minutes)
+#   bench/run.sh --scale-only [--scale-packages 5000]   # the scale phase alone (no Verdaccio, no corpus)
 #
 # Options after the script name go to bench/lib/bench.mjs: --seconds N (per measured round, default 3),
 # --rounds N (3), --warmup N (1), --connections N (64), --install-reps N (3), --ready-reps N (5),
 # --skip-installs, --wait-quiet N (seconds to wait for other processes to go quiet first, default 300),
 # --busy-limit PCT (a read figure is measured again when others used more than PCT% of a core; 10),
 # --install-dir DIR (default /dev/shm), --corpus DIR, --out DIR (default bench/results),
-# --work DIR --keep-work (keep the data directories and logs).
+# --work DIR --keep-work (keep the data directories and logs), --skip-scale, and the scale phase's
+# --scale-packages N (50000), --scale-hot N (500), --scale-seconds N (4), --scale-random-seconds N (8),
+# --scale-cold-seconds N (15), --scale-big-versions N (3000), --scale-cache-bytes N (Packr's default).
 set -euo pipefail
 
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -37,6 +41,13 @@ command -v npm >/dev/null || { say "npm is required"; exit 1; }
 # 2. Packr (release) and the ceiling server.
 say "building Packr (cargo build --release)"
 (cd "$ROOT" && cargo build --release --quiet)
+for arg in "$@"; do
+  if [ "$arg" = "--scale-only" ]; then
+    args=()
+    for a in "$@"; do [ "$a" = "--scale-only" ] || args+=("$a"); done
+    exec node "$BENCH/lib/scale.mjs" --packr "$ROOT/target/release/packr" "${args[@]}"
+  fi
+done
 say "building the ceiling server (bench/ceiling)"
 cargo build --release --quiet --manifest-path "$BENCH/ceiling/Cargo.toml" --target-dir "$CACHE/ceiling-target"
 

@@ -48,6 +48,26 @@ pub struct StoreLocation {
     pub database_url: Option<SecretString>,
     /// Where the secrets come from.
     pub secrets: SecretSource,
+    /// Streaming replicas of the database that package reads may go to (`serve` only).
+    pub replicas: ReplicaSettings,
+}
+
+/// Read replicas of the PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct ReplicaSettings {
+    /// Their URLs; never shown (`SecretString`).
+    pub urls: Vec<SecretString>,
+    /// A replica further behind than this is skipped.
+    pub max_lag: Duration,
+}
+
+impl Default for ReplicaSettings {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            max_lag: Duration::from_secs(5),
+        }
+    }
 }
 
 impl DataDirArgs {
@@ -75,6 +95,7 @@ impl DataDirArgs {
             data_dir: self.data_dir.clone(),
             database_url: self.database_url().cloned(),
             secrets: self.secret_source(),
+            replicas: ReplicaSettings::default(),
         }
     }
 }
@@ -97,11 +118,17 @@ pub struct ServeArgs {
     #[arg(long, env = "PACKR_ANONYMOUS_READ", default_value_t = false)]
     pub anonymous_read: bool,
 
+    /// Sigstore `trusted_root.json` provenance bundles are verified against at publish; without
+    /// it bundles are stored and marked unverified.
+    #[arg(long, env = "PACKR_SIGSTORE_TRUST_ROOT")]
+    pub sigstore_trust_root: Option<PathBuf>,
+
     /// Largest accepted request body, in bytes (a publish carries the tarball in base64).
     #[arg(long, env = "PACKR_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
-    /// Memory for rendered packuments (plain and gzip), in bytes; older documents are evicted past it.
+    /// Memory of the read cache (rendered packuments and small tarballs), in bytes, counting what
+    /// each entry really costs; the least-read entries are evicted past it.
     #[arg(long, env = "PACKR_CACHE_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub cache_bytes: usize,
 
@@ -112,6 +139,11 @@ pub struct ServeArgs {
     /// Let `npm adduser` create accounts for unknown names.
     #[arg(long, env = "PACKR_ALLOW_SIGNUP", default_value_t = false)]
     pub allow_signup: bool,
+
+    /// An npm-compatible registry (such as `https://registry.npmjs.org`) whose bulk advisory
+    /// endpoint `npm audit` questions are forwarded to, for packages Packr does not host.
+    #[arg(long, env = "PACKR_AUDIT_UPSTREAM")]
+    pub audit_upstream: Option<String>,
 
     /// Requests one client IP may make to the login, device-code and token endpoints, as N/s,
     /// N/m or N/h (a bucket of N refilled over that period), or `off`.
@@ -144,7 +176,19 @@ pub struct ServeArgs {
     pub webhooks: WebhookArgs,
 
     #[command(flatten)]
+    pub trust: TrustArgs,
+
+    #[command(flatten)]
     pub regions: RegionArgs,
+
+    /// Streaming replicas of PACKR_DATABASE_URL (comma-separated postgres:// URLs) that package
+    /// reads go to once they have replayed what is read; writes stay on the primary.
+    #[arg(long, env = "PACKR_DATABASE_REPLICA_URL", hide_env_values = true, value_delimiter = ',', value_parser = parse_secret)]
+    pub database_replica_url: Vec<SecretString>,
+
+    /// A replica further behind the primary than this is skipped until it catches up.
+    #[arg(long, env = "PACKR_REPLICA_MAX_LAG", default_value = "5s", value_parser = parse_duration)]
+    pub replica_max_lag: Duration,
 }
 
 /// Where this instance runs, and (on Fly.io) which region takes the writes.
@@ -193,6 +237,26 @@ pub struct WebhookArgs {
     /// internal, comma-separated CIDRs such as `10.0.0.0/8`; empty refuses every such address.
     #[arg(long, env = "PACKR_WEBHOOK_ALLOWED_NETWORKS", default_value = "")]
     pub webhook_allowed_networks: String,
+}
+
+/// Trusted publishing: the OIDC issuers whose CI ID tokens are exchanged for publish tokens.
+#[derive(Debug, Clone, Args)]
+pub struct TrustArgs {
+    /// GitHub Actions' OIDC issuer (GitHub Enterprise Server: `https://HOST/_services/token`).
+    #[arg(
+        long,
+        env = "PACKR_TRUSTED_PUBLISHING_GITHUB_ISSUER",
+        default_value = "https://token.actions.githubusercontent.com"
+    )]
+    pub trusted_publishing_github_issuer: String,
+
+    /// GitLab's OIDC issuer (a self-managed GitLab's URL).
+    #[arg(
+        long,
+        env = "PACKR_TRUSTED_PUBLISHING_GITLAB_ISSUER",
+        default_value = "https://gitlab.com"
+    )]
+    pub trusted_publishing_gitlab_issuer: String,
 }
 
 /// Where tarball bytes are kept: the data directory, or an S3-compatible bucket.
@@ -301,6 +365,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Whether reads need no token.
     pub anonymous_read: bool,
+    /// Sigstore trust root file for provenance verification.
+    pub sigstore_trust_root: Option<PathBuf>,
     /// Request body limit in bytes.
     pub max_body_bytes: usize,
     /// Memory bound of the packument cache.
@@ -331,11 +397,18 @@ pub struct Config {
     pub webhook_timeout: Duration,
     /// Internal networks webhook deliveries may reach anyway.
     pub webhook_allowed_networks: Vec<IpNet>,
+    /// Trusted publishing's issuers.
+    pub trust: crate::trust::TrustSettings,
     /// This instance's region (PACKR_REGION, else FLY_REGION), for `/-/health`.
     pub region: Option<String>,
+    /// The registry audits of packages Packr does not host are forwarded to, without a trailing
+    /// slash.
+    pub audit_upstream: Option<String>,
     /// On Fly.io (FLY_REGION and PRIMARY_REGION both set): writes landing outside the primary
     /// region are sent back with `fly-replay` (see `fly_replay`).
     pub fly: Option<FlyRegions>,
+    /// Read replicas of the PostgreSQL database.
+    pub replicas: ReplicaSettings,
 }
 
 /// Browser and device-code login settings.
@@ -377,6 +450,15 @@ impl Config {
                 Some(url.trim_end_matches('/').to_owned())
             }
         };
+        let audit_upstream = match args.audit_upstream.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(url) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    bail!("PACKR_AUDIT_UPSTREAM must start with http:// or https://, got {url}");
+                }
+                Some(url.trim_end_matches('/').to_owned())
+            }
+        };
         let storage = Storage::from_args(&args.storage)?;
         if args.storage.tarball_redirect && !matches!(storage, Storage::S3(_)) {
             bail!(
@@ -407,6 +489,17 @@ impl Config {
                  a bucket, or PACKR_ALLOW_LOCAL_BLOBS=true if this is the only instance"
             );
         }
+        let replica_urls: Vec<SecretString> = args
+            .database_replica_url
+            .into_iter()
+            .filter(|url| !secrecy::ExposeSecret::expose_secret(url).trim().is_empty())
+            .collect();
+        if !replica_urls.is_empty() && args.data.database_url().is_none() {
+            bail!(
+                "PACKR_DATABASE_REPLICA_URL is set without PACKR_DATABASE_URL: replicas serve reads \
+                 of a PostgreSQL primary, which PACKR_DATABASE_URL names"
+            );
+        }
         Ok(Self {
             listen: args.listen,
             secrets: args.data.secret_source(),
@@ -414,6 +507,7 @@ impl Config {
             data_dir: args.data.data_dir,
             public_url,
             anonymous_read: args.anonymous_read,
+            sigstore_trust_root: args.sigstore_trust_root,
             max_body_bytes: args.max_body_bytes,
             cache_bytes: args.cache_bytes,
             unpublish_window: args.unpublish_window,
@@ -432,8 +526,17 @@ impl Config {
             webhook_retry_schedule,
             webhook_timeout: args.webhooks.webhook_timeout,
             webhook_allowed_networks,
+            trust: crate::trust::TrustSettings {
+                github_issuer: args.trust.trusted_publishing_github_issuer,
+                gitlab_issuer: args.trust.trusted_publishing_gitlab_issuer,
+            },
             region: args.regions.region(),
             fly: args.regions.fly(),
+            replicas: ReplicaSettings {
+                urls: replica_urls,
+                max_lag: args.replica_max_lag,
+            },
+            audit_upstream,
         })
     }
 
@@ -443,6 +546,7 @@ impl Config {
             data_dir: self.data_dir.clone(),
             database_url: self.database_url.clone(),
             secrets: self.secrets.clone(),
+            replicas: self.replicas.clone(),
         }
     }
 
@@ -458,6 +562,7 @@ impl Config {
             },
             public_url: None,
             anonymous_read: false,
+            sigstore_trust_root: None,
             max_body_bytes: 64 * 1024 * 1024,
             cache_bytes: 32 * 1024 * 1024,
             unpublish_window: Duration::from_secs(72 * 3600),
@@ -478,8 +583,11 @@ impl Config {
             webhook_timeout: Duration::from_secs(10),
             // As in production: tests that deliver to loopback receivers allow 127.0.0.0/8.
             webhook_allowed_networks: Vec::new(),
+            trust: crate::trust::TrustSettings::default(),
             region: None,
             fly: None,
+            replicas: ReplicaSettings::default(),
+            audit_upstream: None,
         }
     }
 }
@@ -810,6 +918,39 @@ mod tests {
         );
         // An empty variable counts as unset.
         assert!(config_from(&["--database-url", " "]).is_ok());
+    }
+
+    #[test]
+    fn replica_urls_are_a_list_never_shown_and_need_a_primary() {
+        let config = config_from(&[
+            "--database-url",
+            "postgres://packr:hunter2@db/packr",
+            "--allow-local-blobs",
+            "--database-replica-url",
+            "postgres://packr:hunter2@replica-1/packr, postgres://packr:hunter2@replica-2/packr",
+            "--replica-max-lag",
+            "2s",
+        ])
+        .unwrap();
+        assert_eq!(config.replicas.urls.len(), 2);
+        assert_eq!(config.replicas.max_lag, Duration::from_secs(2));
+        assert!(!format!("{config:?}").contains("hunter2"));
+        let config = config_from(&[
+            "--database-url",
+            "postgres://db/packr",
+            "--allow-local-blobs",
+        ])
+        .unwrap();
+        assert!(config.replicas.urls.is_empty());
+        assert_eq!(config.replicas.max_lag, Duration::from_secs(5));
+        let err = config_from(&[
+            "--database-replica-url",
+            "postgres://packr:hunter2@replica/packr",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("PACKR_DATABASE_URL"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::advisories::AdvisoryError;
 use crate::auth::AuthError;
 use crate::orgs::OrgError;
 use crate::packages::RegistryError;
@@ -86,6 +87,16 @@ impl ApiError {
             retry_after_seconds: Some(retry_after_seconds),
             ..Self::user(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
         }
+    }
+
+    /// The message the caller gets.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The stable error code.
+    pub fn code(&self) -> &'static str {
+        self.code
     }
 
     /// The HTTP status this error answers with.
@@ -182,6 +193,17 @@ impl From<WebhookError> for ApiError {
             WebhookError::Store(_) | WebhookError::Internal(_) => return Self::internal(err),
         };
         Self::user(status, code, err.to_string())
+    }
+}
+
+impl From<AdvisoryError> for ApiError {
+    fn from(err: AdvisoryError) -> Self {
+        match err {
+            AdvisoryError::Invalid(message) => Self::bad_request("invalid", message),
+            AdvisoryError::NotFound(message) => Self::not_found(message),
+            AdvisoryError::Registry(err) => err.into(),
+            AdvisoryError::Store(_) => Self::internal(err),
+        }
     }
 }
 

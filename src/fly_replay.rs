@@ -50,7 +50,7 @@ impl FlyReplayLayer {
     /// The answer for `request`, when it is a write to send to the primary region.
     fn refusal(&self, request: &Request) -> Option<Response> {
         let replay = self.replay.as_ref()?;
-        if !is_write(request.method()) || request.uri().path().starts_with("/-/health") {
+        if !is_write(request.method(), request.uri().path()) {
             return None;
         }
         let mut response = ApiError::user(
@@ -69,9 +69,14 @@ impl FlyReplayLayer {
     }
 }
 
-/// Whether a request with this method may change the registry.
-fn is_write(method: &Method) -> bool {
-    !matches!(*method, Method::GET | Method::HEAD)
+/// Whether a request may change the registry.
+fn is_write(method: &Method, path: &str) -> bool {
+    // Health checks, and audits: npm POSTs its lockfile's packages to ask for advisories, which
+    // reads and writes nothing.
+    let reads = matches!(*method, Method::GET | Method::HEAD)
+        || path.starts_with("/-/health")
+        || path.starts_with("/-/npm/v1/security/");
+    !reads
 }
 
 impl<S> Layer<S> for FlyReplayLayer {
@@ -143,6 +148,15 @@ mod tests {
         assert!(away.refusal(&request(Method::GET, "/left-pad")).is_none());
         assert!(away.refusal(&request(Method::HEAD, "/left-pad")).is_none());
         assert!(away.refusal(&request(Method::POST, "/-/health")).is_none());
+        for audit in [
+            "/-/npm/v1/security/advisories/bulk",
+            "/-/npm/v1/security/audits/quick",
+        ] {
+            assert!(
+                away.refusal(&request(Method::POST, audit)).is_none(),
+                "{audit}"
+            );
+        }
 
         let home = FlyReplayLayer::new(Some(&regions("ams", "ams")));
         assert!(home.refusal(&request(Method::PUT, "/left-pad")).is_none());

@@ -12,9 +12,12 @@
 //! - core: [`auth`] (who is calling and what they may do) and [`packages`] (the registry's rules:
 //!   names, versions, tarballs, publish, dist-tags, packuments). The core never imports axum or hyper.
 //!   [`webhooks`] is core too; only its delivery worker speaks HTTP, through [`outbound`].
+//!   [`advisories`] (security advisories and the audits npm, pnpm and yarn send) is core as well;
+//!   only its upstream forwarding speaks HTTP, through [`outbound`].
 //! - [`store`]: the metadata store (SQLite) and the blob store (filesystem). SQL appears only there.
 //! - [`config`], [`telemetry`] and [`clock`] are used by all of the above.
 
+pub mod advisories;
 pub mod api;
 pub mod audit;
 pub mod auth;
@@ -31,7 +34,9 @@ pub mod outbound;
 pub mod packages;
 pub mod rate_limit;
 pub mod server;
+pub mod signing;
 pub mod store;
 pub mod telemetry;
+pub mod trust;
 pub mod web;
 pub mod webhooks;

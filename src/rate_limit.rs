@@ -8,6 +8,10 @@
 //! address of [`crate::client_ip`] (what a trusted proxy forwarded, else the TCP peer), and an IPv6
 //! client's whole /64: one host usually holds a /64, so single addresses would give it billions
 //! of buckets.
+//!
+//! Instances sharing a PostgreSQL database also draw from buckets kept there
+//! ([`crate::store::SharedBuckets`]), so a limit holds for the cluster as a whole, not once per
+//! instance. The instance's own bucket is asked first: a flood is refused without a database call.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
@@ -18,7 +22,7 @@ use std::time::Duration;
 use axum::extract::Request;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
-use futures_util::future::{Either, Ready, ready};
+use futures_util::future::{BoxFuture, Either, Ready, ready};
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tower::{Layer, Service};
@@ -26,6 +30,7 @@ use tower::{Layer, Service};
 use crate::client_ip::ClientIp;
 use crate::config::RateLimit;
 use crate::error::ApiError;
+use crate::store::{Quota as SharedQuota, SharedBuckets};
 
 /// Addresses remembered before idle buckets (those back to full) are dropped.
 const MAX_TRACKED_KEYS: usize = 10_000;
@@ -83,6 +88,8 @@ type Limiter = Arc<DefaultKeyedRateLimiter<(IpAddr, Group)>>;
 pub struct LoginRateLimit {
     limiter: Option<Limiter>,
     polls: Option<Limiter>,
+    /// The buckets every instance draws from, and the quota of the groups other than polls.
+    shared: Option<(Arc<dyn SharedBuckets>, SharedQuota)>,
 }
 
 fn limiter(limit: RateLimit, times: u32) -> Option<Limiter> {
@@ -114,7 +121,45 @@ impl LoginRateLimit {
         Self {
             limiter: limiter(limit, 1),
             polls: limiter(limit, POLLS_PER_REQUEST),
+            shared: None,
         }
+    }
+
+    /// Also draws from `buckets`, which every instance shares, with the same quotas.
+    pub fn shared(mut self, limit: RateLimit, buckets: Option<Arc<dyn SharedBuckets>>) -> Self {
+        self.shared = match (limit, buckets) {
+            (RateLimit::Every { requests, per }, Some(buckets)) => Some((
+                buckets,
+                SharedQuota {
+                    period: per / requests.get(),
+                    burst: requests.get(),
+                },
+            )),
+            _ => None,
+        };
+        self
+    }
+
+    /// The shared bucket a limited request draws from, with its quota.
+    fn shared_bucket(
+        &self,
+        group: Group,
+        ip: IpAddr,
+    ) -> Option<(Arc<dyn SharedBuckets>, String, SharedQuota)> {
+        let (buckets, quota) = self.shared.as_ref()?;
+        let quota = if group == Group::Polls {
+            SharedQuota {
+                period: quota.period / POLLS_PER_REQUEST,
+                burst: quota.burst.saturating_mul(POLLS_PER_REQUEST),
+            }
+        } else {
+            *quota
+        };
+        Some((
+            Arc::clone(buckets),
+            format!("{group:?}:{}", bucket_key(ip)),
+            quota,
+        ))
     }
 
     /// `Err(wait)` when `ip` has used up its bucket for `group`.
@@ -136,22 +181,30 @@ impl LoginRateLimit {
     }
 
     /// The 429 answer for a limited request over its budget, or `None` to let it through.
-    fn refusal(&self, request: &Request) -> Option<Response> {
-        let group = group_of(request.method(), request.uri().path())?;
-        let ClientIp(ip) = *request.extensions().get::<ClientIp>()?;
+    fn refusal(&self, group: Group, ip: IpAddr) -> Option<Response> {
         let wait = self.check(ip, group).err()?;
-        let seconds = u32::try_from(wait.as_secs().saturating_add(1)).unwrap_or(u32::MAX);
-        tracing::warn!(%ip, ?group, retry_after = seconds, "rate limit reached");
-        Some(
-            ApiError::too_many_requests(
-                seconds,
-                format!(
-                    "too many login or token requests from your address; try again in {seconds} seconds"
-                ),
-            )
-            .into_response(),
-        )
+        tracing::warn!(%ip, ?group, "rate limit reached");
+        Some(too_many(wait))
     }
+}
+
+/// The group and client address of a limited request; `None` for every other request.
+fn limited(request: &Request) -> Option<(Group, IpAddr)> {
+    let group = group_of(request.method(), request.uri().path())?;
+    let ClientIp(ip) = *request.extensions().get::<ClientIp>()?;
+    Some((group, ip))
+}
+
+/// The 429 answer, with how long to wait.
+fn too_many(wait: Duration) -> Response {
+    let seconds = u32::try_from(wait.as_secs().saturating_add(1)).unwrap_or(u32::MAX);
+    ApiError::too_many_requests(
+        seconds,
+        format!(
+            "too many login or token requests from your address; try again in {seconds} seconds"
+        ),
+    )
+    .into_response()
 }
 
 /// As a layer on the whole router. A plain `Service` rather than `axum::middleware::from_fn`, which
@@ -176,21 +229,49 @@ pub struct RateLimited<S> {
 
 impl<S> Service<Request> for RateLimited<S>
 where
-    S: Service<Request, Response = Response>,
+    S: Service<Request, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = Either<Ready<Result<Response, S::Error>>, S::Future>;
+    type Future = Either<
+        Ready<Result<Response, S::Error>>,
+        Either<S::Future, BoxFuture<'static, Result<Response, S::Error>>>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        match self.limit.refusal(&request) {
-            Some(response) => Either::Left(ready(Ok(response))),
-            None => Either::Right(self.inner.call(request)),
+        // Most requests are not limited: one look at the path lets them through.
+        let Some((group, ip)) = limited(&request) else {
+            return Either::Right(Either::Left(self.inner.call(request)));
+        };
+        if let Some(response) = self.limit.refusal(group, ip) {
+            return Either::Left(ready(Ok(response)));
         }
+        let Some((buckets, key, quota)) = self.limit.shared_bucket(group, ip) else {
+            return Either::Right(Either::Left(self.inner.call(request)));
+        };
+        // The ready inner service goes into the future; a fresh clone takes its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Either::Right(Either::Right(Box::pin(async move {
+            match buckets.take(&key, quota).await {
+                Ok(None) => inner.call(request).await,
+                Ok(Some(wait)) => {
+                    tracing::warn!(bucket = %key, "cluster-wide rate limit reached");
+                    Ok(too_many(wait))
+                }
+                // An unreachable database fails the request itself soon enough; the instance's
+                // own bucket still limits meanwhile.
+                Err(err) => {
+                    tracing::warn!(error = %err, "shared rate-limit bucket unavailable");
+                    inner.call(request).await
+                }
+            }
+        })))
     }
 }
 

@@ -17,6 +17,7 @@ use tower::util::{MapRequestLayer, MapResponseLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 
+use crate::advisories::{Advisories, Upstream};
 use crate::audit::AuditLog;
 use crate::auth::device::{DeviceFlow, DeviceSettings};
 use crate::auth::oauth::OAuth;
@@ -26,13 +27,15 @@ use crate::client_ip::ClientIpLayer;
 use crate::config::StoreLocation;
 use crate::config::{Config, Storage};
 use crate::orgs::Orgs;
+use crate::packages::provenance::TrustRoot;
 use crate::packages::tarball::TarballLimits;
 use crate::packages::{Registry, RegistrySettings};
 use crate::rate_limit::LoginRateLimit;
+use crate::signing::{self, Signing};
 use crate::store::BlobStore;
 use crate::store::blob::fs::FsBlobStore;
 use crate::store::blob::s3::S3BlobStore;
-use crate::store::{Change, ChangeFeed, Postgres, Sqlite, Store};
+use crate::store::{Change, ChangeFeed, Postgres, SharedBuckets, Sqlite, Store};
 use crate::webhooks::{SecretBox, TargetPolicy, WebhookSettings, Webhooks, Worker};
 use crate::{api, error, health, npm, telemetry, web};
 
@@ -73,6 +76,12 @@ pub struct AppContext {
     pub started: Instant,
     /// Webhooks and their deliveries.
     pub webhooks: Webhooks,
+    /// The metadata store, for `/-/health`'s report on its databases.
+    pub store: Store,
+    /// Security advisories and audits.
+    pub advisories: Advisories,
+    /// Trusted publishing: `npm trust` and the OIDC token exchange.
+    pub trust: crate::trust::TrustedPublishing,
 }
 
 /// The stores and services opened on a data directory; shared by `serve` and the CLI.
@@ -92,9 +101,21 @@ impl Services {
         let data_dir = &location.data_dir;
         let store: Store = match &location.database_url {
             Some(url) => {
-                let postgres = Postgres::open(url.expose_secret()).await?;
+                let replicas: Vec<&str> = location
+                    .replicas
+                    .urls
+                    .iter()
+                    .map(|url| url.expose_secret())
+                    .collect();
+                let postgres = Postgres::open_with_replicas(
+                    url.expose_secret(),
+                    &replicas,
+                    location.replicas.max_lag,
+                )
+                .await?;
                 tracing::info!(
                     database = postgres.pool().target(),
+                    replicas = ?postgres.replicas().map(|r| r.targets()).unwrap_or_default(),
                     "metadata on PostgreSQL"
                 );
                 Arc::new(postgres)
@@ -145,6 +166,12 @@ impl Server {
             tarball_limits: TarballLimits::default(),
             tarball_redirect: config.tarball_redirect,
             packument_cache_bytes: config.cache_bytes,
+            sigstore_trust_root: config
+                .sigstore_trust_root
+                .as_deref()
+                .map(|path| TrustRoot::load(path).map(Arc::new))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("PACKR_SIGSTORE_TRUST_ROOT: {e}"))?,
         };
         let login_key = config
             .secrets
@@ -157,10 +184,20 @@ impl Server {
             .public_url
             .as_deref()
             .is_some_and(|u| u.starts_with("https://"));
+        let sealer =
+            SecretBox::from_key(&config.secrets.secret("PACKR_SECRET_KEY", "webhook.key")?)
+                .context("PACKR_SECRET_KEY")?;
+        // Registry signing keys are sealed under the same key as hook secrets (src/signing).
+        let signing = Signing::start(
+            services.store.clone(),
+            sealer.clone(),
+            signing::pinned_key(&config.secrets)?,
+        )
+        .await
+        .context("registry signing keys")?;
         let webhooks = Webhooks::new(
             services.store.clone(),
-            SecretBox::from_key(&config.secrets.secret("PACKR_SECRET_KEY", "webhook.key")?)
-                .context("PACKR_SECRET_KEY")?,
+            sealer,
             WebhookSettings {
                 retry_schedule: config.webhook_retry_schedule.clone(),
                 timeout: config.webhook_timeout,
@@ -168,8 +205,20 @@ impl Server {
             },
         );
         let worker = webhooks.worker()?;
+        let upstream = config
+            .audit_upstream
+            .as_deref()
+            .map(Upstream::new)
+            .transpose()?;
         let state = AppState(Arc::new(AppContext {
+            advisories: Advisories::new(services.store.clone(), upstream),
             webhooks,
+            trust: crate::trust::TrustedPublishing::new(
+                services.store.clone(),
+                services.tokens.clone(),
+                crate::auth::oauth::http::Http::new(crate::outbound::client()?),
+                &config.trust,
+            ),
             oauth: OAuth::new(
                 &config.oauth,
                 services.store.clone(),
@@ -185,14 +234,20 @@ impl Server {
             sessions: Sessions::new(login_key, config.login.session_ttl, secure_cookies),
             audit_log: AuditLog::new(services.store.clone()),
             orgs: Orgs::new(services.store.clone()),
-            registry: Registry::new(services.store.clone(), blobs, settings),
+            registry: Registry::new(services.store.clone(), blobs, settings)
+                .with_signing(signing.clone()),
             tokens: services.tokens,
             accounts: services
                 .accounts
                 .with_password_concurrency(config.password_concurrency),
             started: Instant::now(),
+            store: services.store.clone(),
             config: Arc::new(config.clone()),
         }));
+        // Before serving: once keys exist, npm reports an unsigned version as a failure.
+        for name in signing.backfill().await.context("signing older versions")? {
+            state.registry.forget_package(&name);
+        }
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -203,9 +258,14 @@ impl Server {
             device: state.device.clone(),
             registry: state.registry.clone(),
             changes: services.store.watch_changes(),
-            app: router(state),
+            app: router(state, services.store.shared_buckets()),
             worker,
         })
+    }
+
+    /// The registry service this server runs (its cache statistics, for tests and diagnostics).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The address actually bound (port 0 becomes a real port).
@@ -325,8 +385,9 @@ fn open_blob_store(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
     })
 }
 
-fn router(state: AppState) -> Router {
-    let login_limit = LoginRateLimit::new(state.config.login_rate_limit);
+fn router(state: AppState, shared_buckets: Option<Arc<dyn SharedBuckets>>) -> Router {
+    let login_limit = LoginRateLimit::new(state.config.login_rate_limit)
+        .shared(state.config.login_rate_limit, shared_buckets);
     let trusted_proxies = state.config.trusted_proxies.clone();
     let fly_replay = crate::fly_replay::FlyReplayLayer::new(state.config.fly.as_ref());
     Router::new()

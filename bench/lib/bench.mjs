@@ -4,7 +4,8 @@
 // node bench/lib/bench.mjs [--packr BIN] [--ceiling BIN] [--node-modules DIR] [--seconds 3] [--rounds 3]
 //   [--warmup 1] [--connections 64] [--install-reps 3] [--ready-reps 5] [--skip-installs]
 //   [--wait-quiet 300] [--busy-limit 10] [--install-dir /dev/shm] [--corpus DIR] [--out DIR]
-//   [--work DIR] [--keep-work]
+//   [--work DIR] [--keep-work] [--skip-scale] [--scale-packages 50000 and the other --scale-* options
+//   of lib/scale.mjs]
 
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -19,6 +20,7 @@ import { snapshot } from './snapshot.mjs';
 import { wrk } from './wrk.mjs';
 import { npmCi, pnpmInstall } from './install.mjs';
 import { cpuWindow, waitQuiet } from './cpu.mjs';
+import { scaleOptions, scalePhase } from './scale.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const BENCH = resolve(HERE, '..');
@@ -53,6 +55,8 @@ const O = {
   waitQuiet: Number(opt('wait-quiet', '300')),
   rounds: Number(opt('rounds', '3')),
   busyLimit: Number(opt('busy-limit', '10')),
+  skipScale: opt('skip-scale', false),
+  scale: scaleOptions(opt),
 };
 
 const T0 = Date.now();
@@ -623,6 +627,15 @@ const ceilRefBig = rows.find((r) => r.figure === `${SYNTH_NAME} (300 versions), 
 const ceilRefTgz = rows.find((r) => r.figure.startsWith(`${tenK.name}@`))?.values.ceiling;
 
 await stopAll();
+
+// ---------------------------------------------------------------- 9. scale (Packr alone)
+
+if (!O.skipScale) {
+  log(`scale phase: ${O.scale.packages} packages (lib/scale.mjs; --skip-scale skips it)`);
+  await settle(90);
+  const scaleRows = await scalePhase({ bin: packrBin, work, serverCpu: SERVER_CPU, clientCpu: CLIENT_CPU, options: O.scale, log });
+  for (const r of scaleRows) rows.push(r);
+}
 machine.loadavgEnd = loadavg().map((x) => x.toFixed(2)).join(' ');
 machine.minutes = ((Date.now() - T0) / 60000).toFixed(1);
 

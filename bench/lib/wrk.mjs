@@ -32,13 +32,16 @@ export function parseWrk(out) {
 /**
  * `wrk({url, headers, connections, seconds, cpu})` → parsed result. wrk's `--timeout` is raised to 10 s
  * so a slow server's long answers count in its latency instead of disappearing as timeouts.
+ * `script` (a Lua file) and `env` (its environment) choose the paths, as the scale phase does.
  */
-export function wrk({ url, headers = {}, connections = 64, seconds = 5, cpu = 1, threads = 1 }) {
+export function wrk({ url, headers = {}, connections = 64, seconds = 5, cpu = 1, threads = 1, script, env }) {
   const args = ['-f', '__CPU__ %U %S', 'taskset', '-c', String(cpu), 'wrk', '-t', String(threads), '-c', String(connections), '-d', `${seconds}s`, '--timeout', '10s', '--latency'];
   for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`);
+  if (script) args.push('-s', script);
   args.push(url);
+  const options = { maxBuffer: 1 << 20, timeout: (seconds + 30) * 1000, env: { ...process.env, ...env } };
   return new Promise((resolve, reject) => {
-    execFile('/usr/bin/time', args, { maxBuffer: 1 << 20, timeout: (seconds + 30) * 1000 }, (err, stdout, stderr) => {
+    execFile('/usr/bin/time', args, options, (err, stdout, stderr) => {
       if (err) return reject(new Error(`wrk ${url}: ${err.message} ${stderr}`));
       const cpu = /__CPU__ ([\d.]+) ([\d.]+)/.exec(stderr);
       resolve({ ...parseWrk(stdout), cpuSeconds: cpu ? Number(cpu[1]) + Number(cpu[2]) : 0, raw: stdout });

@@ -1,11 +1,13 @@
-//! Packr's own JSON API (`/api/v1/...`): orgs and members, the audit log, webhooks.
+//! Packr's own JSON API (`/api/v1/...`): orgs and members, the audit log, webhooks, advisories.
 
+mod advisories;
 mod audit_log;
 mod csrf;
 mod orgs;
 mod paging;
 mod sessions;
 mod tokens;
+mod trusted_publishers;
 mod webhooks;
 
 use axum::Router;
@@ -66,9 +68,11 @@ async fn session_caller(parts: &Parts, state: &AppState) -> Result<Caller, ApiEr
 /// Every route of the API.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .merge(advisories::routes())
         .merge(audit_log::routes())
         .merge(orgs::routes())
         .merge(sessions::routes())
         .merge(tokens::routes())
+        .merge(trusted_publishers::routes())
         .merge(webhooks::routes())
 }

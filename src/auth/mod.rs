@@ -24,7 +24,7 @@ use crate::store::StoreError;
 pub enum AuthError {
     /// No credentials were sent where they are needed.
     #[error(
-        "authentication required: add an _authToken for this registry to your .npmrc (npm login)"
+        "authentication required: add an _authToken for this registry to your .npmrc (npm login); for a CI publish through trusted publishing, its OIDC token exchange was refused: `npm trust list <package>` shows the trusted publishers, and the registry's log (or `npm publish --loglevel verbose`) says why"
     )]
     MissingToken,
     /// The token is malformed, forged, revoked, expired or belongs to a deleted user.

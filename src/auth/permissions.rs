@@ -192,6 +192,22 @@ impl Caller {
         if self.scopes.is_empty() {
             return Ok(());
         }
+        // A trusted-publishing token (`publish:<name>`, `stage:<name>`) publishes its one
+        // package and does nothing else.
+        if let Some(one) = self.scopes.iter().find_map(|s| s.split_once(':')) {
+            return if one == ("publish", package) && action == "publish" {
+                Ok(())
+            } else {
+                Err(AuthError::OutsideScope {
+                    action,
+                    scopes: self.scopes.join(", "),
+                    wanted:
+                        "a token of its own (this trusted-publishing token is for one package only)"
+                            .to_owned(),
+                    package: package.to_owned(),
+                })
+            };
+        }
         let scope = package
             .strip_prefix('@')
             .and_then(|rest| rest.split_once('/'))
@@ -272,6 +288,38 @@ mod tests {
         assert!(err.to_string().contains("@other"), "{err}");
         assert!(
             ci.require_for(Permission::Publish, "publish", "left-pad")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_trusted_publishing_token_only_publishes_its_one_package() {
+        let ci = caller(Role::CiPublish, &["publish:tp-lib"]);
+        assert!(
+            ci.require_for(Permission::Publish, "publish", "tp-lib")
+                .is_ok()
+        );
+        assert!(
+            ci.require_for(Permission::Publish, "publish", "tp-other")
+                .is_err()
+        );
+        assert!(
+            ci.require_for(Permission::Publish, "publish", "tp-lib-2")
+                .is_err()
+        );
+        assert!(
+            ci.require_for(Permission::Publish, "change dist-tags", "tp-lib")
+                .is_err()
+        );
+        assert!(
+            ci.require_for(Permission::Publish, "deprecate", "tp-lib")
+                .is_err()
+        );
+        assert!(!ci.covers_scope("@acme"));
+        let staged = caller(Role::CiPublish, &["stage:tp-lib"]);
+        assert!(
+            staged
+                .require_for(Permission::Publish, "publish", "tp-lib")
                 .is_err()
         );
     }

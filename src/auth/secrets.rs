@@ -59,20 +59,10 @@ impl SecretSource {
                  `openssl rand -hex {MIN_BYTES}`){}",
                 match &self.dir {
                     Some(dir) => format!(" or put it in {}", dir.join(var).display()),
-                    None => " or mount it as a file named {var} in PACKR_SECRETS_DIR"
-                        .replace("{var}", var),
+                    None => format!(" or mount it as a file named {var} in PACKR_SECRETS_DIR"),
                 }
             ),
         }
-    }
-}
-
-/// The secret in the environment variable `var` when it is set and not empty, else the one in
-/// `<data dir>/secrets/<file>` (created when absent).
-pub fn from_env_or_file(var: &str, data_dir: &Path, file: &str) -> anyhow::Result<Vec<u8>> {
-    match std::env::var(var) {
-        Ok(text) if !text.trim().is_empty() => decode(&text, var),
-        _ => load_or_create(data_dir, file),
     }
 }
 

@@ -169,6 +169,9 @@ pub enum Issuer<'a> {
     Admin(&'a Caller),
     /// The operator at the command line (`packr token create`).
     Operator,
+    /// A trusted-publishing exchange ([`crate::trust`]): scoped to one package
+    /// (`publish:<name>` or `stage:<name>`), for the account that configured the publisher.
+    TrustedPublishing,
 }
 
 /// `issued_by` of tokens made with `packr token create`.
@@ -283,8 +286,10 @@ impl Tokens {
         origin: &Origin,
         also: Option<&'static str>,
     ) -> Result<IssuedToken, AuthError> {
-        for scope in &request.scopes {
-            validate_scope(scope)?;
+        if !matches!(issuer, Issuer::TrustedPublishing) {
+            for scope in &request.scopes {
+                validate_scope(scope)?;
+            }
         }
         let (actor, issued_by) = match issuer {
             Issuer::Owner(actor) => {
@@ -293,6 +298,7 @@ impl Tokens {
             }
             Issuer::Admin(admin) => (Some(admin), Some(admin.name.clone())),
             Issuer::Operator => (None, Some(OPERATOR.to_owned())),
+            Issuer::TrustedPublishing => (None, Some(crate::trust::ISSUED_BY.to_owned())),
         };
         let now = clock::now_ms();
         let expires_at = request

@@ -1,5 +1,7 @@
 //! The `packr` command line: one file per subcommand.
 
+mod advisory;
+mod keys;
 mod login;
 mod migrate;
 mod migrate_store;
@@ -33,6 +35,12 @@ enum Command {
     /// Reserve scopes that are not orgs.
     #[command(subcommand)]
     Scope(scope::ScopeCommand),
+    /// Registry signing keys: rotate, list.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Manage security advisories (what `npm audit` reports).
+    #[command(subcommand)]
+    Advisory(advisory::AdvisoryCommand),
     /// Log in to a registry from this terminal by confirming a code in a browser.
     Login(login::LoginArgs),
     /// Bring the metadata database's schema up to date (PostgreSQL with --database-url, else
@@ -50,6 +58,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::User(command) => user::run(command),
         Command::Token(command) => token::run(command),
         Command::Scope(command) => scope::run(command),
+        Command::Keys(command) => keys::run(command),
+        Command::Advisory(command) => advisory::run(command),
         Command::Login(args) => login::run(args),
         Command::Migrate(args) => migrate::run(args),
         Command::MigrateStore(args) => migrate_store::run(args),

@@ -1,16 +1,20 @@
 //! The npm wire protocol over HTTP: routes, extractors and the JSON npm, pnpm and yarn expect.
 
+mod attestations;
+mod audit;
 pub mod body;
 mod device;
 mod dist_tags;
 pub mod drain;
 pub mod extract;
+mod keys;
 mod orgs;
 mod packument;
 pub mod path;
 mod publish;
 mod tarball;
 mod tokens;
+mod trust;
 mod unpublish;
 mod user;
 
@@ -23,9 +27,16 @@ use crate::server::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(user::routes())
+        .merge(audit::routes())
         .merge(device::routes())
         .merge(orgs::routes())
         .merge(tokens::routes())
+        .route("/-/npm/v1/keys", get(keys::get_keys))
+        .route(
+            "/-/npm/v1/attestations/{*spec}",
+            get(attestations::get_attestations),
+        )
+        .merge(trust::routes())
         .route("/-/package/{pkg}/dist-tags", get(dist_tags::get_dist_tags))
         .route(
             "/-/package/{pkg}/dist-tags/{tag}",

@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod name;
 pub mod owners;
 pub mod packument;
+pub mod provenance;
 pub mod publish;
 pub mod registry;
 pub mod rendering;

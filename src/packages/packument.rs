@@ -85,6 +85,17 @@ pub fn version_object(
             "tarball".into(),
             Value::String(tarball_url(base_url, name, &row.version)),
         );
+        if !row.signatures.is_empty() {
+            dist.insert("signatures".into(), json!(row.signatures));
+        }
+        // Stored as a path (provenance.rs); npm needs an absolute URL.
+        if let Some(Value::String(url)) = dist
+            .get_mut("attestations")
+            .and_then(|a| a.get_mut("url"))
+            .filter(|u| u.as_str().is_some_and(|u| u.starts_with('/')))
+        {
+            *url = format!("{base_url}{url}");
+        }
     }
     if let Some(message) = &row.deprecated {
         manifest.insert("deprecated".into(), Value::String(message.clone()));

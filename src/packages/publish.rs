@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::integrity::{self, Digests};
 use super::manifest;
+use super::provenance;
 use super::registry::may_publish;
 use super::tarball::{self, TarballManifest};
 use super::{DistTag, PackageName, Registry, RegistryError, Version};
@@ -13,6 +14,7 @@ use crate::audit::AuditEvent;
 use crate::auth::{Caller, Permission};
 use crate::clock;
 use crate::store::BlobKey;
+use crate::store::attestations::StoredAttestation;
 use crate::store::packages::{NewVersion, PublishOutcome, VersionRow};
 
 /// Fields clients add that must not be served back (local paths, client-side bookkeeping).
@@ -48,6 +50,8 @@ pub struct PublishRequest {
     pub tarball: Bytes,
     /// README text sent in the body, if any.
     pub readme: Option<String>,
+    /// The Sigstore bundle of `npm publish --provenance` (the `.sigstore` attachment), as sent.
+    pub provenance: Option<String>,
 }
 
 /// What a successful publish did.
@@ -114,6 +118,7 @@ pub fn parse(url_name: &PackageName, body: Value) -> Result<PublishRequest, Regi
     let tag = parse_tag(body.get("dist-tags"), version_key)?;
     let access = parse_access(body.get("access"), url_name)?;
     let tarball = parse_attachment(body.get("_attachments"), url_name, version_key)?;
+    let provenance = parse_provenance(body.get("_attachments"), url_name, version_key)?;
     let readme = manifest
         .get("readme")
         .or_else(|| body.get("readme"))
@@ -128,7 +133,30 @@ pub fn parse(url_name: &PackageName, body: Value) -> Result<PublishRequest, Regi
         access,
         tarball,
         readme,
+        provenance,
     })
+}
+
+/// The `<name>-<version>.sigstore` attachment: its `data` is the bundle JSON as a plain string
+/// (libnpmpublish), not base64.
+fn parse_provenance(
+    attachments: Option<&Value>,
+    name: &PackageName,
+    version: &str,
+) -> Result<Option<String>, RegistryError> {
+    let key = format!("{name}-{version}.sigstore");
+    let Some(attachment) = attachments.and_then(|a| a.get(&key)) else {
+        return Ok(None);
+    };
+    attachment
+        .get("data")
+        .and_then(Value::as_str)
+        .map(|data| Some(data.to_owned()))
+        .ok_or_else(|| {
+            invalid(format!(
+                "_attachments[\"{key}\"].data must be the Sigstore bundle as a JSON string"
+            ))
+        })
 }
 
 fn parse_tag(tags: Option<&Value>, version: &str) -> Result<DistTag, RegistryError> {
@@ -289,18 +317,61 @@ impl Registry {
     ) -> Result<Published, RegistryError> {
         caller.require_for(Permission::Publish, "publish", url_name.as_str())?;
         let limits = self.settings.tarball_limits;
-        let (request, digests, contents) = tokio::task::spawn_blocking({
+        let trust = self.settings.sigstore_trust_root.clone();
+        let (request, digests, contents, provenance) = tokio::task::spawn_blocking({
             let url_name = url_name.clone();
             move || {
                 let request = parse(&url_name, body)?;
                 let (digests, contents) = inspect(&request, &limits)?;
-                Ok::<_, RegistryError>((request, digests, contents))
+                let provenance = request
+                    .provenance
+                    .as_deref()
+                    .map(|bundle| {
+                        provenance::check(
+                            bundle,
+                            &request.name,
+                            &request.version,
+                            &digests.sha512_hex,
+                            trust.as_deref(),
+                        )
+                    })
+                    .transpose()?;
+                Ok::<_, RegistryError>((request, digests, contents, provenance))
             }
         })
         .await
         .map_err(|e| RegistryError::Internal(e.to_string()))??;
 
-        let manifest = stored_manifest(&request, caller, &digests, &contents);
+        let mut manifest = stored_manifest(&request, caller, &digests, &contents);
+        if let (Some(checked), Some(Value::Object(dist))) = (&provenance, manifest.get_mut("dist"))
+        {
+            dist.insert(
+                "attestations".into(),
+                provenance::dist_attestations(&request.name, &request.version, checked),
+            );
+        }
+        // Signed once here, never on reads: the signature is stored with the version.
+        let signatures = match &self.signing {
+            Some(signing) => signing
+                .sign(
+                    request.name.as_str(),
+                    &request.version.to_string(),
+                    &digests.sha512_integrity,
+                )
+                .await
+                .map_err(|e| RegistryError::Internal(format!("signing the version: {e:#}")))?,
+            None => Vec::new(),
+        };
+        // A trusted-publishing token: the CI run that published is part of the version.
+        if caller.scopes.iter().any(|s| s.starts_with("publish:"))
+            && let Some(identity) = self.store.exchange_identity(&caller.token_id).await?
+        {
+            manifest.insert("trustedPublisher".into(), identity.clone());
+            manifest.insert(
+                "_npmUser".into(),
+                json!({ "name": caller.name, "email": caller.email, "trustedPublisher": identity }),
+            );
+        }
         let key = BlobKey::parse(&digests.sha512_hex)
             .ok_or_else(|| RegistryError::Internal("sha512 hex has the wrong shape".into()))?;
         // The blob goes first: a crash after it leaves an unreferenced file, never a version without bytes.
@@ -311,6 +382,11 @@ impl Registry {
             .readme
             .clone()
             .or_else(|| contents.readme.as_ref().map(|r| r.text.clone()));
+        let mut details = json!({ "version": request.version, "tag": request.tag, "integrity": digests.sha512_integrity });
+        if let Some(checked) = &provenance {
+            details["provenance"] =
+                json!({ "predicateType": checked.predicate_type, "verified": checked.verified });
+        }
         let new = NewVersion {
             package: request.name.to_string(),
             access: request.access.to_owned(),
@@ -324,17 +400,21 @@ impl Registry {
                 deprecated: None,
                 readme,
                 published_at: clock::now_ms(),
+                signatures,
             },
             tag: request.tag.to_string(),
             publisher_id: caller.user_id,
+            attestations: provenance
+                .into_iter()
+                .map(|checked| StoredAttestation {
+                    predicate_type: checked.predicate_type,
+                    bundle: checked.bundle,
+                })
+                .collect(),
         };
         let actor = caller.clone();
-        let event = AuditEvent::by(
-            caller,
-            "package.published",
-            json!({ "version": request.version, "tag": request.tag, "integrity": digests.sha512_integrity }),
-        )
-        .on_package(request.name.as_str());
+        let event =
+            AuditEvent::by(caller, "package.published", details).on_package(request.name.as_str());
         let package = new.package.clone();
         // Decided inside the commit's transaction, so two first publishes cannot both win.
         let decide = Box::new(move |facts: &_| may_publish(facts, &actor, &package));

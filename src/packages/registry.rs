@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::blob_claims::{BlobClaims, Claim};
-use super::cache::{PackumentCache, PackumentSet};
+use super::cache::{CacheStats, PackumentCache, PackumentSet};
 use super::tarball::TarballLimits;
 use super::tarball_cache::{CachedTarball, SMALL_TARBALL_BYTES, TarballCache};
 use super::{PackageName, RegistryError, packument, rendering};
@@ -33,6 +33,8 @@ pub struct RegistrySettings {
     pub packument_cache_bytes: usize,
     /// Send downloads to a presigned URL of the blob store when it has one, instead of streaming.
     pub tarball_redirect: bool,
+    /// Sigstore trust root provenance bundles are verified against; `None`: stored unverified.
+    pub sigstore_trust_root: Option<Arc<super::provenance::TrustRoot>>,
 }
 
 /// The registry: publishes, reads and edits packages.
@@ -45,6 +47,8 @@ pub struct Registry {
     pub(super) visibility: Arc<super::visibility::VisibilityCache>,
     pub(super) blob_claims: Arc<BlobClaims>,
     pub(super) settings: Arc<RegistrySettings>,
+    /// Signs each version at publish; `None` where nothing is signed (CLI-only registries).
+    pub(super) signing: Option<crate::signing::Signing>,
 }
 
 /// A tarball ready to stream.
@@ -174,15 +178,29 @@ fn scope_to_claim<'a>(facts: &WriteFacts, package: &'a str) -> Option<&'a str> {
 impl Registry {
     /// The registry on its stores.
     pub fn new(store: Store, blobs: Arc<dyn BlobStore>, settings: RegistrySettings) -> Self {
+        // Packuments and tarballs share one cache, and so `PACKR_CACHE_BYTES`.
+        let cache = PackumentCache::new(settings.packument_cache_bytes);
         Self {
             store,
             blobs,
-            cache: Arc::new(PackumentCache::new(settings.packument_cache_bytes)),
-            tarballs: Arc::new(TarballCache::new(settings.packument_cache_bytes)),
+            tarballs: Arc::new(cache.tarballs()),
+            cache: Arc::new(cache),
             visibility: Arc::default(),
             blob_claims: Arc::new(BlobClaims::default()),
             settings: Arc::new(settings),
+            signing: None,
         }
+    }
+
+    /// The registry signing every version it publishes with `signing`'s active key.
+    pub fn with_signing(mut self, signing: crate::signing::Signing) -> Self {
+        self.signing = Some(signing);
+        self
+    }
+
+    /// The registry's signing service, if it signs.
+    pub fn signing(&self) -> Option<&crate::signing::Signing> {
+        self.signing.as_ref()
     }
 
     /// The rendered packuments of a package for a public base URL, from the cache when fresh.
@@ -239,6 +257,11 @@ impl Registry {
             });
         }
         Ok(moved)
+    }
+
+    /// What the read cache holds, and its packument misses so far.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
     }
 
     /// One version object (full form) by version or dist-tag.
@@ -324,10 +347,13 @@ impl Registry {
             _ => None,
         };
         let tarball = CachedTarball { key, shasum, bytes };
-        if self.cache.epoch(name.as_str()) != epoch {
-            return Ok(Some(Arc::new(tarball)));
-        }
-        Ok(Some(self.tarballs.insert(name.as_str(), version, tarball)))
+        // An entry read before a write carries the older epoch and is never served.
+        Ok(Some(self.tarballs.insert(
+            name.as_str(),
+            version,
+            epoch,
+            tarball,
+        )))
     }
 
     async fn read_small(&self, key: &BlobKey) -> Result<Option<Bytes>, RegistryError> {
@@ -370,12 +396,12 @@ impl Registry {
         }
     }
 
-    /// Forgets cached packuments of a package after a write.
-    /// Forgets what this instance holds about a package another instance changed.
+    /// Forgets what this instance holds about a package: after its own write to it, or one
+    /// another instance announced. Tarballs share the packument cache and its epochs, so one
+    /// invalidation covers both.
     pub fn forget_package(&self, name: &str) {
         self.cache.invalidate(name);
         self.visibility.forget(name);
-        self.tarballs.invalidate(name);
     }
 
     /// Forgets every cached packument, tarball and visibility: another instance changed an org,
@@ -383,13 +409,10 @@ impl Registry {
     pub fn forget_everything(&self) {
         self.cache.invalidate_all();
         self.visibility.forget_all();
-        self.tarballs.invalidate_all();
     }
 
     pub(super) fn invalidate(&self, name: &PackageName) {
-        self.cache.invalidate(name.as_str());
-        self.visibility.forget(name.as_str());
-        self.tarballs.invalidate(name.as_str());
+        self.forget_package(name.as_str());
     }
 
     /// Deletes blobs no version references any more; failures only leave garbage, so they are logged.

@@ -37,6 +37,7 @@ pub fn fragment(
         deprecated: deprecated.map(str::to_owned),
         readme: None,
         published_at: 0,
+        signatures: Vec::new(),
     };
     // Rendered on a marker base found exactly once in each object; the manifest is the
     // publisher's text, so a marker it happens to contain is passed over for another.
@@ -284,6 +285,7 @@ mod tests {
             deprecated: deprecated.map(str::to_owned),
             readme: Some(format!("readme of {version}")),
             published_at: 1_700_000_000_000 + version.len() as i64,
+            signatures: Vec::new(),
         }
     }
 

@@ -1,10 +1,12 @@
 //! Recently served tarballs: where each `name@version` lives (so a download needs no database
-//! call) and, for small tarballs, the bytes themselves, bounded in total size.
+//! call) and, for small tarballs, the bytes themselves. The entries live in the packument cache's
+//! `moka` cache ([`super::cache`]), so both share `PACKR_CACHE_BYTES` and its admission policy.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use bytes::Bytes;
+
+use super::cache::{Cached, Key, KeyRef, Shared};
 
 /// Tarballs up to this size are kept in memory once served.
 pub const SMALL_TARBALL_BYTES: u64 = 256 * 1024;
@@ -20,83 +22,66 @@ pub struct CachedTarball {
     pub bytes: Option<Bytes>,
 }
 
-#[derive(Default)]
-struct Entries {
-    by_package: HashMap<String, HashMap<String, Arc<CachedTarball>>>,
-    bytes: usize,
-}
-
 /// The cache, keyed by package and version; a package's entries go on every write to it.
 pub struct TarballCache {
-    entries: Mutex<Entries>,
-    max_bytes: usize,
+    shared: Arc<Shared>,
 }
 
 impl TarballCache {
-    /// A cache holding at most `max_bytes` of tarball bytes.
-    pub fn new(max_bytes: usize) -> Self {
-        Self {
-            entries: Mutex::default(),
-            max_bytes,
+    /// The tarball side of a packument cache ([`super::cache::PackumentCache::tarballs`]).
+    pub(super) fn on(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// The cached tarball of `package@version`, unless the package was written since it was read.
+    pub fn get(&self, package: &str, version: &str) -> Option<Arc<CachedTarball>> {
+        match self
+            .shared
+            .entries
+            .get(&KeyRef::Tarball(package, version))?
+        {
+            Cached::Tarball { epoch, tarball } if epoch == self.shared.epoch(package) => {
+                Some(tarball)
+            }
+            _ => None,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Entries> {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The cached tarball of `package@version`.
-    pub fn get(&self, package: &str, version: &str) -> Option<Arc<CachedTarball>> {
-        self.lock().by_package.get(package)?.get(version).cloned()
-    }
-
-    /// Remembers a tarball, dropping its bytes when they would not fit.
+    /// Remembers a tarball read from the store at `epoch` (taken before the read): a write to the
+    /// package since then makes the entry stale, never served.
     pub fn insert(
         &self,
         package: &str,
         version: &str,
-        mut tarball: CachedTarball,
+        epoch: u64,
+        tarball: CachedTarball,
     ) -> Arc<CachedTarball> {
-        let mut entries = self.lock();
-        let size = tarball.bytes.as_ref().map_or(0, Bytes::len);
-        if entries.bytes + size > self.max_bytes {
-            tarball.bytes = None;
-        }
-        entries.bytes += tarball.bytes.as_ref().map_or(0, Bytes::len);
         let tarball = Arc::new(tarball);
-        let old = entries
-            .by_package
-            .entry(package.to_owned())
-            .or_default()
-            .insert(version.to_owned(), Arc::clone(&tarball));
-        if let Some(old) = old {
-            entries.bytes -= old.bytes.as_ref().map_or(0, Bytes::len);
-        }
+        let bytes = tarball.bytes.as_ref().map(|b| {
+            // An exact-size buffer with its shared header allocated: its weight is its cost.
+            let copy = Bytes::copy_from_slice(b);
+            drop(copy.clone());
+            copy
+        });
+        let stored = Arc::new(CachedTarball {
+            key: tarball.key.as_str().into(),
+            shasum: tarball.shasum.as_str().into(),
+            bytes,
+        });
+        self.shared.insert(
+            Key::Tarball(package.into(), version.into()),
+            Cached::Tarball {
+                epoch,
+                tarball: stored,
+            },
+        );
         tarball
-    }
-
-    /// Forgets every package's tarballs.
-    pub fn invalidate_all(&self) {
-        let mut entries = self.lock();
-        entries.by_package.clear();
-        entries.bytes = 0;
-    }
-
-    /// Forgets a package's tarballs (after an unpublish, or any write to it).
-    pub fn invalidate(&self, package: &str) {
-        let mut entries = self.lock();
-        if let Some(versions) = entries.by_package.remove(package) {
-            let freed: usize = versions
-                .values()
-                .map(|t| t.bytes.as_ref().map_or(0, Bytes::len))
-                .sum();
-            entries.bytes -= freed;
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::cache::PackumentCache;
     use super::*;
 
     fn tarball(bytes: usize) -> CachedTarball {
@@ -108,15 +93,26 @@ mod tests {
     }
 
     #[test]
-    fn bytes_beyond_the_bound_are_not_kept_but_the_location_is() {
-        let cache = TarballCache::new(100);
-        cache.insert("a", "1.0.0", tarball(80));
-        let second = cache.insert("a", "1.0.1", tarball(80));
-        assert!(second.bytes.is_none());
-        assert_eq!(second.key, "k");
-        assert_eq!(cache.lock().bytes, 80);
-        cache.invalidate("a");
-        assert_eq!(cache.lock().bytes, 0);
+    fn a_write_to_the_package_makes_its_tarballs_stale() {
+        let packuments = PackumentCache::new(1 << 20);
+        let cache = packuments.tarballs();
+        let epoch = packuments.epoch("a");
+        cache.insert("a", "1.0.0", epoch, tarball(80));
+        assert_eq!(cache.get("a", "1.0.0").unwrap().key, "k");
+        packuments.invalidate("a");
         assert!(cache.get("a", "1.0.0").is_none());
+        // A read that raced the write is stored stale, and never served.
+        cache.insert("a", "1.0.1", epoch, tarball(80));
+        assert!(cache.get("a", "1.0.1").is_none());
+    }
+
+    #[test]
+    fn tarballs_and_packuments_share_one_budget() {
+        let packuments = PackumentCache::new(64 * 1024);
+        let cache = packuments.tarballs();
+        for v in 0..100 {
+            cache.insert("a", &format!("1.0.{v}"), 0, tarball(10 * 1024));
+        }
+        assert!(packuments.stats().bytes <= 64 * 1024);
     }
 }

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use super::{
-    AccountStore, AuditStore, LoginStore, OrgStore, PackageStore, RenderingStore, StoreError,
-    TokenStore, WebhookStore,
+    AccountStore, AdvisoryStore, AttestationStore, AuditStore, KeyStore, LoginStore, OrgStore,
+    PackageStore, RenderingStore, StoreError, TokenStore, TrustStore, WebhookStore,
 };
 
 /// Every domain's operations, plus what the server asks of the store as a whole.
@@ -22,6 +22,10 @@ pub trait MetadataStore:
     + OrgStore
     + WebhookStore
     + AuditStore
+    + KeyStore
+    + AdvisoryStore
+    + AttestationStore
+    + TrustStore
     + Send
     + Sync
     + 'static
@@ -40,6 +44,52 @@ pub trait MetadataStore:
     fn watch_changes(&self) -> Option<ChangeFeed> {
         None
     }
+
+    /// Rate-limit buckets every instance draws from, for a store several instances share;
+    /// `None` when one instance's own memory is the whole registry's (SQLite).
+    fn shared_buckets(&self) -> Option<Arc<dyn SharedBuckets>> {
+        None
+    }
+
+    /// The read replicas' state at their last check, in configured order (for `/-/health`);
+    /// empty without replicas.
+    fn replica_status(&self) -> Vec<ReplicaStatus> {
+        Vec::new()
+    }
+}
+
+/// A bucket's quota: one request per `period`, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Time that earns one request.
+    pub period: std::time::Duration,
+    /// Requests a full bucket allows at once.
+    pub burst: u32,
+}
+
+/// Token buckets kept in the store, so that a limit holds for all instances together.
+#[async_trait::async_trait]
+pub trait SharedBuckets: Send + Sync {
+    /// Takes one request from the bucket `key`: `None` when allowed, else how long until the
+    /// bucket allows one again.
+    async fn take(
+        &self,
+        key: &str,
+        quota: Quota,
+    ) -> Result<Option<std::time::Duration>, StoreError>;
+}
+
+/// What `/-/health` shows of one read replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    /// Whether the last check got an answer.
+    pub reachable: bool,
+    /// Whether reads go to it (reachable, a standby, lag within the maximum).
+    pub in_use: bool,
+    /// How far behind the primary it was at the last check, when known.
+    pub lag: Option<std::time::Duration>,
+    /// Why it is not in use, when it is not.
+    pub problem: Option<String>,
 }
 
 /// A change another instance made, which caches of this one must forget.

@@ -2,9 +2,12 @@
 //! ([`sqlite`], [`postgres`]), and the blob store ([`blob`]). SQL lives only here.
 
 pub mod accounts;
+pub mod advisories;
+pub mod attestations;
 pub mod audit;
 pub mod blob;
 mod group_sync;
+pub mod keys;
 pub mod logins;
 pub mod metadata;
 pub mod orgs;
@@ -14,19 +17,24 @@ pub mod renderings;
 pub mod sqlite;
 pub mod tokens;
 pub mod transfer;
+pub mod trust;
 pub mod webhooks;
 
 pub use accounts::AccountStore;
+pub use advisories::AdvisoryStore;
+pub use attestations::AttestationStore;
 pub use audit::AuditStore;
 pub use blob::{BlobError, BlobKey, BlobStore};
+pub use keys::KeyStore;
 pub use logins::LoginStore;
-pub use metadata::{Change, ChangeFeed, MetadataStore, Store};
+pub use metadata::{Change, ChangeFeed, MetadataStore, Quota, ReplicaStatus, SharedBuckets, Store};
 pub use orgs::OrgStore;
 pub use packages::PackageStore;
 pub use postgres::Postgres;
 pub use renderings::RenderingStore;
 pub use sqlite::Sqlite;
 pub use tokens::TokenStore;
+pub use trust::TrustStore;
 pub use webhooks::WebhookStore;
 
 /// A failure of the metadata store.

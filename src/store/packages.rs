@@ -34,6 +34,25 @@ pub struct VersionRow {
     pub readme: Option<String>,
     /// Publish time (ms).
     pub published_at: i64,
+    /// Registry signatures (`dist.signatures`); empty until the version is signed.
+    pub signatures: Vec<Signature>,
+}
+
+/// One registry signature of a version, as `dist.signatures` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Signature {
+    /// The signing key's id.
+    pub keyid: String,
+    /// Base64 DER ECDSA signature over `<name>@<version>:<integrity>`.
+    pub sig: String,
+}
+
+/// Parses the JSON array of signatures the stores aggregate per version (`None`: no rows).
+pub fn parse_signatures(json: Option<&str>) -> Result<Vec<Signature>, StoreError> {
+    match json {
+        None => Ok(Vec::new()),
+        Some(text) => Ok(serde_json::from_str(text)?),
+    }
 }
 
 /// Everything a packument is built from.
@@ -70,6 +89,8 @@ pub struct NewVersion {
     pub tag: String,
     /// Publisher's user id, who becomes the first maintainer of a new package.
     pub publisher_id: i64,
+    /// Sigstore bundles published with the version (provenance), stored in the same transaction.
+    pub attestations: Vec<super::attestations::StoredAttestation>,
 }
 
 /// What happened to a publish the core allowed.

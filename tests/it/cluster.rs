@@ -13,7 +13,9 @@ use tempfile::TempDir;
 use crate::support::postgres::{TestDatabase, fresh_database};
 use crate::support::s3::S3Server;
 use crate::support::serve_process::ServeProcess;
-use crate::support::server::{add_user, package_path, token};
+use crate::support::server::{
+    add_user, package_path, token, write_shared_secrets, write_store_env,
+};
 use crate::webhooks::{Client, LOOPBACK, Receiver, eventually};
 
 /// The longest a change on one instance may take to show on another: notifications arrive in
@@ -24,7 +26,7 @@ const PROPAGATION: Duration = Duration::from_secs(2);
 struct Cluster {
     instances: Vec<ServeProcess>,
     env: Vec<(String, String)>,
-    /// Where the `packr` command line finds the store (its `store.env`).
+    /// Where the `packr` command line finds the store ([`write_store_env`]).
     admin_dir: PathBuf,
     _dirs: Vec<TempDir>,
     _database: TestDatabase,
@@ -33,34 +35,35 @@ struct Cluster {
 
 impl Cluster {
     async fn start(instances: usize, extra: &[(&str, &str)]) -> Self {
+        Self::start_with_replica(instances, extra, None).await
+    }
+
+    /// As [`Cluster::start`], the instances reading packages from `replica` too.
+    async fn start_with_replica(
+        instances: usize,
+        extra: &[(&str, &str)],
+        replica: Option<&crate::support::postgres::Replica>,
+    ) -> Self {
         let database = fresh_database().await;
         let s3 = S3Server::start().await;
         let shared = tempfile::tempdir().unwrap();
         let secrets = shared.path().join("secrets");
-        std::fs::create_dir_all(&secrets).unwrap();
-        for var in [
-            "PACKR_JWT_SECRET",
-            "PACKR_SESSION_SECRET",
-            "PACKR_SECRET_KEY",
-        ] {
-            let mut secret = [0u8; 32];
-            rand::fill(&mut secret[..]);
-            std::fs::write(secrets.join(var), hex::encode(secret)).unwrap();
-        }
+        write_shared_secrets(&secrets);
         let mut env = s3.env();
         env.push(("PACKR_DATABASE_URL".into(), database.url.clone()));
         env.push(("PACKR_SECRETS_DIR".into(), secrets.display().to_string()));
+        if let Some(replica) = replica {
+            env.push((
+                "PACKR_DATABASE_REPLICA_URL".into(),
+                replica.url(&database.name),
+            ));
+        }
         env.extend(
             extra
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         );
-        let store_env: String = env
-            .iter()
-            .filter(|(key, _)| key == "PACKR_DATABASE_URL" || key == "PACKR_SECRETS_DIR")
-            .map(|(key, value)| format!("{key}={value}\n"))
-            .collect();
-        std::fs::write(shared.path().join("store.env"), store_env).unwrap();
+        write_store_env(shared.path(), &database.url, &secrets);
         let mut cluster = Self {
             instances: Vec::new(),
             env,
@@ -332,4 +335,292 @@ async fn each_delivery_is_sent_once_by_whichever_instances_run() {
     // when it died may be sent again (at least once, as webhooks promise).
     assert!(hits_after.len() <= 13, "sent twice: {hits_after:?}");
     assert!(hits_after.iter().all(|hit| hit.signature_ok));
+}
+
+#[tokio::test]
+async fn the_login_rate_limit_holds_for_the_cluster_as_a_whole() {
+    let cluster = Cluster::start(3, &[("PACKR_LOGIN_RATE_LIMIT", "3/m")]).await;
+    add_user(cluster.admin_dir(), "alice", "alice-pass-1", "maintainer");
+    let guess = json!({ "name": "alice", "password": "not-her-password" });
+    let attempt = |on: usize| {
+        let client = cluster.client(on);
+        let guess = guess.clone();
+        async move {
+            client
+                .send("PUT", "/-/user/org.couchdb.user:alice", "", Some(&guess))
+                .await
+        }
+    };
+    // Three guesses, one per instance: each instance alone has used a third of its bucket.
+    for on in 0..3 {
+        let (status, body) = attempt(on).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "instance {on}: {body}");
+    }
+    for on in 0..3 {
+        let (status, body) = attempt(on).await;
+        assert_eq!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "instance {on}: {body}"
+        );
+        assert!(
+            body["error"].as_str().unwrap().contains("try again in"),
+            "{body}"
+        );
+    }
+}
+
+/// A form POST to `url` with `cookies`, redirects not followed.
+async fn post_form(url: &str, fields: &[(&str, &str)], cookies: Option<&str>) -> reqwest::Response {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut request = http
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(fields).unwrap());
+    if let Some(cookies) = cookies {
+        request = request.header("cookie", cookies);
+    }
+    request.send().await.unwrap()
+}
+
+/// `name=value` of each cookie a response sets.
+fn cookies_of(response: &reqwest::Response) -> Vec<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok()?.split(';').next().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_device_login_started_on_one_instance_is_approved_on_another_and_polled_on_a_third() {
+    let cluster = Cluster::start(3, &[("PACKR_DEVICE_POLL_INTERVAL", "1s")]).await;
+    add_user(cluster.admin_dir(), "alice", "alice-pass-1", "maintainer");
+    let [a, b, c] = [0, 1, 2].map(|on| cluster.instances[on].url.clone());
+
+    let start: Value = post_form(
+        &format!("{a}/-/v1/device/authorize"),
+        &[("client_id", "cli")],
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let user_code = start["user_code"].as_str().unwrap();
+    let device_code = start["device_code"].as_str().unwrap();
+
+    // The browser, on instance B: the page, signing in, approving.
+    let page = reqwest::get(format!("{b}/-/cli/auth?code={user_code}"))
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let nonce = cookies_of(&page)
+        .into_iter()
+        .find(|cookie| cookie.starts_with("packr_csrf="))
+        .expect("a CSRF nonce cookie");
+    let html = page.text().await.unwrap();
+    let (_, rest) = html.split_once(r#"name="csrf" value=""#).unwrap();
+    let csrf = rest.split('"').next().unwrap().to_owned();
+    let login = post_form(
+        &format!("{b}/-/cli/auth/login"),
+        &[
+            ("csrf", &csrf),
+            ("code", user_code),
+            ("username", "alice"),
+            ("password", "alice-pass-1"),
+        ],
+        Some(&nonce),
+    )
+    .await;
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    let session = cookies_of(&login)
+        .into_iter()
+        .find(|cookie| cookie.starts_with("packr_session="))
+        .expect("a session cookie");
+    let cookies = format!("{nonce}; {session}");
+    let decided = post_form(
+        &format!("{b}/-/cli/auth/decide"),
+        &[
+            ("csrf", &csrf),
+            ("code", user_code),
+            ("decision", "approve"),
+        ],
+        Some(&cookies),
+    )
+    .await;
+    let html = decided.text().await.unwrap();
+    assert!(html.contains("Approved"), "{html}");
+
+    // The terminal polls instance C and gets a token that works on A.
+    let poll: Value = post_form(
+        &format!("{c}/-/v1/device/token"),
+        &[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("device_code", device_code),
+        ],
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let token = poll["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token: {poll}"));
+    let (status, whoami) = cluster
+        .client(0)
+        .send("GET", "/-/whoami", token, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{whoami}");
+    assert_eq!(whoami["username"], "alice");
+}
+
+#[tokio::test]
+async fn restarting_each_instance_in_turn_under_an_install_loop_fails_no_install() {
+    let mut cluster = Cluster::start(3, &[]).await;
+    add_user(cluster.admin_dir(), "alice", "alice-pass-1", "maintainer");
+    let alice = token(cluster.admin_dir(), "alice", "maintainer", &[]);
+    for name in ["rolling-a", "rolling-b", "rolling-c"] {
+        cluster.client(0).publish(&alice, name, "1.0.0").await;
+    }
+    let backends: Vec<String> = cluster
+        .instances
+        .iter()
+        .map(|i| i.listen().to_owned())
+        .collect();
+    let refs: Vec<&str> = backends.iter().map(String::as_str).collect();
+    let balancer = crate::support::haproxy::Haproxy::start(&refs).await;
+
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let installs = {
+        let (url, token, done) = (balancer.url.clone(), alice.clone(), done.clone());
+        tokio::spawn(async move {
+            let client = crate::support::clients::ClientEnv::for_registry(&url, Some(&token));
+            let mut rounds = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) || rounds < 2 {
+                client.clear_caches();
+                let _ = std::fs::remove_dir_all(client.project().join("node_modules"));
+                let _ = std::fs::remove_file(client.project().join("package-lock.json"));
+                client
+                    .npm()
+                    .args([
+                        "install",
+                        "rolling-a",
+                        "rolling-b",
+                        "rolling-c",
+                        "--no-save",
+                    ])
+                    .succeeds()
+                    .await;
+                for name in ["rolling-a", "rolling-b", "rolling-c"] {
+                    assert!(
+                        client
+                            .project()
+                            .join("node_modules")
+                            .join(name)
+                            .join("package.json")
+                            .exists()
+                    );
+                }
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+
+    for (at, listen) in backends.iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let status = cluster.instances[at].terminate().await;
+        assert!(status.success(), "instance {at} stopped with {status}");
+        let dir = tempfile::tempdir().unwrap();
+        let env: Vec<(&str, &str)> = cluster
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let restarted = ServeProcess::start_at(dir.path(), listen, "restarted.log", &env).await;
+        cluster.instances[at] = restarted;
+        cluster._dirs.push(dir);
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let rounds = installs.await.expect("every install in the loop succeeded");
+    eprintln!("{rounds} installs through three rolling restarts");
+    assert!(rounds >= 3, "the loop ran {rounds} installs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn npm_pnpm_and_yarn_work_through_three_instances_in_rotation_with_a_replica() {
+    use crate::support::clients::ClientEnv;
+    use crate::support::fixtures::{Package, assert_installed};
+
+    let replica = crate::support::postgres::replica().await;
+    let cluster = Cluster::start_with_replica(3, &[], Some(&replica)).await;
+    add_user(cluster.admin_dir(), "alice", "alice-pass-1", "maintainer");
+    let alice = token(cluster.admin_dir(), "alice", "maintainer", &[]);
+    let backends: Vec<String> = cluster
+        .instances
+        .iter()
+        .map(|i| i.listen().to_owned())
+        .collect();
+    let refs: Vec<&str> = backends.iter().map(String::as_str).collect();
+    // Round robin: each request of a client goes to the next instance.
+    let balancer = crate::support::haproxy::Haproxy::start(&refs).await;
+    // yarn 1 sends the token for unscoped packages only with always-auth.
+    let env = ClientEnv::for_registry(&balancer.url, Some(&alice)).with_always_auth();
+
+    for package in [
+        Package::new("greeting", "1.0.0"),
+        Package::new("greeting", "1.1.0"),
+        Package::new("@acme/widget", "1.0.0").dependency("greeting", "~1.0.0"),
+    ] {
+        let dir = env.package(&package);
+        env.npm().arg("publish").current_dir(dir).succeeds().await;
+    }
+    for client in ["npm", "pnpm", "yarn1", "yarn4"] {
+        let project = env.new_project(&format!("with-{client}"));
+        let command = match client {
+            "npm" => env.npm().arg("install"),
+            "pnpm" => env.pnpm().arg("add"),
+            "yarn1" => env.yarn1().arg("add"),
+            _ => env.yarn4().arg("add"),
+        };
+        command
+            .args(["@acme/widget", "greeting"])
+            .current_dir(&project)
+            .succeeds()
+            .await;
+        assert_installed(&project, "@acme/widget", "1.0.0");
+        assert_installed(&project, "greeting", "1.1.0");
+        env.clear_caches();
+    }
+    // A dist-tag set through the balancer is what every instance then serves.
+    env.npm()
+        .args(["dist-tag", "add", "greeting@1.0.0", "stable"])
+        .succeeds()
+        .await;
+    for on in 0..3 {
+        shows(
+            &cluster,
+            on,
+            "greeting",
+            &alice,
+            "the stable tag",
+            |_, body| body["dist-tags"]["stable"] == "1.0.0",
+        )
+        .await;
+    }
+    // The replica served reads too.
+    let health: Value = reqwest::get(cluster.instances[0].url("/-/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(health.to_string().contains("replica"), "{health}");
 }

@@ -6,6 +6,7 @@
 // the helpers they share.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod advisories;
 mod blob_store;
 mod cli_contract;
 mod cluster;
@@ -16,11 +17,14 @@ mod namespace;
 mod npm_client;
 mod oauth;
 mod orgs;
+mod packument_cache;
 mod packument_misses;
 mod pnpm_client;
 mod postgres_migrate;
 mod properties;
 mod protocol;
+mod provenance;
+mod replicas;
 mod security_accounts;
 mod security_authz;
 mod security_bodies;
@@ -28,17 +32,23 @@ mod security_edge;
 mod security_packages;
 mod security_store;
 mod security_webhooks;
+mod signatures;
 mod store_accounts;
+mod store_advisories;
+mod store_attestations;
 mod store_audit;
 mod store_changes;
+mod store_keys;
 mod store_logins;
 mod store_orgs;
 mod store_packages;
 mod store_renderings;
 mod store_tokens;
+mod store_trust;
 mod store_webhooks;
 mod support;
 mod tokens;
+mod trusted_publishing;
 mod web_login;
 mod webhooks;
 mod yarn_client;

@@ -11,14 +11,16 @@ use serde_json::{Value, json};
 use crate::support::postgres::{TestDatabase, fresh_database};
 use crate::support::publish_body::PublishBody;
 use crate::support::s3::S3Server;
+use crate::support::serve_process::ServeProcess;
 use crate::support::server::{TestServer, package_path, packr_binary};
 
 /// A registry with something in every table: users and tokens, packages with tags, a
-/// deprecation and a tombstone, an org with a team and a grant, a webhook with deliveries, and the
-/// audit log of it all.
-async fn populated_registry() -> TestServer {
+/// deprecation and a tombstone, an org with a team and a grant, a webhook with deliveries, an
+/// advisory, and the audit log of it all.
+async fn populated_registry() -> (TestServer, String) {
     let server = TestServer::start_with(|config| {
         config.webhook_allowed_networks = vec!["127.0.0.0/8".parse().unwrap()];
+        config.public_url = Some(PUBLIC_URL.to_owned());
     })
     .await;
     server.add_user("alice", "alice-password-1", "maintainer");
@@ -119,11 +121,58 @@ async fn populated_registry() -> TestServer {
     let hook = json!({ "url": "http://127.0.0.1:9/hook", "events": ["package.published"], "secret": "hook-secret-0123456789" });
     let (status, answer) = send(reqwest::Method::POST, "/api/v1/admin/webhooks", &root, hook).await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let advisory = json!({ "package": "@acme/widget", "vulnerable_versions": "<2.0.0",
+                           "severity": "high", "title": "Bad widget", "cwe": ["CWE-79"],
+                           "cvss": { "score": 7.5, "vectorString": null } });
+    let (status, answer) = send(
+        reqwest::Method::POST,
+        "/api/v1/admin/advisories",
+        &root,
+        advisory,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
     // The org's packages now have a subscriber: this publish queues a delivery.
     let body = PublishBody::new("@acme/widget", "2.1.0").json();
     let (status, answer) = send(reqwest::Method::PUT, "/@acme%2fwidget", &root, body).await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
-    server
+    (server, alice)
+}
+
+/// The address both registries are configured with, so that their packuments can be compared byte
+/// for byte.
+const PUBLIC_URL: &str = "http://registry.test";
+
+/// What a registry answers to reads: each packument (full and abbreviated) with its ETag, and
+/// each tarball.
+async fn answers(base: &str, token: &str) -> Vec<(String, String, Vec<u8>)> {
+    let http = reqwest::Client::new();
+    let mut seen = Vec::new();
+    for (path, accept) in [
+        ("/left-pad", "application/json"),
+        ("/left-pad", "application/vnd.npm.install-v1+json"),
+        ("/@acme%2fwidget", "application/json"),
+        ("/left-pad/-/left-pad-1.1.0.tgz", "*/*"),
+        ("/@acme/widget/-/widget-2.1.0.tgz", "*/*"),
+        ("/right-pad", "application/json"),
+    ] {
+        let response = http
+            .get(format!("{base}{path}"))
+            .header("accept", accept)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let etag = response
+            .headers()
+            .get("etag")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = response.bytes().await.unwrap().to_vec();
+        seen.push((format!("{path} {accept} {status}"), etag, body));
+    }
+    seen
 }
 
 /// Runs `packr migrate-store` from `data_dir` to `database` with `extra` arguments and
@@ -176,8 +225,9 @@ fn sqlite_counts(data_dir: &Path) -> Vec<(String, i64)> {
 
 #[tokio::test]
 async fn every_row_and_tarball_moves_and_a_second_run_copies_nothing_new() {
-    let server = populated_registry().await;
+    let (server, alice) = populated_registry().await;
     let data_dir = server.data_dir.clone();
+    let before = answers(&server.url, &alice).await;
     // Keep the data directory, stop the registry: the move runs offline.
     let _data = server.keep_data_and_stop().await;
     let counts = sqlite_counts(&data_dir);
@@ -191,6 +241,7 @@ async fn every_row_and_tarball_moves_and_a_second_run_copies_nothing_new() {
         "team_packages",
         "webhooks",
         "webhook_deliveries",
+        "advisories",
         "audit_log",
     ] {
         let count = counts
@@ -276,11 +327,40 @@ async fn every_row_and_tarball_moves_and_a_second_run_copies_nothing_new() {
     for line in again.lines().filter(|line| line.starts_with("  ")) {
         assert!(line.trim_end().ends_with(" 0 copied now"), "{line}");
     }
+
+    // The moved registry, with the old secrets, answers as the old one did, to the old token.
+    let mut env = s3.env();
+    env.push(("PACKR_DATABASE_URL".into(), database.url.clone()));
+    env.push(("PACKR_PUBLIC_URL".into(), PUBLIC_URL.into()));
+    for (var, file) in [
+        ("PACKR_JWT_SECRET", "jwt.key"),
+        ("PACKR_SESSION_SECRET", "session.key"),
+        ("PACKR_SECRET_KEY", "webhook.key"),
+    ] {
+        let secret = std::fs::read_to_string(data_dir.join("secrets").join(file)).unwrap();
+        env.push((var.into(), secret));
+    }
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let fresh = tempfile::tempdir().unwrap();
+    let moved = ServeProcess::start(fresh.path(), "serve.log", &env_refs).await;
+    let after = answers(&moved.url, &alice).await;
+    assert!(before[0].0.ends_with(" 200"), "{}", before[0].0);
+    assert!(
+        before[5].0.ends_with(" 404"),
+        "the tombstoned name: {}",
+        before[5].0
+    );
+    for (old, new) in before.iter().zip(&after) {
+        assert_eq!(old.0, new.0, "status");
+        assert_eq!(old.1, new.1, "ETag of {}", old.0);
+        assert!(old.2 == new.2, "bytes of {} differ", old.0);
+    }
+    drop(moved);
 }
 
 #[tokio::test]
 async fn a_damaged_tarball_or_a_written_target_is_reported_not_called_done() {
-    let server = populated_registry().await;
+    let (server, _) = populated_registry().await;
     let data_dir = server.data_dir.clone();
     let _data = server.keep_data_and_stop().await;
 

@@ -347,7 +347,13 @@ async fn the_postgres_schema_has_every_table_column_key_and_index_of_the_sqlite_
     let sqlite = sqlite_schema(&data_dir.join("packr.db"));
     assert!(sqlite.tables.contains_key("users") && sqlite.tables.len() > 20);
     let client = db.connect().await;
-    let postgres = postgres_schema(&client).await;
+    let mut postgres = postgres_schema(&client).await;
+    // Only instances sharing PostgreSQL share rate-limit buckets; SQLite's are in memory.
+    assert!(postgres.tables.remove("rate_limit_buckets").is_some());
+    postgres
+        .unique
+        .retain(|key| !key.starts_with("rate_limit_buckets"));
+    postgres.checks.remove("rate_limit_buckets");
     let names = |tables: &BTreeMap<String, Vec<String>>| tables.keys().cloned().collect::<Vec<_>>();
     assert_eq!(
         names(&postgres.tables),
@@ -562,5 +568,38 @@ async fn serve_and_the_store_commands_use_the_database_url_and_never_print_it() 
     assert!(
         !dir.path().join("packr.db").exists(),
         "a SQLite database was made although PostgreSQL was asked for"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_on_postgres_needs_every_secret_given_and_names_the_missing_one() {
+    let db = fresh_database().await;
+    let s3 = crate::support::s3::S3Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let hex = "ab".repeat(32);
+    let mut env: Vec<(String, String)> = s3.env();
+    env.push(("PACKR_DATABASE_URL".into(), db.url.clone()));
+    let serve = ["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir];
+    for (given, missing) in [
+        (vec![], "PACKR_JWT_SECRET"),
+        (vec!["PACKR_JWT_SECRET"], "PACKR_SESSION_SECRET"),
+        (
+            vec!["PACKR_JWT_SECRET", "PACKR_SESSION_SECRET"],
+            "PACKR_SECRET_KEY",
+        ),
+    ] {
+        let mut with = env.clone();
+        with.extend(given.iter().map(|var| ((*var).to_owned(), hex.clone())));
+        let refs: Vec<(&str, &str)> = with.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let stderr = fails(&serve, &refs).await;
+        assert!(
+            stderr.contains(&format!("{missing} is not set")),
+            "missing {missing}: {stderr}"
+        );
+    }
+    assert!(
+        !dir.path().join("secrets").exists(),
+        "an instance on PostgreSQL generated a secret of its own"
     );
 }

@@ -179,18 +179,8 @@ async fn a_disabled_users_tokens_sessions_and_logins_stop_and_enable_brings_back
     let printed = packr(&server.data_dir, &["user", "disable", "root"], None);
     assert!(printed.contains("user root disabled"), "{printed}");
     // No new token is issued for the disabled account either.
-    let refused = std::process::Command::new(crate::support::server::packr_binary())
-        .args([
-            "token",
-            "create",
-            "--user",
-            "root",
-            "--role",
-            "admin",
-            "--data-dir",
-        ])
-        .arg(&server.data_dir)
-        .envs(crate::support::server::store_env(&server.data_dir))
+    let create = ["token", "create", "--user", "root", "--role", "admin"];
+    let refused = crate::support::server::packr_command(&server.data_dir, &create)
         .output()
         .unwrap();
     assert!(!refused.status.success());

@@ -310,12 +310,7 @@ async fn an_unknown_user_costs_the_same_argon2_work_as_a_wrong_password() {
 
 /// Runs `packr ARGS --data-dir DIR` with `stdin`, expecting it to fail; returns its stderr.
 fn packr_fails(data_dir: &Path, args: &[&str], stdin: &str) -> String {
-    let mut child = std::process::Command::new(packr_binary())
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("PACKR_DATA_DIR")
-        .envs(crate::support::server::store_env(data_dir))
+    let mut child = crate::support::server::packr_command(data_dir, args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -52,6 +52,7 @@ async fn change(store: &Store, actor: i64, change: OrgChange) -> OrgOutcome {
 
 async fn publish(store: &Store, package: &str, access: &str, publisher_id: i64) {
     let new = NewVersion {
+        attestations: Vec::new(),
         package: package.to_owned(),
         access: access.to_owned(),
         row: VersionRow {
@@ -64,6 +65,7 @@ async fn publish(store: &Store, package: &str, access: &str, publisher_id: i64) 
             deprecated: None,
             readme: None,
             published_at: 1,
+            signatures: Vec::new(),
         },
         tag: "latest".into(),
         publisher_id,

@@ -46,6 +46,7 @@ pub async fn add_user(under: &StoreUnderTest, name: &str) -> i64 {
 
 fn version(package: &str, version: &str, tag: &str, publisher_id: i64, key: &str) -> NewVersion {
     NewVersion {
+        attestations: Vec::new(),
         package: package.to_owned(),
         access: "public".to_owned(),
         row: VersionRow {
@@ -58,6 +59,7 @@ fn version(package: &str, version: &str, tag: &str, publisher_id: i64, key: &str
             deprecated: None,
             readme: Some(format!("readme of {version}")),
             published_at: packr::clock::now_ms(),
+            signatures: Vec::new(),
         },
         tag: tag.to_owned(),
         publisher_id,

@@ -33,9 +33,11 @@ fn version(package: &str, version: &str, publisher_id: i64) -> NewVersion {
             deprecated: None,
             readme: Some(format!("readme of {version}")),
             published_at: packr::clock::now_ms(),
+            signatures: Vec::new(),
         },
         tag: "latest".to_owned(),
         publisher_id,
+        attestations: Vec::new(),
     }
 }
 

@@ -4,26 +4,11 @@ use std::collections::BTreeMap;
 
 use packr::audit::AuditEvent;
 use packr::store::Store;
-use packr::store::accounts::{NewUser, UserWrite};
 use packr::store::audit::AuditQuery;
 use packr::store::tokens::{TokenAudit, TokenFilter, TokenRow, TokenUses};
 use serde_json::json;
 
-use crate::support::stores::{StoreUnderTest, on_each_store};
-
-async fn user(store: &Store, name: &str) -> i64 {
-    let new = NewUser {
-        name: name.to_owned(),
-        email: String::new(),
-        password_hash: "phc".into(),
-        role: "maintainer".into(),
-        now: 0,
-    };
-    match store.put_user(new).await.unwrap() {
-        UserWrite::Written(id) => id,
-        other => panic!("{other:?}"),
-    }
-}
+use crate::support::stores::{StoreUnderTest, maintainer as user, on_each_store};
 
 fn token(id: &str, user_id: i64, created_at: i64) -> TokenRow {
     TokenRow {

@@ -3,7 +3,7 @@
 //! on the login and token endpoints.
 
 use std::num::NonZeroU32;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use packr::auth::tokens::token_hash;
@@ -13,7 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::support::clients::ClientEnv;
-use crate::support::server::{TestServer, packr_binary};
+use crate::support::server::{TestServer, packr_command};
 
 const ALICE_PASSWORD: &str = "alice-password-1";
 
@@ -123,12 +123,7 @@ fn token_id(token: &str) -> String {
 
 /// Runs `packr ARGS --data-dir <the server's>`.
 fn packr(server: &TestServer, args: &[&str]) -> Output {
-    Command::new(packr_binary())
-        .args(args)
-        .arg("--data-dir")
-        .arg(&server.data_dir)
-        .env_remove("PACKR_DATA_DIR")
-        .envs(crate::support::server::store_env(&server.data_dir))
+    packr_command(&server.data_dir, args)
         .output()
         .expect("running the packr binary")
 }

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../it/advisories.rs"]
+mod advisories;
 #[path = "../it/fly_replay.rs"]
 mod fly_replay;
 #[path = "../it/namespace.rs"]
@@ -22,6 +24,8 @@ mod pnpm_client;
 mod properties;
 #[path = "../it/protocol.rs"]
 mod protocol;
+#[path = "../it/provenance.rs"]
+mod provenance;
 #[path = "../it/security_accounts.rs"]
 mod security_accounts;
 #[path = "../it/security_authz.rs"]
@@ -36,12 +40,16 @@ mod security_packages;
 mod security_store;
 #[path = "../it/security_webhooks.rs"]
 mod security_webhooks;
+#[path = "../it/signatures.rs"]
+mod signatures;
 #[path = "../it/support/mod.rs"]
 // Shared with `tests/it`, which uses parts this binary does not.
 #[allow(dead_code, unused_macros, unused_imports)]
 mod support;
 #[path = "../it/tokens.rs"]
 mod tokens;
+#[path = "../it/trusted_publishing.rs"]
+mod trusted_publishing;
 #[path = "../it/web_login.rs"]
 mod web_login;
 #[path = "../it/webhooks.rs"]

@@ -8,7 +8,7 @@
 //! ([`link`]). Providers come from configuration only; no client secret is stored.
 
 mod github;
-mod http;
+pub mod http;
 mod link;
 mod oidc;
 mod provider;

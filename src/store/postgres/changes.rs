@@ -13,7 +13,10 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio_postgres::{AsyncMessage, NoTls, Transaction};
 
+use std::sync::Arc;
+
 use super::PgPool;
+use super::replicas::Replicas;
 use crate::store::{Change, ChangeFeed, StoreError};
 
 /// The channel every instance listens on.
@@ -37,13 +40,19 @@ pub async fn announce(tx: &Transaction<'_>, change: &Change) -> Result<(), Store
     Ok(())
 }
 
-/// Starts listening; the feed ends when the receiver is dropped.
-pub fn listen(pool: PgPool) -> ChangeFeed {
+/// Starts listening; the feed ends when the receiver is dropped. Each change is fenced on
+/// `replicas` before it is forwarded, so that a cache that forgets it never reloads it from a
+/// replica that has not replayed it.
+pub fn listen(pool: PgPool, replicas: Option<Arc<Replicas>>) -> ChangeFeed {
     let (sender, feed) = unbounded_channel();
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         while !sender.is_closed() {
-            match listen_once(&pool, &sender).await {
+            let result = listen_once(&pool, &sender, replicas.as_deref()).await;
+            if let Some(replicas) = &replicas {
+                replicas.listening(false);
+            }
+            match result {
                 Ok(()) => backoff = Duration::from_millis(100),
                 Err(err) => {
                     tracing::warn!(error = %err, target = pool.target(), "change listener lost its connection; caches start over once it reconnects");
@@ -58,7 +67,11 @@ pub fn listen(pool: PgPool) -> ChangeFeed {
 
 /// One connection's life: LISTEN, report [`Change::Everything`], then forward notifications
 /// until the connection ends (an error) or nobody receives them any more (`Ok`).
-async fn listen_once(pool: &PgPool, sender: &UnboundedSender<Change>) -> Result<(), StoreError> {
+async fn listen_once(
+    pool: &PgPool,
+    sender: &UnboundedSender<Change>,
+    replicas: Option<&Replicas>,
+) -> Result<(), StoreError> {
     let (client, mut connection) = pool.config.connect(NoTls).await?;
     let (messages_in, mut messages) = unbounded_channel();
     // The connection only makes progress while polled; its messages come out of the poll.
@@ -73,6 +86,10 @@ async fn listen_once(pool: &PgPool, sender: &UnboundedSender<Change>) -> Result<
     let result = async {
         client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
         // Whatever changed while nobody listened is unknown.
+        if let Some(replicas) = replicas {
+            replicas.changed(&Change::Everything);
+            replicas.listening(true);
+        }
         if sender.send(Change::Everything).is_err() {
             return Ok(());
         }
@@ -91,6 +108,9 @@ async fn listen_once(pool: &PgPool, sender: &UnboundedSender<Change>) -> Result<
                 TOKENS => Change::Tokens,
                 package => Change::Package(package.to_owned()),
             };
+            if let Some(replicas) = replicas {
+                replicas.changed(&change);
+            }
             if sender.send(change).is_err() {
                 return Ok(());
             }

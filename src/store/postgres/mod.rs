@@ -2,19 +2,26 @@
 //! ([`migrate`]), and the store seam's operations, one module per domain.
 
 pub mod accounts;
+pub mod advisories;
+pub mod attestations;
 pub mod audit;
+pub mod buckets;
 pub mod changes;
 pub mod events;
+pub mod keys;
 pub mod logins;
 pub mod migrate;
 pub mod orgs;
 pub mod packages;
 pub mod renderings;
+pub mod replicas;
 pub mod tokens;
+pub mod trust;
 pub mod webhooks;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{
@@ -34,9 +41,9 @@ const POOL_SIZE: usize = 16;
 /// A failure of the PostgreSQL store. No variant ever holds the URL's password.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
-    /// The URL could not be used.
-    #[error("PACKR_DATABASE_URL {0}")]
-    InvalidUrl(String),
+    /// The URL could not be used: the variable it came from, and why.
+    #[error("{0} {1}")]
+    InvalidUrl(&'static str, String),
     /// No connection could be made (unreachable, too slow, or refused at log-in).
     #[error("cannot connect to PostgreSQL at {target}: {cause}")]
     Connect {
@@ -66,9 +73,20 @@ pub enum PgError {
 }
 
 /// The PostgreSQL metadata store: many instances may share one database.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Postgres {
     pool: PgPool,
+    /// Streaming replicas package reads may go to (see [`replicas`]).
+    replicas: Option<Arc<replicas::Replicas>>,
+}
+
+impl fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Postgres")
+            .field("pool", &self.pool)
+            .field("replicas", &self.replicas.as_ref().map(|r| r.targets()))
+            .finish()
+    }
 }
 
 impl Postgres {
@@ -77,12 +95,57 @@ impl Postgres {
     pub async fn open(url: &str) -> Result<Self, PgError> {
         let pool = PgPool::connect(url).await?;
         pool.migrate().await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            replicas: None,
+        })
+    }
+
+    /// [`Postgres::open`], with package reads sent to the streaming replicas at `replica_urls`
+    /// when they have replayed what is read (see [`replicas`]). A replica need not be up: it is
+    /// used once it answers. Reads only leave the primary once [`MetadataStore::watch_changes`]
+    /// is listening, since the changes other instances make are fenced through it.
+    ///
+    /// [`MetadataStore::watch_changes`]: crate::store::MetadataStore::watch_changes
+    pub async fn open_with_replicas(
+        url: &str,
+        replica_urls: &[&str],
+        max_lag: Duration,
+    ) -> Result<Self, PgError> {
+        let mut store = Self::open(url).await?;
+        if !replica_urls.is_empty() {
+            store.replicas = Some(replicas::Replicas::start(
+                store.pool.clone(),
+                replica_urls,
+                max_lag,
+            )?);
+        }
+        Ok(store)
     }
 
     /// The connection pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The read replicas, when configured.
+    pub fn replicas(&self) -> Option<&replicas::Replicas> {
+        self.replicas.as_deref()
+    }
+
+    /// Fences a change to `package` this instance committed: it is read from the primary until
+    /// a replica has replayed the change.
+    pub(crate) fn wrote_package(&self, package: &str) {
+        if let Some(replicas) = &self.replicas {
+            replicas.changed(&crate::store::Change::Package(package.to_owned()));
+        }
+    }
+
+    /// Fences a change this instance committed that may concern any package (an org's).
+    pub(crate) fn wrote_everything(&self) {
+        if let Some(replicas) = &self.replicas {
+            replicas.changed(&crate::store::Change::Everything);
+        }
     }
 }
 
@@ -104,7 +167,20 @@ impl crate::store::MetadataStore for Postgres {
     }
 
     fn watch_changes(&self) -> Option<crate::store::ChangeFeed> {
-        Some(changes::listen(self.pool.clone()))
+        Some(changes::listen(self.pool.clone(), self.replicas.clone()))
+    }
+
+    fn replica_status(&self) -> Vec<crate::store::ReplicaStatus> {
+        self.replicas
+            .as_ref()
+            .map(|r| r.status())
+            .unwrap_or_default()
+    }
+
+    fn shared_buckets(&self) -> Option<std::sync::Arc<dyn crate::store::SharedBuckets>> {
+        Some(std::sync::Arc::new(buckets::PgBuckets::new(
+            self.pool.clone(),
+        )))
     }
 }
 
@@ -137,7 +213,16 @@ impl PgPool {
     /// database or password is reported now, within the URL's `connect_timeout` (default
     /// [`DEFAULT_CONNECT_TIMEOUT`]).
     pub async fn connect(url: &str) -> Result<Self, PgError> {
-        let (config, timeout) = parse_url(url)?;
+        let pool = Self::lazy(url, "PACKR_DATABASE_URL")?;
+        drop(pool.get().await?);
+        Ok(pool)
+    }
+
+    /// Opens a pool on a `postgres://` URL (from the variable `var`, for messages) without
+    /// connecting: the first [`PgPool::get`] does.
+    pub fn lazy(url: &str, var: &'static str) -> Result<Self, PgError> {
+        let (config, timeout) =
+            parse_url(url).map_err(|problem| PgError::InvalidUrl(var, problem))?;
         let target = describe(&config);
         let manager = Manager::from_config(
             config.clone(),
@@ -158,14 +243,12 @@ impl PgPool {
                 target: target.clone(),
                 cause: err.to_string(),
             })?;
-        let pool = Self {
+        Ok(Self {
             pool,
             target,
             timeout,
             config,
-        };
-        drop(pool.get().await?);
-        Ok(pool)
+        })
     }
 
     /// A connection from the pool.
@@ -200,20 +283,16 @@ impl PgPool {
 }
 
 /// Parses a `postgres://` or `postgresql://` URL and its connect timeout.
-fn parse_url(url: &str) -> Result<(tokio_postgres::Config, Duration), PgError> {
+fn parse_url(url: &str) -> Result<(tokio_postgres::Config, Duration), String> {
     let url = url.trim();
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         // Not echoed: it may be a password pasted into the wrong variable.
-        return Err(PgError::InvalidUrl(
-            "must be a URL like postgres://USER:PASSWORD@HOST:5432/DATABASE".into(),
-        ));
+        return Err("must be a URL like postgres://USER:PASSWORD@HOST:5432/DATABASE".into());
     }
     let mut config = tokio_postgres::Config::from_str(url)
-        .map_err(|err| PgError::InvalidUrl(format!("is not a valid PostgreSQL URL: {err}")))?;
+        .map_err(|err| format!("is not a valid PostgreSQL URL: {err}"))?;
     if config.get_hosts().is_empty() {
-        return Err(PgError::InvalidUrl(
-            "names no host, as in postgres://USER@HOST/DATABASE".into(),
-        ));
+        return Err("names no host, as in postgres://USER@HOST/DATABASE".into());
     }
     let timeout = match config.get_connect_timeout() {
         Some(timeout) if !timeout.is_zero() => *timeout,
@@ -270,7 +349,7 @@ mod tests {
             "hunter2",
             "host=h password=hunter2",
         ] {
-            let err = parse_url(url).unwrap_err().to_string();
+            let err = parse_url(url).unwrap_err();
             assert!(err.contains("postgres://"), "{err}");
             assert!(!err.contains("hunter2"), "{err}");
         }

@@ -372,6 +372,7 @@ impl crate::store::OrgStore for super::Postgres {
         };
         super::events::record_all(&tx, &events).await?;
         tx.commit().await?;
+        self.wrote_everything();
         Ok(Some(OrgRow {
             id: row.get(0),
             slug: slug.to_owned(),
@@ -530,6 +531,7 @@ impl crate::store::OrgStore for super::Postgres {
             super::events::record_all(&tx, &events).await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
+        self.wrote_everything();
         Ok(outcome)
     }
 

@@ -19,12 +19,47 @@ use crate::clock;
 use crate::orgs::scope_slug;
 use crate::packages::RegistryError;
 use crate::store::StoreError;
+use crate::store::packages::parse_signatures;
 use crate::store::packages::{
     Decide, NewNameFacts, NewVersion, PackageRecord, PublishOutcome, PublishPlan, Removal,
     TarballRow, UnpublishOutcome, VersionRow, Visibility, WriteFacts,
 };
 
 type Params<'a> = [&'a (dyn ToSql + Sync)];
+
+/// Runs a package read (`$body`, a `Result<Option<_>, StoreError>` using the connection
+/// `$client`) on a replica that has replayed every known change of `$package` (see
+/// [`super::replicas`]), else on the primary. What the replica does not find (it may not have
+/// replayed a publish this instance has not heard of yet), fails on, or does not answer within
+/// [`super::replicas::READ_TIMEOUT`] is asked of the primary.
+macro_rules! read_package {
+    ($store:expr, $package:expr, |$client:ident| $body:expr) => {{
+        let store: &super::Postgres = $store;
+        let replica = store.replicas().and_then(|r| r.for_package($package));
+        let mut found = None;
+        if let Some(replica) = replica {
+            let read = async {
+                let $client = replica.pool().get().await?;
+                $body
+            };
+            let on_replica: Result<Result<_, StoreError>, _> =
+                tokio::time::timeout(super::replicas::READ_TIMEOUT, read).await;
+            match on_replica {
+                Ok(Ok(Some(row))) => found = Some(row),
+                Ok(Ok(None)) => {}
+                Ok(Err(err)) => replica.failed(&err),
+                Err(_) => replica.failed(&"no answer within the read timeout"),
+            }
+        }
+        match found {
+            Some(row) => Ok(Some(row)),
+            None => {
+                let $client = store.pool().get().await?;
+                $body
+            }
+        }
+    }};
+}
 
 /// Runs `sql` (prepared once per connection) and returns its rows.
 pub(super) async fn rows<C: GenericClient>(
@@ -90,7 +125,7 @@ async fn load<C: GenericClient>(
         client,
         "SELECT p.access, p.rev, p.created_at, p.modified_at,
                 v.versions, v.manifests, v.integrities, v.shasums, v.blob_keys, v.sizes,
-                v.deprecations, v.readmes, v.published, t.tags, t.targets, m.names, m.emails
+                v.deprecations, v.readmes, v.published, v.signatures, t.tags, t.targets, m.names, m.emails
          FROM packages p
          CROSS JOIN LATERAL (
              SELECT array_agg(version ORDER BY published_at, version COLLATE \"C\") AS versions,
@@ -101,7 +136,11 @@ async fn load<C: GenericClient>(
                     array_agg(size ORDER BY published_at, version COLLATE \"C\") AS sizes,
                     array_agg(deprecated ORDER BY published_at, version COLLATE \"C\") AS deprecations,
                     array_agg(readme ORDER BY published_at, version COLLATE \"C\") AS readmes,
-                    array_agg(published_at ORDER BY published_at, version COLLATE \"C\") AS published
+                    array_agg(published_at ORDER BY published_at, version COLLATE \"C\") AS published,
+                    array_agg((SELECT json_agg(json_build_object('keyid', s.keyid, 'sig', s.sig))::text
+                               FROM version_signatures s
+                               WHERE s.package = versions.package AND s.version = versions.version)
+                              ORDER BY published_at, version COLLATE \"C\") AS signatures
              FROM versions WHERE package = p.name) v
          CROSS JOIN LATERAL (
              SELECT array_agg(tag) AS tags, array_agg(version) AS targets
@@ -129,27 +168,31 @@ async fn load<C: GenericClient>(
     let mut deprecations = list::<Option<String>>(&row, 10).into_iter();
     let mut readmes = list::<Option<String>>(&row, 11).into_iter();
     let mut published = list::<i64>(&row, 12).into_iter();
+    let mut signatures = list::<Option<String>>(&row, 13).into_iter();
     let versions = versions
         .into_iter()
-        .map(|version| VersionRow {
-            version,
-            manifest: manifests.next().unwrap_or_default(),
-            integrity: integrities.next().unwrap_or_default(),
-            shasum: shasums.next().unwrap_or_default(),
-            blob_key: blob_keys.next().unwrap_or_default(),
-            size: sizes.next().unwrap_or_default(),
-            deprecated: deprecations.next().flatten(),
-            readme: readmes.next().flatten(),
-            published_at: published.next().unwrap_or_default(),
+        .map(|version| {
+            Ok(VersionRow {
+                version,
+                manifest: manifests.next().unwrap_or_default(),
+                integrity: integrities.next().unwrap_or_default(),
+                shasum: shasums.next().unwrap_or_default(),
+                blob_key: blob_keys.next().unwrap_or_default(),
+                size: sizes.next().unwrap_or_default(),
+                deprecated: deprecations.next().flatten(),
+                readme: readmes.next().flatten(),
+                published_at: published.next().unwrap_or_default(),
+                signatures: parse_signatures(signatures.next().flatten().as_deref())?,
+            })
         })
-        .collect();
-    let dist_tags = list::<String>(&row, 13)
+        .collect::<Result<_, StoreError>>()?;
+    let dist_tags = list::<String>(&row, 14)
         .into_iter()
-        .zip(list::<String>(&row, 14))
+        .zip(list::<String>(&row, 15))
         .collect();
-    let maintainers = list::<String>(&row, 15)
+    let maintainers = list::<String>(&row, 16)
         .into_iter()
-        .zip(list::<String>(&row, 16))
+        .zip(list::<String>(&row, 17))
         .collect();
     Ok(Some(PackageRecord {
         name: name.to_owned(),
@@ -161,6 +204,32 @@ async fn load<C: GenericClient>(
         dist_tags,
         maintainers,
     }))
+}
+
+/// A package's dist-tags, or `None` when there is no such package.
+async fn tags_of<C: GenericClient>(
+    client: &C,
+    name: &str,
+) -> Result<Option<BTreeMap<String, String>>, StoreError> {
+    let row = one(
+        client,
+        "SELECT EXISTS (SELECT 1 FROM packages WHERE name = $1),
+                array_agg(tag), array_agg(version)
+         FROM dist_tags WHERE package = $1",
+        &[&name],
+    )
+    .await?;
+    if !row.get::<_, bool>(0) {
+        return Ok(None);
+    }
+    let tags: Option<Vec<String>> = row.get(1);
+    let targets: Option<Vec<String>> = row.get(2);
+    Ok(Some(
+        tags.unwrap_or_default()
+            .into_iter()
+            .zip(targets.unwrap_or_default())
+            .collect(),
+    ))
 }
 
 pub(super) async fn dist_tags<C: GenericClient>(
@@ -335,6 +404,14 @@ async fn insert_version<C: GenericClient>(
         .get(0);
         return Ok(PublishOutcome::Exists { integrity });
     }
+    for signature in &row.signatures {
+        exec(
+            client,
+            "INSERT INTO version_signatures (package, version, keyid, sig) VALUES ($1, $2, $3, $4)",
+            &[&new.package, &row.version, &signature.keyid, &signature.sig],
+        )
+        .await?;
+    }
     put_tag(client, &new.package, &new.tag, &row.version).await?;
     exec(
         client,
@@ -447,31 +524,11 @@ async fn delete_package<C: GenericClient>(
 #[async_trait::async_trait]
 impl crate::store::PackageStore for super::Postgres {
     async fn load_package(&self, name: &str) -> Result<Option<PackageRecord>, StoreError> {
-        let client = self.pool().get().await?;
-        load(&client, name).await
+        read_package!(self, name, |client| load(&client, name).await)
     }
 
     async fn dist_tags(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, StoreError> {
-        let client = self.pool().get().await?;
-        let row = one(
-            &client,
-            "SELECT EXISTS (SELECT 1 FROM packages WHERE name = $1),
-                    array_agg(tag), array_agg(version)
-             FROM dist_tags WHERE package = $1",
-            &[&name],
-        )
-        .await?;
-        if !row.get::<_, bool>(0) {
-            return Ok(None);
-        }
-        let tags: Option<Vec<String>> = row.get(1);
-        let targets: Option<Vec<String>> = row.get(2);
-        Ok(Some(
-            tags.unwrap_or_default()
-                .into_iter()
-                .zip(targets.unwrap_or_default())
-                .collect(),
-        ))
+        read_package!(self, name, |client| tags_of(&client, name).await)
     }
 
     async fn find_tarball(
@@ -479,8 +536,7 @@ impl crate::store::PackageStore for super::Postgres {
         name: &str,
         version: &str,
     ) -> Result<Option<TarballRow>, StoreError> {
-        let client = self.pool().get().await?;
-        Ok(opt(
+        read_package!(self, name, |client| Ok(opt(
             &client,
             "SELECT blob_key, size, shasum FROM versions WHERE package = $1 AND version = $2",
             &[&name, &version],
@@ -490,7 +546,7 @@ impl crate::store::PackageStore for super::Postgres {
             blob_key: row.get(0),
             size: row.get(1),
             shasum: row.get(2),
-        }))
+        })))
     }
 
     async fn write_facts(&self, name: &str, user_id: i64) -> Result<WriteFacts, StoreError> {
@@ -512,6 +568,7 @@ impl crate::store::PackageStore for super::Postgres {
         let plan = decide(&facts)?;
         let outcome = insert_version(&tx, &new).await?;
         if outcome == PublishOutcome::Committed {
+            super::attestations::insert(&tx, &new).await?;
             if let Some(slug) = &plan.claim_scope {
                 exec(
                     &tx,
@@ -525,6 +582,7 @@ impl crate::store::PackageStore for super::Postgres {
             rerender(&tx, &new.package, "").await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
+        self.wrote_package(&new.package);
         Ok(outcome)
     }
 
@@ -544,6 +602,7 @@ impl crate::store::PackageStore for super::Postgres {
         rerender(&tx, name, "").await?;
         let tags = dist_tags(&tx, name).await?;
         tx.commit().await?;
+        self.wrote_package(name);
         Ok(tags)
     }
 
@@ -570,6 +629,7 @@ impl crate::store::PackageStore for super::Postgres {
         rerender(&tx, name, "").await?;
         let tags = dist_tags(&tx, name).await?;
         tx.commit().await?;
+        self.wrote_package(name);
         Ok(Some(tags))
     }
 
@@ -596,6 +656,7 @@ impl crate::store::PackageStore for super::Postgres {
         rerender(&tx, name, "").await?;
         super::events::record_all(&tx, &events).await?;
         tx.commit().await?;
+        self.wrote_package(name);
         Ok(())
     }
 
@@ -633,6 +694,7 @@ impl crate::store::PackageStore for super::Postgres {
         super::events::record_all(&tx, &events).await?;
         rerender(&tx, name, "").await?;
         tx.commit().await?;
+        self.wrote_package(name);
         Ok(None)
     }
 
@@ -664,6 +726,7 @@ impl crate::store::PackageStore for super::Postgres {
         // Gone with the package when it was deleted (the rendering is cascaded away).
         rerender(&tx, name, "").await?;
         tx.commit().await?;
+        self.wrote_package(name);
         Ok(UnpublishOutcome::Removed { freed_blobs })
     }
 
@@ -673,14 +736,13 @@ impl crate::store::PackageStore for super::Postgres {
     }
 
     async fn package_access(&self, name: &str) -> Result<Option<String>, StoreError> {
-        let client = self.pool().get().await?;
-        Ok(opt(
+        read_package!(self, name, |client| Ok(opt(
             &client,
             "SELECT access FROM packages WHERE name = $1",
             &[&name],
         )
         .await?
-        .map(|row| row.get(0)))
+        .map(|row| row.get(0))))
     }
 
     async fn set_access(
@@ -701,6 +763,7 @@ impl crate::store::PackageStore for super::Postgres {
         super::events::record_all(&tx, &events).await?;
         rerender(&tx, name, "").await?;
         tx.commit().await?;
+        self.wrote_package(name);
         Ok(found > 0)
     }
 
@@ -731,8 +794,7 @@ impl crate::store::PackageStore for super::Postgres {
     }
 
     async fn visibility(&self, name: &str, slug: &str) -> Result<Option<Visibility>, StoreError> {
-        let client = self.pool().get().await?;
-        Ok(opt(
+        read_package!(self, name, |client| Ok(opt(
             &client,
             "SELECT p.access, EXISTS (SELECT 1 FROM orgs WHERE slug = $2)
              FROM packages p WHERE p.name = $1",
@@ -742,6 +804,6 @@ impl crate::store::PackageStore for super::Postgres {
         .map(|row| Visibility {
             access: row.get(0),
             org_scope: row.get(1),
-        }))
+        })))
     }
 }

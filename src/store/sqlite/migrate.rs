@@ -19,7 +19,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 type Step = (i64, fn(&Transaction<'_>) -> rusqlite::Result<()>);
 
 /// Every schema change, in version order.
-const STEPS: &[Step] = &[(5, v5), (6, v6), (7, v7)];
+const STEPS: &[Step] = &[(5, v5), (6, v6), (7, v7), (8, v8)];
 
 /// Columns added to `tokens` in version 5: the CIDR allow-list, the display piece and usage data.
 const TOKEN_COLUMNS_V5: &[(&str, &str)] = &[
@@ -48,6 +48,23 @@ const USER_COLUMNS_V7: &[(&str, &str)] = &[
 /// Version 7: what ends every credential of an account at once.
 fn v7(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     add_missing_columns(tx, "users", USER_COLUMNS_V7)
+}
+
+/// Version 8: security advisories (`npm audit`). `schema.sql`, applied before the steps, already
+/// creates the new table; the step runs the same statements from it (both idempotent), so that
+/// the version stamp and the table always go together.
+fn v8(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(advisories_ddl(super::SCHEMA))
+}
+
+/// The statements of `schema` that declare the advisories table and its index.
+fn advisories_ddl(schema: &str) -> &str {
+    const START: &str = "CREATE TABLE IF NOT EXISTS advisories (";
+    const LAST: &str = "ON advisories(package);";
+    let from = schema.find(START).unwrap_or(schema.len());
+    let rest = &schema[from..];
+    let to = rest.find(LAST).map_or(0, |at| at + LAST.len());
+    &rest[..to]
 }
 
 /// The index of version 6 that keeps user names unique regardless of case (`Alice` and `alice`
@@ -229,6 +246,19 @@ mod tests {
             )
             .unwrap();
         }
+    }
+
+    #[test]
+    fn the_version_8_step_creates_the_advisories_table_from_the_schema() {
+        assert!(advisories_ddl(SCHEMA).starts_with("CREATE TABLE IF NOT EXISTS advisories ("));
+        assert!(advisories_ddl(SCHEMA).ends_with("ON advisories(package);"));
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert!(!has_table(&conn, "advisories"));
+        let tx = conn.transaction().unwrap();
+        v8(&tx).unwrap();
+        tx.commit().unwrap();
+        assert!(columns(&conn, "advisories").contains("vulnerable_versions"));
+        assert!(has_index(&conn, "advisories_package").unwrap());
     }
 
     #[test]

@@ -1,14 +1,18 @@
 //! The SQLite metadata store: one writer connection, a pool of readers, all calls off the async threads.
 
+pub mod advisories;
+pub mod attestations;
 pub mod audit;
 pub mod device;
 pub mod events;
+pub mod keys;
 pub mod migrate;
 pub mod oauth;
 pub mod orgs;
 pub mod packages;
 pub mod renderings;
 pub mod tokens;
+pub mod trust;
 pub mod users;
 pub mod webhooks;
 

@@ -15,6 +15,7 @@ use crate::clock;
 use crate::orgs::scope_slug;
 use crate::packages::RegistryError;
 use crate::store::StoreError;
+use crate::store::packages::parse_signatures;
 pub use crate::store::packages::{
     Decide, NewNameFacts, NewVersion, PackageRecord, PublishOutcome, PublishPlan, Removal,
     TarballRow, UnpublishOutcome, VersionRow, Visibility, WriteFacts,
@@ -34,24 +35,37 @@ pub fn load(conn: &Connection, name: &str) -> Result<Option<PackageRecord>, Stor
         return Ok(None);
     };
     let mut stmt = conn.prepare_cached(
-        "SELECT version, manifest, integrity, shasum, blob_key, size, deprecated, readme, published_at
+        "SELECT version, manifest, integrity, shasum, blob_key, size, deprecated, readme, published_at,
+                (SELECT json_group_array(json_object('keyid', s.keyid, 'sig', s.sig))
+                 FROM version_signatures s
+                 WHERE s.package = versions.package AND s.version = versions.version)
          FROM versions WHERE package = ?1 ORDER BY published_at, rowid",
     )?;
-    let versions = stmt
+    let rows = stmt
         .query_map([name], |row| {
-            Ok(VersionRow {
-                version: row.get(0)?,
-                manifest: row.get(1)?,
-                integrity: row.get(2)?,
-                shasum: row.get(3)?,
-                blob_key: row.get(4)?,
-                size: row.get(5)?,
-                deprecated: row.get(6)?,
-                readme: row.get(7)?,
-                published_at: row.get(8)?,
-            })
+            let signatures: Option<String> = row.get(9)?;
+            Ok((
+                signatures,
+                VersionRow {
+                    version: row.get(0)?,
+                    manifest: row.get(1)?,
+                    integrity: row.get(2)?,
+                    shasum: row.get(3)?,
+                    blob_key: row.get(4)?,
+                    size: row.get(5)?,
+                    deprecated: row.get(6)?,
+                    readme: row.get(7)?,
+                    published_at: row.get(8)?,
+                    signatures: Vec::new(),
+                },
+            ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
+    let mut versions = Vec::with_capacity(rows.len());
+    for (signatures, mut row) in rows {
+        row.signatures = parse_signatures(signatures.as_deref())?;
+        versions.push(row);
+    }
     Ok(Some(PackageRecord {
         name: name.to_owned(),
         access,
@@ -238,6 +252,17 @@ pub fn commit_publish(conn: &Connection, new: &NewVersion) -> Result<PublishOutc
             return Ok(PublishOutcome::Exists { integrity });
         }
         Err(err) => return Err(err.into()),
+    }
+    for signature in &row.signatures {
+        conn.prepare_cached(
+            "INSERT INTO version_signatures (package, version, keyid, sig) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
+            new.package,
+            row.version,
+            signature.keyid,
+            signature.sig
+        ])?;
     }
     put_tag(conn, &new.package, &new.tag, &row.version)?;
     conn.prepare_cached(
@@ -524,6 +549,7 @@ impl crate::store::PackageStore for super::Sqlite {
             };
             let outcome = commit_publish(tx, &new)?;
             if outcome == PublishOutcome::Committed {
+                super::attestations::insert(tx, &new)?;
                 if let Some(slug) = &plan.claim_scope {
                     org_rows::set_scope_owner(tx, slug, new.publisher_id, None, clock::now_ms())?;
                 }

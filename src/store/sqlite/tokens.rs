@@ -70,27 +70,7 @@ pub fn find_with_user(
     conn: &Connection,
     id: &str,
 ) -> Result<Option<(TokenRow, UserRow)>, StoreError> {
-    let sql = format!(
-        "SELECT {COLUMNS}, u.id, u.name, u.email, u.password_hash, u.role
-         FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?1"
-    );
-    let found = conn
-        .query_row(&sql, [id], |row| {
-            Ok((
-                from_row(row)?,
-                UserRow {
-                    id: row.get(14)?,
-                    name: row.get(15)?,
-                    email: row.get(16)?,
-                    password_hash: row.get(17)?,
-                    role: row.get(18)?,
-                },
-            ))
-        })
-        .optional()?;
-    found
-        .map(|(token, user)| Ok((finish(token)?, user)))
-        .transpose()
+    Ok(find_for_auth(conn, id)?.map(|found| (found.token, found.user)))
 }
 
 /// Looks a token up by id with its owner and the owner's standing, in one query: the check of a
@@ -241,6 +221,26 @@ pub fn add_uses(
     Ok(())
 }
 
+impl super::Sqlite {
+    /// Revokes the token `revoke` finds and records its event, in one transaction.
+    async fn revoke_audited(
+        &self,
+        audit: TokenAudit,
+        revoke: impl FnOnce(&Connection) -> Result<Option<(TokenRow, UserRow)>, StoreError>
+        + Send
+        + 'static,
+    ) -> Result<Option<TokenRow>, StoreError> {
+        self.write(move |tx| {
+            let Some((token, owner)) = revoke(tx)? else {
+                return Ok(None);
+            };
+            super::events::record(tx, &audit(&token, &owner))?;
+            Ok(Some(token))
+        })
+        .await
+    }
+}
+
 #[async_trait::async_trait]
 impl crate::store::TokenStore for super::Sqlite {
     async fn insert_token(
@@ -289,14 +289,8 @@ impl crate::store::TokenStore for super::Sqlite {
         audit: TokenAudit,
     ) -> Result<Option<TokenRow>, StoreError> {
         let hash = token_hash.to_owned();
-        self.write(move |tx| {
-            let Some((token, owner)) = revoke_by_hash(tx, &hash, now)? else {
-                return Ok(None);
-            };
-            super::events::record(tx, &audit(&token, &owner))?;
-            Ok(Some(token))
-        })
-        .await
+        self.revoke_audited(audit, move |tx| revoke_by_hash(tx, &hash, now))
+            .await
     }
 
     async fn revoke_token_by_id(
@@ -306,14 +300,8 @@ impl crate::store::TokenStore for super::Sqlite {
         audit: TokenAudit,
     ) -> Result<Option<TokenRow>, StoreError> {
         let id = id.to_owned();
-        self.write(move |tx| {
-            let Some((token, owner)) = revoke_by_id(tx, &id, now)? else {
-                return Ok(None);
-            };
-            super::events::record(tx, &audit(&token, &owner))?;
-            Ok(Some(token))
-        })
-        .await
+        self.revoke_audited(audit, move |tx| revoke_by_id(tx, &id, now))
+            .await
     }
 
     async fn add_token_uses(&self, uses: Vec<TokenUses>) -> Result<(), StoreError> {

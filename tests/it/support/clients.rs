@@ -21,6 +21,7 @@ use super::server::TestServer;
 /// The client versions the suite runs; changing this list reinstalls them.
 const CLIENTS: &[&str] = &[
     "npm@11.21.2",
+    "npm10@npm:npm@10.9.9",
     "pnpm@10.34.9",
     "yarn@1.22.22",
     "@yarnpkg/cli-dist@4.18.1",
@@ -47,6 +48,16 @@ fn modules() -> PathBuf {
 /// npm 11's entry script.
 pub fn npm() -> PathBuf {
     modules().join("npm/bin/npm-cli.js")
+}
+
+/// A package npm 11 bundles (such as `pacote`), for scripts that do what npm does.
+pub fn npm_dependency(name: &str) -> PathBuf {
+    modules().join("npm/node_modules").join(name)
+}
+
+/// npm 10's entry script (installed under the alias `npm10`).
+pub fn npm10() -> PathBuf {
+    modules().join("npm10/bin/npm-cli.js")
 }
 
 /// pnpm 10's entry script.
@@ -77,6 +88,11 @@ pub struct ClientEnv {
 impl ClientEnv {
     /// A sandbox whose clients use `server` with `token` (None: anonymous).
     pub fn new(server: &TestServer, token: Option<&str>) -> Self {
+        Self::for_registry(&server.url, token)
+    }
+
+    /// A sandbox whose clients use the registry at `url` (`http://HOST:PORT`) with `token`.
+    pub fn for_registry(url: &str, token: Option<&str>) -> Self {
         let root = tempfile::Builder::new()
             .prefix("packr-client-")
             .tempdir()
@@ -86,8 +102,8 @@ impl ClientEnv {
         }
         let env = Self {
             root,
-            registry: format!("{}/", server.url),
-            host: server.host(),
+            registry: format!("{url}/"),
+            host: url.trim_start_matches("http://").to_owned(),
             token: token.map(str::to_owned),
             always_auth: false,
         };
@@ -155,9 +171,19 @@ impl ClientEnv {
         }
     }
 
+    /// `node SCRIPT ARGS` in the default project, with the sandbox's environment.
+    pub fn node(&self, script: PathBuf) -> ClientCommand {
+        self.command("node", script)
+    }
+
     /// `npm ARGS` in the default project.
     pub fn npm(&self) -> ClientCommand {
         self.command("npm", npm())
+    }
+
+    /// npm 10 (`npm ARGS`) in the default project.
+    pub fn npm10(&self) -> ClientCommand {
+        self.command("npm10", npm10())
     }
 
     /// `pnpm ARGS` in the default project.

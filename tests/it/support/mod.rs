@@ -4,6 +4,7 @@
 pub mod browser;
 pub mod clients;
 pub mod fixtures;
+pub mod haproxy;
 pub mod install;
 pub mod oidc;
 pub mod postgres;
@@ -11,6 +12,7 @@ pub mod publish_body;
 pub mod s3;
 pub mod serve_process;
 pub mod server;
+pub mod sigstore;
 pub mod stores;
 
 /// Runs `async fn scenario(storage: Storage)` as two tests, `scenario::on_fs` and

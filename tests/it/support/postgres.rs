@@ -195,3 +195,210 @@ fn free_port() -> anyhow::Result<u16> {
         .local_addr()?
         .port())
 }
+
+/// A streaming replica of this process's cluster, shared by the tests that use it: made with
+/// `pg_basebackup -R` (which writes `standby.signal` and `primary_conninfo`) into a temp directory,
+/// on a free loopback port, as the `postgres` user; stopped and removed when the test process
+/// exits, like the primary. Tests pause its replay and stop it, so each holds [`ReplicaGuard`]
+/// for its whole run.
+pub struct Replica {
+    port: u16,
+    data: PathBuf,
+    bin: PathBuf,
+}
+
+/// Exclusive use of the replica; while held it is the test's to pause, stop and restart.
+pub struct ReplicaGuard {
+    replica: &'static Replica,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl std::ops::Deref for ReplicaGuard {
+    type Target = Replica;
+
+    fn deref(&self) -> &Replica {
+        self.replica
+    }
+}
+
+/// The replica, made on first use, running and replaying, for this test alone until dropped.
+pub async fn replica() -> ReplicaGuard {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    static REPLICA: OnceLock<Replica> = OnceLock::new();
+    let turn = TURN.lock().await;
+    let replica = tokio::task::spawn_blocking(|| {
+        let replica = REPLICA.get_or_init(|| {
+            let primary = cluster().port;
+            start_replica(primary).unwrap_or_else(|err| panic!("starting the replica: {err:#}"))
+        });
+        // A test that failed before restarting or resuming it leaves it stopped or paused.
+        if !replica.is_running() {
+            replica.start().expect("restarting the replica");
+        }
+        replica
+    })
+    .await
+    .expect("starting the replica");
+    let guard = ReplicaGuard {
+        replica,
+        _turn: turn,
+    };
+    guard.resume_replay().await;
+    guard
+}
+
+impl Replica {
+    /// The replica's copy of `database`.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Stops the replica (fast shutdown); reads of it fail until [`Replica::start`].
+    pub fn stop(&self) {
+        run(as_postgres(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "fast", "-w", "stop"]))
+        .expect("stopping the replica");
+    }
+
+    /// Starts the stopped replica again on its port; it resumes streaming from the primary.
+    pub fn start(&self) -> anyhow::Result<()> {
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c hot_standby=on",
+            self.port,
+            self.data.display()
+        );
+        run(as_postgres(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .arg("-l")
+            .arg(self.data.join("replica.log"))
+            .args(["-w", "-t", "30", "-o", &options, "start"]))
+        .context("pg_ctl start (replica)")
+    }
+
+    fn is_running(&self) -> bool {
+        as_postgres(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .arg("status")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+
+    /// A client on the replica's `postgres` database.
+    pub async fn admin(&self) -> tokio_postgres::Client {
+        connect(&self.url("postgres")).await
+    }
+
+    /// Stops applying WAL (it keeps receiving it): the replica stays where it is.
+    pub async fn pause_replay(&self) {
+        self.admin()
+            .await
+            .batch_execute("SELECT pg_wal_replay_pause()")
+            .await
+            .expect("pausing replay");
+    }
+
+    /// Applies WAL again.
+    pub async fn resume_replay(&self) {
+        self.admin()
+            .await
+            .batch_execute("SELECT pg_wal_replay_resume()")
+            .await
+            .expect("resuming replay");
+    }
+
+    /// Waits until the replica has replayed all the primary had written when called (each wait
+    /// also writes a little WAL, so that a position just past a page header is passed too).
+    pub async fn catch_up(&self) {
+        let primary = connect(&format!(
+            "postgres://postgres@127.0.0.1:{}/postgres",
+            cluster().port
+        ))
+        .await;
+        let target: i64 = primary
+            .query_one(
+                "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let replica = self.admin().await;
+        let started = std::time::Instant::now();
+        loop {
+            let replayed: i64 = replica
+                .query_one(
+                    "SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if replayed >= target {
+                return;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "the replica did not reach {target} within 30 s (at {replayed})"
+            );
+            primary
+                .batch_execute("SELECT txid_current()")
+                .await
+                .unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn start_replica(primary_port: u16) -> anyhow::Result<Replica> {
+    let bin = server_binaries()?;
+    let data = tempfile::Builder::new()
+        .prefix("packr-pg-replica.")
+        .tempdir()
+        .context("creating the replica's directory")?
+        .keep();
+    if running_as_root() {
+        run(Command::new("chown").arg("postgres:postgres").arg(&data))?;
+    }
+    watch_and_stop_at_exit(&bin.join("pg_ctl"), &data)?;
+    run(as_postgres(&bin.join("pg_basebackup"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &primary_port.to_string(),
+            "-U",
+            "postgres",
+        ])
+        .arg("-D")
+        .arg(&data)
+        .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"]))
+    .context("pg_basebackup")?;
+    // pg_basebackup gives the directory the primary's mode; PostgreSQL wants 0700 or 0750.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))
+            .context("restricting the replica's directory")?;
+    }
+    let mut last_error = None;
+    for _ in 0..3 {
+        let replica = Replica {
+            port: free_port()?,
+            data: data.clone(),
+            bin: bin.clone(),
+        };
+        match replica.start() {
+            Ok(()) => return Ok(replica),
+            Err(err) => last_error = Some(err),
+        }
+    }
+    let log = std::fs::read_to_string(data.join("replica.log")).unwrap_or_default();
+    Err(last_error
+        .unwrap_or_else(|| anyhow::anyhow!("never started"))
+        .context(format!("replica.log:\n{log}")))
+}

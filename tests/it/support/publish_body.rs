@@ -11,6 +11,8 @@ pub struct PublishBody {
     pub version: String,
     pub tarball: Vec<u8>,
     pub tag: String,
+    /// A Sigstore bundle sent as the second attachment, as `npm publish --provenance` does.
+    pub sigstore: Option<String>,
 }
 
 impl PublishBody {
@@ -25,12 +27,25 @@ impl PublishBody {
                 &[("index.js", "module.exports = 42;\n")],
             ),
             tag: "latest".into(),
+            sigstore: None,
         }
     }
 
     pub fn with_tarball(mut self, tarball: Vec<u8>) -> Self {
         self.tarball = tarball;
         self
+    }
+
+    /// Attaches `bundle` (JSON text) as `<name>-<version>.sigstore` with the bundle's media type
+    /// as content type and the text itself as data, as libnpmpublish does.
+    pub fn with_sigstore(mut self, bundle: String) -> Self {
+        self.sigstore = Some(bundle);
+        self
+    }
+
+    /// Hex SHA-512 of the tarball, as an in-toto subject digest carries it.
+    pub fn sha512_hex(&self) -> String {
+        hex::encode(Sha512::digest(&self.tarball))
     }
 
     pub fn integrity(&self) -> String {
@@ -44,7 +59,7 @@ impl PublishBody {
     pub fn json(&self) -> Value {
         let shasum = hex::encode(Sha1::digest(&self.tarball));
         let file = format!("{}-{}.tgz", self.name, self.version);
-        json!({
+        let mut body = json!({
             "_id": self.name,
             "name": self.name,
             "description": "a test package",
@@ -62,7 +77,17 @@ impl PublishBody {
                 "data": base64::engine::general_purpose::STANDARD.encode(&self.tarball),
                 "length": self.tarball.len(),
             }},
-        })
+        });
+        if let Some(bundle) = &self.sigstore {
+            let media_type = serde_json::from_str::<Value>(bundle)
+                .ok()
+                .and_then(|b| b["mediaType"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            body["_attachments"][format!("{}-{}.sigstore", self.name, self.version)] = json!({
+                "content_type": media_type, "data": bundle, "length": bundle.len(),
+            });
+        }
+        body
     }
 }
 

@@ -25,6 +25,17 @@ impl ServeProcess {
             .and_then(|listener| listener.local_addr())
             .expect("finding a free port")
             .to_string();
+        Self::start_at(data_dir, &listen, log_name, env).await
+    }
+
+    /// As [`ServeProcess::start`], listening on `listen` (`127.0.0.1:PORT`).
+    pub async fn start_at(
+        data_dir: &Path,
+        listen: &str,
+        log_name: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let listen = listen.to_owned();
         let log_path = data_dir.join(log_name);
         let log_file = std::fs::File::create(&log_path).expect("creating the log file");
         let mut command = tokio::process::Command::new(packr_binary());
@@ -93,6 +104,21 @@ impl ServeProcess {
             .await
             .unwrap_or_else(|_| panic!("packr serve did not exit within {limit:?}\n{}", self.log()))
             .expect("waiting for packr serve")
+    }
+
+    /// SIGTERM, then waits for the process to finish its shutdown.
+    pub async fn terminate(&mut self) -> ExitStatus {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -TERM failed");
+        self.exit_within(Duration::from_secs(30)).await
+    }
+
+    /// `127.0.0.1:PORT`, the address it listens on.
+    pub fn listen(&self) -> &str {
+        self.url.trim_start_matches("http://")
     }
 
     /// SIGKILL: no shutdown code runs.

@@ -54,6 +54,7 @@ pub enum Storage {
 
 struct Running {
     addr: SocketAddr,
+    registry: packr::packages::Registry,
     stop: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -82,12 +83,22 @@ impl TestServer {
     /// Starts a server keeping tarballs on `storage` (S3: a new s3s-fs and bucket), with
     /// [`Config::for_tests`] adjusted by `tweak`.
     pub async fn start_on_with(storage: Storage, tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_with_stores(crate::METADATA, storage, tweak).await
+    }
+
+    /// Starts a server on `metadata` and `storage`, whatever this test binary's set-up, with
+    /// [`Config::for_tests`] adjusted by `tweak`.
+    pub async fn start_with_stores(
+        metadata: Metadata,
+        storage: Storage,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let data = tempfile::Builder::new()
             .prefix("packr-test-")
             .tempdir()
             .expect("creating the test data directory");
         let mut config = Config::for_tests(data.path());
-        if crate::METADATA == Metadata::Postgres {
+        if metadata == Metadata::Postgres {
             use_postgres(&mut config, data.path()).await;
         }
         let s3 = match storage {
@@ -135,6 +146,11 @@ impl TestServer {
             .collect();
         stored.sort();
         stored
+    }
+
+    /// The running server's registry service (for its cache statistics).
+    pub fn registry(&self) -> &packr::packages::Registry {
+        &self.running.registry
     }
 
     /// `127.0.0.1:PORT`, as used in `.npmrc` credential keys.
@@ -210,7 +226,28 @@ impl Drop for TestServer {
 async fn use_postgres(config: &mut Config, data_dir: &Path) {
     let database = super::postgres::fresh_database().await;
     let secrets = data_dir.join("mounted-secrets");
-    std::fs::create_dir_all(&secrets).expect("creating the secrets directory");
+    write_shared_secrets(&secrets);
+    config.database_url = Some(database.url.clone().into());
+    config.secrets = packr::auth::secrets::SecretSource {
+        dir: Some(secrets.clone()),
+        generate_in: None,
+    };
+    write_store_env(data_dir, &database.url, &secrets);
+}
+
+/// Records in `data_dir` where its store is, for the `packr` command line ([`store_env`]).
+pub fn write_store_env(data_dir: &Path, database_url: &str, secrets: &Path) {
+    let env = format!(
+        "PACKR_DATABASE_URL={database_url}\nPACKR_SECRETS_DIR={}\n",
+        secrets.display()
+    );
+    std::fs::write(data_dir.join(STORE_ENV_FILE), env).expect("writing the store environment");
+}
+
+/// Fills `dir` with the secrets instances on PostgreSQL share, as a mounted Kubernetes Secret
+/// would (`PACKR_SECRETS_DIR`): one random hex file per variable.
+pub fn write_shared_secrets(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("creating the secrets directory");
     for var in [
         "PACKR_JWT_SECRET",
         "PACKR_SESSION_SECRET",
@@ -218,19 +255,8 @@ async fn use_postgres(config: &mut Config, data_dir: &Path) {
     ] {
         let mut secret = [0u8; 32];
         rand::fill(&mut secret[..]);
-        std::fs::write(secrets.join(var), hex::encode(secret)).expect("writing a secret");
+        std::fs::write(dir.join(var), hex::encode(secret)).expect("writing a secret");
     }
-    config.database_url = Some(database.url.clone().into());
-    config.secrets = packr::auth::secrets::SecretSource {
-        dir: Some(secrets.clone()),
-        generate_in: None,
-    };
-    let env = format!(
-        "PACKR_DATABASE_URL={}\nPACKR_SECRETS_DIR={}\n",
-        database.url,
-        secrets.display()
-    );
-    std::fs::write(data_dir.join(STORE_ENV_FILE), env).expect("writing the store environment");
 }
 
 /// The environment `packr` needs for the store of the test data directory `data_dir`.
@@ -246,9 +272,15 @@ pub fn store_env(data_dir: &Path) -> Vec<(String, String)> {
 async fn launch(config: &Config) -> anyhow::Result<Running> {
     let server = Server::build(config.clone()).await?;
     let addr = server.local_addr()?;
+    let registry = server.registry().clone();
     let stop = CancellationToken::new();
     let task = tokio::spawn(server.run(stop.clone()));
-    Ok(Running { addr, stop, task })
+    Ok(Running {
+        addr,
+        registry,
+        stop,
+        task,
+    })
 }
 
 fn walk_files(dir: &Path) -> Vec<PathBuf> {
@@ -309,16 +341,24 @@ pub fn packr_binary() -> &'static str {
     env!("CARGO_BIN_EXE_packr")
 }
 
-/// Runs `packr ARGS --data-dir DIR`, feeding `stdin`; panics with both outputs unless it succeeds.
-pub fn packr(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
-    use std::io::Write;
-
-    let mut child = Command::new(packr_binary())
+/// `packr ARGS --data-dir DIR`, reaching the store of that test data directory (see
+/// [`store_env`]): SQLite in it, or the PostgreSQL database its server runs on.
+pub fn packr_command(data_dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(packr_binary());
+    command
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)
         .env_remove("PACKR_DATA_DIR")
-        .envs(store_env(data_dir))
+        .envs(store_env(data_dir));
+    command
+}
+
+/// Runs `packr ARGS --data-dir DIR`, feeding `stdin`; panics with both outputs unless it succeeds.
+pub fn packr(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    use std::io::Write;
+
+    let mut child = packr_command(data_dir, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -81,6 +81,22 @@ impl StoreUnderTest {
     }
 }
 
+/// Adds a maintainer named `name` through the store; their id.
+#[allow(dead_code, reason = "for contract tests that need a user")]
+pub async fn maintainer(store: &Store, name: &str) -> i64 {
+    let new = packr::store::accounts::NewUser {
+        name: name.to_owned(),
+        email: String::new(),
+        password_hash: "phc".into(),
+        role: "maintainer".into(),
+        now: 0,
+    };
+    match store.put_user(new).await.unwrap() {
+        packr::store::accounts::UserWrite::Written(id) => id,
+        other => panic!("{other:?}"),
+    }
+}
+
 /// Runs `async fn scenario(store: StoreUnderTest)` as two tests, `scenario::on_sqlite` and
 /// `scenario::on_postgres`.
 macro_rules! on_each_store {
