@@ -46,6 +46,8 @@ pub struct Registry {
     pub(super) tarballs: Arc<TarballCache>,
     pub(super) visibility: Arc<super::visibility::VisibilityCache>,
     pub(super) blob_claims: Arc<BlobClaims>,
+    /// Packages whose stale rendering is being assembled by a miss.
+    pub(super) flights: Arc<super::flights::Flights>,
     pub(super) settings: Arc<RegistrySettings>,
     /// Signs each version at publish; `None` where nothing is signed (CLI-only registries).
     pub(super) signing: Option<crate::signing::Signing>,
@@ -187,6 +189,7 @@ impl Registry {
             cache: Arc::new(cache),
             visibility: Arc::default(),
             blob_claims: Arc::new(BlobClaims::default()),
+            flights: Arc::default(),
             settings: Arc::new(settings),
             signing: None,
         }
@@ -219,9 +222,11 @@ impl Registry {
         Ok(set)
     }
 
-    /// A miss: the rendering the store keeps (one keyed read), on `base_url`. A package stored
-    /// before renderings were is rendered from its rows once; a rendering made on another base
-    /// has this one spliced in, and one made on none yet (`""`, before any read) adopts it.
+    /// A miss: the rendering the store keeps (one keyed read), on `base_url`. When it is stale
+    /// or missing (a big package changed since, or one stored before renderings were), it is
+    /// assembled from the fragments, once for concurrent misses, and stored back. A rendering
+    /// made on another base has this one spliced in, and one made on none yet (`""`: rendered in
+    /// a write, before any read) is stored back on it.
     async fn stored_rendering(
         &self,
         name: &PackageName,
@@ -229,11 +234,11 @@ impl Registry {
     ) -> Result<StoredRendering, RegistryError> {
         let stored = match self.store.stored_rendering(name.as_str()).await? {
             Some(stored) => stored,
-            None => self
-                .store
-                .render_and_store(name.as_str(), base_url)
-                .await?
-                .ok_or_else(|| RegistryError::NotFound(format!("package not found: {name}")))?,
+            None => {
+                self.flights
+                    .run(name.as_str(), self.render_stale(name, base_url))
+                    .await?
+            }
         };
         if stored.base == base_url {
             return Ok(stored);
@@ -251,12 +256,47 @@ impl Registry {
             // Once per package, off the request: later misses on this base read final bytes.
             let (store, name, copy) = (self.store.clone(), name.to_string(), moved.clone());
             tokio::spawn(async move {
-                if let Err(err) = store.adopt_base(&name, copy).await {
+                if let Err(err) = store.store_rendering(&name, &copy, Vec::new()).await {
                     tracing::warn!(error = %err, package = %name, "could not store a rendering's base");
                 }
             });
         }
         Ok(moved)
+    }
+
+    /// Assembles a package's rendering from its fragments on `base_url` and stores it back
+    /// (unless the package changed meanwhile: then it is served, not stored). The first of
+    /// concurrent misses does it; the others find it stored.
+    async fn render_stale(
+        &self,
+        name: &PackageName,
+        base_url: &str,
+    ) -> Result<StoredRendering, RegistryError> {
+        if let Some(stored) = self.store.stored_rendering(name.as_str()).await? {
+            return Ok(stored);
+        }
+        let source = self
+            .store
+            .render_source(name.as_str())
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("package not found: {name}")))?;
+        let base = base_url.to_owned();
+        let (rendered, fragments) = tokio::task::spawn_blocking(move || {
+            let rendered = rendering::assemble(&source, &base)?;
+            let fragments: Vec<_> = source
+                .versions
+                .into_iter()
+                .filter(|v| v.fresh)
+                .map(|v| (v.version, v.fragment))
+                .collect();
+            Ok::<_, RegistryError>((rendered, fragments))
+        })
+        .await
+        .map_err(|e| RegistryError::Internal(e.to_string()))??;
+        self.store
+            .store_rendering(name.as_str(), &rendered, fragments)
+            .await?;
+        Ok(rendered)
     }
 
     /// What the read cache holds, and its packument misses so far.

@@ -20,61 +20,61 @@ use crate::store::renderings::{
 };
 
 /// Renders one version's fragments: the full and abbreviated version objects, each with the
-/// position its tarball URL's base goes at, the base itself left out.
-pub fn fragment(
-    name: &str,
-    version: &str,
-    manifest: &str,
-    deprecated: Option<&str>,
-) -> Result<Fragment, RegistryError> {
-    let row = VersionRow {
-        version: version.to_owned(),
-        manifest: manifest.to_owned(),
-        integrity: String::new(),
-        shasum: String::new(),
-        blob_key: String::new(),
-        size: 0,
-        deprecated: deprecated.map(str::to_owned),
-        readme: None,
-        published_at: 0,
-        signatures: Vec::new(),
-    };
-    // Rendered on a marker base found exactly once in each object; the manifest is the
-    // publisher's text, so a marker it happens to contain is passed over for another.
+/// positions its base URL goes at (the tarball URL, and an attestations URL when there is one),
+/// the base itself left out.
+pub fn fragment(name: &str, row: &VersionRow) -> Result<Fragment, RegistryError> {
+    // The objects on an empty base are what the fragments must be once the bases are cut out.
+    let bare_full = packument::version_object(name, row, "")?;
+    let bare = (
+        json_text(&bare_full)?,
+        json_text(&packument::abbreviate(&bare_full))?,
+    );
+    // Rendered on a marker base and cut where it landed; the manifest is the publisher's text, so
+    // a marker it happens to contain is passed over for another.
     for attempt in 0..64u32 {
-        let marker = format!("\u{1}packr-base-{attempt}\u{1}");
-        let full = packument::version_object(name, &row, &marker)?;
+        let marker = escaped(&format!("\u{1}packr-base-{attempt}\u{1}"))?;
+        if bare.0.contains(&marker) {
+            continue;
+        }
+        let full = packument::version_object(name, row, &format!("\u{1}packr-base-{attempt}\u{1}"))?;
         let abbreviated = packument::abbreviate(&full);
-        let encoded = json_text(&Value::String(marker))?;
-        let encoded = &encoded[1..encoded.len() - 1];
-        if let (Some((full, full_at)), Some((abbreviated, abbreviated_at))) = (
-            cut_once(&json_text(&full)?, encoded),
-            cut_once(&json_text(&abbreviated)?, encoded),
+        if let (Some(full_at), Some(abbreviated_at)) = (
+            cut(&json_text(&full)?, &marker, &bare.0),
+            cut(&json_text(&abbreviated)?, &marker, &bare.1),
         ) {
             return Ok(Fragment {
-                full,
+                full: bare.0,
                 full_at,
-                abbreviated,
+                abbreviated: bare.1,
                 abbreviated_at,
             });
         }
     }
     Err(RegistryError::Internal(format!(
-        "no base marker could be placed in the manifest of {name}@{version}"
+        "no base marker could be placed in the manifest of {}@{}",
+        name, row.version
     )))
 }
 
-/// `text` without its one occurrence of `marker`, and where it was; `None` unless exactly one.
-fn cut_once(text: &str, marker: &str) -> Option<(String, i64)> {
-    let mut found = text.match_indices(marker);
-    let (at, _) = found.next()?;
-    if found.next().is_some() {
-        return None;
+/// Where `marker` sat in `text` (little-endian `u32` offsets into the text without it), if
+/// cutting every occurrence out leaves exactly `bare`.
+fn cut(text: &str, marker: &str, bare: &str) -> Option<Vec<u8>> {
+    let mut out = String::with_capacity(bare.len());
+    let mut at = Vec::new();
+    let mut from = 0;
+    for (i, _) in text.match_indices(marker) {
+        out.push_str(&text[from..i]);
+        at.extend_from_slice(&u32::try_from(out.len()).ok()?.to_le_bytes());
+        from = i + marker.len();
     }
-    let mut out = String::with_capacity(text.len() - marker.len());
-    out.push_str(&text[..at]);
-    out.push_str(&text[at + marker.len()..]);
-    Some((out, i64::try_from(at).ok()?))
+    out.push_str(&text[from..]);
+    (out == bare).then_some(at)
+}
+
+/// Little-endian `u32` offsets as stored.
+fn offsets(at: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    at.chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
 }
 
 fn json_text(value: &Value) -> Result<String, RegistryError> {
@@ -146,10 +146,10 @@ pub fn assemble(source: &RenderSource, base: &str) -> Result<StoredRendering, Re
         "versions": {},
     });
     let full = document(&Value::Object(full), &versions, &base_text, |f| {
-        (&f.full, f.full_at)
+        (&f.full, &f.full_at)
     })?;
     let abbreviated = document(&abbreviated, &versions, &base_text, |f| {
-        (&f.abbreviated, f.abbreviated_at)
+        (&f.abbreviated, &f.abbreviated_at)
     })?;
     Ok(StoredRendering {
         rev: source.rev,
@@ -165,7 +165,7 @@ fn document(
     head: &Value,
     versions: &[&VersionSource],
     base_text: &str,
-    pick: impl Fn(&Fragment) -> (&String, i64),
+    pick: impl Fn(&Fragment) -> (&String, &[u8]),
 ) -> Result<StoredDocument, RegistryError> {
     let head = json_text(head)?;
     let open = head
@@ -174,7 +174,10 @@ fn document(
         .ok_or_else(|| RegistryError::Internal("a packument head must end in versions".into()))?;
     let size: usize = versions
         .iter()
-        .map(|v| pick(&v.fragment).0.len() + v.version.len() + base_text.len() + 4)
+        .map(|v| {
+            let (text, at) = pick(&v.fragment);
+            text.len() + v.version.len() + base_text.len() * (at.len() / 4) + 4
+        })
         .sum();
     let mut plain = String::with_capacity(open.len() + size + 2);
     let mut base_at = Vec::with_capacity(versions.len() * 4);
@@ -187,16 +190,17 @@ fn document(
         plain.push_str(&json_text(&Value::String(v.version.clone()))?);
         plain.push(':');
         let (text, at) = pick(&v.fragment);
-        let at = usize::try_from(at)
-            .ok()
-            .filter(|at| text.is_char_boundary(*at))
-            .ok_or_else(|| {
-                RegistryError::Internal(format!("stored fragment of {} is corrupt", v.version))
-            })?;
-        plain.push_str(&text[..at]);
-        base_at.extend_from_slice(&offset(plain.len())?);
-        plain.push_str(base_text);
-        plain.push_str(&text[at..]);
+        let mut from = 0;
+        for at in offsets(at) {
+            let segment = text.get(from..at).ok_or_else(|| {
+                    RegistryError::Internal(format!("stored fragment of {} is corrupt", v.version))
+                })?;
+            plain.push_str(segment);
+            base_at.extend_from_slice(&offset(plain.len())?);
+            plain.push_str(base_text);
+            from = at;
+        }
+        plain.push_str(text.get(from..).unwrap_or_default());
     }
     plain.push_str("}}");
     finish(plain.into_bytes(), base_at)
@@ -229,8 +233,7 @@ pub fn rebase(rendering: &StoredRendering, base: &str) -> Result<StoredRendering
         let mut plain = Vec::with_capacity(doc.plain.len() + count * new.len());
         let mut base_at = Vec::with_capacity(doc.base_at.len());
         let mut from = 0;
-        for at in doc.base_at.chunks_exact(4) {
-            let at = u32::from_le_bytes([at[0], at[1], at[2], at[3]]) as usize;
+        for at in offsets(&doc.base_at) {
             let segment = doc.plain.get(from..at).ok_or_else(|| {
                 RegistryError::Internal("a stored rendering's base offsets are corrupt".into())
             })?;
@@ -290,6 +293,15 @@ mod tests {
     }
 
     fn record() -> PackageRecord {
+        let mut record = unsigned_record();
+        record.versions[0].signatures = vec![crate::store::packages::Signature {
+            keyid: "SHA256:k".into(),
+            sig: "MEUCIQ==".into(),
+        }];
+        record
+    }
+
+    fn unsigned_record() -> PackageRecord {
         let tricky = "\u{1}packr-base-0\u{1} and \"quotes\" and </script>";
         PackageRecord {
             name: "@acme/p".into(),
@@ -312,7 +324,9 @@ mod tests {
                 ),
                 row(
                     "1.0.0",
-                    json!({"name": "@acme/p", "version": "1.0.0", "author": {"name": "a"}}),
+                    json!({"name": "@acme/p", "version": "1.0.0", "author": {"name": "a"},
+                           "dist": {"attestations": {"url": "/-/npm/v1/attestations/@acme/p@1.0.0",
+                                                     "provenance": {"predicateType": "x"}}}}),
                     None,
                 ),
             ],
@@ -340,13 +354,8 @@ mod tests {
                 .map(|r| VersionSource {
                     version: r.version.clone(),
                     published_at: r.published_at,
-                    fragment: fragment(
-                        &record.name,
-                        &r.version,
-                        &r.manifest,
-                        r.deprecated.as_deref(),
-                    )
-                    .unwrap(),
+                    fragment: fragment(&record.name, r).unwrap(),
+                    fresh: true,
                 })
                 .collect(),
             dist_tags: record.dist_tags.clone(),
@@ -398,6 +407,20 @@ mod tests {
             let back = rebase(&moved, "http://x").unwrap();
             same(&back, &packument::render(&record, "http://x").unwrap());
         }
+    }
+
+    #[test]
+    fn fragments_carry_every_base_position_and_the_signatures() {
+        let record = record();
+        let stored = assemble(&source(&record), "http://r:1").unwrap();
+        let text = String::from_utf8(stored.full.plain.clone()).unwrap();
+        assert!(text.contains("\"url\":\"http://r:1/-/npm/v1/attestations/@acme/p@1.0.0\""));
+        assert!(text.contains("\"signatures\":[{\"keyid\":\"SHA256:k\""));
+        // Three tarball URLs and one attestations URL, in each document.
+        assert_eq!(stored.full.base_at.len() / 4, 4);
+        assert_eq!(stored.abbreviated.base_at.len() / 4, 4);
+        let moved = rebase(&stored, "https://elsewhere").unwrap();
+        same(&moved, &packument::render(&record, "https://elsewhere").unwrap());
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Stored packument renderings: the bytes a cache miss serves.
 //!
-//! Every change that alters a packument replaces the package's [`StoredRendering`] in the change's
-//! own transaction (see the write methods of [`super::PackageStore`]), so a miss is one keyed read.
-//! The rendering is assembled from per-version [`Fragment`]s, each rendered once (at publish, or
-//! again after a deprecation), so a publish into a package of thousands of versions does not
-//! re-render the others: it concatenates their stored JSON, then hashes and gzips the documents. The rendering rules live in `crate::packages::rendering`; the stores
-//! only load the [`RenderSource`] and keep the bytes.
+//! A rendering is assembled from per-version [`Fragment`]s, each rendered once (again after a
+//! deprecation or a signature changes it), by concatenating their JSON, then hashing and gzipping
+//! the documents. A change of a small package replaces its [`StoredRendering`] in the change's own
+//! transaction (see [`RENDER_IN_WRITE_VERSIONS`]); a change of a big one leaves it stale (its rev
+//! moved), and the first miss assembles it outside any transaction and stores it back, unless the
+//! package changed meanwhile. So a miss is one keyed read, and a write costs what it changes. The
+//! rendering rules live in `crate::packages::rendering`; the stores load the [`RenderSource`] and
+//! keep the bytes.
 //!
 //! Tarball URLs hold the public base URL, which may come from the request's `Host`: a rendering
 //! records the base it was made for and where in each document that base sits, so a read for
@@ -45,17 +47,18 @@ pub struct StoredRendering {
     pub abbreviated: StoredDocument,
 }
 
-/// A version's rendered JSON, with the base URL of its tarball URL left out.
+/// A version's rendered JSON, with the base URL of its tarball URL (and of its attestations URL,
+/// if any) left out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fragment {
     /// The full version object.
     pub full: String,
-    /// Where the base URL goes in `full`.
-    pub full_at: i64,
+    /// Where the base URL goes in `full`, each as a little-endian `u32`.
+    pub full_at: Vec<u8>,
     /// The abbreviated version object.
     pub abbreviated: String,
-    /// Where the base URL goes in `abbreviated`.
-    pub abbreviated_at: i64,
+    /// Where the base URL goes in `abbreviated`, each as a little-endian `u32`.
+    pub abbreviated_at: Vec<u8>,
 }
 
 /// One version as a rendering needs it.
@@ -65,8 +68,10 @@ pub struct VersionSource {
     pub version: String,
     /// Publish time (ms), for `time`.
     pub published_at: i64,
-    /// Its stored fragment.
+    /// Its fragment.
     pub fragment: Fragment,
+    /// The fragment was rendered for this source and is not stored yet.
+    pub fresh: bool,
 }
 
 /// Everything a rendering is assembled from.
@@ -90,22 +95,53 @@ pub struct RenderSource {
     pub latest: Option<(String, Option<String>)>,
 }
 
+/// A version row as a fragment needs it (the other fields do not show in a version object).
+pub fn fragment_row(
+    version: &str,
+    manifest: String,
+    deprecated: Option<String>,
+    signatures: Vec<super::packages::Signature>,
+) -> super::packages::VersionRow {
+    super::packages::VersionRow {
+        version: version.to_owned(),
+        manifest,
+        integrity: String::new(),
+        shasum: String::new(),
+        blob_key: String::new(),
+        size: 0,
+        deprecated,
+        readme: None,
+        published_at: 0,
+        signatures,
+    }
+}
+
+/// Packages of at most this many versions get their rendering replaced inside every change's
+/// transaction (a few KB of JSON to hash and gzip); a change of a bigger one only moves its rev,
+/// which leaves its stored rendering stale, and the first miss renders it from the fragments and
+/// stores it back ([`RenderingStore::store_rendering`]). Either way a write costs the size of the
+/// change, not of the package.
+pub const RENDER_IN_WRITE_VERSIONS: i64 = 64;
+
 /// Stored renderings, implemented by every metadata store.
 #[async_trait::async_trait]
 pub trait RenderingStore: Send + Sync {
     /// The package's stored rendering, if there is one of its current rev (one keyed read).
     async fn stored_rendering(&self, name: &str) -> Result<Option<StoredRendering>, StoreError>;
 
-    /// Renders the package from its rows (keeping the base of the rendering it had, else `base`),
-    /// stores the rendering and returns it; `None` when the package does not exist. For
-    /// packages stored before renderings were (read lazily, once).
-    async fn render_and_store(
+    /// What the package's documents are assembled from, read in one snapshot and without writing:
+    /// versions whose fragment is not stored come with one rendered now, marked `fresh`. `None`
+    /// when there is no such package.
+    async fn render_source(&self, name: &str) -> Result<Option<RenderSource>, StoreError>;
+
+    /// Stores `rendering` (made from a [`Self::render_source`] at `rendering.rev`) and the fresh
+    /// `fragments` it was made from, only if the package is still at that rev and holds no
+    /// rendering of it on a real base already (one made on no base, `""`, is replaced). A stored
+    /// rendering never goes back to an older rev. Answers whether it stored.
+    async fn store_rendering(
         &self,
         name: &str,
-        base: &str,
-    ) -> Result<Option<StoredRendering>, StoreError>;
-
-    /// Replaces a rendering made on no base (`""`) with `rendering`, made on a real one, if the
-    /// package is still at `rendering.rev`; otherwise leaves it.
-    async fn adopt_base(&self, name: &str, rendering: StoredRendering) -> Result<(), StoreError>;
+        rendering: &StoredRendering,
+        fragments: Vec<(String, Fragment)>,
+    ) -> Result<bool, StoreError>;
 }

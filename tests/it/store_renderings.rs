@@ -1,6 +1,7 @@
-//! The stored-renderings part of the metadata-store contract, on every store: every change
-//! replaces the package's rendering in its own transaction, a miss reads it back byte for byte,
-//! and concurrent publishers leave the rendering of the rows.
+//! The stored-renderings part of the metadata-store contract, on every store: every change of a
+//! small package replaces its rendering in its own transaction, a big package's is made by its
+//! first miss and stored back only while still current, a miss reads it back byte for byte, and
+//! concurrent publishers leave the rendering of the rows.
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use packr::audit::AuditEvent;
 use packr::packages::{packument, rendering};
 use packr::store::Store;
 use packr::store::packages::{NewVersion, PublishOutcome, PublishPlan, Removal, VersionRow};
-use packr::store::renderings::StoredRendering;
+use packr::store::renderings::{Fragment, RENDER_IN_WRITE_VERSIONS, StoredRendering};
 use serde_json::json;
 
 use crate::store_packages::add_user;
@@ -91,6 +92,46 @@ async fn stored_matches_rows(store: &Store, name: &str) -> StoredRendering {
     assert_eq!(stored.abbreviated.gzip_etag, fresh.abbreviated.gzip_etag);
     assert_eq!(stored.last_modified, fresh.last_modified);
     stored
+}
+
+/// What a miss does with a stale rendering: assemble it from the source and store it back.
+/// `None` when there is no such package; the rendering is returned whether or not it was stored.
+async fn render_and_store(store: &Store, name: &str, base: &str) -> Option<StoredRendering> {
+    let (rendering, _) = render(store, name, base).await?;
+    store
+        .store_rendering(name, &rendering, fresh(store, name).await)
+        .await
+        .unwrap();
+    Some(rendering)
+}
+
+async fn render(
+    store: &Store,
+    name: &str,
+    base: &str,
+) -> Option<(StoredRendering, Vec<(String, Fragment)>)> {
+    let source = store.render_source(name).await.unwrap()?;
+    let rendering = rendering::assemble(&source, base).unwrap();
+    let fragments = source
+        .versions
+        .into_iter()
+        .filter(|v| v.fresh)
+        .map(|v| (v.version, v.fragment))
+        .collect();
+    Some((rendering, fragments))
+}
+
+/// The fragments a render would make now (not stored yet).
+async fn fresh(store: &Store, name: &str) -> Vec<(String, Fragment)> {
+    match store.render_source(name).await.unwrap() {
+        None => Vec::new(),
+        Some(source) => source
+            .versions
+            .into_iter()
+            .filter(|v| v.fresh)
+            .map(|v| (v.version, v.fragment))
+            .collect(),
+    }
 }
 
 async fn every_change_replaces_the_rendering_in_its_transaction(under: StoreUnderTest) {
@@ -176,13 +217,8 @@ async fn every_change_replaces_the_rendering_in_its_transaction(under: StoreUnde
         .await
         .unwrap();
     assert!(store.stored_rendering(name).await.unwrap().is_none());
-    assert!(
-        store
-            .render_and_store(name, "http://r")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(render_and_store(&store, name, "http://r").await.is_none());
+    assert!(store.render_source(name).await.unwrap().is_none());
 }
 
 on_each_store!(every_change_replaces_the_rendering_in_its_transaction);
@@ -197,12 +233,17 @@ async fn a_miss_reads_the_stored_bytes_back(under: StoreUnderTest) {
 
     // A read on a base adopts it once: the stored bytes are then that base's, read back whole.
     let on_base = rendering::rebase(&stored, "http://registry.test:4873").unwrap();
-    store.adopt_base("p", on_base.clone()).await.unwrap();
+    assert!(
+        store
+            .store_rendering("p", &on_base, Vec::new())
+            .await
+            .unwrap()
+    );
     let read = stored_matches_rows(&store, "p").await;
     assert_eq!(read, on_base);
     // Only a rendering on no base is replaced; another base then is spliced, never stored.
     let other = rendering::rebase(&read, "http://other").unwrap();
-    store.adopt_base("p", other.clone()).await.unwrap();
+    assert!(!store.store_rendering("p", &other, Vec::new()).await.unwrap());
     assert_eq!(store.stored_rendering("p").await.unwrap(), Some(on_base));
     let record = store.load_package("p").await.unwrap().unwrap();
     let fresh = packument::render(&record, "http://other").unwrap();
@@ -234,11 +275,7 @@ async fn packages_stored_before_renderings_get_one_on_first_read(under: StoreUnd
         .await;
     assert!(store.stored_rendering("old").await.unwrap().is_none());
 
-    let made = store
-        .render_and_store("old", "http://r:1")
-        .await
-        .unwrap()
-        .unwrap();
+    let made = render_and_store(&store, "old", "http://r:1").await.unwrap();
     assert_eq!(made.base, "http://r:1");
     assert_eq!(stored_matches_rows(&store, "old").await, made);
     assert!(String::from_utf8_lossy(&made.full.plain).contains("\"deprecated\":\"gone\""));
@@ -286,6 +323,104 @@ async fn a_publish_storm_leaves_the_rendering_of_the_rows(under: StoreUnderTest)
 }
 
 on_each_store!(a_publish_storm_leaves_the_rendering_of_the_rows);
+
+/// Publishes `count` versions `1.0.N` of `name`.
+async fn publish_many(store: &Store, name: &str, count: i64, alice: i64) {
+    for n in 0..count {
+        publish(store, version(name, &format!("1.0.{n}"), alice)).await;
+    }
+}
+
+async fn a_big_package_is_rendered_by_its_first_miss_not_by_its_writes(under: StoreUnderTest) {
+    let alice = add_user(&under, "alice").await;
+    let store = under.store.clone();
+    let name = "big";
+    publish_many(&store, name, RENDER_IN_WRITE_VERSIONS, alice).await;
+    // Up to the limit, every write renders.
+    stored_matches_rows(&store, name).await;
+
+    // Past it, a publish leaves the rendering stale: never served, and not made.
+    publish(&store, version(name, "2.0.0", alice)).await;
+    assert!(store.stored_rendering(name).await.unwrap().is_none());
+    let source = store.render_source(name).await.unwrap().unwrap();
+    let fresh: Vec<_> = source.versions.iter().filter(|v| v.fresh).collect();
+    assert_eq!(fresh.len(), 1, "only the new version has no stored fragment");
+    assert_eq!(fresh[0].version, "2.0.0");
+
+    // The first miss makes it, with the missing fragment.
+    let made = render_and_store(&store, name, "http://r").await.unwrap();
+    assert_eq!(stored_matches_rows(&store, name).await, made);
+    let source = store.render_source(name).await.unwrap().unwrap();
+    assert!(source.versions.iter().all(|v| !v.fresh));
+    assert_eq!(source.versions.len() as i64, RENDER_IN_WRITE_VERSIONS + 1);
+
+    // A deprecation drops that version's fragment; the next miss renders it again.
+    store
+        .set_deprecations(name, vec![("1.0.3".into(), Some("no".into()))], event())
+        .await
+        .unwrap();
+    assert!(store.stored_rendering(name).await.unwrap().is_none());
+    let made = render_and_store(&store, name, "http://r").await.unwrap();
+    assert!(String::from_utf8_lossy(&made.full.plain).contains("\"deprecated\":\"no\""));
+    assert_eq!(stored_matches_rows(&store, name).await.base, "http://r");
+}
+
+on_each_store!(a_big_package_is_rendered_by_its_first_miss_not_by_its_writes);
+
+async fn a_write_back_never_stores_a_rendering_a_change_overtook(under: StoreUnderTest) {
+    let alice = add_user(&under, "alice").await;
+    let store = under.store.clone();
+    let name = "raced";
+    publish_many(&store, name, RENDER_IN_WRITE_VERSIONS + 1, alice).await;
+
+    // Rendered at rev R; a publish commits before the write-back.
+    let (old, fragments) = render(&store, name, "http://r").await.unwrap();
+    publish(&store, version(name, "3.0.0", alice)).await;
+    assert!(!store.store_rendering(name, &old, fragments).await.unwrap());
+    assert!(store.stored_rendering(name).await.unwrap().is_none());
+
+    // The current one is stored; the older one can never replace it.
+    let (current, fragments) = render(&store, name, "http://r").await.unwrap();
+    assert!(
+        store
+            .store_rendering(name, &current, fragments)
+            .await
+            .unwrap()
+    );
+    assert!(!store.store_rendering(name, &old, Vec::new()).await.unwrap());
+    assert_eq!(stored_matches_rows(&store, name).await, current);
+
+    // Misses writing back while writers publish: whatever is served is the rows' rendering.
+    let readers: Vec<_> = (0..6)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                for _ in 0..8 {
+                    if let Some((made, fragments)) = render(&store, name, "http://r").await {
+                        store.store_rendering(name, &made, fragments).await.unwrap();
+                    }
+                    if let Some(stored) = store.stored_rendering(name).await.unwrap() {
+                        let record = store.load_package(name).await.unwrap().unwrap();
+                        // A write may land between the two reads; a served rendering is never
+                        // newer than the rows, and is theirs when the rev matches.
+                        assert!(stored.rev <= record.rev);
+                    }
+                }
+            })
+        })
+        .collect();
+    for n in 0..12 {
+        publish(&store, version(name, &format!("4.0.{n}"), alice)).await;
+    }
+    for reader in readers {
+        reader.await.unwrap();
+    }
+    render_and_store(&store, name, "http://r").await.unwrap();
+    let stored = stored_matches_rows(&store, name).await;
+    assert!(String::from_utf8_lossy(&stored.abbreviated.plain).contains("\"4.0.11\":{"));
+}
+
+on_each_store!(a_write_back_never_stores_a_rendering_a_change_overtook);
 
 /// A manifest of a common size (a dozen dependencies, scripts, a description).
 fn realistic(package: &str, version: &str, publisher_id: i64) -> NewVersion {
@@ -353,11 +488,7 @@ async fn publish_timings_small_and_3000_versions() {
             .execute("UPDATE packages SET rev = rev + 1 WHERE name = 'big';")
             .await;
         let started = std::time::Instant::now();
-        let first = store
-            .render_and_store("big", "http://r")
-            .await
-            .unwrap()
-            .unwrap();
+        let first = render_and_store(&store, "big", "http://r").await.unwrap();
         let lazy = started.elapsed();
         let mut big = Vec::new();
         for n in 0..20 {

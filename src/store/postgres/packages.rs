@@ -13,7 +13,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::renderings::{forget_fragments, rerender};
+use super::renderings::{forget_fragments, refresh};
 use crate::audit::AuditEvent;
 use crate::clock;
 use crate::orgs::scope_slug;
@@ -579,7 +579,7 @@ impl crate::store::PackageStore for super::Postgres {
                 .await?;
             }
             super::events::record_all(&tx, &events).await?;
-            rerender(&tx, &new.package, "").await?;
+            refresh(&tx, &new.package).await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
         self.wrote_package(&new.package);
@@ -599,7 +599,7 @@ impl crate::store::PackageStore for super::Postgres {
         put_tag(&tx, name, tag, version).await?;
         bump(&tx, name, clock::now_ms()).await?;
         super::events::record_all(&tx, &events).await?;
-        rerender(&tx, name, "").await?;
+        refresh(&tx, name).await?;
         let tags = dist_tags(&tx, name).await?;
         tx.commit().await?;
         self.wrote_package(name);
@@ -626,7 +626,7 @@ impl crate::store::PackageStore for super::Postgres {
         }
         bump(&tx, name, clock::now_ms()).await?;
         super::events::record_all(&tx, &events).await?;
-        rerender(&tx, name, "").await?;
+        refresh(&tx, name).await?;
         let tags = dist_tags(&tx, name).await?;
         tx.commit().await?;
         self.wrote_package(name);
@@ -653,7 +653,7 @@ impl crate::store::PackageStore for super::Postgres {
         bump(&tx, name, clock::now_ms()).await?;
         let changed: Vec<String> = changes.into_iter().map(|(version, _)| version).collect();
         forget_fragments(&tx, name, &changed).await?;
-        rerender(&tx, name, "").await?;
+        refresh(&tx, name).await?;
         super::events::record_all(&tx, &events).await?;
         tx.commit().await?;
         self.wrote_package(name);
@@ -692,7 +692,7 @@ impl crate::store::PackageStore for super::Postgres {
         .await?;
         bump(&tx, name, clock::now_ms()).await?;
         super::events::record_all(&tx, &events).await?;
-        rerender(&tx, name, "").await?;
+        refresh(&tx, name).await?;
         tx.commit().await?;
         self.wrote_package(name);
         Ok(None)
@@ -724,7 +724,7 @@ impl crate::store::PackageStore for super::Postgres {
             Removal::Package => delete_package(&tx, name, now).await?,
         };
         // Gone with the package when it was deleted (the rendering is cascaded away).
-        rerender(&tx, name, "").await?;
+        refresh(&tx, name).await?;
         tx.commit().await?;
         self.wrote_package(name);
         Ok(UnpublishOutcome::Removed { freed_blobs })
@@ -761,7 +761,7 @@ impl crate::store::PackageStore for super::Postgres {
         )
         .await?;
         super::events::record_all(&tx, &events).await?;
-        rerender(&tx, name, "").await?;
+        refresh(&tx, name).await?;
         tx.commit().await?;
         self.wrote_package(name);
         Ok(found > 0)

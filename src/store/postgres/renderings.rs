@@ -1,4 +1,4 @@
-//! The PostgreSQL side of [`crate::store::RenderingStore`], and the re-render every package write
+//! The PostgreSQL side of [`crate::store::RenderingStore`], and the refresh every package write
 //! runs in its own transaction, under the package's advisory lock and after bumping the rev, so
 //! concurrent writers leave the rendering of the last one to commit.
 
@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use super::packages::{dist_tags, exec, lock, opt, package_lock, rows};
+use super::packages::{dist_tags, exec, one, opt, rows};
+use crate::store::packages::parse_signatures;
+use crate::store::renderings::{RENDER_IN_WRITE_VERSIONS, fragment_row};
 use crate::packages::{RegistryError, rendering};
 use crate::store::StoreError;
 use crate::store::renderings::{
@@ -113,8 +115,9 @@ pub async fn forget_fragments<C: GenericClient>(
     Ok(())
 }
 
-/// What the package's documents are assembled from, in one statement; missing fragments are
-/// rendered from their versions' rows and stored.
+/// What the package's documents are assembled from, with the base of its stored rendering;
+/// missing fragments are rendered from their versions' rows (marked fresh, not stored). Read in
+/// the caller's snapshot.
 async fn source<C: GenericClient>(
     client: &C,
     name: &str,
@@ -181,48 +184,42 @@ async fn source<C: GenericClient>(
         .map(|row| row.get::<_, String>(0))
         .filter(|version| !fragments.contains_key(version))
         .collect();
+    let mut fresh = HashMap::new();
     if !missing.is_empty() {
         for row in rows(
             client,
-            "SELECT version, manifest, deprecated FROM versions
-             WHERE package = $1 AND version = ANY($2)",
+            "SELECT version, manifest, deprecated,
+                    (SELECT json_agg(json_build_object('keyid', s.keyid, 'sig', s.sig))::text
+                     FROM version_signatures s
+                     WHERE s.package = versions.package AND s.version = versions.version)
+             FROM versions WHERE package = $1 AND version = ANY($2)",
             &[&name, &missing],
         )
         .await?
         {
             let version: String = row.get(0);
-            let manifest: String = row.get(1);
-            let deprecated: Option<String> = row.get(2);
-            let fragment = rendering::fragment(name, &version, &manifest, deprecated.as_deref())
-                .map_err(failed)?;
-            exec(
-                client,
-                "INSERT INTO version_renderings
-                     (package, version, full_json, full_at, abbreviated_json, abbreviated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[
-                    &name,
-                    &version,
-                    &fragment.full,
-                    &fragment.full_at,
-                    &fragment.abbreviated,
-                    &fragment.abbreviated_at,
-                ],
-            )
-            .await?;
-            fragments.insert(version, fragment);
+            let signatures = parse_signatures(row.get::<_, Option<String>>(3).as_deref())?;
+            let row = fragment_row(&version, row.get(1), row.get(2), signatures);
+            fresh.insert(version, rendering::fragment(name, &row).map_err(failed)?);
         }
     }
     let mut versions = Vec::with_capacity(listed.len());
     for row in listed {
         let version: String = row.get(0);
-        let fragment = fragments
-            .remove(&version)
-            .ok_or_else(|| StoreError::Task(format!("{name}@{version} has no fragment")))?;
+        let (fragment, fresh) = match fragments.remove(&version) {
+            Some(fragment) => (fragment, false),
+            None => (
+                fresh.remove(&version).ok_or_else(|| {
+                    StoreError::Task(format!("{name}@{version} has no fragment"))
+                })?,
+                true,
+            ),
+        };
         versions.push(VersionSource {
             version,
             published_at: row.get(1),
             fragment,
+            fresh,
         });
     }
     let source = RenderSource {
@@ -238,25 +235,76 @@ async fn source<C: GenericClient>(
     Ok(Some((source, head.get(3))))
 }
 
-/// Renders the package's documents again and stores them, on the base its rendering had (else
-/// `base`); run inside every change's transaction, after the change. `None` when the package is
-/// gone.
-pub async fn rerender<C: GenericClient>(
+/// Stores fragments rendered for a source (those stored meanwhile are kept).
+async fn store_fragments<C: GenericClient>(
     client: &C,
     name: &str,
-    base: &str,
-) -> Result<Option<StoredRendering>, StoreError> {
+    fragments: &[(&str, &Fragment)],
+) -> Result<(), StoreError> {
+    if fragments.is_empty() {
+        return Ok(());
+    }
+    let versions: Vec<&str> = fragments.iter().map(|(v, _)| *v).collect();
+    let full: Vec<&str> = fragments.iter().map(|(_, f)| f.full.as_str()).collect();
+    let full_at: Vec<&[u8]> = fragments.iter().map(|(_, f)| f.full_at.as_slice()).collect();
+    let abbreviated: Vec<&str> = fragments
+        .iter()
+        .map(|(_, f)| f.abbreviated.as_str())
+        .collect();
+    let abbreviated_at: Vec<&[u8]> = fragments
+        .iter()
+        .map(|(_, f)| f.abbreviated_at.as_slice())
+        .collect();
+    // One statement however many (a big package read for the first time has all of them).
+    exec(
+        client,
+        "INSERT INTO version_renderings
+             (package, version, full_json, full_at, abbreviated_json, abbreviated_at)
+         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::bytea[], $5::text[], $6::bytea[])
+         ON CONFLICT (package, version) DO NOTHING",
+        &[&name, &versions, &full, &full_at, &abbreviated, &abbreviated_at],
+    )
+    .await?;
+    Ok(())
+}
+
+fn fresh_of(source: &RenderSource) -> Vec<(&str, &Fragment)> {
+    source
+        .versions
+        .iter()
+        .filter(|v| v.fresh)
+        .map(|v| (v.version.as_str(), &v.fragment))
+        .collect()
+}
+
+/// Renders the package's documents again and stores them with their fresh fragments, on the base
+/// its rendering had (else `""`).
+async fn rerender<C: GenericClient>(client: &C, name: &str) -> Result<(), StoreError> {
     let Some((source, kept)) = source(client, name).await? else {
-        return Ok(None);
+        return Ok(());
     };
-    let base = kept.unwrap_or_else(|| base.to_owned());
-    // Concatenating and compressing thousands of versions is CPU work: off the async threads.
-    let rendering = tokio::task::spawn_blocking(move || rendering::assemble(&source, &base))
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
-        .map_err(failed)?;
+    let base = kept.unwrap_or_default();
+    store_fragments(client, name, &fresh_of(&source)).await?;
+    let rendering = rendering::assemble(&source, &base).map_err(failed)?;
     save(client, name, &rendering).await?;
-    Ok(Some(rendering))
+    Ok(())
+}
+
+/// Run inside every change's transaction, under the package's lock, after the change (and its
+/// rev bump): a small package's rendering is replaced now; a big one's is left stale for the
+/// first miss to replace ([`RENDER_IN_WRITE_VERSIONS`]).
+pub async fn refresh<C: GenericClient>(client: &C, name: &str) -> Result<(), StoreError> {
+    let versions: i64 = one(
+        client,
+        "SELECT count(*) FROM (SELECT 1 FROM versions WHERE package = $1 LIMIT $2) v",
+        &[&name, &(RENDER_IN_WRITE_VERSIONS + 1)],
+    )
+    .await?
+    .get(0);
+    if versions > 0 && versions <= RENDER_IN_WRITE_VERSIONS {
+        rerender(client, name).await?;
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -266,45 +314,54 @@ impl crate::store::RenderingStore for super::Postgres {
         read(&client, name).await
     }
 
-    async fn render_and_store(
-        &self,
-        name: &str,
-        base: &str,
-    ) -> Result<Option<StoredRendering>, StoreError> {
+    async fn render_source(&self, name: &str) -> Result<Option<RenderSource>, StoreError> {
         let mut client = self.pool().get().await?;
-        // Reads of names that do not exist take no lock.
-        if opt(&client, "SELECT 1 FROM packages WHERE name = $1", &[&name])
-            .await?
-            .is_none()
-        {
-            return Ok(None);
-        }
-        let tx = client.transaction().await?;
-        lock(&tx, &package_lock(name)).await?;
-        // Another reader (or instance) may have stored it meanwhile.
-        if let Some(stored) = read(&tx, name).await? {
-            return Ok(Some(stored));
-        }
-        let rendering = rerender(&tx, name, base).await?;
+        // One snapshot for all the statements.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let source = source(&tx, name).await?.map(|(source, _)| source);
         tx.commit().await?;
-        Ok(rendering)
+        Ok(source)
     }
 
-    async fn adopt_base(&self, name: &str, rendering: StoredRendering) -> Result<(), StoreError> {
+    async fn store_rendering(
+        &self,
+        name: &str,
+        rendering: &StoredRendering,
+        fragments: Vec<(String, Fragment)>,
+    ) -> Result<bool, StoreError> {
         let mut client = self.pool().get().await?;
         let tx = client.transaction().await?;
-        lock(&tx, &package_lock(name)).await?;
+        // Every change moves the package's rev under this row's lock: holding it shared keeps
+        // the rev as checked until the rendering is stored.
         let current = opt(
             &tx,
-            "SELECT 1 FROM packument_renderings r JOIN packages p ON p.name = r.name
-             WHERE r.name = $1 AND r.base = '' AND r.rev = $2 AND p.rev = $2",
-            &[&name, &rendering.rev],
+            "SELECT p.rev, r.rev, r.base FROM packages p
+             LEFT JOIN packument_renderings r ON r.name = p.name
+             WHERE p.name = $1 FOR SHARE OF p",
+            &[&name],
         )
         .await?;
-        if current.is_some() {
-            save(&tx, name, &rendering).await?;
+        let Some(current) = current else {
+            return Ok(false);
+        };
+        let stored: Option<i64> = current.get(1);
+        let base: Option<String> = current.get(2);
+        let newer_or_based = stored.is_some_and(|rev| {
+            rev > rendering.rev || (rev == rendering.rev && base.is_some_and(|b| !b.is_empty()))
+        });
+        if current.get::<_, i64>(0) != rendering.rev || newer_or_based {
+            return Ok(false);
         }
+        let fragments: Vec<(&str, &Fragment)> =
+            fragments.iter().map(|(v, f)| (v.as_str(), f)).collect();
+        store_fragments(&tx, name, &fragments).await?;
+        save(&tx, name, rendering).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 }

@@ -118,19 +118,21 @@ CREATE TABLE retired_package_maintainers (
 CREATE INDEX versions_blob_key ON versions(blob_key);
 
 -- Stored renderings (src/store/renderings.rs): each version's rendered JSON, full and abbreviated,
--- with its tarball URL's base left out at `*_at` (a byte offset); written at publish, dropped when
--- the version's deprecation changes, and filled in from `versions` when missing.
+-- with its base URL left out at `*_at` (little-endian u32 byte offsets: the tarball URL, and the
+-- attestations URL if any); written when a rendering is made, dropped when the version's
+-- deprecation or signatures change, and made again from `versions` when missing.
 CREATE TABLE version_renderings (
     package          TEXT NOT NULL,
     version          TEXT NOT NULL,
     full_json        TEXT NOT NULL,
-    full_at          BIGINT NOT NULL,
+    full_at          BYTEA NOT NULL,
     abbreviated_json TEXT NOT NULL,
-    abbreviated_at   BIGINT NOT NULL,
+    abbreviated_at   BYTEA NOT NULL,
     PRIMARY KEY (package, version),
     FOREIGN KEY (package, version) REFERENCES versions(package, version) ON DELETE CASCADE
 );
--- The bytes a packument cache miss serves, replaced in every change's transaction; `rev` is the
+-- The bytes a packument cache miss serves, replaced in a small package's change transaction and
+-- by the first miss after a big package's change (src/store/renderings.rs); `rev` is the
 -- package's rev they show (an older one is never served), `base` the base URL of their tarball
 -- URLs, `*_base_at` where it sits (little-endian u32 offsets), so another base is spliced in.
 CREATE TABLE packument_renderings (

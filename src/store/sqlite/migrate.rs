@@ -19,7 +19,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 type Step = (i64, fn(&Transaction<'_>) -> rusqlite::Result<()>);
 
 /// Every schema change, in version order.
-const STEPS: &[Step] = &[(5, v5), (6, v6), (7, v7), (8, v8)];
+const STEPS: &[Step] = &[(5, v5), (6, v6), (7, v7), (8, v8), (9, v9)];
 
 /// Columns added to `tokens` in version 5: the CIDR allow-list, the display piece and usage data.
 const TOKEN_COLUMNS_V5: &[(&str, &str)] = &[
@@ -55,6 +55,23 @@ fn v7(tx: &Transaction<'_>) -> rusqlite::Result<()> {
 /// the version stamp and the table always go together.
 fn v8(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(advisories_ddl(super::SCHEMA))
+}
+
+/// Version 9: stored packument renderings (`version_renderings`, `packument_renderings`), made
+/// from the rows on a package's first miss; as for version 8, the step runs `schema.sql`'s own
+/// statements.
+fn v9(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(renderings_ddl(super::SCHEMA))
+}
+
+/// The statements of `schema` that declare the two renderings tables.
+fn renderings_ddl(schema: &str) -> &str {
+    const START: &str = "CREATE TABLE IF NOT EXISTS version_renderings (";
+    const LAST: &str = "abbreviated_base_at        BLOB NOT NULL\n);";
+    let from = schema.find(START).unwrap_or(schema.len());
+    let rest = &schema[from..];
+    let to = rest.find(LAST).map_or(0, |at| at + LAST.len());
+    &rest[..to]
 }
 
 /// The statements of `schema` that declare the advisories table and its index.
@@ -246,6 +263,19 @@ mod tests {
             )
             .unwrap();
         }
+    }
+
+    #[test]
+    fn the_version_9_step_creates_the_renderings_tables_from_the_schema() {
+        let ddl = renderings_ddl(SCHEMA);
+        assert!(ddl.starts_with("CREATE TABLE IF NOT EXISTS version_renderings ("));
+        assert!(ddl.contains("CREATE TABLE IF NOT EXISTS packument_renderings ("));
+        let mut conn = Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        v9(&tx).unwrap();
+        tx.commit().unwrap();
+        assert!(has_table(&conn, "version_renderings"));
+        assert!(has_table(&conn, "packument_renderings"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::renderings::{forget_fragments, rerender};
+use super::renderings::{forget_fragments, refresh};
 use super::{events, is_unique_violation, orgs as org_rows};
 use crate::audit::AuditEvent;
 use crate::clock;
@@ -554,7 +554,7 @@ impl crate::store::PackageStore for super::Sqlite {
                     org_rows::set_scope_owner(tx, slug, new.publisher_id, None, clock::now_ms())?;
                 }
                 events::record_all(tx, &events)?;
-                rerender(tx, &new.package, "")?;
+                refresh(tx, &new.package)?;
             }
             Ok(Ok(outcome))
         })
@@ -572,7 +572,7 @@ impl crate::store::PackageStore for super::Sqlite {
         self.write(move |tx| {
             set_dist_tag(tx, &name, &tag, &version, clock::now_ms())?;
             events::record_all(tx, &events)?;
-            rerender(tx, &name, "")?;
+            refresh(tx, &name)?;
             dist_tags(tx, &name)
         })
         .await
@@ -590,7 +590,7 @@ impl crate::store::PackageStore for super::Sqlite {
                 return Ok(None);
             }
             events::record_all(tx, &events)?;
-            rerender(tx, &name, "")?;
+            refresh(tx, &name)?;
             dist_tags(tx, &name).map(Some)
         })
         .await
@@ -606,7 +606,7 @@ impl crate::store::PackageStore for super::Sqlite {
         self.write(move |tx| {
             set_deprecations(tx, &name, &changes, clock::now_ms())?;
             forget_fragments(tx, &name, changes.iter().map(|(version, _)| version))?;
-            rerender(tx, &name, "")?;
+            refresh(tx, &name)?;
             events::record_all(tx, &events)
         })
         .await
@@ -626,7 +626,7 @@ impl crate::store::PackageStore for super::Sqlite {
             };
             set_maintainers(tx, &name, &ids, clock::now_ms())?;
             events::record_all(tx, &events)?;
-            rerender(tx, &name, "")?;
+            refresh(tx, &name)?;
             Ok(None)
         })
         .await
@@ -654,7 +654,7 @@ impl crate::store::PackageStore for super::Sqlite {
                 Removal::Package => delete_package(tx, &name, now)?,
             };
             // Gone with the package when it was deleted (the rendering is cascaded away).
-            rerender(tx, &name, "")?;
+            refresh(tx, &name)?;
             Ok(UnpublishOutcome::Removed { freed_blobs })
         })
         .await
@@ -679,7 +679,7 @@ impl crate::store::PackageStore for super::Sqlite {
         self.write(move |tx| {
             let found = set_access(tx, &name, &access, clock::now_ms())?;
             events::record_all(tx, &events)?;
-            rerender(tx, &name, "")?;
+            refresh(tx, &name)?;
             Ok(found)
         })
         .await

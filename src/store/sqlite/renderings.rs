@@ -1,9 +1,12 @@
-//! The SQLite side of [`crate::store::RenderingStore`], and the re-render every package write runs
+//! The SQLite side of [`crate::store::RenderingStore`], and the refresh every package write runs
 //! in its own transaction (after bumping the rev).
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::packages::{dist_tags, maintainers};
+use crate::store::packages::parse_signatures;
+use crate::store::renderings::fragment_row;
+use crate::store::renderings::RENDER_IN_WRITE_VERSIONS;
 use crate::packages::{RegistryError, rendering};
 use crate::store::StoreError;
 use crate::store::renderings::{
@@ -102,7 +105,7 @@ pub fn forget_fragments(
 }
 
 /// What the package's documents are assembled from; missing fragments are rendered from their
-/// versions' rows and stored.
+/// versions' rows (marked fresh, not stored). Read in the caller's snapshot.
 fn source(conn: &Connection, name: &str) -> Result<Option<RenderSource>, StoreError> {
     let head = conn
         .prepare_cached("SELECT rev, created_at, modified_at FROM packages WHERE name = ?1")?
@@ -111,18 +114,18 @@ fn source(conn: &Connection, name: &str) -> Result<Option<RenderSource>, StoreEr
     let Some((rev, created_at, modified_at)) = head else {
         return Ok(None);
     };
-    type Loaded = (
-        String,
-        i64,
-        Option<Fragment>,
-        Option<(String, Option<String>)>,
-    );
+    type Loaded = (String, i64, Option<Fragment>, Option<(String, Option<String>, Option<String>)>);
     let loaded: Vec<Loaded> = conn
         .prepare_cached(
             "SELECT v.version, v.published_at, f.full_json, f.full_at, f.abbreviated_json,
                     f.abbreviated_at,
                     CASE WHEN f.package IS NULL THEN v.manifest END,
-                    CASE WHEN f.package IS NULL THEN v.deprecated END
+                    CASE WHEN f.package IS NULL THEN v.deprecated END,
+                    CASE WHEN f.package IS NULL THEN
+                        (SELECT json_group_array(json_object('keyid', s.keyid, 'sig', s.sig))
+                         FROM version_signatures s
+                         WHERE s.package = v.package AND s.version = v.version
+                         HAVING count(*) > 0) END
              FROM versions v LEFT JOIN version_renderings f
                   ON f.package = v.package AND f.version = v.version
              WHERE v.package = ?1",
@@ -138,7 +141,7 @@ fn source(conn: &Connection, name: &str) -> Result<Option<RenderSource>, StoreEr
                 None => None,
             };
             let unrendered = match row.get::<_, Option<String>>(6)? {
-                Some(manifest) => Some((manifest, row.get(7)?)),
+                Some(manifest) => Some((manifest, row.get(7)?, row.get(8)?)),
                 None => None,
             };
             Ok((row.get(0)?, row.get(1)?, fragment, unrendered))
@@ -146,26 +149,12 @@ fn source(conn: &Connection, name: &str) -> Result<Option<RenderSource>, StoreEr
         .collect::<Result<_, _>>()?;
     let mut versions = Vec::with_capacity(loaded.len());
     for (version, published_at, fragment, unrendered) in loaded {
-        let fragment = match (fragment, unrendered) {
-            (Some(fragment), _) => fragment,
-            (None, Some((manifest, deprecated))) => {
-                let fragment =
-                    rendering::fragment(name, &version, &manifest, deprecated.as_deref())
-                        .map_err(failed)?;
-                conn.prepare_cached(
-                    "INSERT INTO version_renderings
-                         (package, version, full_json, full_at, abbreviated_json, abbreviated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?
-                .execute(params![
-                    name,
-                    version,
-                    fragment.full,
-                    fragment.full_at,
-                    fragment.abbreviated,
-                    fragment.abbreviated_at
-                ])?;
-                fragment
+        let (fragment, fresh) = match (fragment, unrendered) {
+            (Some(fragment), _) => (fragment, false),
+            (None, Some((manifest, deprecated, signatures))) => {
+                let signatures = parse_signatures(signatures.as_deref())?;
+                let row = fragment_row(&version, manifest, deprecated, signatures);
+                (rendering::fragment(name, &row).map_err(failed)?, true)
             }
             (None, None) => return Err(StoreError::Task(format!("{name}@{version} has no row"))),
         };
@@ -173,6 +162,7 @@ fn source(conn: &Connection, name: &str) -> Result<Option<RenderSource>, StoreEr
             version,
             published_at,
             fragment,
+            fresh,
         });
     }
     let latest = conn
@@ -195,10 +185,33 @@ fn source(conn: &Connection, name: &str) -> Result<Option<RenderSource>, StoreEr
     }))
 }
 
-/// Renders the package's documents again and stores them, on the base its rendering had (else
-/// `base`); run inside every change's transaction, after the change. `None` when the package is
-/// gone.
-pub fn rerender(
+/// Stores fragments rendered for a source (those stored meanwhile are kept).
+fn store_fragments<'a>(
+    conn: &Connection,
+    name: &str,
+    fragments: impl IntoIterator<Item = (&'a str, &'a Fragment)>,
+) -> Result<(), StoreError> {
+    let mut insert = conn.prepare_cached(
+        "INSERT OR IGNORE INTO version_renderings
+             (package, version, full_json, full_at, abbreviated_json, abbreviated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for (version, fragment) in fragments {
+        insert.execute(params![
+            name,
+            version,
+            fragment.full,
+            fragment.full_at,
+            fragment.abbreviated,
+            fragment.abbreviated_at
+        ])?;
+    }
+    Ok(())
+}
+
+/// Renders the package's documents again and stores them with their fresh fragments, on the base
+/// its rendering had (else `base`). `None` when the package is gone.
+fn rerender(
     conn: &Connection,
     name: &str,
     base: &str,
@@ -212,8 +225,61 @@ pub fn rerender(
         .optional()?;
     let rendering =
         rendering::assemble(&source, kept.as_deref().unwrap_or(base)).map_err(failed)?;
+    store_fragments(
+        conn,
+        name,
+        source
+            .versions
+            .iter()
+            .filter(|v| v.fresh)
+            .map(|v| (v.version.as_str(), &v.fragment)),
+    )?;
     save(conn, name, &rendering)?;
     Ok(Some(rendering))
+}
+
+/// Run inside every change's transaction, after the change (and its rev bump): a small package's
+/// rendering is replaced now; a big one's is left stale for the first miss to replace
+/// ([`RENDER_IN_WRITE_VERSIONS`]).
+pub fn refresh(conn: &Connection, name: &str) -> Result<(), StoreError> {
+    let versions: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM (SELECT 1 FROM versions WHERE package = ?1 LIMIT ?2)",
+        )?
+        .query_row(params![name, RENDER_IN_WRITE_VERSIONS + 1], |row| row.get(0))?;
+    if versions > 0 && versions <= RENDER_IN_WRITE_VERSIONS {
+        rerender(conn, name, "")?;
+    }
+    Ok(())
+}
+
+/// [`crate::store::RenderingStore::store_rendering`] on the one writer, so the check and the
+/// write cannot interleave with a change.
+fn store_if_current(
+    conn: &Connection,
+    name: &str,
+    rendering: &StoredRendering,
+    fragments: &[(String, Fragment)],
+) -> Result<bool, StoreError> {
+    let current: Option<i64> = conn
+        .prepare_cached("SELECT rev FROM packages WHERE name = ?1")?
+        .query_row([name], |row| row.get(0))
+        .optional()?;
+    if current != Some(rendering.rev) {
+        return Ok(false);
+    }
+    let stored: Option<(i64, String)> = conn
+        .prepare_cached("SELECT rev, base FROM packument_renderings WHERE name = ?1")?
+        .query_row([name], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    if let Some((rev, base)) = stored
+        && (rev > rendering.rev || (rev == rendering.rev && !base.is_empty()))
+    {
+        return Ok(false);
+    }
+    store_fragments(conn, name, fragments.iter().map(|(v, f)| (v.as_str(), f)))?;
+    save(conn, name, rendering)?;
+    Ok(true)
 }
 
 #[async_trait::async_trait]
@@ -223,45 +289,26 @@ impl crate::store::RenderingStore for super::Sqlite {
         self.read(move |conn| read(conn, &name)).await
     }
 
-    async fn render_and_store(
-        &self,
-        name: &str,
-        base: &str,
-    ) -> Result<Option<StoredRendering>, StoreError> {
-        let (name, base) = (name.to_owned(), base.to_owned());
-        // Reads of names that do not exist must not take the writer.
-        let probe = name.clone();
-        if !self
-            .read(move |conn| super::packages::exists(conn, &probe))
-            .await?
-        {
-            return Ok(None);
-        }
-        self.write(move |tx| {
-            // Another reader may have stored it meanwhile.
-            if let Some(stored) = read(tx, &name)? {
-                return Ok(Some(stored));
-            }
-            rerender(tx, &name, &base)
+    async fn render_source(&self, name: &str) -> Result<Option<RenderSource>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            // One snapshot for all the statements.
+            let tx = conn.unchecked_transaction()?;
+            let source = source(&tx, &name)?;
+            tx.finish()?;
+            Ok(source)
         })
         .await
     }
 
-    async fn adopt_base(&self, name: &str, rendering: StoredRendering) -> Result<(), StoreError> {
-        let name = name.to_owned();
-        self.write(move |tx| {
-            let current = tx
-                .prepare_cached(
-                    "SELECT 1 FROM packument_renderings r JOIN packages p ON p.name = r.name
-                     WHERE r.name = ?1 AND r.base = '' AND r.rev = ?2 AND p.rev = ?2",
-                )?
-                .query_row(params![name, rendering.rev], |_| Ok(()))
-                .optional()?;
-            if current.is_some() {
-                save(tx, &name, &rendering)?;
-            }
-            Ok(())
-        })
-        .await
+    async fn store_rendering(
+        &self,
+        name: &str,
+        rendering: &StoredRendering,
+        fragments: Vec<(String, Fragment)>,
+    ) -> Result<bool, StoreError> {
+        let (name, rendering) = (name.to_owned(), rendering.clone());
+        self.write(move |tx| store_if_current(tx, &name, &rendering, &fragments))
+            .await
     }
 }
