@@ -1,10 +1,7 @@
 //! Packuments: the full and abbreviated documents npm-protocol.md §3.3-3.5 describe, rendered once
 //! per write into bytes with ETags. `dist.tarball` is derived from the public URL here, never stored.
 
-use std::io::Write;
-
-use flate2::Compression;
-use flate2::write::GzEncoder;
+use flate2::{Compress, Compression, FlushCompress, Status};
 use md5::Md5;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -188,15 +185,52 @@ fn encode(document: &Value) -> Result<Rendered, RegistryError> {
 /// The gzip bytes, ETag and gzip ETag of a document: the one place they are made, for fresh
 /// renders and stored renderings alike.
 pub(super) fn compress_and_tag(plain: &[u8]) -> Result<(Vec<u8>, String, String), RegistryError> {
-    let mut encoder = GzEncoder::new(Vec::with_capacity(plain.len() / 4), Compression::default());
-    encoder
-        .write_all(plain)
-        .map_err(|e| RegistryError::Internal(e.to_string()))?;
-    let gzip = encoder
-        .finish()
-        .map_err(|e| RegistryError::Internal(e.to_string()))?;
+    let gzip = gzip(plain).map_err(|e| RegistryError::Internal(e.to_string()))?;
     let (etag, gzip_etag) = tags(plain);
     Ok((gzip, etag, gzip_etag))
+}
+
+thread_local! {
+    /// A deflate state per thread, reset for each document: a new one allocates and clears a few
+    /// hundred KB, which costs more than compressing a small packument.
+    static DEFLATE: std::cell::RefCell<Option<Compress>> = const { std::cell::RefCell::new(None) };
+}
+
+/// `plain` gzipped at the default level: the same bytes as `flate2::write::GzEncoder` makes.
+fn gzip(plain: &[u8]) -> Result<Vec<u8>, flate2::CompressError> {
+    // GzEncoder's header: no flags, no mtime, no extra flags at the default level, OS unknown.
+    const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+    let mut out = Vec::with_capacity(plain.len() / 4 + 64);
+    out.extend_from_slice(&HEADER);
+    DEFLATE.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let deflate = cell.get_or_insert_with(|| Compress::new(Compression::default(), false));
+        deflate.reset();
+        // As GzEncoder does: all the input without flushing, then the end, into at most 32 KiB
+        // of output per call (how much room deflate has changes where its blocks end).
+        let mut room = Vec::with_capacity(32 * 1024);
+        loop {
+            let read = usize::try_from(deflate.total_in()).unwrap_or(usize::MAX);
+            let input = plain.get(read..).unwrap_or_default();
+            let flush = if input.is_empty() {
+                FlushCompress::Finish
+            } else {
+                FlushCompress::None
+            };
+            room.clear();
+            let status = deflate.compress_vec(input, &mut room, flush)?;
+            out.extend_from_slice(&room);
+            if status == Status::StreamEnd {
+                return Ok(());
+            }
+        }
+    })?;
+    let mut crc = flate2::Crc::new();
+    crc.update(plain);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    // ISIZE: the length modulo 2^32.
+    out.extend_from_slice(&(plain.len() as u32).to_le_bytes());
+    Ok(out)
 }
 
 /// The plain and gzip ETags of a document, both from its plain bytes.
@@ -208,6 +242,19 @@ fn tags(plain: &[u8]) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gzip_makes_gzip_encoders_bytes_with_a_reused_state() {
+        use std::io::Write;
+        let big: Vec<u8> = (0..300_000u32)
+            .flat_map(|n| format!("{{\"v{n}\":{}}},", n % 977).into_bytes())
+            .collect();
+        for plain in [&b""[..], b"{}", b"{\"name\":\"x\"}", &big, b"again, after a big one"] {
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), Compression::default());
+            encoder.write_all(plain).unwrap();
+            assert_eq!(gzip(plain).unwrap(), encoder.finish().unwrap());
+        }
+    }
 
     #[test]
     fn tarball_urls_keep_the_scope_slash_and_drop_it_from_the_file() {
