@@ -130,7 +130,8 @@ CREATE TABLE IF NOT EXISTS version_renderings (
 -- The bytes a packument cache miss serves, replaced in a small package's change transaction and
 -- by the first miss after a big package's change (src/store/renderings.rs); `rev` is the
 -- package's rev they show (an older one is never served), `base` the base URL of their tarball
--- URLs, `*_base_at` where it sits (little-endian u32 offsets), so another base is spliced in.
+-- URLs, `*_base_at` where it sits (little-endian u32 offsets), so another base is spliced in, and
+-- `*_gzip_at` where the gzip bytes hold it in a stored block of its own (empty: one deflate stream).
 CREATE TABLE IF NOT EXISTS packument_renderings (
     name                       TEXT PRIMARY KEY REFERENCES packages(name) ON DELETE CASCADE,
     rev                        INTEGER NOT NULL,
@@ -141,11 +142,13 @@ CREATE TABLE IF NOT EXISTS packument_renderings (
     full_etag                  TEXT NOT NULL,
     full_gzip_etag             TEXT NOT NULL,
     full_base_at               BLOB NOT NULL,
+    full_gzip_at               BLOB NOT NULL,
     abbreviated_plain          BLOB NOT NULL,
     abbreviated_gzip           BLOB NOT NULL,
     abbreviated_etag           TEXT NOT NULL,
     abbreviated_gzip_etag      TEXT NOT NULL,
-    abbreviated_base_at        BLOB NOT NULL
+    abbreviated_base_at        BLOB NOT NULL,
+    abbreviated_gzip_at        BLOB NOT NULL
 );
 
 

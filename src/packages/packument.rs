@@ -198,10 +198,8 @@ thread_local! {
 
 /// `plain` gzipped at the default level: the same bytes as `flate2::write::GzEncoder` makes.
 fn gzip(plain: &[u8]) -> Result<Vec<u8>, flate2::CompressError> {
-    // GzEncoder's header: no flags, no mtime, no extra flags at the default level, OS unknown.
-    const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
     let mut out = Vec::with_capacity(plain.len() / 4 + 64);
-    out.extend_from_slice(&HEADER);
+    out.extend_from_slice(&GZIP_HEADER);
     DEFLATE.with(|cell| {
         let mut cell = cell.borrow_mut();
         let deflate = cell.get_or_insert_with(|| Compress::new(Compression::default(), false));
@@ -225,16 +223,88 @@ fn gzip(plain: &[u8]) -> Result<Vec<u8>, flate2::CompressError> {
             }
         }
     })?;
-    let mut crc = flate2::Crc::new();
-    crc.update(plain);
-    out.extend_from_slice(&crc.sum().to_le_bytes());
-    // ISIZE: the length modulo 2^32.
-    out.extend_from_slice(&(plain.len() as u32).to_le_bytes());
+    gzip_trailer(&mut out, plain);
     Ok(out)
 }
 
+/// The gzip header [`gzip`] writes (GzEncoder's: no flags, no mtime, no extra flags at the
+/// default level, OS unknown).
+pub(super) const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+
+/// Appends a stored (uncompressed, not final) deflate block holding `bytes` at a byte boundary.
+pub(super) fn stored_block(out: &mut Vec<u8>, bytes: &[u8]) -> Option<()> {
+    let len = u16::try_from(bytes.len()).ok()?;
+    out.push(0);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&(!len).to_le_bytes());
+    out.extend_from_slice(bytes);
+    Some(())
+}
+
+/// Appends the gzip trailer of `plain`: its CRC-32 and its length modulo 2^32.
+pub(super) fn gzip_trailer(out: &mut Vec<u8>, plain: &[u8]) {
+    let mut crc = flate2::Crc::new();
+    crc.update(plain);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&(plain.len() as u32).to_le_bytes());
+}
+
+/// `plain` gzipped with each of `cuts` (start, length; in order, none longer than 65,535 bytes)
+/// in a stored block of its own, the stream fully flushed before each (so nothing after refers
+/// back across it): another text can take a cut's place in the gzip bytes with nothing
+/// compressed again. Also answers where each stored block starts. `None` when a cut does not fit.
+pub(super) fn gzip_around(
+    plain: &[u8],
+    cuts: impl IntoIterator<Item = (usize, usize)>,
+) -> Option<(Vec<u8>, Vec<usize>)> {
+    let mut out = Vec::with_capacity(plain.len() / 3 + 64);
+    out.extend_from_slice(&GZIP_HEADER);
+    let mut starts = Vec::new();
+    DEFLATE.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let deflate = cell.get_or_insert_with(|| Compress::new(Compression::default(), false));
+        deflate.reset();
+        let mut from = 0;
+        for (at, len) in cuts {
+            feed(deflate, plain.get(from..at)?, FlushCompress::Full, &mut out)?;
+            starts.push(out.len());
+            stored_block(&mut out, plain.get(at..at + len)?)?;
+            from = at + len;
+        }
+        feed(deflate, plain.get(from..)?, FlushCompress::Finish, &mut out)
+    })?;
+    gzip_trailer(&mut out, plain);
+    Some((out, starts))
+}
+
+/// Compresses all of `input` and then flushes as `flush` asks.
+fn feed(
+    deflate: &mut Compress,
+    input: &[u8],
+    flush: FlushCompress,
+    out: &mut Vec<u8>,
+) -> Option<()> {
+    let finish = matches!(flush, FlushCompress::Finish);
+    let start = deflate.total_in();
+    let mut room = Vec::with_capacity(32 * 1024);
+    loop {
+        let read = usize::try_from(deflate.total_in() - start).ok()?;
+        room.clear();
+        let status = deflate
+            .compress_vec(input.get(read..)?, &mut room, flush)
+            .ok()?;
+        out.extend_from_slice(&room);
+        let consumed = deflate.total_in() - start == input.len() as u64;
+        if (finish && status == Status::StreamEnd)
+            || (!finish && consumed && room.len() < room.capacity())
+        {
+            return Some(());
+        }
+    }
+}
+
 /// The plain and gzip ETags of a document, both from its plain bytes.
-fn tags(plain: &[u8]) -> (String, String) {
+pub(super) fn tags(plain: &[u8]) -> (String, String) {
     let tag = hex::encode(&Sha256::digest(plain)[..16]);
     (format!("\"{tag}\""), format!("\"{tag}-gz\""))
 }

@@ -19,7 +19,8 @@ use crate::store::packages::{PackageRecord, PublishPlan, WriteFacts};
 use crate::store::renderings::StoredRendering;
 use crate::store::{BlobKey, BlobStore, Store};
 
-/// Stored renderings smaller than this get another base spliced in on the async thread.
+/// Stored renderings smaller than this get another base spliced in on the async thread, on every
+/// miss; bigger ones on a blocking thread, and stored on the first base they are read on.
 const SPLICE_INLINE_BYTES: usize = 64 * 1024;
 
 /// Policy settings of the registry core.
@@ -225,8 +226,8 @@ impl Registry {
     /// A miss: the rendering the store keeps (one keyed read), on `base_url`. When it is stale
     /// or missing (a big package changed since, or one stored before renderings were), it is
     /// assembled from the fragments, once for concurrent misses, and stored back. A rendering
-    /// made on another base has this one spliced in, and one made on none yet (`""`: rendered in
-    /// a write, before any read) is stored back on it.
+    /// made on another base has this one spliced in; a big one made on none yet (`""`: rendered
+    /// in a write, before any read) is stored back on it.
     async fn stored_rendering(
         &self,
         name: &PackageName,
@@ -243,15 +244,15 @@ impl Registry {
         if stored.base == base_url {
             return Ok(stored);
         }
-        let adopt = stored.base.is_empty();
         let base = base_url.to_owned();
-        let moved = if stored.full.plain.len() < SPLICE_INLINE_BYTES {
-            rendering::rebase(&stored, &base)?
-        } else {
-            tokio::task::spawn_blocking(move || rendering::rebase(&stored, &base))
-                .await
-                .map_err(|e| RegistryError::Internal(e.to_string()))??
-        };
+        if stored.full.plain.len() < SPLICE_INLINE_BYTES {
+            // Splicing a few KB costs less than the write that would store it on this base.
+            return rendering::rebase(&stored, &base);
+        }
+        let adopt = stored.base.is_empty();
+        let moved = tokio::task::spawn_blocking(move || rendering::rebase(&stored, &base))
+            .await
+            .map_err(|e| RegistryError::Internal(e.to_string()))??;
         if adopt {
             // Once per package, off the request: later misses on this base read final bytes.
             let (store, name, copy) = (self.store.clone(), name.to_string(), moved.clone());

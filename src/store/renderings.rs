@@ -30,6 +30,10 @@ pub struct StoredDocument {
     pub gzip_etag: String,
     /// Where in `plain` the (JSON-escaped) base URL starts, each as a little-endian `u32`.
     pub base_at: Vec<u8>,
+    /// Where in `gzip` each base URL's stored deflate block starts (little-endian `u32`s), when
+    /// the deflate stream is cut around them (a small document: another base is spliced into the
+    /// gzip bytes as well, with nothing compressed again); empty when it is one stream.
+    pub gzip_at: Vec<u8>,
 }
 
 /// Both documents of a package, as of one write.
