@@ -111,3 +111,74 @@ async fn after_a_restart_packuments_come_back_byte_identical_on_every_host() {
     );
     assert_eq!(doc["description"], "p at 10.0.0-rc.1");
 }
+
+#[tokio::test]
+async fn a_big_package_changed_since_its_last_rendering_is_served_current_to_concurrent_misses() {
+    let mut server = TestServer::start().await;
+    server.add_user("alice", "s3cret-pass", "maintainer");
+    let token = server.token("alice", "maintainer", &[]);
+    let http = reqwest::Client::new();
+    let url = server.url.clone();
+    let publish = |version: String| {
+        let (http, url, token) = (http.clone(), url.clone(), token.clone());
+        async move {
+            let body = PublishBody::new("p", &version).json();
+            let published = http
+                .put(format!("{url}/p"))
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(published.status(), StatusCode::CREATED, "{version}");
+        }
+    };
+    // Past the size whose writes render it: its rendering is made by its first miss.
+    let count = packr::store::renderings::RENDER_IN_WRITE_VERSIONS + 2;
+    for n in 0..count {
+        publish(format!("1.0.{n}")).await;
+    }
+    server.restart().await;
+
+    let reads: Vec<_> = (0..32)
+        .map(|_| {
+            let (server_url, token) = (server.url.clone(), token.clone());
+            tokio::spawn(async move {
+                let response = reqwest::Client::new()
+                    .get(format!("{server_url}/p"))
+                    .bearer_auth(&token)
+                    .header("host", "registry.test")
+                    .header("accept", ABBREVIATED)
+                    .header("accept-encoding", "gzip")
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+                let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+                (etag, gunzip(&response.bytes().await.unwrap()))
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for read in reads {
+        seen.push(read.await.unwrap());
+    }
+    let (etag, plain) = seen[0].clone();
+    assert!(seen.iter().all(|s| *s == (etag.clone(), plain.clone())));
+    assert_eq!(etag, format!("{}-gz\"", etag_of(&plain).trim_end_matches('"')));
+    let doc: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+    assert_eq!(doc["versions"].as_object().unwrap().len() as i64, count);
+
+    // A publish leaves the stored rendering stale: the next miss serves the new version.
+    publish("2.0.0".into()).await;
+    server.restart().await;
+    let (status, etag, plain) = read(&server, &token, "registry.test", ABBREVIATED, false).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(etag, etag_of(&plain));
+    let doc: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+    assert_eq!(doc["dist-tags"]["latest"], "2.0.0");
+    assert_eq!(
+        doc["versions"]["2.0.0"]["dist"]["tarball"],
+        "http://registry.test/p/-/p-2.0.0.tgz"
+    );
+}
