@@ -249,15 +249,28 @@ impl Registry {
             // Splicing a few KB costs less than the write that would store it on this base.
             return rendering::rebase(&stored, &base);
         }
-        let adopt = stored.base.is_empty();
+        // A big rendering made in a write, before any read: stored once on this base, off the
+        // request, so later misses here read final bytes.
+        let adopt = stored.base.is_empty().then(|| stored.clone());
         let moved = tokio::task::spawn_blocking(move || rendering::rebase(&stored, &base))
             .await
             .map_err(|e| RegistryError::Internal(e.to_string()))??;
-        if adopt {
-            // Once per package, off the request: later misses on this base read final bytes.
-            let (store, name, copy) = (self.store.clone(), name.to_string(), moved.clone());
+        if let Some(stored) = adopt {
+            let (store, name, base) = (self.store.clone(), name.to_string(), base_url.to_owned());
             tokio::spawn(async move {
-                if let Err(err) = store.store_rendering(&name, &copy, Vec::new()).await {
+                let stored = tokio::task::spawn_blocking(move || {
+                    rendering::rebase_to_store(&stored, &base)
+                })
+                .await;
+                let result = match stored {
+                    Ok(Ok(stored)) => store
+                        .store_rendering(&name, &stored, Vec::new())
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Ok(Err(err)) => Err(err.to_string()),
+                    Err(err) => Err(err.to_string()),
+                };
+                if let Err(err) = result {
                     tracing::warn!(error = %err, package = %name, "could not store a rendering's base");
                 }
             });

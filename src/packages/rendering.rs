@@ -284,8 +284,26 @@ fn splice_gzip(
 }
 
 /// The rendering with its tarball URLs moved to `base`: the stored bytes between base URLs are
-/// copied; a small document's gzip bytes are spliced the same way, a big one's compressed again.
+/// copied; a small document's gzip bytes are spliced the same way, a big one's compressed again
+/// at the fastest level.
 pub fn rebase(rendering: &StoredRendering, base: &str) -> Result<StoredRendering, RegistryError> {
+    rebase_with(rendering, base, true)
+}
+
+/// [`rebase`] for a rendering to be stored on `base`: a big document is compressed at the default
+/// level, as a rendering made on that base would be.
+pub fn rebase_to_store(
+    rendering: &StoredRendering,
+    base: &str,
+) -> Result<StoredRendering, RegistryError> {
+    rebase_with(rendering, base, false)
+}
+
+fn rebase_with(
+    rendering: &StoredRendering,
+    base: &str,
+    fast: bool,
+) -> Result<StoredRendering, RegistryError> {
     let old = escaped(&rendering.base)?.len();
     let new = escaped(base)?;
     let splice = |doc: &StoredDocument| -> Result<StoredDocument, RegistryError> {
@@ -311,7 +329,21 @@ pub fn rebase(rendering: &StoredRendering, base: &str) -> Result<StoredRendering
                 gzip_at,
             });
         }
-        finish(plain, base_at, new.len())
+        if plain.len() < CUT_GZIP_BELOW || !fast {
+            return finish(plain, base_at, new.len());
+        }
+        // Megabytes on a base they are not stored on (a host of their own): compressed at the
+        // fastest level, a few times faster than the default; the ETags are the same.
+        let gzip = packument::gzip_fast(&plain)?;
+        let (etag, gzip_etag) = packument::tags(&plain);
+        Ok(StoredDocument {
+            plain,
+            gzip,
+            etag,
+            gzip_etag,
+            base_at,
+            gzip_at: Vec::new(),
+        })
     };
     Ok(StoredRendering {
         rev: rendering.rev,
@@ -481,9 +513,7 @@ mod tests {
         same(&stored, &fresh);
         assert_eq!(stored.full.gzip, fresh.full.gzip.as_ref());
         let moved = rebase(&stored, "https://elsewhere").unwrap();
-        let fresh = packument::render(&record, "https://elsewhere").unwrap();
-        same(&moved, &fresh);
-        assert_eq!(moved.full.gzip, fresh.full.gzip.as_ref());
+        same(&moved, &packument::render(&record, "https://elsewhere").unwrap());
     }
 
     #[test]
