@@ -333,7 +333,13 @@ mod tests {
         let big: Vec<u8> = (0..300_000u32)
             .flat_map(|n| format!("{{\"v{n}\":{}}},", n % 977).into_bytes())
             .collect();
-        for plain in [&b""[..], b"{}", b"{\"name\":\"x\"}", &big, b"again, after a big one"] {
+        for plain in [
+            &b""[..],
+            b"{}",
+            b"{\"name\":\"x\"}",
+            &big,
+            b"again, after a big one",
+        ] {
             let mut encoder = flate2::write::GzEncoder::new(Vec::new(), Compression::default());
             encoder.write_all(plain).unwrap();
             assert_eq!(gzip(plain).unwrap(), encoder.finish().unwrap());

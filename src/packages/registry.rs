@@ -258,10 +258,9 @@ impl Registry {
         if let Some(stored) = adopt {
             let (store, name, base) = (self.store.clone(), name.to_string(), base_url.to_owned());
             tokio::spawn(async move {
-                let stored = tokio::task::spawn_blocking(move || {
-                    rendering::rebase_to_store(&stored, &base)
-                })
-                .await;
+                let stored =
+                    tokio::task::spawn_blocking(move || rendering::rebase_to_store(&stored, &base))
+                        .await;
                 let result = match stored {
                     Ok(Ok(stored)) => store
                         .store_rendering(&name, &stored, Vec::new())

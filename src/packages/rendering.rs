@@ -36,7 +36,8 @@ pub fn fragment(name: &str, row: &VersionRow) -> Result<Fragment, RegistryError>
         if bare.0.contains(&marker) {
             continue;
         }
-        let full = packument::version_object(name, row, &format!("\u{1}packr-base-{attempt}\u{1}"))?;
+        let full =
+            packument::version_object(name, row, &format!("\u{1}packr-base-{attempt}\u{1}"))?;
         let abbreviated = packument::abbreviate(&full);
         if let (Some(full_at), Some(abbreviated_at)) = (
             cut(&json_text(&full)?, &marker, &bare.0),
@@ -193,8 +194,8 @@ fn document(
         let mut from = 0;
         for at in offsets(at) {
             let segment = text.get(from..at).ok_or_else(|| {
-                    RegistryError::Internal(format!("stored fragment of {} is corrupt", v.version))
-                })?;
+                RegistryError::Internal(format!("stored fragment of {} is corrupt", v.version))
+            })?;
             plain.push_str(segment);
             base_at.extend_from_slice(&offset(plain.len())?);
             plain.push_str(base_text);
@@ -257,6 +258,9 @@ fn corrupt() -> RegistryError {
     RegistryError::Internal("a stored rendering's base offsets are corrupt".into())
 }
 
+/// Gzip bytes and where their stored blocks start.
+type SplicedGzip = (Vec<u8>, Vec<u8>);
+
 /// The gzip bytes of `doc` with `new` in each base's stored block, for `plain` (the spliced
 /// JSON); `None` when they are one stream (or `new` does not fit a stored block).
 fn splice_gzip(
@@ -264,7 +268,7 @@ fn splice_gzip(
     old: usize,
     new: &str,
     plain: &[u8],
-) -> Result<Option<(Vec<u8>, Vec<u8>)>, RegistryError> {
+) -> Result<Option<SplicedGzip>, RegistryError> {
     if doc.gzip_at.is_empty() || new.len() > usize::from(u16::MAX) {
         return Ok(None);
     }
@@ -513,7 +517,10 @@ mod tests {
         same(&stored, &fresh);
         assert_eq!(stored.full.gzip, fresh.full.gzip.as_ref());
         let moved = rebase(&stored, "https://elsewhere").unwrap();
-        same(&moved, &packument::render(&record, "https://elsewhere").unwrap());
+        same(
+            &moved,
+            &packument::render(&record, "https://elsewhere").unwrap(),
+        );
     }
 
     #[test]
@@ -523,7 +530,10 @@ mod tests {
         for base in ["http://other.example:8080", "https://r/\"odd\"", ""] {
             let moved = rebase(&stored, base).unwrap();
             // Spliced, not compressed again: the bytes around the bases are the stored ones.
-            assert_eq!(moved.abbreviated.gzip_at.len(), stored.abbreviated.gzip_at.len());
+            assert_eq!(
+                moved.abbreviated.gzip_at.len(),
+                stored.abbreviated.gzip_at.len()
+            );
             same(&moved, &packument::render(&record, base).unwrap());
             let back = rebase(&moved, "http://x").unwrap();
             same(&back, &packument::render(&record, "http://x").unwrap());
@@ -541,7 +551,10 @@ mod tests {
         assert_eq!(stored.full.base_at.len() / 4, 4);
         assert_eq!(stored.abbreviated.base_at.len() / 4, 4);
         let moved = rebase(&stored, "https://elsewhere").unwrap();
-        same(&moved, &packument::render(&record, "https://elsewhere").unwrap());
+        same(
+            &moved,
+            &packument::render(&record, "https://elsewhere").unwrap(),
+        );
     }
 
     #[test]

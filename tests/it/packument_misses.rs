@@ -165,7 +165,10 @@ async fn a_big_package_changed_since_its_last_rendering_is_served_current_to_con
     }
     let (etag, plain) = seen[0].clone();
     assert!(seen.iter().all(|s| *s == (etag.clone(), plain.clone())));
-    assert_eq!(etag, format!("{}-gz\"", etag_of(&plain).trim_end_matches('"')));
+    assert_eq!(
+        etag,
+        format!("{}-gz\"", etag_of(&plain).trim_end_matches('"'))
+    );
     let doc: serde_json::Value = serde_json::from_slice(&plain).unwrap();
     assert_eq!(doc["versions"].as_object().unwrap().len() as i64, count);
 

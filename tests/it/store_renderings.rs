@@ -243,7 +243,12 @@ async fn a_miss_reads_the_stored_bytes_back(under: StoreUnderTest) {
     assert_eq!(read, on_base);
     // Only a rendering on no base is replaced; another base then is spliced, never stored.
     let other = rendering::rebase(&read, "http://other").unwrap();
-    assert!(!store.store_rendering("p", &other, Vec::new()).await.unwrap());
+    assert!(
+        !store
+            .store_rendering("p", &other, Vec::new())
+            .await
+            .unwrap()
+    );
     assert_eq!(store.stored_rendering("p").await.unwrap(), Some(on_base));
     let record = store.load_package("p").await.unwrap().unwrap();
     let fresh = packument::render(&record, "http://other").unwrap();
@@ -344,7 +349,11 @@ async fn a_big_package_is_rendered_by_its_first_miss_not_by_its_writes(under: St
     assert!(store.stored_rendering(name).await.unwrap().is_none());
     let source = store.render_source(name).await.unwrap().unwrap();
     let fresh: Vec<_> = source.versions.iter().filter(|v| v.fresh).collect();
-    assert_eq!(fresh.len(), 1, "only the new version has no stored fragment");
+    assert_eq!(
+        fresh.len(),
+        1,
+        "only the new version has no stored fragment"
+    );
     assert_eq!(fresh[0].version, "2.0.0");
 
     // The first miss makes it, with the missing fragment.

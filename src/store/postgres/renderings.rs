@@ -8,13 +8,13 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::packages::{dist_tags, exec, one, opt, rows};
-use crate::store::packages::parse_signatures;
-use crate::store::renderings::{RENDER_IN_WRITE_VERSIONS, fragment_row};
 use crate::packages::{RegistryError, rendering};
 use crate::store::StoreError;
+use crate::store::packages::parse_signatures;
 use crate::store::renderings::{
     Fragment, RenderSource, StoredDocument, StoredRendering, VersionSource,
 };
+use crate::store::renderings::{RENDER_IN_WRITE_VERSIONS, fragment_row};
 
 fn failed(err: RegistryError) -> StoreError {
     StoreError::Task(format!("rendering a packument failed: {err}"))
@@ -213,9 +213,9 @@ async fn source<C: GenericClient>(
         let (fragment, fresh) = match fragments.remove(&version) {
             Some(fragment) => (fragment, false),
             None => (
-                fresh.remove(&version).ok_or_else(|| {
-                    StoreError::Task(format!("{name}@{version} has no fragment"))
-                })?,
+                fresh
+                    .remove(&version)
+                    .ok_or_else(|| StoreError::Task(format!("{name}@{version} has no fragment")))?,
                 true,
             ),
         };
@@ -250,7 +250,10 @@ async fn store_fragments<C: GenericClient>(
     }
     let versions: Vec<&str> = fragments.iter().map(|(v, _)| *v).collect();
     let full: Vec<&str> = fragments.iter().map(|(_, f)| f.full.as_str()).collect();
-    let full_at: Vec<&[u8]> = fragments.iter().map(|(_, f)| f.full_at.as_slice()).collect();
+    let full_at: Vec<&[u8]> = fragments
+        .iter()
+        .map(|(_, f)| f.full_at.as_slice())
+        .collect();
     let abbreviated: Vec<&str> = fragments
         .iter()
         .map(|(_, f)| f.abbreviated.as_str())
@@ -266,7 +269,14 @@ async fn store_fragments<C: GenericClient>(
              (package, version, full_json, full_at, abbreviated_json, abbreviated_at)
          SELECT $1, * FROM unnest($2::text[], $3::text[], $4::bytea[], $5::text[], $6::bytea[])
          ON CONFLICT (package, version) DO NOTHING",
-        &[&name, &versions, &full, &full_at, &abbreviated, &abbreviated_at],
+        &[
+            &name,
+            &versions,
+            &full,
+            &full_at,
+            &abbreviated,
+            &abbreviated_at,
+        ],
     )
     .await?;
     Ok(())

@@ -4,11 +4,11 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::packages::{dist_tags, maintainers};
-use crate::store::packages::parse_signatures;
-use crate::store::renderings::fragment_row;
-use crate::store::renderings::RENDER_IN_WRITE_VERSIONS;
 use crate::packages::{RegistryError, rendering};
 use crate::store::StoreError;
+use crate::store::packages::parse_signatures;
+use crate::store::renderings::RENDER_IN_WRITE_VERSIONS;
+use crate::store::renderings::fragment_row;
 use crate::store::renderings::{
     Fragment, RenderSource, StoredDocument, StoredRendering, VersionSource,
 };
@@ -118,7 +118,12 @@ fn source(conn: &Connection, name: &str) -> Result<Option<RenderSource>, StoreEr
     let Some((rev, created_at, modified_at)) = head else {
         return Ok(None);
     };
-    type Loaded = (String, i64, Option<Fragment>, Option<(String, Option<String>, Option<String>)>);
+    type Loaded = (
+        String,
+        i64,
+        Option<Fragment>,
+        Option<(String, Option<String>, Option<String>)>,
+    );
     let loaded: Vec<Loaded> = conn
         .prepare_cached(
             "SELECT v.version, v.published_at, f.full_json, f.full_at, f.abbreviated_json,
@@ -250,7 +255,9 @@ pub fn refresh(conn: &Connection, name: &str) -> Result<(), StoreError> {
         .prepare_cached(
             "SELECT count(*) FROM (SELECT 1 FROM versions WHERE package = ?1 LIMIT ?2)",
         )?
-        .query_row(params![name, RENDER_IN_WRITE_VERSIONS + 1], |row| row.get(0))?;
+        .query_row(params![name, RENDER_IN_WRITE_VERSIONS + 1], |row| {
+            row.get(0)
+        })?;
     if versions > 0 && versions <= RENDER_IN_WRITE_VERSIONS {
         rerender(conn, name, "")?;
     }
