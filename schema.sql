@@ -131,7 +131,8 @@ CREATE TABLE IF NOT EXISTS version_renderings (
 -- by the first miss after a big package's change (src/store/renderings.rs); `rev` is the
 -- package's rev they show (an older one is never served), `base` the base URL of their tarball
 -- URLs, `*_base_at` where it sits (little-endian u32 offsets), so another base is spliced in, and
--- `*_gzip_at` where the gzip bytes hold it in a stored block of its own (empty: one deflate stream).
+-- `*_gzip_at` where the cut gzip bytes (`*_cut_gzip` for a big document, else `*_gzip`) hold it in a
+-- stored block of its own.
 CREATE TABLE IF NOT EXISTS packument_renderings (
     name                       TEXT PRIMARY KEY REFERENCES packages(name) ON DELETE CASCADE,
     rev                        INTEGER NOT NULL,
@@ -143,12 +144,14 @@ CREATE TABLE IF NOT EXISTS packument_renderings (
     full_gzip_etag             TEXT NOT NULL,
     full_base_at               BLOB NOT NULL,
     full_gzip_at               BLOB NOT NULL,
+    full_cut_gzip              BLOB NOT NULL,
     abbreviated_plain          BLOB NOT NULL,
     abbreviated_gzip           BLOB NOT NULL,
     abbreviated_etag           TEXT NOT NULL,
     abbreviated_gzip_etag      TEXT NOT NULL,
     abbreviated_base_at        BLOB NOT NULL,
-    abbreviated_gzip_at        BLOB NOT NULL
+    abbreviated_gzip_at        BLOB NOT NULL,
+    abbreviated_cut_gzip       BLOB NOT NULL
 );
 
 

@@ -231,20 +231,6 @@ fn gzip(plain: &[u8]) -> Result<Vec<u8>, flate2::CompressError> {
 /// default level, OS unknown).
 pub(super) const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
 
-/// `plain` gzipped at the fastest level (for big documents spliced onto a base they are not
-/// stored on: compressing megabytes at the default level would take most of a request's time).
-pub(super) fn gzip_fast(plain: &[u8]) -> Result<Vec<u8>, RegistryError> {
-    use std::io::Write;
-    let mut encoder =
-        flate2::write::GzEncoder::new(Vec::with_capacity(plain.len() / 3), Compression::fast());
-    encoder
-        .write_all(plain)
-        .map_err(|e| RegistryError::Internal(e.to_string()))?;
-    encoder
-        .finish()
-        .map_err(|e| RegistryError::Internal(e.to_string()))
-}
-
 /// Appends a stored (uncompressed, not final) deflate block holding `bytes` at a byte boundary.
 pub(super) fn stored_block(out: &mut Vec<u8>, bytes: &[u8]) -> Option<()> {
     let len = u16::try_from(bytes.len()).ok()?;

@@ -215,9 +215,10 @@ fn offset(at: usize) -> Result<[u8; 4], RegistryError> {
 
 /// Documents smaller than this keep each base URL in a stored block of its own in their gzip
 /// bytes, the deflate stream cut around it, so a miss on another base splices the gzip bytes as
-/// it splices the JSON, compressing nothing (a few KB cost a few microseconds; the cuts cost
-/// such a document some percent of its gzip size). Bigger ones are one deflate stream: cut at
-/// every version, a 3,000-version document would compress far worse.
+/// it splices the JSON, compressing nothing (the cuts cost a small document some percent of its
+/// gzip size). Bigger ones are served as one deflate stream on the base they are stored on (cut
+/// at every version, a 3,000-version document compresses far worse) and keep the cut bytes
+/// beside it for other bases, so no miss compresses megabytes.
 pub const CUT_GZIP_BELOW: usize = 64 * 1024;
 
 fn finish(
@@ -225,32 +226,30 @@ fn finish(
     base_at: Vec<u8>,
     base_len: usize,
 ) -> Result<StoredDocument, RegistryError> {
-    if plain.len() < CUT_GZIP_BELOW
-        && let Some((gzip, starts)) =
-            packument::gzip_around(&plain, offsets(&base_at).map(|at| (at, base_len)))
-    {
-        let (etag, gzip_etag) = packument::tags(&plain);
-        let mut gzip_at = Vec::with_capacity(starts.len() * 4);
+    let (etag, gzip_etag) = packument::tags(&plain);
+    let cut = packument::gzip_around(&plain, offsets(&base_at).map(|at| (at, base_len)));
+    let (mut gzip, mut cut_gzip, mut gzip_at) = (Vec::new(), Vec::new(), Vec::new());
+    if let Some((bytes, starts)) = cut {
         for start in starts {
             gzip_at.extend_from_slice(&offset(start)?);
         }
-        return Ok(StoredDocument {
-            plain,
-            gzip,
-            etag,
-            gzip_etag,
-            base_at,
-            gzip_at,
-        });
+        if plain.len() < CUT_GZIP_BELOW {
+            gzip = bytes;
+        } else {
+            cut_gzip = bytes;
+        }
     }
-    let (gzip, etag, gzip_etag) = packument::compress_and_tag(&plain)?;
+    if gzip.is_empty() {
+        gzip = packument::compress_and_tag(&plain)?.0;
+    }
     Ok(StoredDocument {
         plain,
         gzip,
         etag,
         gzip_etag,
         base_at,
-        gzip_at: Vec::new(),
+        cut_gzip,
+        gzip_at,
     })
 }
 
@@ -261,41 +260,46 @@ fn corrupt() -> RegistryError {
 /// Gzip bytes and where their stored blocks start.
 type SplicedGzip = (Vec<u8>, Vec<u8>);
 
-/// The gzip bytes of `doc` with `new` in each base's stored block, for `plain` (the spliced
-/// JSON); `None` when they are one stream (or `new` does not fit a stored block).
+/// The cut gzip bytes of `doc` with `new` in each base's stored block, for `plain` (the spliced
+/// JSON); `None` when it has none (or `new` does not fit a stored block).
 fn splice_gzip(
     doc: &StoredDocument,
     old: usize,
     new: &str,
     plain: &[u8],
 ) -> Result<Option<SplicedGzip>, RegistryError> {
-    if doc.gzip_at.is_empty() || new.len() > usize::from(u16::MAX) {
+    let cut = if doc.cut_gzip.is_empty() {
+        &doc.gzip
+    } else {
+        &doc.cut_gzip
+    };
+    if doc.gzip_at.len() != doc.base_at.len() || new.len() > usize::from(u16::MAX) {
         return Ok(None);
     }
-    let body_end = doc.gzip.len().checked_sub(8).ok_or_else(corrupt)?;
-    let mut gzip = Vec::with_capacity(doc.gzip.len() + doc.gzip_at.len() * new.len());
+    let body_end = cut.len().checked_sub(8).ok_or_else(corrupt)?;
+    let mut gzip = Vec::with_capacity(cut.len() + doc.gzip_at.len() * new.len());
     let mut gzip_at = Vec::with_capacity(doc.gzip_at.len());
     let mut from = 0;
     for at in offsets(&doc.gzip_at) {
-        gzip.extend_from_slice(doc.gzip.get(from..at).ok_or_else(corrupt)?);
+        gzip.extend_from_slice(cut.get(from..at).ok_or_else(corrupt)?);
         gzip_at.extend_from_slice(&offset(gzip.len())?);
         packument::stored_block(&mut gzip, new.as_bytes()).ok_or_else(corrupt)?;
         from = at + 5 + old;
     }
-    gzip.extend_from_slice(doc.gzip.get(from..body_end).ok_or_else(corrupt)?);
+    gzip.extend_from_slice(cut.get(from..body_end).ok_or_else(corrupt)?);
     packument::gzip_trailer(&mut gzip, plain);
     Ok(Some((gzip, gzip_at)))
 }
 
-/// The rendering with its tarball URLs moved to `base`: the stored bytes between base URLs are
-/// copied; a small document's gzip bytes are spliced the same way, a big one's compressed again
-/// at the fastest level.
+/// The rendering with its tarball URLs moved to `base`, to serve: the stored bytes between base
+/// URLs are copied, the JSON's and the cut gzip's, with nothing compressed again (a big
+/// document's gzip is then its cut bytes).
 pub fn rebase(rendering: &StoredRendering, base: &str) -> Result<StoredRendering, RegistryError> {
     rebase_with(rendering, base, true)
 }
 
-/// [`rebase`] for a rendering to be stored on `base`: a big document is compressed at the default
-/// level, as a rendering made on that base would be.
+/// [`rebase`] for a rendering to be stored on `base`: compressed as a rendering made on that
+/// base would be.
 pub fn rebase_to_store(
     rendering: &StoredRendering,
     base: &str,
@@ -306,11 +310,11 @@ pub fn rebase_to_store(
 fn rebase_with(
     rendering: &StoredRendering,
     base: &str,
-    fast: bool,
+    splice: bool,
 ) -> Result<StoredRendering, RegistryError> {
     let old = escaped(&rendering.base)?.len();
     let new = escaped(base)?;
-    let splice = |doc: &StoredDocument| -> Result<StoredDocument, RegistryError> {
+    let move_doc = |doc: &StoredDocument| -> Result<StoredDocument, RegistryError> {
         let count = doc.base_at.len() / 4;
         let mut plain = Vec::with_capacity(doc.plain.len() + count * new.len());
         let mut base_at = Vec::with_capacity(doc.base_at.len());
@@ -322,7 +326,7 @@ fn rebase_with(
             from = at + old;
         }
         plain.extend_from_slice(doc.plain.get(from..).unwrap_or_default());
-        if let Some((gzip, gzip_at)) = splice_gzip(doc, old, &new, &plain)? {
+        if splice && let Some((gzip, gzip_at)) = splice_gzip(doc, old, &new, &plain)? {
             let (etag, gzip_etag) = packument::tags(&plain);
             return Ok(StoredDocument {
                 plain,
@@ -330,31 +334,18 @@ fn rebase_with(
                 etag,
                 gzip_etag,
                 base_at,
+                cut_gzip: Vec::new(),
                 gzip_at,
             });
         }
-        if plain.len() < CUT_GZIP_BELOW || !fast {
-            return finish(plain, base_at, new.len());
-        }
-        // Megabytes on a base they are not stored on (a host of their own): compressed at the
-        // fastest level, a few times faster than the default; the ETags are the same.
-        let gzip = packument::gzip_fast(&plain)?;
-        let (etag, gzip_etag) = packument::tags(&plain);
-        Ok(StoredDocument {
-            plain,
-            gzip,
-            etag,
-            gzip_etag,
-            base_at,
-            gzip_at: Vec::new(),
-        })
+        finish(plain, base_at, new.len())
     };
     Ok(StoredRendering {
         rev: rendering.rev,
         base: base.to_owned(),
         last_modified: rendering.last_modified.clone(),
-        full: splice(&rendering.full)?,
-        abbreviated: splice(&rendering.abbreviated)?,
+        full: move_doc(&rendering.full)?,
+        abbreviated: move_doc(&rendering.abbreviated)?,
     })
 }
 
@@ -512,7 +503,8 @@ mod tests {
         }
         let stored = assemble(&source(&record), "http://r:1").unwrap();
         assert!(stored.full.plain.len() >= CUT_GZIP_BELOW);
-        assert!(stored.full.gzip_at.is_empty());
+        assert_eq!(stored.full.gzip_at.len(), stored.full.base_at.len());
+        assert_eq!(gunzip(&stored.full.cut_gzip), stored.full.plain);
         let fresh = packument::render(&record, "http://r:1").unwrap();
         same(&stored, &fresh);
         assert_eq!(stored.full.gzip, fresh.full.gzip.as_ref());

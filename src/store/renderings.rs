@@ -30,9 +30,13 @@ pub struct StoredDocument {
     pub gzip_etag: String,
     /// Where in `plain` the (JSON-escaped) base URL starts, each as a little-endian `u32`.
     pub base_at: Vec<u8>,
-    /// Where in `gzip` each base URL's stored deflate block starts (little-endian `u32`s), when
-    /// the deflate stream is cut around them (a small document: another base is spliced into the
-    /// gzip bytes as well, with nothing compressed again); empty when it is one stream.
+    /// A big document's gzip bytes with the deflate stream cut around each base URL, for
+    /// splicing another base in (see `gzip_at`); empty for a small document, whose `gzip` is cut
+    /// itself.
+    pub cut_gzip: Vec<u8>,
+    /// Where in the cut gzip bytes (`cut_gzip`, else `gzip`) each base URL's stored deflate block
+    /// starts (little-endian `u32`s): another base is spliced into them as into the JSON, with
+    /// nothing compressed again.
     pub gzip_at: Vec<u8>,
 }
 

@@ -29,8 +29,9 @@ pub async fn read<C: GenericClient>(
         client,
         "SELECT r.rev, r.base, r.last_modified,
                 r.full_plain, r.full_gzip, r.full_etag, r.full_gzip_etag, r.full_base_at, r.full_gzip_at,
+                    r.full_cut_gzip,
                 r.abbreviated_plain, r.abbreviated_gzip, r.abbreviated_etag,
-                r.abbreviated_gzip_etag, r.abbreviated_base_at, r.abbreviated_gzip_at
+                r.abbreviated_gzip_etag, r.abbreviated_base_at, r.abbreviated_gzip_at, r.abbreviated_cut_gzip
          FROM packument_renderings r JOIN packages p ON p.name = r.name AND p.rev = r.rev
          WHERE r.name = $1",
         &[&name],
@@ -47,13 +48,14 @@ fn from_row(row: &Row) -> StoredRendering {
         gzip_etag: row.get(at + 3),
         base_at: row.get(at + 4),
         gzip_at: row.get(at + 5),
+        cut_gzip: row.get(at + 6),
     };
     StoredRendering {
         rev: row.get(0),
         base: row.get(1),
         last_modified: row.get(2),
         full: document(3),
-        abbreviated: document(9),
+        abbreviated: document(10),
     }
 }
 
@@ -66,21 +68,23 @@ pub async fn save<C: GenericClient>(
     exec(
         client,
         "INSERT INTO packument_renderings (name, rev, base, last_modified,
-             full_plain, full_gzip, full_etag, full_gzip_etag, full_base_at, full_gzip_at,
+             full_plain, full_gzip, full_etag, full_gzip_etag, full_base_at, full_gzip_at, full_cut_gzip,
              abbreviated_plain, abbreviated_gzip, abbreviated_etag, abbreviated_gzip_etag,
-             abbreviated_base_at, abbreviated_gzip_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+             abbreviated_base_at, abbreviated_gzip_at, abbreviated_cut_gzip)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
          ON CONFLICT (name) DO UPDATE SET rev = excluded.rev, base = excluded.base,
              last_modified = excluded.last_modified,
              full_plain = excluded.full_plain, full_gzip = excluded.full_gzip,
              full_etag = excluded.full_etag, full_gzip_etag = excluded.full_gzip_etag,
              full_base_at = excluded.full_base_at, full_gzip_at = excluded.full_gzip_at,
+             full_cut_gzip = excluded.full_cut_gzip,
              abbreviated_plain = excluded.abbreviated_plain,
              abbreviated_gzip = excluded.abbreviated_gzip,
              abbreviated_etag = excluded.abbreviated_etag,
              abbreviated_gzip_etag = excluded.abbreviated_gzip_etag,
              abbreviated_base_at = excluded.abbreviated_base_at,
-             abbreviated_gzip_at = excluded.abbreviated_gzip_at",
+             abbreviated_gzip_at = excluded.abbreviated_gzip_at,
+             abbreviated_cut_gzip = excluded.abbreviated_cut_gzip",
         &[
             &name,
             &r.rev,
@@ -92,12 +96,14 @@ pub async fn save<C: GenericClient>(
             &r.full.gzip_etag,
             &r.full.base_at,
             &r.full.gzip_at,
+            &r.full.cut_gzip,
             &r.abbreviated.plain,
             &r.abbreviated.gzip,
             &r.abbreviated.etag,
             &r.abbreviated.gzip_etag,
             &r.abbreviated.base_at,
             &r.abbreviated.gzip_at,
+            &r.abbreviated.cut_gzip,
         ],
     )
     .await?;

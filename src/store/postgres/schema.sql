@@ -135,7 +135,8 @@ CREATE TABLE version_renderings (
 -- by the first miss after a big package's change (src/store/renderings.rs); `rev` is the
 -- package's rev they show (an older one is never served), `base` the base URL of their tarball
 -- URLs, `*_base_at` where it sits (little-endian u32 offsets), so another base is spliced in, and
--- `*_gzip_at` where the gzip bytes hold it in a stored block of its own (empty: one deflate stream).
+-- `*_gzip_at` where the cut gzip bytes (`*_cut_gzip` for a big document, else `*_gzip`) hold it in a
+-- stored block of its own.
 CREATE TABLE packument_renderings (
     name                       TEXT COLLATE "C" PRIMARY KEY REFERENCES packages(name) ON DELETE CASCADE,
     rev                        BIGINT NOT NULL,
@@ -147,19 +148,23 @@ CREATE TABLE packument_renderings (
     full_gzip_etag             TEXT NOT NULL,
     full_base_at               BYTEA NOT NULL,
     full_gzip_at               BYTEA NOT NULL,
+    full_cut_gzip              BYTEA NOT NULL,
     abbreviated_plain          BYTEA NOT NULL,
     abbreviated_gzip           BYTEA NOT NULL,
     abbreviated_etag           TEXT NOT NULL,
     abbreviated_gzip_etag      TEXT NOT NULL,
     abbreviated_base_at        BYTEA NOT NULL,
-    abbreviated_gzip_at        BYTEA NOT NULL
+    abbreviated_gzip_at        BYTEA NOT NULL,
+    abbreviated_cut_gzip       BYTEA NOT NULL
 );
 -- Served whole on every miss: kept uncompressed out of line (no pglz on the write or the read).
 ALTER TABLE packument_renderings
     ALTER COLUMN full_plain SET STORAGE EXTERNAL,
     ALTER COLUMN full_gzip SET STORAGE EXTERNAL,
     ALTER COLUMN abbreviated_plain SET STORAGE EXTERNAL,
-    ALTER COLUMN abbreviated_gzip SET STORAGE EXTERNAL;
+    ALTER COLUMN abbreviated_gzip SET STORAGE EXTERNAL,
+    ALTER COLUMN full_cut_gzip SET STORAGE EXTERNAL,
+    ALTER COLUMN abbreviated_cut_gzip SET STORAGE EXTERNAL;
 
 -- Every mutation, with who did it, from where, and what changed.
 CREATE TABLE audit_log (

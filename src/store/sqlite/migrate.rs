@@ -67,7 +67,7 @@ fn v9(tx: &Transaction<'_>) -> rusqlite::Result<()> {
 /// The statements of `schema` that declare the two renderings tables.
 fn renderings_ddl(schema: &str) -> &str {
     const START: &str = "CREATE TABLE IF NOT EXISTS version_renderings (";
-    const LAST: &str = "abbreviated_gzip_at        BLOB NOT NULL\n);";
+    const LAST: &str = "abbreviated_cut_gzip       BLOB NOT NULL\n);";
     let from = schema.find(START).unwrap_or(schema.len());
     let rest = &schema[from..];
     let to = rest.find(LAST).map_or(0, |at| at + LAST.len());
