@@ -303,7 +303,8 @@ fn store_if_current(
 impl crate::store::RenderingStore for super::Sqlite {
     async fn stored_rendering(&self, name: &str) -> Result<Option<StoredRendering>, StoreError> {
         let name = name.to_owned();
-        self.read(move |conn| read(conn, &name)).await
+        // A cache miss: one keyed read, cheaper than the handoff to a blocking thread.
+        self.read_now(move |conn| read(conn, &name)).await
     }
 
     async fn render_source(&self, name: &str) -> Result<Option<RenderSource>, StoreError> {
