@@ -61,6 +61,16 @@ macro_rules! read_package {
     }};
 }
 
+/// A package's stored rendering of its current rev, from a replica that has replayed the
+/// package's changes when there is one (else, or when the replica has none, the primary).
+pub(super) async fn stored_rendering(
+    store: &super::Postgres,
+    name: &str,
+) -> Result<Option<crate::store::renderings::StoredRendering>, StoreError> {
+    read_package!(store, name, |client| super::renderings::read(&client, name)
+        .await)
+}
+
 /// Runs `sql` (prepared once per connection) and returns its rows.
 pub(super) async fn rows<C: GenericClient>(
     client: &C,

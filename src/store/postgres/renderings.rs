@@ -330,8 +330,7 @@ pub async fn refresh<C: GenericClient>(client: &C, name: &str) -> Result<(), Sto
 #[async_trait::async_trait]
 impl crate::store::RenderingStore for super::Postgres {
     async fn stored_rendering(&self, name: &str) -> Result<Option<StoredRendering>, StoreError> {
-        let client = self.pool().get().await?;
-        read(&client, name).await
+        super::packages::stored_rendering(self, name).await
     }
 
     async fn render_source(&self, name: &str) -> Result<Option<RenderSource>, StoreError> {
