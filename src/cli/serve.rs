@@ -10,7 +10,7 @@ use crate::telemetry;
 pub(super) fn run(args: ServeArgs) -> anyhow::Result<()> {
     telemetry::init();
     let config = Config::from_args(args)?;
-    super::runtime()?.block_on(async move {
+    runtime(&config)?.block_on(async move {
         let server = Server::build(config).await?;
         let addr = server.local_addr().context("reading the bound address")?;
         tracing::info!(%addr, "packr is listening");
@@ -18,6 +18,29 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(stop_on_signal(stop.clone()));
         server.run(stop).await
     })
+}
+
+/// The server's runtime: blocking threads capped by `PACKR_BLOCKING_THREADS`.
+fn runtime(config: &Config) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder
+        .enable_all()
+        .max_blocking_threads(config.blocking_threads);
+    // TEMPORARY experiment knobs (removed before the final commit).
+    let knob = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    if let Some(ms) = knob("PACKRX_KEEPALIVE_MS") {
+        builder.thread_keep_alive(std::time::Duration::from_millis(ms));
+    }
+    if let Some(n) = knob("PACKRX_EVENT_INTERVAL") {
+        builder.event_interval(n as u32);
+    }
+    if let Some(n) = knob("PACKRX_GLOBAL_QUEUE_INTERVAL") {
+        builder.global_queue_interval(n as u32);
+    }
+    if let Some(n) = knob("PACKRX_STACK_KB") {
+        builder.thread_stack_size(n as usize * 1024);
+    }
+    Ok(builder.build()?)
 }
 
 async fn stop_on_signal(stop: CancellationToken) {
