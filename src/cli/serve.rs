@@ -26,20 +26,6 @@ fn runtime(config: &Config) -> anyhow::Result<tokio::runtime::Runtime> {
     builder
         .enable_all()
         .max_blocking_threads(config.blocking_threads);
-    // TEMPORARY experiment knobs (removed before the final commit).
-    let knob = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
-    if let Some(ms) = knob("PACKRX_KEEPALIVE_MS") {
-        builder.thread_keep_alive(std::time::Duration::from_millis(ms));
-    }
-    if let Some(n) = knob("PACKRX_EVENT_INTERVAL") {
-        builder.event_interval(n as u32);
-    }
-    if let Some(n) = knob("PACKRX_GLOBAL_QUEUE_INTERVAL") {
-        builder.global_queue_interval(n as u32);
-    }
-    if let Some(n) = knob("PACKRX_STACK_KB") {
-        builder.thread_stack_size(n as usize * 1024);
-    }
     Ok(builder.build()?)
 }
 
