@@ -10,7 +10,7 @@ use crate::telemetry;
 pub(super) fn run(args: ServeArgs) -> anyhow::Result<()> {
     telemetry::init();
     let config = Config::from_args(args)?;
-    super::runtime()?.block_on(async move {
+    runtime(&config)?.block_on(async move {
         let server = Server::build(config).await?;
         let addr = server.local_addr().context("reading the bound address")?;
         tracing::info!(%addr, "packr is listening");
@@ -18,6 +18,15 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(stop_on_signal(stop.clone()));
         server.run(stop).await
     })
+}
+
+/// The server's runtime: blocking threads capped by `PACKR_BLOCKING_THREADS`.
+fn runtime(config: &Config) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder
+        .enable_all()
+        .max_blocking_threads(config.blocking_threads);
+    Ok(builder.build()?)
 }
 
 async fn stop_on_signal(stop: CancellationToken) {

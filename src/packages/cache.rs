@@ -104,7 +104,7 @@ impl PackumentSet {
 /// What it does not cover is fragmentation under churn (`-- bound MiB N`: 600,000 inserts of
 /// mostly-missing packuments, every 100th big, through a bounded cache): from one thread RSS grew
 /// 1.05x the budget, from two or four threads 1.3-1.4x, since jemalloc gives each thread its own
-/// arena (with `narenas:1` in `_RJEM_MALLOC_CONF`, 1.03x). In the server (bench scale phase, 5,000
+/// arena (with `narenas:1`, 1.03x: the build's setting since, see `.cargo/config.toml`). In the server (bench scale phase, 5,000
 /// packages) the cache's share of RSS stayed under its weights: 81.7 MiB after the reads with the
 /// default 32 MiB, 59.8 MiB with 1 MiB; the rest is the rendering of big packuments, not the cache.
 pub const ENTRY_OVERHEAD: usize = 320;

@@ -13,6 +13,7 @@ mod cli_contract;
 mod cluster;
 mod fly_replay;
 mod helm_chart;
+mod memory;
 mod migrate_store;
 mod namespace;
 mod npm_client;

@@ -8,6 +8,8 @@
 mod advisories;
 #[path = "../it/fly_replay.rs"]
 mod fly_replay;
+#[path = "../it/memory.rs"]
+mod memory;
 #[path = "../it/namespace.rs"]
 mod namespace;
 #[path = "../it/npm_client.rs"]
