@@ -583,10 +583,10 @@ const peak = Object.fromEntries(servers.map((s) => [s.kind, Math.max(samplers[s.
 row({
   section: 'Memory and start',
   figure: 'idle RSS after loading the corpus + 300 versions (MiB)',
-  values: { packr: idleAfterLoad.packr, verdaccio: idleAfterLoad.verdaccio },
+  values: { packr: idleAfterLoad.packr, pg: idleAfterLoad.pg, verdaccio: idleAfterLoad.verdaccio },
   lowerIsBetter: true,
   target: below(30, 'MiB'),
-  note: 'VmRSS of the process that did the publishing, 3 s after the last publish',
+  note: `VmRSS of the process that did the publishing, 3 s after the last publish${withPg ? " (on PostgreSQL: Packr's process alone)" : ''}`,
 });
 row({
   section: 'Memory and start',
@@ -814,6 +814,7 @@ function verdict(r) {
 }
 
 function pgRatioCell(r) {
+  if (r.noRatio) return '';
   const x = ratio(r.values.pg, r.values.packr);
   return Number.isFinite(x) ? `${fmt(x, 2)}x` : '';
 }
