@@ -9,9 +9,10 @@
 
 use std::time::Duration;
 
+use deadpool_postgres::GenericClient;
 use futures_util::StreamExt;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
-use tokio_postgres::{AsyncMessage, NoTls, Transaction};
+use tokio_postgres::{AsyncMessage, NoTls};
 
 use std::sync::Arc;
 
@@ -29,14 +30,13 @@ const TOKENS: &str = "~tokens";
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Announces `change` to every instance when `tx` commits.
-pub async fn announce(tx: &Transaction<'_>, change: &Change) -> Result<(), StoreError> {
+pub async fn announce<C: GenericClient>(tx: &C, change: &Change) -> Result<(), StoreError> {
     let payload = match change {
         Change::Package(name) => name.as_str(),
         Change::Tokens => TOKENS,
         Change::Everything => EVERYTHING,
     };
-    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
-        .await?;
+    super::packages::exec(tx, "SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]).await?;
     Ok(())
 }
 
