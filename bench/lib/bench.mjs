@@ -5,9 +5,11 @@
 //   [--warmup 1] [--connections 64] [--install-reps 3] [--ready-reps 5] [--skip-installs]
 //   [--wait-quiet 300] [--busy-limit 10] [--install-dir /dev/shm] [--corpus DIR] [--out DIR]
 //   [--work DIR] [--keep-work] [--skip-scale] [--scale-packages 50000 and the other --scale-* options
-//   of lib/scale.mjs]
+//   of lib/scale.mjs] [--skip-postgres] [--s3s-fs BIN] [--signing-cost BIN] [--visibility-publishes 250]
+//   [--pg-stat-statements]
 
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { tmpdir, cpus, loadavg, totalmem } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -16,6 +18,8 @@ import { DEFAULT_CORPUS, prepareCorpus, publishGroups, publishOne } from './load
 import { SYNTH_NAME, synthBodies } from './synth.mjs';
 import { agent as makeAgent, request, packagePath, tarballPath } from './http.mjs';
 import { Packr, Verdaccio, Ceiling, freePort, rssSampler } from './servers.mjs';
+import { PgCluster } from './postgres.mjs';
+import { visibilityPhase } from './visibility.mjs';
 import { snapshot } from './snapshot.mjs';
 import { wrk } from './wrk.mjs';
 import { npmCi, pnpmInstall } from './install.mjs';
@@ -57,7 +61,14 @@ const O = {
   busyLimit: Number(opt('busy-limit', '10')),
   skipScale: opt('skip-scale', false),
   scale: scaleOptions(opt),
+  // The PostgreSQL column (issue 10) and the registry signature's share (issue 11).
+  skipPostgres: opt('skip-postgres', false),
+  s3sFs: opt('s3s-fs', ''),
+  signingCost: opt('signing-cost', ''),
+  visibilityPublishes: Number(opt('visibility-publishes', '250')),
+  pgStatStatements: opt('pg-stat-statements', false),
 };
+const withPg = !O.skipPostgres;
 
 const T0 = Date.now();
 function log(msg) {
@@ -73,7 +84,7 @@ const median = (xs) => {
 
 // ---------------------------------------------------------------- results
 
-const rows = []; // {section, figure, values: {packr, verdaccio, ceiling}, cells?, target?, note?, others?}
+const rows = []; // {section, figure, values: {packr, pg, verdaccio, ceiling}, cells?, target?, note?, others?}
 const othersAll = []; // % of one core used by other processes during each measured window
 const stealAll = []; // % of one core stolen by the hypervisor during each measured window
 const restarts = [];
@@ -81,7 +92,7 @@ function row(r) {
   rows.push(r);
   for (const v of Object.values(r.others ?? {})) if (Number.isFinite(v)) othersAll.push(v);
   const v = r.values;
-  log(`  ${r.figure}: packr=${fmt(v.packr)} verdaccio=${fmt(v.verdaccio)} ceiling=${fmt(v.ceiling)}`);
+  log(`  ${r.figure}: packr=${fmt(v.packr)}${withPg ? ` pg=${fmt(v.pg)}` : ''} verdaccio=${fmt(v.verdaccio)} ceiling=${fmt(v.ceiling)}`);
   return r;
 }
 
@@ -107,6 +118,9 @@ const both = (a, b) => ({ text: `${a.text}, ${b.text}`, check: (v) => a.check(v)
 const timeVsCeiling = (k) => ({ text: `≤ ${k}x ceiling's time`, check: (v) => ratio(v.packr, v.ceiling) <= k });
 const below = (limit, unit) => ({ text: `< ${limit} ${unit}`, check: (v) => v.packr < limit });
 const p99VsCeiling = (k) => ({ text: `≤ ${k}x ceiling's p99`, check: (v) => ratio(v.packr, v.ceiling) <= k });
+// PostgreSQL column targets: the PostgreSQL figure against SQLite's (higher is better), or alone.
+const pgVsSqlite = (k) => ({ text: `PostgreSQL ≥ ${k}x SQLite`, check: (v) => ratio(v.pg, v.packr) >= k });
+const pgBelow = (limit, unit) => ({ text: `< ${limit} ${unit}`, check: (v) => v.pg < limit });
 
 // ---------------------------------------------------------------- setup
 
@@ -147,7 +161,7 @@ const ceilingBin = join(work, 'packr-ceiling');
 copyFileSync(O.ceiling, ceilingBin);
 execFileSync('chmod', ['+x', packrBin, ceilingBin]);
 
-const ports = { packr: await freePort(), verdaccio: await freePort(), ceiling: await freePort() };
+const ports = { packr: await freePort(), pg: await freePort(), verdaccio: await freePort(), ceiling: await freePort() };
 
 async function settle(maxSeconds) {
   const q = await waitQuiet({ maxSeconds, log });
@@ -163,6 +177,38 @@ const corpusNames = [...new Set(manifest.tarballs.map((t) => t.name))];
 function newPackr(dataDir, env = {}, logName = 'packr.log') {
   return new Packr({ bin: packrBin, dataDir, port: ports.packr, cpu: SERVER_CPU, logFile: join(work, logName), env });
 }
+
+// The PostgreSQL column: a throwaway cluster on the server CPU (lib/postgres.mjs), a database per
+// Packr data directory, tarballs in files (PACKR_ALLOW_LOCAL_BLOBS), so that the column differs from
+// SQLite's by the metadata store alone. Secrets are given, as every instance on PostgreSQL needs.
+let pg = null;
+const pgEnv = withPg
+  ? {
+      PACKR_JWT_SECRET: randomBytes(32).toString('hex'),
+      PACKR_SESSION_SECRET: randomBytes(32).toString('hex'),
+      PACKR_SECRET_KEY: randomBytes(32).toString('hex'),
+      // A P-256 private scalar; below the group order whatever the other bytes are.
+      PACKR_SIGNING_KEY: '7f' + randomBytes(31).toString('hex'),
+    }
+  : {};
+if (withPg) {
+  pg = new PgCluster({ dir: join(work, 'postgresql'), cpu: SERVER_CPU, statStatements: O.pgStatStatements });
+  await pg.start();
+  machine.postgresql = `PostgreSQL ${pg.version}: ${Object.entries(pg.settings).map(([k, v]) => `${k}=${v}`).join(', ')}`;
+  log(`PostgreSQL ${pg.version} on 127.0.0.1:${pg.port} (${pg.dir}), pinned to CPU ${SERVER_CPU}`);
+}
+function newPackrPg(dataDir, database, logName = 'packr-pg.log') {
+  return new Packr({
+    kind: 'pg',
+    bin: packrBin,
+    dataDir,
+    port: ports.pg,
+    cpu: SERVER_CPU,
+    logFile: join(work, logName),
+    cluster: pg,
+    env: { ...pgEnv, PACKR_DATABASE_URL: pg.url(database), PACKR_ALLOW_LOCAL_BLOBS: 'true' },
+  });
+}
 function newVerdaccio(dir) {
   return new Verdaccio({ nodeModules: O.nodeModules, dir, port: ports.verdaccio, cpu: SERVER_CPU, logFile: join(work, 'verdaccio.log') });
 }
@@ -174,6 +220,7 @@ async function stopAll() {
 }
 process.on('SIGINT', async () => {
   await stopAll();
+  pg?.stop();
   process.exit(130);
 });
 
@@ -187,7 +234,7 @@ const groups = prepareCorpus('http://registry.invalid', O.corpus);
 const totalVersions = groups.reduce((n, g) => n + g.length, 0);
 
 async function loadInto(server, concurrency) {
-  const w = cpuWindow([server.pid]);
+  const w = cpuWindow(() => server.pids());
   const r = await publishGroups(server.url, server.token, groups, concurrency);
   const { othersPct, serverSeconds, stealPct } = w.stop();
   stealAll.push(stealPct);
@@ -197,6 +244,7 @@ async function loadInto(server, concurrency) {
 // `rounds` rounds, each on fresh data directories: concurrency 1 then 8, Packr then Verdaccio. A
 // figure is the best round. The last round's concurrency-8 servers stay up: they are the loaded ones.
 const publish = { 1: {}, 8: {} };
+const pgTop = {}; // with --pg-stat-statements: the slowest statements of the last round, per concurrency
 const refused = {};
 const allPublish = [];
 for (let round = 0; round < O.rounds; round++) {
@@ -208,25 +256,38 @@ for (let round = 0; round < O.rounds; round++) {
     await p.start();
     cleanup.push(p);
     const pr = await loadInto(p, c);
+    let g = null;
+    let gr = null;
+    if (withPg) {
+      const database = `bench_r${round}_c${c}`;
+      pg.createDatabase(database);
+      g = newPackrPg(join(work, `packrpg-r${round}-c${c}`), database);
+      g.database = database;
+      g.setup();
+      await g.start();
+      cleanup.push(g);
+      gr = await loadInto(g, c);
+      if (O.pgStatStatements) pgTop[c] = pg.topStatements(database);
+    }
     const v = newVerdaccio(join(work, `verdaccio-r${round}-c${c}`));
     await v.start();
     cleanup.push(v);
     await v.setup();
     const vr = await loadInto(v, c);
-    allPublish.push({ round, c, packr: pr.perSec, verdaccio: vr.perSec, packrOthers: pr.othersPct, verdaccioOthers: vr.othersPct });
-    for (const [k, r] of Object.entries({ packr: pr, verdaccio: vr })) {
+    allPublish.push({ round, c, packr: pr.perSec, pg: gr?.perSec, verdaccio: vr.perSec, packrOthers: pr.othersPct, pgOthers: gr?.othersPct, verdaccioOthers: vr.othersPct });
+    for (const [k, r] of Object.entries({ packr: pr, ...(gr ? { pg: gr } : {}), verdaccio: vr })) {
       if (!publish[c][k] || r.perSec > publish[c][k].perSec) publish[c][k] = r;
       refused[k] = r.errors;
       if (r.errors.length && round === 0) log(`  ${k} refused ${r.errors.length}: ${r.errors.map((e) => e.slice(0, 160)).join(' | ')}`);
     }
     if (last) {
-      publish[c].servers = { packr: p, verdaccio: v };
+      publish[c].servers = { packr: p, pg: g, verdaccio: v };
     } else {
       // The data directories stay until the end of the run (about 25 MB each): deleting thousands of
       // files just before the next round made that round's file creation slow (ext4 skips inodes
       // freed in the last 30 s, scanning for free ones; this VM's ext4 has no journal, where that
       // check applies), a cost of the benchmark's cleanup that fell on whichever server came next.
-      for (const srv of [p, v]) {
+      for (const srv of [p, g, v].filter(Boolean)) {
         await srv.stop();
         cleanup.splice(cleanup.indexOf(srv), 1);
       }
@@ -234,6 +295,7 @@ for (let round = 0; round < O.rounds; round++) {
   }
 }
 const packrP = publish[8].servers.packr;
+const pgP = publish[8].servers.pg;
 const verdP = publish[8].servers.verdaccio;
 
 const refusedNames = (errors) =>
@@ -241,18 +303,23 @@ const refusedNames = (errors) =>
 row({
   section: 'Publish',
   figure: `corpus versions accepted (of ${totalVersions})`,
-  values: { packr: publish[8].packr.versions, verdaccio: publish[8].verdaccio.versions },
+  values: { packr: publish[8].packr.versions, pg: publish[8].pg?.versions, verdaccio: publish[8].verdaccio.versions },
   noRatio: true,
-  target: { text: `all ${totalVersions}`, check: (v) => v.packr === totalVersions },
-  note: publish[8].packr.errors.length ? `Packr refused: ${refusedNames(publish[8].packr.errors).join(', ')}` : undefined,
+  target: { text: `all ${totalVersions}`, check: (v) => v.packr === totalVersions && (!withPg || v.pg === totalVersions) },
+  note:
+    [
+      publish[8].packr.errors.length ? `Packr refused: ${refusedNames(publish[8].packr.errors).join(', ')}` : '',
+      publish[8].pg?.errors.length ? `Packr on PostgreSQL refused: ${refusedNames(publish[8].pg.errors).join(', ')}` : '',
+    ].filter(Boolean).join('; ') || undefined,
 });
 for (const c of [1, 8]) {
+  const pgCpu = withPg ? `, Packr on PostgreSQL ${fmt(publish[c].pg.serverCpuMsPerVersion)} ms (Packr and PostgreSQL's processes)` : '';
   row({
     section: 'Publish',
     figure: `publish corpus, concurrency ${c} (versions/s)`,
-    values: { packr: publish[c].packr.perSec, verdaccio: publish[c].verdaccio.perSec },
-    others: { packr: publish[c].packr.othersPct, verdaccio: publish[c].verdaccio.othersPct },
-    note: `best of ${O.rounds}; server CPU per version: Packr ${fmt(publish[c].packr.serverCpuMsPerVersion)} ms, Verdaccio ${fmt(publish[c].verdaccio.serverCpuMsPerVersion)} ms; data on ${machine.workFs} (Packr syncs each publish to disk before answering)`,
+    values: { packr: publish[c].packr.perSec, pg: publish[c].pg?.perSec, verdaccio: publish[c].verdaccio.perSec },
+    others: { packr: publish[c].packr.othersPct, pg: publish[c].pg?.othersPct, verdaccio: publish[c].verdaccio.othersPct },
+    note: `best of ${O.rounds}; server CPU per version: Packr ${fmt(publish[c].packr.serverCpuMsPerVersion)} ms${pgCpu}, Verdaccio ${fmt(publish[c].verdaccio.serverCpuMsPerVersion)} ms; data on ${machine.workFs} (Packr syncs each publish to disk before answering${withPg ? '; PostgreSQL with fsync and synchronous_commit on' : ''})`,
     target: c === 8 ? vsVerdaccio(5) : undefined,
   });
 }
@@ -263,8 +330,8 @@ log(`publish ${SYNTH_NAME}: 300 versions one after another`);
 const synth = synthBodies('http://registry.invalid', 300);
 const synthTimes = {};
 const synthOthers = {};
-for (const s of [packrP, verdP]) {
-  const w = cpuWindow([s.pid]);
+for (const s of [packrP, pgP, verdP].filter(Boolean)) {
+  const w = cpuWindow(() => s.pids());
   const a = makeAgent(1);
   const times = [];
   for (const item of synth) {
@@ -283,27 +350,27 @@ const last10 = (k) => median(synthTimes[k].slice(-10));
 row({
   section: 'Publish',
   figure: 'versions 1-10 of one package, median ms per publish',
-  values: { packr: first10('packr'), verdaccio: first10('verdaccio') },
+  values: { packr: first10('packr'), pg: withPg ? first10('pg') : undefined, verdaccio: first10('verdaccio') },
   lowerIsBetter: true,
   others: synthOthers,
 });
 row({
   section: 'Publish',
   figure: 'versions 291-300 of the same package, median ms per publish',
-  values: { packr: last10('packr'), verdaccio: last10('verdaccio') },
+  values: { packr: last10('packr'), pg: withPg ? last10('pg') : undefined, verdaccio: last10('verdaccio') },
   lowerIsBetter: true,
   target: {
     text: '≤ 1.25x versions 1-10',
     check: () => last10('packr') <= 1.25 * first10('packr'),
   },
-  note: `last/first: Packr ${fmt(last10('packr') / first10('packr'))}x, Verdaccio ${fmt(last10('verdaccio') / first10('verdaccio'))}x`,
+  note: `last/first: Packr ${fmt(last10('packr') / first10('packr'))}x${withPg ? `, Packr on PostgreSQL ${fmt(last10('pg') / first10('pg'))}x` : ''}, Verdaccio ${fmt(last10('verdaccio') / first10('verdaccio'))}x`,
 });
 
 // ---------------------------------------------------------------- 3. memory at rest after the load
 
 log('idle RSS after the load (3 s at rest)');
 await new Promise((r) => setTimeout(r, 3000));
-const idleAfterLoad = { packr: packrP.memory().rssKiB / 1024, verdaccio: verdP.memory().rssKiB / 1024 };
+const idleAfterLoad = { packr: packrP.memory().rssKiB / 1024, pg: pgP ? pgP.memory().rssKiB / 1024 : undefined, verdaccio: verdP.memory().rssKiB / 1024 };
 
 // ---------------------------------------------------------------- 4. snapshot for the ceiling
 
@@ -323,17 +390,23 @@ const missingInPackr = new Set(snap.missing.filter((m) => !m.startsWith('/')));
 // ---------------------------------------------------------------- 5. start-to-ready
 
 await packrP.stop();
+await pgP?.stop();
 await verdP.stop();
 cleanup.length = 0;
 const packr = newPackr(packrP.dataDir);
 packr.token = packrP.token;
+let packrPg = null;
+if (withPg) {
+  packrPg = newPackrPg(pgP.dataDir, pgP.database);
+  packrPg.token = pgP.token;
+}
 const verd = newVerdaccio(verdP.dir);
 verd.token = verdP.token;
 const ceil = new Ceiling({ bin: ceilingBin, index: join(snapDir, 'index.json'), port: ports.ceiling, cpu: SERVER_CPU, logFile: join(work, 'ceiling.log') });
-const servers = [packr, verd, ceil];
+const servers = [packr, packrPg, verd, ceil].filter(Boolean);
 
 log(`start-to-ready with the corpus loaded, ${O.readyReps} starts each`);
-const ready = { packr: [], verdaccio: [], ceiling: [] };
+const ready = Object.fromEntries(servers.map((s) => [s.kind, []]));
 for (let i = 0; i < O.readyReps; i++) {
   for (const s of servers) {
     ready[s.kind].push(await s.start());
@@ -347,10 +420,10 @@ for (const s of servers) {
 row({
   section: 'Memory and start',
   figure: `start-to-ready with the corpus loaded (ms, median of ${O.readyReps + 1})`,
-  values: { packr: median(ready.packr), verdaccio: median(ready.verdaccio), ceiling: median(ready.ceiling) },
+  values: Object.fromEntries(Object.entries(ready).map(([k, t]) => [k, median(t)])),
   lowerIsBetter: true,
   target: below(100, 'ms'),
-  note: 'spawn → first 200 from /-/health (Verdaccio and the ceiling: /-/ping); the ceiling loads its whole snapshot into memory first',
+  note: `spawn → first 200 from /-/health (Verdaccio and the ceiling: /-/ping); the ceiling loads its whole snapshot into memory first${withPg ? '; Packr on PostgreSQL connects to its database and checks the schema version first' : ''}`,
 });
 await new Promise((r) => setTimeout(r, 1000));
 const idleRestart = Object.fromEntries(servers.map((s) => [s.kind, s.memory().rssKiB / 1024]));
@@ -424,7 +497,7 @@ async function readFigure({ section, figure, path, headers = {}, expect = 200, t
     for (let round = 0; round < O.rounds; round++) {
       for (const [s, wh] of ready) {
         await alive(s);
-        const w = cpuWindow([s.pid]);
+        const w = cpuWindow(() => s.pids());
         const r = await wrk({ url: s.url + path, headers: wh, connections: O.connections, seconds: O.seconds, cpu: CLIENT_CPU });
         const cw = w.stop({ childSeconds: r.cpuSeconds });
         r.othersPct = cw.othersPct;
@@ -526,10 +599,10 @@ const peak = Object.fromEntries(servers.map((s) => [s.kind, Math.max(samplers[s.
 row({
   section: 'Memory and start',
   figure: 'idle RSS after loading the corpus + 300 versions (MiB)',
-  values: { packr: idleAfterLoad.packr, verdaccio: idleAfterLoad.verdaccio },
+  values: { packr: idleAfterLoad.packr, pg: idleAfterLoad.pg, verdaccio: idleAfterLoad.verdaccio },
   lowerIsBetter: true,
   target: below(30, 'MiB'),
-  note: 'VmRSS of the process that did the publishing, 3 s after the last publish',
+  note: `VmRSS of the process that did the publishing, 3 s after the last publish${withPg ? " (on PostgreSQL: Packr's process alone)" : ''}`,
 });
 row({
   section: 'Memory and start',
@@ -562,18 +635,19 @@ if (!O.skipInstalls) {
   cleanupDirs.push(installRoot);
   log(`installs of the corpus app in ${installRoot}, ${O.installReps} runs each, client on CPU ${CLIENT_CPU}${prune.size ? `; without ${[...prune].join(', ')} (not in Packr)` : ''}`);
   for (const [name, fn] of kinds) {
-    const times = { packr: [], verdaccio: [], ceiling: [] };
+    const times = Object.fromEntries(servers.map((s) => [s.kind, []]));
     const counts = {};
-    const others = { packr: [], verdaccio: [], ceiling: [] };
+    const others = Object.fromEntries(servers.map((s) => [s.kind, []]));
     currentFigure = name;
     for (let rep = 0; rep < O.installReps; rep++) {
-      const order = servers.slice(rep % 3).concat(servers.slice(0, rep % 3));
+      const at = rep % servers.length;
+      const order = servers.slice(at).concat(servers.slice(0, at));
       for (const s of order) {
         const w = join(installRoot, `${s.kind}`);
         await alive(s);
         execFileSync('sync'); // no write-back of an earlier run's files during this one
         try {
-          const win = cpuWindow([s.pid]);
+          const win = cpuWindow(() => s.pids());
           const r = await fn(s, w);
           const cw = win.stop({ childSeconds: r.cpuSeconds });
           others[s.kind].push(cw.othersPct);
@@ -644,7 +718,89 @@ const ceilRefTgz = rows.find((r) => r.figure.startsWith(`${tenK.name}@`))?.value
 
 await stopAll();
 
-// ---------------------------------------------------------------- 9. scale (Packr alone)
+// ---------------------------------------------------------------- 9. PostgreSQL targets (issue 10)
+
+let visibility = null;
+if (withPg) {
+  const section = 'PostgreSQL metadata store (issue 10)';
+  row({
+    section,
+    figure: 'publish corpus, concurrency 8 (versions/s)',
+    values: { packr: publish[8].packr.perSec, pg: publish[8].pg.perSec },
+    others: { packr: publish[8].packr.othersPct, pg: publish[8].pg.othersPct },
+    target: pgVsSqlite(0.5),
+    note: `PostgreSQL/SQLite of every round: ${allPublish.filter((x) => x.c === 8).map((x) => `${fmt(ratio(x.pg, x.packr), 2)}x`).join(', ')}`,
+  });
+  const packuments = rows.filter((r) => r.section === 'Packument GET (req/s)' && Number.isFinite(ratio(r.values.pg, r.values.packr)));
+  const worst = packuments.reduce((a, r) => (!a || ratio(r.values.pg, r.values.packr) < ratio(a.values.pg, a.values.packr) ? r : a), null);
+  if (worst) {
+    row({
+      section,
+      figure: `cached packument GETs, lowest PostgreSQL/SQLite of ${packuments.length}: ${worst.figure} (req/s)`,
+      values: { packr: worst.values.packr, pg: worst.values.pg },
+      others: { packr: worst.others?.packr, pg: worst.others?.pg },
+      target: pgVsSqlite(0.9),
+      note: `PostgreSQL/SQLite of each packument GET figure: ${packuments.map((r) => fmt(ratio(r.values.pg, r.values.packr), 2) + 'x').join(', ')}`,
+    });
+  }
+  if (O.s3sFs) {
+    log(`publish on one instance → visible on another: ${O.visibilityPublishes} publishes, instances A and B on one database and one s3s-fs bucket`);
+    await settle(60);
+    visibility = await visibilityPhase({ bin: packrBin, s3sBin: O.s3sFs, pg, work, cpu: SERVER_CPU, count: O.visibilityPublishes, env: pgEnv, log });
+    row({
+      section,
+      figure: "acknowledged publish on instance A → the version in instance B's abbreviated packument, p99 (ms)",
+      values: { pg: visibility.p99 },
+      others: { pg: visibility.othersPct },
+      cells: { pg: `${fmt(visibility.p99)} (p50 ${fmt(visibility.p50)}, max ${fmt(visibility.max)})` },
+      noRatio: true,
+      target: pgBelow(50, 'ms'),
+      note: `${visibility.count} versions published on A one at a time, B's packument read (cached) before each; from A's 201 to the end of B's first answer listing the version; B's first read after the 201 already listed it ${visibility.firstPollFresh} times of ${visibility.count} (mean ${fmt(visibility.meanPolls)} reads); ${visibility.timeouts} never listed within 5 s; B's abbreviated packument was ${(visibility.bytes / 1024).toFixed(0)} KiB at the end`,
+    });
+  } else {
+    log('  no --s3s-fs: the publish-to-visible figure is left out');
+  }
+}
+
+// The scale phase is Packr on SQLite alone: the cluster stops here.
+pg?.stop();
+
+// ---------------------------------------------------------------- 10. the registry signature's share of a publish (issue 11)
+
+let signing = null;
+if (O.signingCost) {
+  log('registry signature cost (examples/signing_cost.rs, pinned to the server CPU)');
+  const w = cpuWindow([]);
+  const out = execFileSync('taskset', ['-c', String(SERVER_CPU), O.signingCost, '2000', '5'], { stdio: ['ignore', 'pipe', 'inherit'] }).toString();
+  const cw = w.stop();
+  signing = JSON.parse(out.trim().split('\n').pop());
+  const section = 'Registry signatures (issue 11)';
+  const us = signing.median_us;
+  row({
+    section,
+    figure: 'registry signature per version (µs)',
+    values: { packr: us },
+    noRatio: true,
+    note: `median of ${signing.rounds} rounds of ${signing.signatures} calls of Signing::sign, the publish path's own call (examples/signing_cost.rs): ${signing.us_per_signature.map((x) => fmt(x)).join(', ')} µs; CPU used meanwhile by other processes, the measurement included: ${fmt(cw.othersPct, 0)}% of one core`,
+  });
+  // The server is pinned to one core and publishing at concurrency 8 keeps it busy: 1/rate is its
+  // time per version.
+  const share = (perSec) => (Number.isFinite(perSec) ? (us / 1e6) * perSec * 100 : undefined);
+  const shares = { packr: share(publish[8].packr.perSec), pg: withPg ? share(publish[8].pg.perSec) : undefined };
+  row({
+    section,
+    figure: 'its share of the time per published version at concurrency 8 (%)',
+    values: shares,
+    cells: Object.fromEntries(Object.entries(shares).filter(([, v]) => v !== undefined).map(([k, v]) => [k, `${fmt(v, 1)}%`])),
+    noRatio: true,
+    target: { text: '< 10%', check: (v) => v.packr < 10 && (!withPg || v.pg < 10) },
+    note: `signature time × versions/s at concurrency 8 (1/rate is the time per version of a server pinned to one core); against the server CPU per version instead: ${fmt((100 * us) / 1000 / publish[8].packr.serverCpuMsPerVersion, 1)}% on SQLite`,
+  });
+} else {
+  log('no --signing-cost binary: the signature figures are left out');
+}
+
+// ---------------------------------------------------------------- 11. scale (Packr alone)
 
 if (!O.skipScale) {
   log(`scale phase: ${O.scale.packages} packages (lib/scale.mjs; --skip-scale skips it)`);
@@ -673,16 +829,31 @@ function verdict(r) {
   return `${r.target.text}: **${ok ? 'PASS' : 'FAIL'}**`;
 }
 
+function pgRatioCell(r) {
+  if (r.noRatio) return '';
+  const x = ratio(r.values.pg, r.values.packr);
+  return Number.isFinite(x) ? `${fmt(x, 2)}x` : '';
+}
+
+// With the PostgreSQL column: "Packr" is Packr on SQLite (the default), and a last ratio column gives
+// PostgreSQL's figure over SQLite's.
 const lines = [];
-lines.push('| figure | Packr | Verdaccio | ceiling | Packr/Verdaccio | Packr/ceiling | target: result |');
-lines.push('|---|---|---|---|---|---|---|');
+if (withPg) {
+  lines.push('| figure | Packr | Packr on PostgreSQL | Verdaccio | ceiling | Packr/Verdaccio | Packr/ceiling | PostgreSQL/SQLite | target: result |');
+  lines.push('|---|---|---|---|---|---|---|---|---|');
+} else {
+  lines.push('| figure | Packr | Verdaccio | ceiling | Packr/Verdaccio | Packr/ceiling | target: result |');
+  lines.push('|---|---|---|---|---|---|---|');
+}
 let section = '';
 for (const r of rows) {
   if (r.section !== section) {
     section = r.section;
-    lines.push(`| **${section}** | | | | | | |`);
+    lines.push(withPg ? `| **${section}** | | | | | | | | |` : `| **${section}** | | | | | | |`);
   }
-  lines.push(`| ${r.figure} | ${cell(r, 'packr')} | ${cell(r, 'verdaccio')} | ${cell(r, 'ceiling')} | ${ratioCell(r, 'verdaccio')} | ${ratioCell(r, 'ceiling')} | ${verdict(r)} |`);
+  const pgCells = withPg ? ` ${cell(r, 'pg')} |` : '';
+  const pgRatio = withPg ? ` ${pgRatioCell(r)} |` : '';
+  lines.push(`| ${r.figure} | ${cell(r, 'packr')} |${pgCells} ${cell(r, 'verdaccio')} | ${cell(r, 'ceiling')} | ${ratioCell(r, 'verdaccio')} | ${ratioCell(r, 'ceiling')} |${pgRatio} ${verdict(r)} |`);
 }
 const notes = rows.filter((r) => r.note).map((r) => `- ${r.figure}: ${r.note}`);
 
@@ -700,6 +871,7 @@ const header = [
   `machine: ${machine.cpu}, ${machine.memGiB} GiB, ${machine.os ?? ''}, ${machine.kernel}`,
   `packr ${machine.packrCommit ?? '?'}; Verdaccio ${machine.verdaccio} on Node ${machine.node}; npm ${machine.npm}; pnpm ${machine.pnpm}; ${machine.wrk}`,
   `servers pinned to CPU ${SERVER_CPU}, load generator / loader / installers pinned to CPU ${CLIENT_CPU} (taskset); installs run in ${O.installDir || 'the work directory'}; wrk -t1 -c${O.connections}; each read figure: ${O.warmup} s warm-up, then ${O.rounds} rounds of ${O.seconds} s per server interleaved, best round reported; publish: best of ${O.rounds} rounds on fresh data directories; installs: best of ${O.installReps}`,
+  ...(withPg ? [`Packr on PostgreSQL: ${machine.postgresql}; one database per data directory, tarballs in files (PACKR_ALLOW_LOCAL_BLOBS=true), the server's processes on CPU ${SERVER_CPU} with Packr; the publish-to-visible figure: two instances on one database and one s3s-fs bucket`] : []),
   `load average at start ${machine.loadavgStart}, at end ${machine.loadavgEnd}; run took ${machine.minutes} min`,
   `machine at start: ${machine.quietAtStart}; CPU used by other processes during the measured windows: median ${fmt(median(othersAll), 1)}%, max ${fmt(Math.max(...othersAll), 1)}% of one core (⚠ marks a figure measured while others used more than ${O.busyLimit}%); CPU stolen by the hypervisor: median ${fmt(median(stealAll), 1)}%, max ${fmt(Math.max(...stealAll), 1)}% of one core${restarts.length ? `; servers found dead and restarted: ${restarts.join(', ')}` : ''}`,
   `targets: ${passes.filter(Boolean).length} PASS, ${passes.filter((x) => !x).length} FAIL`,
@@ -712,7 +884,8 @@ const stamp = machine.date.replace(/[:.]/g, '-');
 writeFileSync(join(O.out, `bench-${stamp}.md`), report);
 writeFileSync(
   join(O.out, `bench-${stamp}.json`),
-  JSON.stringify({ machine, options: O, othersAll, stealAll, restarts, allPublish, rows: rows.map(({ target, ...r }) => ({ ...r, target: target?.text, pass: target?.check(r.values) })), variants, synthTimes, ready, refused, snapshot: snap }, null, 1),
+  JSON.stringify({ machine, options: O, othersAll, stealAll, restarts, allPublish, rows: rows.map(({ target, ...r }) => ({ ...r, target: target?.text, pass: target?.check(r.values) })), variants, synthTimes, ready, refused, snapshot: snap, visibility, signing, pgTopStatements: pgTop }, null, 1),
 );
 log(`report written to ${join(O.out, `bench-${stamp}.md`)}`);
+pg?.stop();
 if (!O.keepWork) for (const d of [work, ...cleanupDirs]) rmSync(d, { recursive: true, force: true });

@@ -27,19 +27,24 @@ export function processTicks(pid) {
  * Starts a measurement window. `stop({childSeconds})` returns
  * `{seconds, othersPct, serverPct, stealPct}`: CPU (in % of one core) used by processes that are neither
  * the given server PIDs, nor this process, nor the children whose CPU seconds are passed in; and CPU
- * time the hypervisor took from this VM (`steal`).
+ * time the hypervisor took from this VM (`steal`). `pids` may be a function, asked at the start and
+ * at the end: a server made of several processes (Packr and its PostgreSQL, whose backends come and
+ * go) counts each one it had at either moment; one born during the window counts from zero.
  */
 export function cpuWindow(pids = []) {
+  const list = typeof pids === 'function' ? pids : () => pids;
   const t0 = process.hrtime.bigint();
   const sys0 = systemBusy();
   const own0 = process.cpuUsage();
-  const srv0 = pids.map(processTicks);
+  const srv0 = new Map(list().map((p) => [p, processTicks(p)]));
   return {
     stop({ childSeconds = 0 } = {}) {
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       const sys1 = systemBusy();
       const own = process.cpuUsage(own0);
-      const srv = pids.map(processTicks).reduce((a, t, i) => a + (t - srv0[i]), 0) / HZ;
+      let ticks = 0;
+      for (const p of new Set([...srv0.keys(), ...list()])) ticks += Math.max(0, processTicks(p) - (srv0.get(p) ?? 0));
+      const srv = ticks / HZ;
       const total = (sys1.proc - sys0.proc) / HZ;
       const mine = srv + (own.user + own.system) / 1e6 + childSeconds;
       return {

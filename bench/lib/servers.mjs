@@ -111,12 +111,23 @@ class Server {
   memory() {
     return memory(this.pid);
   }
+
+  /** The processes whose CPU is the server's (the PostgreSQL column adds the database's). */
+  pids() {
+    return [this.pid];
+  }
 }
 
 export class Packr extends Server {
-  constructor({ bin, dataDir, port, cpu, logFile, env = {} }) {
-    super({ kind: 'packr', port, cpu, logFile, readyPath: '/-/health' });
-    Object.assign(this, { bin, dataDir, env });
+  /** `kind` names its column (`packr`, or `pg` on PostgreSQL: `env` then has PACKR_DATABASE_URL and
+   * `cluster` is the PgCluster, whose processes count as the server's CPU). */
+  constructor({ bin, dataDir, port, cpu, logFile, env = {}, kind = 'packr', cluster = null }) {
+    super({ kind, port, cpu, logFile, readyPath: '/-/health' });
+    Object.assign(this, { bin, dataDir, env, cluster });
+  }
+
+  pids() {
+    return this.cluster ? [this.pid, ...this.cluster.pids()] : [this.pid];
   }
 
   command() {
@@ -126,12 +137,15 @@ export class Packr extends Server {
   /** Creates the admin user and a token with the CLI (before the first start). */
   setup() {
     mkdirSync(this.dataDir, { recursive: true });
+    const env = { ...process.env, ...this.env };
     execFileSync(this.bin, ['user', 'add', USER, '--password-stdin', '--role', 'admin', '--data-dir', this.dataDir], {
       input: PASSWORD + '\n',
       stdio: ['pipe', 'ignore', 'inherit'],
+      env,
     });
     const out = execFileSync(this.bin, ['token', 'create', '--user', USER, '--role', 'admin', '--data-dir', this.dataDir], {
       stdio: ['ignore', 'pipe', 'inherit'],
+      env,
     });
     this.token = out.toString('utf8').trim().split('\n').pop().trim();
     return this.token;
@@ -206,5 +220,59 @@ export class Ceiling extends Server {
 
   command() {
     return [this.bin, ['--listen', `127.0.0.1:${this.port}`, '--index', this.index], {}];
+  }
+}
+
+/** s3s-fs (the S3 server the test suite uses): one bucket, a directory under `dir`; ready once it
+ * accepts connections (it answers unsigned requests 403, so there is no 200 to wait for). */
+export class S3sFs {
+  static ACCESS_KEY = 'AKIAPACKRBENCH';
+  static SECRET_KEY = 'packr-bench-secret-key';
+  static REGION = 'us-east-1';
+
+  constructor({ bin, dir, port, cpu, logFile, bucket = 'packr-bench' }) {
+    Object.assign(this, { bin, dir, port, cpu, logFile, bucket });
+    this.endpoint = `http://127.0.0.1:${port}`;
+  }
+
+  async start() {
+    // s3s-fs serves each directory under its root as a bucket.
+    mkdirSync(join(this.dir, this.bucket), { recursive: true });
+    const fd = openSync(this.logFile, 'a');
+    this.proc = spawn(
+      'taskset',
+      ['-c', String(this.cpu), this.bin, '--host', '127.0.0.1', '--port', String(this.port),
+        '--access-key', S3sFs.ACCESS_KEY, '--secret-key', S3sFs.SECRET_KEY, this.dir],
+      { stdio: ['ignore', fd, fd] },
+    );
+    closeSync(fd);
+    this.exited = new Promise((resolve) => this.proc.once('exit', resolve));
+    const t0 = Date.now();
+    for (;;) {
+      if (this.proc.exitCode !== null) throw new Error(`s3s-fs exited with ${this.proc.exitCode} (see ${this.logFile})`);
+      if ((await probe(this.endpoint + '/')) !== 0) return;
+      if (Date.now() - t0 > 20000) throw new Error('s3s-fs did not listen within 20 s');
+      await sleep(20);
+    }
+  }
+
+  /** The PACKR_* variables that put Packr's tarballs in this bucket. */
+  env(prefix = 'tarballs') {
+    return {
+      PACKR_STORAGE: 's3',
+      PACKR_S3_BUCKET: this.bucket,
+      PACKR_S3_ENDPOINT: this.endpoint,
+      PACKR_S3_REGION: S3sFs.REGION,
+      PACKR_S3_PATH_STYLE: 'true',
+      PACKR_S3_PREFIX: prefix,
+      PACKR_S3_ACCESS_KEY_ID: S3sFs.ACCESS_KEY,
+      PACKR_S3_SECRET_ACCESS_KEY: S3sFs.SECRET_KEY,
+    };
+  }
+
+  async stop() {
+    if (!this.proc || this.proc.exitCode !== null) return;
+    this.proc.kill('SIGTERM');
+    await this.exited;
   }
 }

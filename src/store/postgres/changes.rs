@@ -24,10 +24,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use deadpool_postgres::GenericClient;
 use futures_util::StreamExt;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio::sync::oneshot;
-use tokio_postgres::{AsyncMessage, NoTls, Transaction};
+use tokio_postgres::{AsyncMessage, NoTls};
 
 use std::sync::Arc;
 
@@ -193,14 +194,13 @@ fn acknowledge(pool: &PgPool, tag: &str) {
 }
 
 /// Announces `change` to every instance when `tx` commits.
-pub async fn announce(tx: &Transaction<'_>, change: &Change) -> Result<(), StoreError> {
+pub async fn announce<C: GenericClient>(tx: &C, change: &Change) -> Result<(), StoreError> {
     let payload = match change {
         Change::Package(name) => name.as_str(),
         Change::Tokens => TOKENS,
         Change::Everything => EVERYTHING,
     };
-    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
-        .await?;
+    super::packages::exec(tx, "SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]).await?;
     Ok(())
 }
 

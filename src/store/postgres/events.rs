@@ -2,13 +2,13 @@
 //! get a delivery in the outbox, both in the change's own transaction; other instances are told
 //! which package changed when it commits.
 
-use tokio_postgres::Transaction;
+use deadpool_postgres::GenericClient;
 
 use crate::audit::AuditEvent;
 use crate::store::{Change, StoreError};
 
 /// Records `event` and queues its webhook deliveries; returns the event's id.
-pub async fn record(tx: &Transaction<'_>, event: &AuditEvent) -> Result<i64, StoreError> {
+pub async fn record<C: GenericClient>(tx: &C, event: &AuditEvent) -> Result<i64, StoreError> {
     let (id, at) = super::audit::insert(tx, event).await?;
     super::webhooks::enqueue(tx, event, id, at).await?;
     if let Some(change) = change_of(event) {
@@ -28,7 +28,7 @@ fn change_of(event: &AuditEvent) -> Option<Change> {
 }
 
 /// Records each of `events` in order.
-pub async fn record_all(tx: &Transaction<'_>, events: &[AuditEvent]) -> Result<(), StoreError> {
+pub async fn record_all<C: GenericClient>(tx: &C, events: &[AuditEvent]) -> Result<(), StoreError> {
     for event in events {
         record(tx, event).await?;
     }

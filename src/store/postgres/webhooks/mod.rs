@@ -16,8 +16,8 @@ use crate::webhooks::{self, EVENTS, Owner};
 /// Queues one delivery of `event` per active hook subscribed to it: hooks of the actor, of a
 /// maintainer of the package, or of the org the event or package belongs to. Maintainers are read
 /// as the transaction sees them, so a change that removes them records its event first.
-pub async fn enqueue(
-    tx: &Transaction<'_>,
+pub async fn enqueue<C: deadpool_postgres::GenericClient>(
+    tx: &C,
     event: &AuditEvent,
     event_id: i64,
     at: i64,
@@ -25,9 +25,10 @@ pub async fn enqueue(
     if !EVENTS.contains(&event.action) {
         return Ok(());
     }
-    let hooks = tx
-        .query(
-            "SELECT w.id FROM webhooks w
+    // Through the connection's statement cache: every change of a package runs it.
+    let hooks = super::packages::rows(
+        tx,
+        "SELECT w.id FROM webhooks w
              WHERE w.active
                AND w.events::jsonb ? $1
                AND ((w.owner_user_id IS NOT NULL
@@ -37,16 +38,17 @@ pub async fn enqueue(
                  OR (w.owner_org_id IS NOT NULL
                      AND EXISTS (SELECT 1 FROM orgs o WHERE o.id = w.owner_org_id
                                  AND (o.slug = $4 OR starts_with($3, '@' || o.slug || '/')))))",
-            &[&event.action, &event.actor_id, &event.package, &event.org],
-        )
-        .await?;
+        &[&event.action, &event.actor_id, &event.package, &event.org],
+    )
+    .await?;
     if hooks.is_empty() {
         return Ok(());
     }
     let payload = webhooks::payload(event, event_id, at);
     for hook in hooks {
         let hook: i64 = hook.get(0);
-        tx.execute(
+        super::packages::exec(
+            tx,
             "INSERT INTO webhook_deliveries (id, webhook_id, event_id, action, payload,
                                              next_attempt_at, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $6, $6)",
