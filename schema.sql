@@ -113,47 +113,6 @@ CREATE TABLE IF NOT EXISTS retired_package_maintainers (
 -- Unpublish and refused publishes look up whether any version still uses a blob.
 CREATE INDEX IF NOT EXISTS versions_blob_key ON versions(blob_key);
 
--- Stored renderings (src/store/renderings.rs): each version's rendered JSON, full and abbreviated,
--- with its base URL left out at `*_at` (little-endian u32 byte offsets: the tarball URL, and the
--- attestations URL if any); written when a rendering is made, dropped when the version's
--- deprecation or signatures change, and made again from `versions` when missing.
-CREATE TABLE IF NOT EXISTS version_renderings (
-    package          TEXT NOT NULL,
-    version          TEXT NOT NULL,
-    full_json        TEXT NOT NULL,
-    full_at          BLOB NOT NULL,
-    abbreviated_json TEXT NOT NULL,
-    abbreviated_at   BLOB NOT NULL,
-    PRIMARY KEY (package, version),
-    FOREIGN KEY (package, version) REFERENCES versions(package, version) ON DELETE CASCADE
-);
--- The bytes a packument cache miss serves, replaced in a small package's change transaction and
--- by the first miss after a big package's change (src/store/renderings.rs); `rev` is the
--- package's rev they show (an older one is never served), `base` the base URL of their tarball
--- URLs, `*_base_at` where it sits (little-endian u32 offsets), so another base is spliced in, and
--- `*_gzip_at` where the cut gzip bytes (`*_cut_gzip` for a big document, else `*_gzip`) hold it in a
--- stored block of its own.
-CREATE TABLE IF NOT EXISTS packument_renderings (
-    name                       TEXT PRIMARY KEY REFERENCES packages(name) ON DELETE CASCADE,
-    rev                        INTEGER NOT NULL,
-    base                       TEXT NOT NULL,
-    last_modified              TEXT NOT NULL,
-    full_plain                 BLOB NOT NULL,
-    full_gzip                  BLOB NOT NULL,
-    full_etag                  TEXT NOT NULL,
-    full_gzip_etag             TEXT NOT NULL,
-    full_base_at               BLOB NOT NULL,
-    full_gzip_at               BLOB NOT NULL,
-    full_cut_gzip              BLOB NOT NULL,
-    abbreviated_plain          BLOB NOT NULL,
-    abbreviated_gzip           BLOB NOT NULL,
-    abbreviated_etag           TEXT NOT NULL,
-    abbreviated_gzip_etag      TEXT NOT NULL,
-    abbreviated_base_at        BLOB NOT NULL,
-    abbreviated_gzip_at        BLOB NOT NULL,
-    abbreviated_cut_gzip       BLOB NOT NULL
-);
-
 
 -- Every mutation, with who did it, from where, and what changed.
 CREATE TABLE IF NOT EXISTS audit_log (

@@ -1,7 +1,10 @@
 //! Packuments: the full and abbreviated documents npm-protocol.md §3.3-3.5 describe, rendered once
 //! per write into bytes with ETags. `dist.tarball` is derived from the public URL here, never stored.
 
-use flate2::{Compress, Compression, FlushCompress, Status};
+use std::io::Write;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
 use md5::Md5;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -38,7 +41,7 @@ const ABBREVIATED_FIELDS: &[&str] = &[
 ];
 
 /// Root fields hoisted from the version `latest` points to.
-pub(super) const HOISTED_FIELDS: &[&str] = &[
+const HOISTED_FIELDS: &[&str] = &[
     "description",
     "author",
     "license",
@@ -100,7 +103,7 @@ pub fn version_object(
     Ok(Value::Object(manifest))
 }
 
-pub(super) fn abbreviate(full: &Value) -> Value {
+fn abbreviate(full: &Value) -> Value {
     let Value::Object(fields) = full else {
         return full.clone();
     };
@@ -173,164 +176,25 @@ pub fn render(record: &PackageRecord, base_url: &str) -> Result<PackumentSet, Re
 
 fn encode(document: &Value) -> Result<Rendered, RegistryError> {
     let plain = serde_json::to_vec(document).map_err(|e| RegistryError::Internal(e.to_string()))?;
-    let (gzip, etag, gzip_etag) = compress_and_tag(&plain)?;
+    let mut encoder = GzEncoder::new(Vec::with_capacity(plain.len() / 4), Compression::default());
+    encoder
+        .write_all(&plain)
+        .map_err(|e| RegistryError::Internal(e.to_string()))?;
+    let gzip = encoder
+        .finish()
+        .map_err(|e| RegistryError::Internal(e.to_string()))?;
+    let tag = hex::encode(&Sha256::digest(&plain)[..16]);
     Ok(Rendered {
         plain: plain.into(),
         gzip: gzip.into(),
-        etag,
-        gzip_etag,
+        etag: format!("\"{tag}\""),
+        gzip_etag: format!("\"{tag}-gz\""),
     })
-}
-
-/// The gzip bytes, ETag and gzip ETag of a document: the one place they are made, for fresh
-/// renders and stored renderings alike.
-pub(super) fn compress_and_tag(plain: &[u8]) -> Result<(Vec<u8>, String, String), RegistryError> {
-    let gzip = gzip(plain).map_err(|e| RegistryError::Internal(e.to_string()))?;
-    let (etag, gzip_etag) = tags(plain);
-    Ok((gzip, etag, gzip_etag))
-}
-
-thread_local! {
-    /// A deflate state per thread, reset for each document: a new one allocates and clears a few
-    /// hundred KB, which costs more than compressing a small packument.
-    static DEFLATE: std::cell::RefCell<Option<Compress>> = const { std::cell::RefCell::new(None) };
-}
-
-/// `plain` gzipped at the default level: the same bytes as `flate2::write::GzEncoder` makes.
-fn gzip(plain: &[u8]) -> Result<Vec<u8>, flate2::CompressError> {
-    let mut out = Vec::with_capacity(plain.len() / 4 + 64);
-    out.extend_from_slice(&GZIP_HEADER);
-    DEFLATE.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        let deflate = cell.get_or_insert_with(|| Compress::new(Compression::default(), false));
-        deflate.reset();
-        // As GzEncoder does: all the input without flushing, then the end, into at most 32 KiB
-        // of output per call (how much room deflate has changes where its blocks end).
-        let mut room = Vec::with_capacity(32 * 1024);
-        loop {
-            let read = usize::try_from(deflate.total_in()).unwrap_or(usize::MAX);
-            let input = plain.get(read..).unwrap_or_default();
-            let flush = if input.is_empty() {
-                FlushCompress::Finish
-            } else {
-                FlushCompress::None
-            };
-            room.clear();
-            let status = deflate.compress_vec(input, &mut room, flush)?;
-            out.extend_from_slice(&room);
-            if status == Status::StreamEnd {
-                return Ok(());
-            }
-        }
-    })?;
-    gzip_trailer(&mut out, plain);
-    Ok(out)
-}
-
-/// The gzip header [`gzip`] writes (GzEncoder's: no flags, no mtime, no extra flags at the
-/// default level, OS unknown).
-pub(super) const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
-
-/// Appends a stored (uncompressed, not final) deflate block holding `bytes` at a byte boundary.
-pub(super) fn stored_block(out: &mut Vec<u8>, bytes: &[u8]) -> Option<()> {
-    let len = u16::try_from(bytes.len()).ok()?;
-    out.push(0);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&(!len).to_le_bytes());
-    out.extend_from_slice(bytes);
-    Some(())
-}
-
-/// Appends the gzip trailer of `plain`: its CRC-32 and its length modulo 2^32.
-pub(super) fn gzip_trailer(out: &mut Vec<u8>, plain: &[u8]) {
-    let mut crc = flate2::Crc::new();
-    crc.update(plain);
-    out.extend_from_slice(&crc.sum().to_le_bytes());
-    out.extend_from_slice(&(plain.len() as u32).to_le_bytes());
-}
-
-/// `plain` gzipped with each of `cuts` (start, length; in order, none longer than 65,535 bytes)
-/// in a stored block of its own, the stream fully flushed before each (so nothing after refers
-/// back across it): another text can take a cut's place in the gzip bytes with nothing
-/// compressed again. Also answers where each stored block starts. `None` when a cut does not fit.
-pub(super) fn gzip_around(
-    plain: &[u8],
-    cuts: impl IntoIterator<Item = (usize, usize)>,
-) -> Option<(Vec<u8>, Vec<usize>)> {
-    let mut out = Vec::with_capacity(plain.len() / 3 + 64);
-    out.extend_from_slice(&GZIP_HEADER);
-    let mut starts = Vec::new();
-    DEFLATE.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        let deflate = cell.get_or_insert_with(|| Compress::new(Compression::default(), false));
-        deflate.reset();
-        let mut from = 0;
-        for (at, len) in cuts {
-            feed(deflate, plain.get(from..at)?, FlushCompress::Full, &mut out)?;
-            starts.push(out.len());
-            stored_block(&mut out, plain.get(at..at + len)?)?;
-            from = at + len;
-        }
-        feed(deflate, plain.get(from..)?, FlushCompress::Finish, &mut out)
-    })?;
-    gzip_trailer(&mut out, plain);
-    Some((out, starts))
-}
-
-/// Compresses all of `input` and then flushes as `flush` asks.
-fn feed(
-    deflate: &mut Compress,
-    input: &[u8],
-    flush: FlushCompress,
-    out: &mut Vec<u8>,
-) -> Option<()> {
-    let finish = matches!(flush, FlushCompress::Finish);
-    let start = deflate.total_in();
-    let mut room = Vec::with_capacity(32 * 1024);
-    loop {
-        let read = usize::try_from(deflate.total_in() - start).ok()?;
-        room.clear();
-        let status = deflate
-            .compress_vec(input.get(read..)?, &mut room, flush)
-            .ok()?;
-        out.extend_from_slice(&room);
-        let consumed = deflate.total_in() - start == input.len() as u64;
-        if (finish && status == Status::StreamEnd)
-            || (!finish && consumed && room.len() < room.capacity())
-        {
-            return Some(());
-        }
-    }
-}
-
-/// The plain and gzip ETags of a document, both from its plain bytes.
-pub(super) fn tags(plain: &[u8]) -> (String, String) {
-    let tag = hex::encode(&Sha256::digest(plain)[..16]);
-    (format!("\"{tag}\""), format!("\"{tag}-gz\""))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gzip_makes_gzip_encoders_bytes_with_a_reused_state() {
-        use std::io::Write;
-        let big: Vec<u8> = (0..300_000u32)
-            .flat_map(|n| format!("{{\"v{n}\":{}}},", n % 977).into_bytes())
-            .collect();
-        for plain in [
-            &b""[..],
-            b"{}",
-            b"{\"name\":\"x\"}",
-            &big,
-            b"again, after a big one",
-        ] {
-            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), Compression::default());
-            encoder.write_all(plain).unwrap();
-            assert_eq!(gzip(plain).unwrap(), encoder.finish().unwrap());
-        }
-    }
 
     #[test]
     fn tarball_urls_keep_the_scope_slash_and_drop_it_from_the_file() {

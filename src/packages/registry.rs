@@ -10,18 +10,13 @@ use super::blob_claims::{BlobClaims, Claim, SharedClaim};
 use super::cache::{CacheStats, PackumentCache, PackumentSet};
 use super::tarball::TarballLimits;
 use super::tarball_cache::{CachedTarball, SMALL_TARBALL_BYTES, TarballCache};
-use super::{PackageName, RegistryError, packument, rendering};
+use super::{PackageName, RegistryError, packument};
 
 use crate::auth::Caller;
 use crate::orgs::{self, OrgDecision};
 use crate::store::blob::Blob;
 use crate::store::packages::{PackageRecord, PublishPlan, WriteFacts};
-use crate::store::renderings::StoredRendering;
 use crate::store::{BlobKey, BlobStore, Store};
-
-/// Stored renderings smaller than this get another base spliced in on the async thread, on every
-/// miss; bigger ones on a blocking thread, and stored on the first base they are read on.
-const SPLICE_INLINE_BYTES: usize = 64 * 1024;
 
 /// Policy settings of the registry core.
 #[derive(Debug, Clone)]
@@ -49,8 +44,6 @@ pub struct Registry {
     pub(super) blob_claims: Arc<BlobClaims>,
     /// Claims other instances see too, when the store is shared.
     pub(super) shared_claims: Option<Arc<dyn crate::store::blob_claims::SharedBlobClaims>>,
-    /// Packages whose stale rendering is being assembled by a miss.
-    pub(super) flights: Arc<super::flights::Flights>,
     pub(super) settings: Arc<RegistrySettings>,
     /// Signs each version at publish; `None` where nothing is signed (CLI-only registries).
     pub(super) signing: Option<crate::signing::Signing>,
@@ -193,7 +186,6 @@ impl Registry {
             cache: Arc::new(cache),
             visibility: Arc::default(),
             blob_claims: Arc::new(BlobClaims::default()),
-            flights: Arc::default(),
             settings: Arc::new(settings),
             signing: None,
         }
@@ -220,99 +212,15 @@ impl Registry {
             return Ok(set);
         }
         let epoch = self.cache.epoch(name.as_str());
-        let set = rendering::into_set(self.stored_rendering(name, base_url).await?);
+        let record = self.load(name).await?;
+        let base = base_url.to_owned();
+        let set = tokio::task::spawn_blocking(move || packument::render(&record, &base))
+            .await
+            .map_err(|e| RegistryError::Internal(e.to_string()))??;
+        let set = Arc::new(set);
         self.cache
             .insert(name.as_str(), base_url, epoch, Arc::clone(&set));
         Ok(set)
-    }
-
-    /// A miss: the rendering the store keeps (one keyed read), on `base_url`. When it is stale
-    /// or missing (a big package changed since, or one stored before renderings were), it is
-    /// assembled from the fragments, once for concurrent misses, and stored back. A rendering
-    /// made on another base has this one spliced in; a big one made on none yet (`""`: rendered
-    /// in a write, before any read) is stored back on it.
-    async fn stored_rendering(
-        &self,
-        name: &PackageName,
-        base_url: &str,
-    ) -> Result<StoredRendering, RegistryError> {
-        let stored = match self.store.stored_rendering(name.as_str()).await? {
-            Some(stored) => stored,
-            None => {
-                self.flights
-                    .run(name.as_str(), self.render_stale(name, base_url))
-                    .await?
-            }
-        };
-        if stored.base == base_url {
-            return Ok(stored);
-        }
-        let base = base_url.to_owned();
-        if stored.full.plain.len() < SPLICE_INLINE_BYTES {
-            // Splicing a few KB costs less than the write that would store it on this base.
-            return rendering::rebase(&stored, &base);
-        }
-        // A big rendering made in a write, before any read: stored once on this base, off the
-        // request, so later misses here read final bytes.
-        let adopt = stored.base.is_empty().then(|| stored.clone());
-        let moved = tokio::task::spawn_blocking(move || rendering::rebase(&stored, &base))
-            .await
-            .map_err(|e| RegistryError::Internal(e.to_string()))??;
-        if let Some(stored) = adopt {
-            let (store, name, base) = (self.store.clone(), name.to_string(), base_url.to_owned());
-            tokio::spawn(async move {
-                let stored =
-                    tokio::task::spawn_blocking(move || rendering::rebase_to_store(&stored, &base))
-                        .await;
-                let result = match stored {
-                    Ok(Ok(stored)) => store
-                        .store_rendering(&name, &stored, Vec::new())
-                        .await
-                        .map_err(|e| e.to_string()),
-                    Ok(Err(err)) => Err(err.to_string()),
-                    Err(err) => Err(err.to_string()),
-                };
-                if let Err(err) = result {
-                    tracing::warn!(error = %err, package = %name, "could not store a rendering's base");
-                }
-            });
-        }
-        Ok(moved)
-    }
-
-    /// Assembles a package's rendering from its fragments on `base_url` and stores it back
-    /// (unless the package changed meanwhile: then it is served, not stored). The first of
-    /// concurrent misses does it; the others find it stored.
-    async fn render_stale(
-        &self,
-        name: &PackageName,
-        base_url: &str,
-    ) -> Result<StoredRendering, RegistryError> {
-        if let Some(stored) = self.store.stored_rendering(name.as_str()).await? {
-            return Ok(stored);
-        }
-        let source = self
-            .store
-            .render_source(name.as_str())
-            .await?
-            .ok_or_else(|| RegistryError::NotFound(format!("package not found: {name}")))?;
-        let base = base_url.to_owned();
-        let (rendered, fragments) = tokio::task::spawn_blocking(move || {
-            let rendered = rendering::assemble(&source, &base)?;
-            let fragments: Vec<_> = source
-                .versions
-                .into_iter()
-                .filter(|v| v.fresh)
-                .map(|v| (v.version, v.fragment))
-                .collect();
-            Ok::<_, RegistryError>((rendered, fragments))
-        })
-        .await
-        .map_err(|e| RegistryError::Internal(e.to_string()))??;
-        self.store
-            .store_rendering(name.as_str(), &rendered, fragments)
-            .await?;
-        Ok(rendered)
     }
 
     /// What the read cache holds, and its packument misses so far.

@@ -103,15 +103,6 @@ async fn deprecate_on_the_primary_alone(server: &TestServer, name: &str) {
         .await
         .unwrap();
     assert!(changed > 0, "no version of {name} to deprecate");
-    // As a deprecation through the store: the versions' stored JSON goes and the rev moves (so
-    // the package's stored rendering is stale).
-    primary
-        .batch_execute(&format!(
-            "DELETE FROM version_renderings WHERE package = '{name}';
-             UPDATE packages SET rev = rev + 1 WHERE name = '{name}'"
-        ))
-        .await
-        .unwrap();
 }
 
 /// Whether the packument's `version` carries the primary-only deprecation.

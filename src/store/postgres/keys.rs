@@ -131,18 +131,8 @@ impl crate::store::KeyStore for super::Postgres {
                 ],
             )
             .await?;
-            if added > 0 {
-                // Its stored rendering no longer shows it (the rev bump below makes the
-                // package's stale).
-                super::renderings::forget_fragments(
-                    &tx,
-                    &signature.package,
-                    std::slice::from_ref(&signature.version),
-                )
-                .await?;
-                if !changed.contains(&signature.package) {
-                    changed.push(signature.package.clone());
-                }
+            if added > 0 && !changed.contains(&signature.package) {
+                changed.push(signature.package.clone());
             }
         }
         // The documents of these packages changed: `_rev` moves and every instance forgets them.

@@ -14,7 +14,6 @@ pub mod logins;
 pub mod migrate;
 pub mod orgs;
 pub mod packages;
-pub mod renderings;
 pub mod replicas;
 pub mod stages;
 pub mod tokens;

@@ -16,7 +16,6 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::renderings::{forget_fragments, refresh};
 use crate::audit::AuditEvent;
 use crate::clock;
 use crate::orgs::scope_slug;
@@ -62,16 +61,6 @@ macro_rules! read_package {
             }
         }
     }};
-}
-
-/// A package's stored rendering of its current rev, from a replica that has replayed the
-/// package's changes when there is one (else, or when the replica has none, the primary).
-pub(super) async fn stored_rendering(
-    store: &super::Postgres,
-    name: &str,
-) -> Result<Option<crate::store::renderings::StoredRendering>, StoreError> {
-    read_package!(store, name, |client| super::renderings::read(&client, name)
-        .await)
 }
 
 /// Runs `sql` (prepared once per connection) and returns its rows.
@@ -261,7 +250,7 @@ async fn tags_of<C: GenericClient>(
     ))
 }
 
-pub(super) async fn dist_tags<C: GenericClient>(
+async fn dist_tags<C: GenericClient>(
     client: &C,
     name: &str,
 ) -> Result<BTreeMap<String, String>, StoreError> {
@@ -622,7 +611,6 @@ impl crate::store::PackageStore for super::Postgres {
                 .await?;
             }
             super::events::record_all(&tx, &events).await?;
-            refresh(&tx, &new.package).await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
         drop(client);
@@ -643,7 +631,6 @@ impl crate::store::PackageStore for super::Postgres {
         put_tag(&tx, name, tag, version).await?;
         bump(&tx, name, clock::now_ms()).await?;
         super::events::record_all(&tx, &events).await?;
-        refresh(&tx, name).await?;
         let tags = dist_tags(&tx, name).await?;
         tx.commit().await?;
         drop(client);
@@ -671,7 +658,6 @@ impl crate::store::PackageStore for super::Postgres {
         }
         bump(&tx, name, clock::now_ms()).await?;
         super::events::record_all(&tx, &events).await?;
-        refresh(&tx, name).await?;
         let tags = dist_tags(&tx, name).await?;
         tx.commit().await?;
         drop(client);
@@ -697,9 +683,6 @@ impl crate::store::PackageStore for super::Postgres {
             .await?;
         }
         bump(&tx, name, clock::now_ms()).await?;
-        let changed: Vec<String> = changes.into_iter().map(|(version, _)| version).collect();
-        forget_fragments(&tx, name, &changed).await?;
-        refresh(&tx, name).await?;
         super::events::record_all(&tx, &events).await?;
         tx.commit().await?;
         drop(client);
@@ -739,7 +722,6 @@ impl crate::store::PackageStore for super::Postgres {
         .await?;
         bump(&tx, name, clock::now_ms()).await?;
         super::events::record_all(&tx, &events).await?;
-        refresh(&tx, name).await?;
         tx.commit().await?;
         drop(client);
         self.wrote_package(name).await;
@@ -771,8 +753,6 @@ impl crate::store::PackageStore for super::Postgres {
             } => remove_versions(&tx, name, versions, new_latest.as_deref(), now).await?,
             Removal::Package => delete_package(&tx, name, now).await?,
         };
-        // Gone with the package when it was deleted (the rendering is cascaded away).
-        refresh(&tx, name).await?;
         tx.commit().await?;
         drop(client);
         self.wrote_package(name).await;
@@ -810,7 +790,6 @@ impl crate::store::PackageStore for super::Postgres {
         )
         .await?;
         super::events::record_all(&tx, &events).await?;
-        refresh(&tx, name).await?;
         tx.commit().await?;
         drop(client);
         self.wrote_package(name).await;

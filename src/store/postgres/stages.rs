@@ -218,7 +218,6 @@ impl crate::store::StageStore for super::Postgres {
                 .await?;
             }
             super::events::record_all(&tx, &events).await?;
-            super::renderings::refresh(&tx, &new.package).await?;
         }
         tx.commit().await?;
         drop(client);

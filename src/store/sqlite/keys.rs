@@ -115,12 +115,8 @@ fn add_signatures(
             signature.keyid,
             signature.sig
         ])?;
-        if added > 0 {
-            // Its stored rendering no longer shows it (the rev bump below makes the package's stale).
-            super::renderings::forget_fragments(conn, &signature.package, [&signature.version])?;
-            if !changed.contains(&signature.package) {
-                changed.push(signature.package.clone());
-            }
+        if added > 0 && !changed.contains(&signature.package) {
+            changed.push(signature.package.clone());
         }
     }
     // The documents of these packages changed: `_rev` moves, like any other write.

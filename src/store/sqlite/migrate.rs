@@ -19,7 +19,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 type Step = (i64, fn(&Transaction<'_>) -> rusqlite::Result<()>);
 
 /// Every schema change, in version order.
-const STEPS: &[Step] = &[(5, v5), (6, v6), (7, v7), (8, v8), (9, v9), (10, v10)];
+const STEPS: &[Step] = &[(5, v5), (6, v6), (7, v7), (8, v8), (9, v9)];
 
 /// Columns added to `tokens` in version 5: the CIDR allow-list, the display piece and usage data.
 const TOKEN_COLUMNS_V5: &[(&str, &str)] = &[
@@ -54,11 +54,7 @@ fn v7(tx: &Transaction<'_>) -> rusqlite::Result<()> {
 /// creates the new table; the step runs the same statements from it (both idempotent), so that
 /// the version stamp and the table always go together.
 fn v8(tx: &Transaction<'_>) -> rusqlite::Result<()> {
-    tx.execute_batch(ddl_between(
-        super::SCHEMA,
-        "CREATE TABLE IF NOT EXISTS advisories (",
-        "ON advisories(package);",
-    ))
+    tx.execute_batch(advisories_ddl(super::SCHEMA))
 }
 
 /// Version 9: staged publishes and org policies, from `schema.sql` like version 8.
@@ -70,21 +66,21 @@ fn v9(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     ))
 }
 
-/// Version 10: stored packument renderings (`version_renderings`, `packument_renderings`), made
-/// from the rows on a package's first miss, from `schema.sql` like version 8.
-fn v10(tx: &Transaction<'_>) -> rusqlite::Result<()> {
-    tx.execute_batch(ddl_between(
-        super::SCHEMA,
-        "CREATE TABLE IF NOT EXISTS version_renderings (",
-        "abbreviated_cut_gzip       BLOB NOT NULL\n);",
-    ))
-}
-
 /// The statements of `schema` from `start` to the end of `last` (empty when either is missing).
 fn ddl_between<'a>(schema: &'a str, start: &str, last: &str) -> &'a str {
     let from = schema.find(start).unwrap_or(schema.len());
     let rest = &schema[from..];
     let to = rest.find(last).map_or(0, |at| at + last.len());
+    &rest[..to]
+}
+
+/// The statements of `schema` that declare the advisories table and its index.
+fn advisories_ddl(schema: &str) -> &str {
+    const START: &str = "CREATE TABLE IF NOT EXISTS advisories (";
+    const LAST: &str = "ON advisories(package);";
+    let from = schema.find(START).unwrap_or(schema.len());
+    let rest = &schema[from..];
+    let to = rest.find(LAST).map_or(0, |at| at + LAST.len());
     &rest[..to]
 }
 
@@ -270,17 +266,9 @@ mod tests {
     }
 
     #[test]
-    fn the_version_10_step_creates_the_renderings_tables_from_the_schema() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        let tx = conn.transaction().unwrap();
-        v10(&tx).unwrap();
-        tx.commit().unwrap();
-        assert!(has_table(&conn, "version_renderings"));
-        assert!(has_table(&conn, "packument_renderings"));
-    }
-
-    #[test]
     fn the_version_8_step_creates_the_advisories_table_from_the_schema() {
+        assert!(advisories_ddl(SCHEMA).starts_with("CREATE TABLE IF NOT EXISTS advisories ("));
+        assert!(advisories_ddl(SCHEMA).ends_with("ON advisories(package);"));
         let mut conn = Connection::open_in_memory().unwrap();
         assert!(!has_table(&conn, "advisories"));
         let tx = conn.transaction().unwrap();

@@ -1,5 +1,4 @@
-//! The SQLite metadata store: one writer connection, a pool of readers, all calls off the async
-//! threads but the keyed read of a stored rendering (`read_now`).
+//! The SQLite metadata store: one writer connection, a pool of readers, all calls off the async threads.
 
 pub mod advisories;
 pub mod attestations;
@@ -11,7 +10,6 @@ pub mod migrate;
 pub mod oauth;
 pub mod orgs;
 pub mod packages;
-pub mod renderings;
 pub mod stages;
 pub mod tokens;
 pub mod trust;
@@ -147,20 +145,6 @@ impl Sqlite {
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
-    }
-
-    /// [`Self::read`] on the calling (async) thread when a reader is free at once, else as
-    /// `read`. Only for keyed reads of a row (microseconds): handing those to a blocking thread
-    /// and back costs more than the read.
-    pub async fn read_now<T, F>(&self, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        match self.readers.try_get() {
-            Some(conn) => work(&conn),
-            None => self.read(work).await,
-        }
     }
 
     /// The schema version the database is at (`PRAGMA user_version`), for `packr migrate`.

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::renderings::{forget_fragments, refresh};
 use super::{events, is_unique_violation, orgs as org_rows};
 use crate::audit::AuditEvent;
 use crate::clock;
@@ -565,7 +564,6 @@ impl crate::store::PackageStore for super::Sqlite {
                     org_rows::set_scope_owner(tx, slug, new.publisher_id, None, clock::now_ms())?;
                 }
                 events::record_all(tx, &events)?;
-                refresh(tx, &new.package)?;
             }
             Ok(Ok(outcome))
         })
@@ -583,7 +581,6 @@ impl crate::store::PackageStore for super::Sqlite {
         self.write(move |tx| {
             set_dist_tag(tx, &name, &tag, &version, clock::now_ms())?;
             events::record_all(tx, &events)?;
-            refresh(tx, &name)?;
             dist_tags(tx, &name)
         })
         .await
@@ -601,7 +598,6 @@ impl crate::store::PackageStore for super::Sqlite {
                 return Ok(None);
             }
             events::record_all(tx, &events)?;
-            refresh(tx, &name)?;
             dist_tags(tx, &name).map(Some)
         })
         .await
@@ -616,8 +612,6 @@ impl crate::store::PackageStore for super::Sqlite {
         let name = name.to_owned();
         self.write(move |tx| {
             set_deprecations(tx, &name, &changes, clock::now_ms())?;
-            forget_fragments(tx, &name, changes.iter().map(|(version, _)| version))?;
-            refresh(tx, &name)?;
             events::record_all(tx, &events)
         })
         .await
@@ -637,7 +631,6 @@ impl crate::store::PackageStore for super::Sqlite {
             };
             set_maintainers(tx, &name, &ids, clock::now_ms())?;
             events::record_all(tx, &events)?;
-            refresh(tx, &name)?;
             Ok(None)
         })
         .await
@@ -664,8 +657,6 @@ impl crate::store::PackageStore for super::Sqlite {
                 } => remove_versions(tx, &name, versions, new_latest.as_deref(), now)?,
                 Removal::Package => delete_package(tx, &name, now)?,
             };
-            // Gone with the package when it was deleted (the rendering is cascaded away).
-            refresh(tx, &name)?;
             Ok(UnpublishOutcome::Removed { freed_blobs })
         })
         .await
@@ -690,7 +681,6 @@ impl crate::store::PackageStore for super::Sqlite {
         self.write(move |tx| {
             let found = set_access(tx, &name, &access, clock::now_ms())?;
             events::record_all(tx, &events)?;
-            refresh(tx, &name)?;
             Ok(found)
         })
         .await

@@ -198,7 +198,6 @@ impl crate::store::StageStore for super::Sqlite {
                     org_rows::set_scope_owner(tx, slug, new.publisher_id, None, clock::now_ms())?;
                 }
                 events::record_all(tx, &events)?;
-                super::renderings::refresh(tx, &new.package)?;
             }
             Ok(ApproveOutcome::Published(outcome))
         })
