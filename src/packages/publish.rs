@@ -472,10 +472,7 @@ impl Registry {
                 &digests.sha512_integrity,
             )
             .await?;
-        // The blob goes first: a crash after it leaves an unreferenced file, never a version without bytes.
-        let claim = self.blob_claims.claim(key.as_str()).await;
-        let shared = self.claim_shared(&key).await?;
-        self.blobs.put(&key, request.tarball.clone()).await?;
+        let (claim, shared) = self.put_claimed(&key, request.tarball.clone()).await?;
 
         let new = NewVersion {
             package: request.name.to_string(),

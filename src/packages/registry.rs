@@ -399,6 +399,21 @@ impl Registry {
         }
     }
 
+    /// Writes a new version's (or stage's) tarball under claims on its key, this instance's and,
+    /// on a shared store, every instance's: until they are released, a refused publish of the
+    /// same bytes elsewhere cannot delete them. The blob goes first: a crash after it leaves an
+    /// unreferenced file, never a version without bytes.
+    pub(super) async fn put_claimed(
+        &self,
+        key: &BlobKey,
+        bytes: Bytes,
+    ) -> Result<(Claim, Option<SharedClaim>), RegistryError> {
+        let claim = self.blob_claims.claim(key.as_str()).await;
+        let shared = self.claim_shared(key).await?;
+        self.blobs.put(key, bytes).await?;
+        Ok((claim, shared))
+    }
+
     /// Deletes the blob of a refused publish unless another publish of the same bytes is in
     /// flight or a version references it, checked in a write transaction after the discard began,
     /// so any publish that committed before is seen and any that starts later waits for the delete.

@@ -75,9 +75,7 @@ impl Registry {
             trusted_publisher,
             key,
         } = self.prepare(caller, url_name, body, true).await?;
-        let claim = self.blob_claims.claim(key.as_str()).await;
-        let shared = self.claim_shared(&key).await?;
-        self.blobs.put(&key, request.tarball.clone()).await?;
+        let (claim, shared) = self.put_claimed(&key, request.tarball.clone()).await?;
         let id = uuid::Uuid::new_v4().to_string();
         let stage = StageRow {
             id: id.clone(),
