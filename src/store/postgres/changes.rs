@@ -14,7 +14,8 @@
 //! writer answers once its own listener heard the echo and each other listener acknowledged it.
 //! Notifications reach each listener in commit order, so by then every instance has had the
 //! write's notification. Listeners connect as `application_name` [`LISTENER_NAME`]; the writer
-//! counts them in `pg_stat_activity` when it sends the echo. PostgreSQL alone only promises to
+//! counts them in `pg_stat_activity` when it sends the echo. Echoes and acknowledgements go
+//! through the [`PgPool::relaxed`] pool: they need no disk flush of their own. PostgreSQL alone only promises to
 //! send one commit's notification to every listener, not that each listening backend and
 //! instance gets the processor time to pass it on promptly: on a loaded machine one can lag by
 //! tens of milliseconds.
@@ -81,20 +82,26 @@ pub struct Echoes {
     /// Whether the listener is connected; without it nothing waits.
     listening: AtomicBool,
     waiting: Mutex<HashMap<u64, Waiting>>,
+    /// Where echoes and acknowledgements are sent from ([`PgPool::relaxed`]).
+    signals: PgPool,
 }
 
-impl Default for Echoes {
-    fn default() -> Self {
+impl Echoes {
+    pub fn new(signals: PgPool) -> Self {
         Self {
             origin: uuid::Uuid::new_v4().simple().to_string(),
             next: AtomicU64::new(0),
             listening: AtomicBool::new(false),
             waiting: Mutex::default(),
+            signals,
         }
     }
-}
 
-impl Echoes {
+    /// The instance's [`PgPool::relaxed`] pool.
+    pub fn relaxed(&self) -> &PgPool {
+        &self.signals
+    }
+
     fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waiting>> {
         // Each update is one step, so the map stays whole whatever panicked holding it.
         self.waiting
@@ -105,7 +112,7 @@ impl Echoes {
     /// Called after a write committed, holding no pool connection: waits until every listening
     /// instance has had every notification committed before now (see the module's notes), at
     /// most [`ECHO_WAIT`]. Returns at once when this instance does not listen.
-    pub async fn settle(&self, pool: &PgPool) {
+    pub async fn settle(&self) {
         if !self.listening.load(Ordering::SeqCst) {
             return;
         }
@@ -119,14 +126,16 @@ impl Echoes {
         self.waiting().insert(n, waiting);
         let payload = format!("{ECHO}{}:{n}", self.origin);
         let echo = async {
-            let client = pool.get().await?;
-            let listeners: i64 = client
-                .query_one(
+            let client = self.signals.get().await?;
+            let statement = client
+                .prepare_cached(
                     "SELECT (SELECT count(*) FROM pg_stat_activity
                              WHERE datname = current_database() AND application_name = $3),
                             pg_notify($1, $2)",
-                    &[&CHANNEL, &payload, &LISTENER_NAME],
                 )
+                .await?;
+            let listeners: i64 = client
+                .query_one(&statement, &[&CHANNEL, &payload, &LISTENER_NAME])
                 .await?
                 .get(0);
             drop(client);
@@ -177,14 +186,13 @@ impl Echoes {
 }
 
 /// Acknowledges another instance's echo `tag`, in the background.
-fn acknowledge(pool: &PgPool, tag: &str) {
-    let (pool, payload) = (pool.clone(), format!("{ACK}{tag}"));
+fn acknowledge(echoes: &Echoes, tag: &str) {
+    let (pool, payload) = (echoes.signals.clone(), format!("{ACK}{tag}"));
     tokio::spawn(async move {
         let sent = async {
             let client = pool.get().await?;
-            client
-                .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
-                .await?;
+            let statement = client.prepare_cached("SELECT pg_notify($1, $2)").await?;
+            client.execute(&statement, &[&CHANNEL, &payload]).await?;
             Ok::<_, StoreError>(())
         };
         if let Err(err) = sent.await {
@@ -288,7 +296,7 @@ async fn listen_once(
             // Every notification before it has been forwarded above.
             match echoes.own(tag) {
                 Some(n) => echoes.confirmed(n),
-                None => acknowledge(pool, tag),
+                None => acknowledge(echoes, tag),
             }
             continue;
         }

@@ -38,6 +38,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections one instance keeps at most.
 const POOL_SIZE: usize = 16;
+/// Connections of [`PgPool::relaxed`]: its statements are short.
+const RELAXED_POOL_SIZE: usize = 4;
 
 /// A failure of the PostgreSQL store. No variant ever holds the URL's password.
 #[derive(Debug, thiserror::Error)]
@@ -98,10 +100,11 @@ impl Postgres {
     pub async fn open(url: &str) -> Result<Self, PgError> {
         let pool = PgPool::connect(url).await?;
         pool.migrate().await?;
+        let echoes = Arc::new(changes::Echoes::new(pool.relaxed()?));
         Ok(Self {
             pool,
             replicas: None,
-            echoes: Arc::default(),
+            echoes,
         })
     }
 
@@ -145,7 +148,7 @@ impl Postgres {
         if let Some(replicas) = &self.replicas {
             replicas.changed(&crate::store::Change::Package(package.to_owned()));
         }
-        self.echoes.settle(&self.pool).await;
+        self.echoes.settle().await;
     }
 
     /// Fences a change this instance committed that may concern any package (an org's), and
@@ -154,7 +157,7 @@ impl Postgres {
         if let Some(replicas) = &self.replicas {
             replicas.changed(&crate::store::Change::Everything);
         }
-        self.echoes.settle(&self.pool).await;
+        self.echoes.settle().await;
     }
 }
 
@@ -194,7 +197,7 @@ impl crate::store::MetadataStore for Postgres {
         &self,
     ) -> Option<std::sync::Arc<dyn crate::store::blob_claims::SharedBlobClaims>> {
         Some(std::sync::Arc::new(blob_claims::PgBlobClaims::new(
-            self.pool.clone(),
+            self.echoes.relaxed().clone(),
         )))
     }
 
@@ -244,6 +247,14 @@ impl PgPool {
     pub fn lazy(url: &str, var: &'static str) -> Result<Self, PgError> {
         let (config, timeout) =
             parse_url(url).map_err(|problem| PgError::InvalidUrl(var, problem))?;
+        Self::build(config, timeout, POOL_SIZE)
+    }
+
+    fn build(
+        config: tokio_postgres::Config,
+        timeout: Duration,
+        size: usize,
+    ) -> Result<Self, PgError> {
         let target = describe(&config);
         let manager = Manager::from_config(
             config.clone(),
@@ -255,7 +266,7 @@ impl PgPool {
         // The pool's create timeout bounds the whole log-in, including a server that accepts the
         // connection and then never answers.
         let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
+            .max_size(size)
             .runtime(Runtime::Tokio1)
             .create_timeout(Some(timeout))
             .wait_timeout(Some(timeout))
@@ -270,6 +281,21 @@ impl PgPool {
             timeout,
             config,
         })
+    }
+
+    /// A small pool on the same database whose transactions commit without waiting for the disk
+    /// (`synchronous_commit=off`), for rows and notifications no answer's durability depends on:
+    /// blob claims (leases a crash of PostgreSQL may lose along with the publishes holding them)
+    /// and echoes. A flush costs a millisecond or two, and PostgreSQL serializes the commits of
+    /// notifying transactions, flush included: these must not add one per publish.
+    pub fn relaxed(&self) -> Result<Self, PgError> {
+        let mut config = self.config.clone();
+        let options = match config.get_options() {
+            Some(options) => format!("{options} -c synchronous_commit=off"),
+            None => "-c synchronous_commit=off".to_owned(),
+        };
+        config.options(&options);
+        Self::build(config, self.timeout, RELAXED_POOL_SIZE)
     }
 
     /// A connection from the pool.

@@ -103,6 +103,19 @@ pub(super) async fn exec<C: GenericClient>(
     Ok(client.execute(&statement, params).await?)
 }
 
+/// One statement of a transaction that [`together`] sends with others.
+pub(super) type Write<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send + 'a>>;
+
+/// Runs independent statements of one transaction as a pipeline: tokio-postgres sends the
+/// statements of futures polled together on one connection back to back, so they cost one
+/// round trip's wait rather than one each (the server still runs them in order). The first
+/// error wins; the transaction is then rolled back by its owner.
+pub(super) async fn together(writes: Vec<Write<'_>>) -> Result<(), StoreError> {
+    futures_util::future::try_join_all(writes).await?;
+    Ok(())
+}
+
 /// Waits for, then holds until the transaction ends, the advisory lock named `key`.
 pub(super) async fn lock<C: GenericClient>(client: &C, key: &str) -> Result<(), StoreError> {
     exec(
@@ -267,30 +280,58 @@ async fn dist_tags<C: GenericClient>(
 
 /// The facts deciding whether `user_id` may change (or create) `name`. With `lock_scope`,
 /// inside a publish, the name's scope is locked before its org and owner are looked at:
-/// exclusively when the name is new (the publish may claim the scope), else shared.
+/// exclusively when the publish may claim the scope (a new name in a scope nobody holds yet),
+/// else shared, so that first publishes into an existing org or owned scope run side by side.
 pub(super) async fn write_facts<C: GenericClient>(
     client: &C,
     name: &str,
     user_id: i64,
     lock_scope: bool,
 ) -> Result<WriteFacts, StoreError> {
+    let slug = scope_slug(name);
     let row = one(
         client,
         "SELECT EXISTS (SELECT 1 FROM packages WHERE name = $1),
-                EXISTS (SELECT 1 FROM maintainers WHERE package = $1 AND user_id = $2)",
-        &[&name, &user_id],
+                EXISTS (SELECT 1 FROM maintainers WHERE package = $1 AND user_id = $2),
+                $3::text IS NOT NULL AND (EXISTS (SELECT 1 FROM scope_owners WHERE scope = $3)
+                                          OR EXISTS (SELECT 1 FROM orgs WHERE slug = $3))",
+        &[&name, &user_id, &slug],
     )
     .await?;
-    let (exists, is_maintainer): (bool, bool) = (row.get(0), row.get(1));
-    let slug = scope_slug(name);
+    let (exists, is_maintainer, held): (bool, bool, bool) = (row.get(0), row.get(1), row.get(2));
     if let (Some(slug), true) = (slug, lock_scope) {
-        // `exists` holds while the package's lock is held, so the lock taken is the one needed.
-        if exists {
+        // `exists` holds while the package's lock is held. A scope once held stays held (an org
+        // or owner goes only with its account, rarely), and a lapse is caught below.
+        if exists || held {
             lock_shared(client, &scope_lock(slug)).await?;
         } else {
             lock(client, &scope_lock(slug)).await?;
         }
     }
+    let facts = scope_facts(client, name, user_id, exists, is_maintainer).await?;
+    let lapsed = facts.org.is_none()
+        && facts
+            .new_name
+            .as_ref()
+            .is_some_and(|new| new.scope_owner.is_none());
+    if let (Some(slug), true, true) = (slug, lock_scope && held, lapsed) {
+        // The scope's holder went between the look and the shared lock: this publish may claim
+        // it, which takes the lock exclusively (and a fresh look).
+        lock(client, &scope_lock(slug)).await?;
+        return scope_facts(client, name, user_id, exists, is_maintainer).await;
+    }
+    Ok(facts)
+}
+
+/// The org and new-name facts of [`write_facts`], read once the scope's lock is held.
+async fn scope_facts<C: GenericClient>(
+    client: &C,
+    name: &str,
+    user_id: i64,
+    exists: bool,
+    is_maintainer: bool,
+) -> Result<WriteFacts, StoreError> {
+    let slug = scope_slug(name);
     let org = match slug {
         Some(slug) => super::orgs::org_facts(client, slug, name, user_id).await?,
         None => None,
@@ -383,28 +424,28 @@ pub(super) async fn insert_version<C: GenericClient>(
     if let Some(id) = blocked.get::<_, Option<String>>(1) {
         return Ok(PublishOutcome::Staged { id });
     }
-    let created = exec(
+    // A new name also gets its first maintainer and loses its retired record, in one statement.
+    one(
         client,
-        "INSERT INTO packages (name, access, rev, created_at, modified_at)
-         VALUES ($1, $2, COALESCE((SELECT last_rev FROM retired_packages WHERE name = $1), 0), $3, $3)
-         ON CONFLICT (name) DO NOTHING",
-        &[&new.package, &new.access, &row.published_at],
+        "WITH created AS (
+             INSERT INTO packages (name, access, rev, created_at, modified_at)
+             VALUES ($1, $2, COALESCE((SELECT last_rev FROM retired_packages WHERE name = $1), 0),
+                     $3, $3)
+             ON CONFLICT (name) DO NOTHING
+             RETURNING name),
+         maintainer AS (
+             INSERT INTO maintainers (package, user_id) SELECT name, $4 FROM created),
+         unretired AS (
+             DELETE FROM retired_packages WHERE name IN (SELECT name FROM created))
+         SELECT count(*) FROM created",
+        &[
+            &new.package,
+            &new.access,
+            &row.published_at,
+            &new.publisher_id,
+        ],
     )
     .await?;
-    if created > 0 {
-        exec(
-            client,
-            "INSERT INTO maintainers (package, user_id) VALUES ($1, $2)",
-            &[&new.package, &new.publisher_id],
-        )
-        .await?;
-        exec(
-            client,
-            "DELETE FROM retired_packages WHERE name = $1",
-            &[&new.package],
-        )
-        .await?;
-    }
     let inserted = exec(
         client,
         "INSERT INTO versions (package, version, manifest, integrity, shasum, blob_key, size,
@@ -435,23 +476,42 @@ pub(super) async fn insert_version<C: GenericClient>(
         .get(0);
         return Ok(PublishOutcome::Exists { integrity });
     }
-    for signature in &row.signatures {
+    // The rest depends on nothing but the version row: the statements go out together and wait
+    // for one round trip, not one each (see [`together`]).
+    let mut writes: Vec<Write<'_>> = row
+        .signatures
+        .iter()
+        .map(|signature| -> Write<'_> {
+            Box::pin(async move {
+                exec(
+                    client,
+                    "INSERT INTO version_signatures (package, version, keyid, sig)
+                     VALUES ($1, $2, $3, $4)",
+                    &[&new.package, &row.version, &signature.keyid, &signature.sig],
+                )
+                .await
+                .map(drop)
+            })
+        })
+        .collect();
+    writes.push(Box::pin(put_tag(
+        client,
+        &new.package,
+        &new.tag,
+        &row.version,
+    )));
+    writes.push(Box::pin(async move {
         exec(
             client,
-            "INSERT INTO version_signatures (package, version, keyid, sig) VALUES ($1, $2, $3, $4)",
-            &[&new.package, &row.version, &signature.keyid, &signature.sig],
+            "INSERT INTO dist_tags (package, tag, version) VALUES ($1, 'latest', $2)
+             ON CONFLICT (package, tag) DO NOTHING",
+            &[&new.package, &row.version],
         )
-        .await?;
-    }
-    put_tag(client, &new.package, &new.tag, &row.version).await?;
-    exec(
-        client,
-        "INSERT INTO dist_tags (package, tag, version) VALUES ($1, 'latest', $2)
-         ON CONFLICT (package, tag) DO NOTHING",
-        &[&new.package, &row.version],
-    )
-    .await?;
-    bump(client, &new.package, row.published_at).await?;
+        .await
+        .map(drop)
+    }));
+    writes.push(Box::pin(bump(client, &new.package, row.published_at)));
+    together(writes).await?;
     Ok(PublishOutcome::Committed)
 }
 
@@ -600,17 +660,25 @@ impl crate::store::PackageStore for super::Postgres {
         let plan = decide(&facts)?;
         let outcome = insert_version(&tx, &new).await?;
         if outcome == PublishOutcome::Committed {
-            super::attestations::insert(&tx, &new).await?;
+            let tx = &tx;
+            let mut writes: Vec<Write<'_>> = vec![
+                Box::pin(super::attestations::insert(tx, &new)),
+                Box::pin(super::events::record_all(tx, &events)),
+            ];
             if let Some(slug) = &plan.claim_scope {
-                exec(
-                    &tx,
-                    "INSERT INTO scope_owners (scope, user_id, reserved_by, created_at)
-                     VALUES ($1, $2, NULL, $3) ON CONFLICT (scope) DO NOTHING",
-                    &[slug, &new.publisher_id, &clock::now_ms()],
-                )
-                .await?;
+                let now = clock::now_ms();
+                writes.push(Box::pin(async move {
+                    exec(
+                        tx,
+                        "INSERT INTO scope_owners (scope, user_id, reserved_by, created_at)
+                         VALUES ($1, $2, NULL, $3) ON CONFLICT (scope) DO NOTHING",
+                        &[slug, &new.publisher_id, &now],
+                    )
+                    .await
+                    .map(drop)
+                }));
             }
-            super::events::record_all(&tx, &events).await?;
+            together(writes).await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
         drop(client);

@@ -385,3 +385,17 @@ CREATE TABLE org_policies (
     require_trusted_publishing BOOLEAN NOT NULL DEFAULT FALSE,
     updated_at                 BIGINT NOT NULL
 );
+
+-- Manifests and readmes are compressed when stored out of line: with lz4 where the server was
+-- built with it (the usual packages are), several times faster than the default pglz on a
+-- publish's path.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_settings
+               WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)) THEN
+        ALTER TABLE versions ALTER COLUMN manifest SET COMPRESSION lz4,
+                             ALTER COLUMN readme SET COMPRESSION lz4;
+        ALTER TABLE stages ALTER COLUMN manifest SET COMPRESSION lz4;
+    END IF;
+END
+$$;
