@@ -199,6 +199,7 @@ impl Registry {
     ) -> Result<StageRow, RegistryError> {
         let stage = self.store.stage(id).await?.ok_or_else(|| no_stage(id))?;
         self.check_decider(caller, &stage, "approve").await?;
+        self.check_stager_enabled(&stage).await?;
         let mut manifest: Map<String, Value> = serde_json::from_str(&stage.manifest)
             .map_err(|e| RegistryError::Internal(format!("stage {id} manifest: {e}")))?;
         let approver = json!({ "name": caller.name, "email": caller.email });
@@ -291,6 +292,19 @@ impl Registry {
         }
         tracing::info!(package = %stage.package, version = %stage.version, "staged version rejected");
         Ok(())
+    }
+
+    /// The version goes out as its stager's (`_npmUser`): an account disabled since it staged
+    /// (a leaked token, someone who left) publishes nothing more, approved or not.
+    async fn check_stager_enabled(&self, stage: &StageRow) -> Result<(), RegistryError> {
+        let standing = self.store.user_standing(stage.actor_id).await?;
+        if standing.is_some_and(|standing| standing.disabled_at.is_none()) {
+            return Ok(());
+        }
+        Err(RegistryError::Conflict(format!(
+            "{} staged {}@{}, and that account is disabled now: its staged versions cannot be approved. Reject this one (npm stage reject {}) and stage the version again from an enabled account",
+            stage.actor_name, stage.package, stage.version, stage.id
+        )))
     }
 
     /// Whether the caller may approve or reject `stage` (see the module's rules).

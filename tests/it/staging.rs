@@ -737,3 +737,42 @@ async fn an_approved_stage_reaches_webhooks_as_a_publish_and_a_staged_one_does_n
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{again}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_staged_by_an_account_disabled_since_cannot_be_approved() {
+    let setup = Setup::start().await;
+    let alice = setup.npm_as(&setup.alice);
+    let dir = alice.package(&Package::new("stage-gone", "1.0.0"));
+    alice.npm().arg("publish").current_dir(dir).succeeds().await;
+    let id = stage_publish(&alice, "stage-gone", "1.1.0", &[]).await;
+
+    let printed = packr(&setup.server.data_dir, &["user", "disable", "alice"], None);
+    assert!(printed.contains("user alice disabled"), "{printed}");
+    let root = setup.npm_as(&setup.root);
+    root.npm()
+        .args(["stage", "approve", &id])
+        .fails()
+        .await
+        .assert_mentions("409")
+        .assert_mentions("alice staged stage-gone@1.1.0, and that account is disabled now");
+    let packument = setup.server.packument("stage-gone", &setup.root).await;
+    assert!(packument["versions"].get("1.1.0").is_none(), "{packument}");
+    let (status, item) = setup
+        .server
+        .get_json(&format!("/-/stage/{id}"), Some(&setup.root))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the stage stays for a rejection: {item}"
+    );
+
+    // Enabled again, the account's stage is approved as any other.
+    packr(&setup.server.data_dir, &["user", "enable", "alice"], None);
+    root.npm().args(["stage", "approve", &id]).succeeds().await;
+    let packument = setup.server.packument("stage-gone", &setup.root).await;
+    assert_eq!(
+        packument["versions"]["1.1.0"]["_npmUser"]["name"], "alice",
+        "{packument}"
+    );
+}
