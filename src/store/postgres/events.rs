@@ -9,11 +9,19 @@ use crate::store::{Change, StoreError};
 
 /// Records `event` and queues its webhook deliveries; returns the event's id.
 pub async fn record<C: GenericClient>(tx: &C, event: &AuditEvent) -> Result<i64, StoreError> {
-    let (id, at) = super::audit::insert(tx, event).await?;
-    super::webhooks::enqueue(tx, event, id, at).await?;
-    if let Some(change) = change_of(event) {
-        super::changes::announce(tx, &change).await?;
-    }
+    // The three statements depend on none of the others' answers: one round trip for all.
+    let announce = async {
+        match change_of(event) {
+            Some(change) => super::changes::announce(tx, &change).await,
+            None => Ok(()),
+        }
+    };
+    let ((id, at), hooks, ()) = futures_util::try_join!(
+        super::audit::insert(tx, event),
+        super::webhooks::subscribed(tx, event),
+        announce
+    )?;
+    super::webhooks::enqueue(tx, event, &hooks, id, at).await?;
     Ok(id)
 }
 

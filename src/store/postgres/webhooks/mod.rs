@@ -13,17 +13,15 @@ use crate::store::webhooks::{
 };
 use crate::webhooks::{self, EVENTS, Owner};
 
-/// Queues one delivery of `event` per active hook subscribed to it: hooks of the actor, of a
-/// maintainer of the package, or of the org the event or package belongs to. Maintainers are read
-/// as the transaction sees them, so a change that removes them records its event first.
-pub async fn enqueue<C: deadpool_postgres::GenericClient>(
+/// The active hooks subscribed to `event`: hooks of the actor, of a maintainer of the package,
+/// or of the org the event or package belongs to. Maintainers are read as the transaction sees
+/// them, so a change that removes them records its event first.
+pub async fn subscribed<C: deadpool_postgres::GenericClient>(
     tx: &C,
     event: &AuditEvent,
-    event_id: i64,
-    at: i64,
-) -> Result<(), StoreError> {
+) -> Result<Vec<i64>, StoreError> {
     if !EVENTS.contains(&event.action) {
-        return Ok(());
+        return Ok(Vec::new());
     }
     // Through the connection's statement cache: every change of a package runs it.
     let hooks = super::packages::rows(
@@ -41,12 +39,23 @@ pub async fn enqueue<C: deadpool_postgres::GenericClient>(
         &[&event.action, &event.actor_id, &event.package, &event.org],
     )
     .await?;
+    Ok(hooks.iter().map(|row| row.get(0)).collect())
+}
+
+/// Queues one delivery of `event` (audit row `event_id`, recorded at `at`) per hook of `hooks`
+/// ([`subscribed`]).
+pub async fn enqueue<C: deadpool_postgres::GenericClient>(
+    tx: &C,
+    event: &AuditEvent,
+    hooks: &[i64],
+    event_id: i64,
+    at: i64,
+) -> Result<(), StoreError> {
     if hooks.is_empty() {
         return Ok(());
     }
     let payload = webhooks::payload(event, event_id, at);
     for hook in hooks {
-        let hook: i64 = hook.get(0);
         super::packages::exec(
             tx,
             "INSERT INTO webhook_deliveries (id, webhook_id, event_id, action, payload,
@@ -54,7 +63,7 @@ pub async fn enqueue<C: deadpool_postgres::GenericClient>(
              VALUES ($1, $2, $3, $4, $5, $6, $6, $6)",
             &[
                 &uuid::Uuid::new_v4().to_string(),
-                &hook,
+                hook,
                 &event_id,
                 &event.action,
                 &payload,
