@@ -19,7 +19,7 @@ export const PG_SETTINGS = {
   max_wal_size: '2GB', // with checkpoint_timeout: no forced checkpoint in the middle of a publish round
   checkpoint_timeout: '15min',
   random_page_cost: '1.1', // SSD-backed disk
-  max_connections: '100', // the default; each Packr instance keeps at most 16
+  max_connections: '100', // the default; each Packr instance keeps at most 16 + 4
   fsync: 'on',
   synchronous_commit: 'on',
   full_page_writes: 'on',
