@@ -179,7 +179,7 @@ impl Registry {
         // Packuments and tarballs share one cache, and so `PACKR_CACHE_BYTES`.
         let cache = PackumentCache::new(settings.packument_cache_bytes);
         Self {
-            shared_claims: store.shared_blob_claims(),
+            shared_claims: blobs.shared().then(|| store.shared_blob_claims()).flatten(),
             store,
             blobs,
             tarballs: Arc::new(cache.tarballs()),

@@ -102,6 +102,12 @@ fn write_durably(
 
 #[async_trait::async_trait]
 impl BlobStore for FsBlobStore {
+    /// One machine's directory serves one instance (with PostgreSQL, only under
+    /// `PACKR_ALLOW_LOCAL_BLOBS`): its claims stay in memory.
+    fn shared(&self) -> bool {
+        false
+    }
+
     async fn put(&self, key: &BlobKey, bytes: Bytes) -> Result<(), BlobError> {
         let (tmp_dir, path) = (self.root.join("tmp"), self.path(key));
         let sync = Arc::clone(&self.sync);

@@ -67,4 +67,9 @@ pub trait BlobStore: Send + Sync {
     /// A short-lived URL from which a client can download the blob directly, or `None` when the
     /// store cannot hand out URLs (the bytes are then streamed through Packr).
     async fn presigned_get(&self, key: &BlobKey) -> Result<Option<String>, BlobError>;
+    /// Whether other instances may write and delete the same blobs (a bucket), so that a blob's
+    /// claims must be shared with them through the metadata store.
+    fn shared(&self) -> bool {
+        true
+    }
 }
