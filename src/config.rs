@@ -50,6 +50,9 @@ pub struct StoreLocation {
     pub secrets: SecretSource,
     /// Streaming replicas of the database that package reads may go to (`serve` only).
     pub replicas: ReplicaSettings,
+    /// Whether this is the registry's only instance: SQLite, or PostgreSQL with tarballs in the
+    /// data directory (`PACKR_ALLOW_LOCAL_BLOBS`). Writes then wait for no other instance.
+    pub one_instance: bool,
 }
 
 /// Read replicas of the PostgreSQL database.
@@ -96,6 +99,7 @@ impl DataDirArgs {
             database_url: self.database_url().cloned(),
             secrets: self.secret_source(),
             replicas: ReplicaSettings::default(),
+            one_instance: self.database_url().is_none() || self.allow_local_blobs,
         }
     }
 }
@@ -560,6 +564,7 @@ impl Config {
             database_url: self.database_url.clone(),
             secrets: self.secrets.clone(),
             replicas: self.replicas.clone(),
+            one_instance: matches!(self.storage, Storage::Fs),
         }
     }
 

@@ -112,7 +112,8 @@ impl Services {
                     &replicas,
                     location.replicas.max_lag,
                 )
-                .await?;
+                .await?
+                .one_instance(location.one_instance);
                 tracing::info!(
                     database = postgres.pool().target(),
                     replicas = ?postgres.replicas().map(|r| r.targets()).unwrap_or_default(),

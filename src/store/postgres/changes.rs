@@ -81,6 +81,8 @@ pub struct Echoes {
     next: AtomicU64,
     /// Whether the listener is connected; without it nothing waits.
     listening: AtomicBool,
+    /// Whether other instances may exist to wait for (not when this one is the only one).
+    needed: AtomicBool,
     waiting: Mutex<HashMap<u64, Waiting>>,
     /// Where echoes and acknowledgements are sent from ([`PgPool::relaxed`]).
     signals: PgPool,
@@ -92,6 +94,7 @@ impl Echoes {
             origin: uuid::Uuid::new_v4().simple().to_string(),
             next: AtomicU64::new(0),
             listening: AtomicBool::new(false),
+            needed: AtomicBool::new(true),
             waiting: Mutex::default(),
             signals,
         }
@@ -111,9 +114,9 @@ impl Echoes {
 
     /// Called after a write committed, holding no pool connection: waits until every listening
     /// instance has had every notification committed before now (see the module's notes), at
-    /// most [`ECHO_WAIT`]. Returns at once when this instance does not listen.
+    /// most [`ECHO_WAIT`]. Returns at once when this instance does not listen, or is the only one.
     pub async fn settle(&self) {
-        if !self.listening.load(Ordering::SeqCst) {
+        if !self.needed.load(Ordering::Relaxed) || !self.listening.load(Ordering::SeqCst) {
             return;
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
@@ -174,6 +177,11 @@ impl Echoes {
     fn own(&self, tag: &str) -> Option<u64> {
         let (origin, n) = tag.split_once(':')?;
         (origin == self.origin).then(|| n.parse().ok())?
+    }
+
+    /// Whether writes wait for their echo at all ([`crate::store::Postgres::one_instance`]).
+    pub fn set_needed(&self, needed: bool) {
+        self.needed.store(needed, Ordering::Relaxed);
     }
 
     fn set_listening(&self, listening: bool) {

@@ -130,6 +130,13 @@ impl Postgres {
         Ok(store)
     }
 
+    /// With `alone`, this is the registry's only instance (tarballs in its data directory): a
+    /// write answers without waiting for other instances to hear of it (see [`changes`]).
+    pub fn one_instance(self, alone: bool) -> Self {
+        self.echoes.set_needed(!alone);
+        self
+    }
+
     /// The connection pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
