@@ -470,7 +470,7 @@ pub fn gzip(plain: &[u8]) -> Result<Vec<u8>, RegistryError> {
 }
 
 /// The level of documents over [`FAST_GZIP_BYTES`] (a 3,000-version packument is a few MB).
-const BIG_GZIP_LEVEL: u32 = 4;
+const BIG_GZIP_LEVEL: u32 = 2;
 
 /// The gzip header: no name, no time, OS unknown (RFC 1952).
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
