@@ -49,6 +49,7 @@ fn rendered(len: usize, seed: u64) -> Rendered {
         etag: format!("\"{tag}\""),
         gzip_etag: format!("\"{tag}-gz\""),
         last_modified: "Fri, 04 Dec 2026 19:00:00 GMT".into(),
+        base_cuts: Some(Box::new([0])),
     }
 }
 

@@ -62,6 +62,9 @@ pub struct Rendered {
     pub gzip_etag: String,
     /// `time.modified` as an HTTP date, for `Last-Modified` (formatted once, not per request).
     pub last_modified: String,
+    /// Where the plain JSON has its base URL (each tarball URL's start), so a read on another
+    /// base splices its own in instead of rendering again; `None`: not spliceable.
+    pub base_cuts: Option<Box<[u32]>>,
 }
 
 impl Rendered {
@@ -73,6 +76,7 @@ impl Rendered {
             etag: self.etag.as_str().into(),
             gzip_etag: self.gzip_etag.as_str().into(),
             last_modified: self.last_modified.as_str().into(),
+            base_cuts: self.base_cuts.clone(),
         }
     }
 
@@ -81,6 +85,10 @@ impl Rendered {
             + alloc_size(self.etag.capacity())
             + alloc_size(self.gzip_etag.capacity())
             + alloc_size(self.last_modified.capacity())
+            + self
+                .base_cuts
+                .as_ref()
+                .map_or(0, |cuts| alloc_size(size_of_val(&**cuts)))
     }
 }
 
@@ -277,8 +285,35 @@ impl Shared {
     }
 }
 
-/// What a lookup found of a package for its base URL besides the representation it missed.
+/// What a lookup found of a package besides the representation it missed: its entry, on the
+/// same base URL or another.
 pub struct Siblings(Option<Arc<Packument>>);
+
+/// A cached representation another can be made from (see [`Siblings::source`]).
+pub struct Source {
+    /// The representation.
+    pub rendered: Arc<Rendered>,
+    /// Whether its body is gzip.
+    pub gzip: bool,
+    /// The base URL it was rendered on.
+    pub base_url: Box<str>,
+}
+
+impl Siblings {
+    /// A cached representation of `form` read at `epoch` (so no write came since), plain if
+    /// there is one: the data a miss of another encoding or base URL needs, without the store.
+    pub fn source(&self, form: Form, epoch: u64) -> Option<Source> {
+        let held = self.0.as_ref().filter(|p| p.epoch == epoch)?;
+        [false, true].into_iter().find_map(|gzip| {
+            let rendered = held.variants[Variant { form, gzip }.index()].clone()?;
+            Some(Source {
+                rendered,
+                gzip,
+                base_url: held.base_url.clone(),
+            })
+        })
+    }
+}
 
 /// Rendered packuments by package name (each for one public base URL), bounded in bytes together
 /// with the tarball cache that shares it ([`PackumentCache::tarballs`]).
@@ -309,8 +344,8 @@ impl PackumentCache {
         super::tarball_cache::TarballCache::on(Arc::clone(&self.shared))
     }
 
-    /// The cached representation for this base URL, or what the package's entry holds for it
-    /// (to give back to [`PackumentCache::insert`], which adds the new one beside them).
+    /// The cached representation for this base URL, or the package's entry (for this base URL
+    /// or another) to make it from and to give back to [`PackumentCache::insert`].
     pub fn get(
         &self,
         name: &str,
@@ -318,11 +353,12 @@ impl PackumentCache {
         variant: Variant,
     ) -> Result<Arc<Rendered>, Siblings> {
         let held = match self.shared.entries.get(&KeyRef::Packument(name)) {
-            Some(Cached::Packument(p)) if &*p.base_url == base_url => Some(p),
+            Some(Cached::Packument(p)) => Some(p),
             _ => None,
         };
         if let Some(rendered) = held
             .as_ref()
+            .filter(|p| &*p.base_url == base_url)
             .and_then(|p| p.variants[variant.index()].clone())
         {
             return Ok(rendered);
@@ -352,7 +388,7 @@ impl PackumentCache {
             return;
         }
         let mut variants = match siblings.0 {
-            Some(p) if p.epoch == epoch => p.variants.clone(),
+            Some(p) if p.epoch == epoch && &*p.base_url == base_url => p.variants.clone(),
             _ => Default::default(),
         };
         variants[variant.index()] = Some(Arc::new(rendered.compact()));
@@ -411,6 +447,7 @@ mod tests {
             etag: "\"0123456789abcdef0123456789abcdef\"".into(),
             gzip_etag: "\"0123456789abcdef0123456789abcdef-gz\"".into(),
             last_modified: "Fri, 04 Dec 2026 19:00:00 GMT".into(),
+            base_cuts: None,
         }
     }
 

@@ -13,7 +13,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use flate2::{Compress, Compression, Crc, FlushCompress, Status};
+use flate2::{Compress, Compression, Crc, Decompress, FlushCompress, FlushDecompress, Status};
 use md5::Md5;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
@@ -131,18 +131,115 @@ pub fn render(
     base_url: &str,
     variant: Variant,
 ) -> Result<Rendered, RegistryError> {
+    let mut cuts = Cuts::new(base_url);
     let plain = match variant.form {
-        Form::Full => full_document(record, base_url)?,
-        Form::Abbreviated => abbreviated_document(record, base_url)?,
+        Form::Full => full_document(record, base_url, &mut cuts)?,
+        Form::Abbreviated => abbreviated_document(record, base_url, &mut cuts)?,
     };
+    let last_modified = clock::http_date(record.modified_at);
+    finish(plain, cuts.into_offsets(), variant.gzip, last_modified)
+}
+
+/// The representation asked for, made from another of the same document and data: `from`
+/// (gzip or not) rendered on `from_base`, with `base_url` spliced in where `from_base` was written.
+/// `None` when `from` cannot be spliced (see [`Cuts`]).
+pub fn rebase(
+    from: &Rendered,
+    from_gzip: bool,
+    from_base: &str,
+    base_url: &str,
+    gzip: bool,
+) -> Result<Option<Rendered>, RegistryError> {
+    let same_base = from_base == base_url;
+    let cuts = match &from.base_cuts {
+        _ if same_base => None,
+        Some(cuts) if !needs_escaping(base_url) => Some(cuts),
+        _ => return Ok(None),
+    };
+    let plain: Vec<u8> = if from_gzip {
+        gunzip(&from.body)?
+    } else {
+        from.body.to_vec()
+    };
+    let Some(cuts) = cuts else {
+        // Another encoding of the same bytes.
+        return finish(
+            plain,
+            from.base_cuts.clone(),
+            gzip,
+            from.last_modified.clone(),
+        )
+        .map(Some);
+    };
+    let mut out = Vec::with_capacity(plain.len() + cuts.len() * base_url.len());
+    let mut offsets = Vec::with_capacity(cuts.len());
+    let mut done = 0;
+    for &cut in cuts.iter() {
+        let cut = cut as usize;
+        let end = cut + from_base.len();
+        // Only ever where the rendering wrote the base: anything else is a bug, not served.
+        if cut < done || plain.get(cut..end) != Some(from_base.as_bytes()) {
+            return Err(RegistryError::Internal(
+                "a cached packument's base URL is not where it was written".into(),
+            ));
+        }
+        out.extend_from_slice(&plain[done..cut]);
+        offsets.push(out.len());
+        out.extend_from_slice(base_url.as_bytes());
+        done = end;
+    }
+    out.extend_from_slice(&plain[done..]);
+    let offsets: Result<Box<[u32]>, _> = offsets.into_iter().map(u32::try_from).collect();
+    finish(out, offsets.ok(), gzip, from.last_modified.clone()).map(Some)
+}
+
+/// A representation from its plain JSON: ETags of the plain bytes, gzip-compressed if asked.
+fn finish(
+    plain: Vec<u8>,
+    base_cuts: Option<Box<[u32]>>,
+    gzip: bool,
+    last_modified: String,
+) -> Result<Rendered, RegistryError> {
     let tag = hex::encode(&Sha256::digest(&plain)[..16]);
-    let body = if variant.gzip { gzip(&plain)? } else { plain };
+    let body = if gzip { self::gzip(&plain)? } else { plain };
     Ok(Rendered {
         body: body.into(),
         etag: format!("\"{tag}\""),
         gzip_etag: format!("\"{tag}-gz\""),
-        last_modified: clock::http_date(record.modified_at),
+        last_modified,
+        base_cuts,
     })
+}
+
+/// Where a rendering wrote its base URL (the start of each tarball URL), so another base can be
+/// spliced in without rendering again. A document is spliceable only when that is the one place
+/// the base went into: not when an attestation URL was made absolute on it or a version went
+/// through the `Value` rendering (those are rare), nor when the base needed JSON escaping.
+struct Cuts {
+    offsets: Vec<usize>,
+    spliceable: bool,
+}
+
+impl Cuts {
+    fn new(base_url: &str) -> Self {
+        Self {
+            offsets: Vec::new(),
+            spliceable: !needs_escaping(base_url),
+        }
+    }
+
+    fn into_offsets(self) -> Option<Box<[u32]>> {
+        if !self.spliceable {
+            return None;
+        }
+        let offsets: Result<Box<[u32]>, _> = self.offsets.into_iter().map(u32::try_from).collect();
+        offsets.ok()
+    }
+}
+
+/// Whether serde_json would escape anything in `s` (so it is not written verbatim).
+fn needs_escaping(s: &str) -> bool {
+    s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// The versions by version string (the order of a JSON object's keys as serde_json writes them),
@@ -190,6 +287,7 @@ fn write_versions(
     record: &PackageRecord,
     base_url: &str,
     form: Form,
+    cuts: &mut Cuts,
 ) -> Result<(), RegistryError> {
     out.push(b'{');
     for (i, (version, row)) in versions_by_key(record).into_iter().enumerate() {
@@ -198,14 +296,18 @@ fn write_versions(
         }
         write_str(out, version)?;
         out.push(b':');
-        write_version(out, &record.name, row, base_url, form)?;
+        write_version(out, &record.name, row, base_url, form, cuts)?;
     }
     out.push(b'}');
     Ok(())
 }
 
 /// The abbreviated document (`application/vnd.npm.install-v1+json`).
-fn abbreviated_document(record: &PackageRecord, base_url: &str) -> Result<Vec<u8>, RegistryError> {
+fn abbreviated_document(
+    record: &PackageRecord,
+    base_url: &str,
+    cuts: &mut Cuts,
+) -> Result<Vec<u8>, RegistryError> {
     let name = record.name.as_str();
     let mut out = Vec::with_capacity(256 + record.versions.len() * 640);
     // The keys in serde_json's (sorted) order.
@@ -220,7 +322,7 @@ fn abbreviated_document(record: &PackageRecord, base_url: &str) -> Result<Vec<u8
     out.extend_from_slice(b",\"name\":");
     write_str(&mut out, name)?;
     out.extend_from_slice(b",\"versions\":");
-    write_versions(&mut out, record, base_url, Form::Abbreviated)?;
+    write_versions(&mut out, record, base_url, Form::Abbreviated, cuts)?;
     out.push(b'}');
     Ok(out)
 }
@@ -238,7 +340,11 @@ enum Root<'a> {
 }
 
 /// The full document (`application/json`).
-fn full_document(record: &PackageRecord, base_url: &str) -> Result<Vec<u8>, RegistryError> {
+fn full_document(
+    record: &PackageRecord,
+    base_url: &str,
+    cuts: &mut Cuts,
+) -> Result<Vec<u8>, RegistryError> {
     let name = record.name.as_str();
     let rev = rev(name, record.rev);
     let mut root: BTreeMap<&str, Root> = BTreeMap::new();
@@ -307,7 +413,7 @@ fn full_document(record: &PackageRecord, base_url: &str) -> Result<Vec<u8>, Regi
                 write_json(&mut out, &time)?;
             }
             Root::Users => out.extend_from_slice(b"{}"),
-            Root::Versions => write_versions(&mut out, record, base_url, Form::Full)?,
+            Root::Versions => write_versions(&mut out, record, base_url, Form::Full, cuts)?,
         }
     }
     out.push(b'}');
@@ -322,12 +428,15 @@ fn write_version(
     row: &VersionRow,
     base_url: &str,
     form: Form,
+    cuts: &mut Cuts,
 ) -> Result<(), RegistryError> {
-    let start = out.len();
-    if write_version_direct(out, name, row, base_url, form).is_some() {
+    let (start, cut) = (out.len(), cuts.offsets.len());
+    if write_version_direct(out, name, row, base_url, form, cuts).is_some() {
         return Ok(());
     }
     out.truncate(start);
+    cuts.offsets.truncate(cut);
+    cuts.spliceable = false;
     let object = version_object(name, row, base_url)?;
     match form {
         Form::Full => write_json(out, &object),
@@ -348,6 +457,7 @@ fn write_version_direct(
     row: &VersionRow,
     base_url: &str,
     form: Form,
+    cuts: &mut Cuts,
 ) -> Option<()> {
     let stored: BTreeMap<&str, &RawValue> = serde_json::from_str(&row.manifest).ok()?;
     let mut fields: BTreeMap<&str, Field> = stored
@@ -379,7 +489,7 @@ fn write_version_direct(
         match field {
             Field::Raw(raw) => out.extend_from_slice(raw.as_bytes()),
             Field::Deprecated(message) => serde_json::to_writer(&mut *out, message).ok()?,
-            Field::Dist => write_dist(out, &dist, name, row, base_url)?,
+            Field::Dist => write_dist(out, &dist, name, row, base_url, cuts)?,
         }
     }
     out.push(b'}');
@@ -393,6 +503,7 @@ fn write_dist(
     name: &str,
     row: &VersionRow,
     base_url: &str,
+    cuts: &mut Cuts,
 ) -> Option<()> {
     let tarball = tarball_url(base_url, name, &row.version);
     let mut fields: BTreeMap<&str, Option<&str>> =
@@ -414,7 +525,11 @@ fn write_dist(
         out.push(b':');
         match (*key, raw) {
             (_, Some(raw)) => out.extend_from_slice(raw.as_bytes()),
-            ("tarball", None) => serde_json::to_writer(&mut *out, &tarball).ok()?,
+            ("tarball", None) => {
+                // After the opening quote; a base needing no escaping is written verbatim.
+                cuts.offsets.push(out.len() + 1);
+                serde_json::to_writer(&mut *out, &tarball).ok()?
+            }
             ("signatures", None) => serde_json::to_writer(&mut *out, &row.signatures).ok()?,
             (_, None) => {
                 let mut attestations: Value =
@@ -424,6 +539,7 @@ fn write_dist(
                     .filter(|u| u.as_str().is_some_and(|u| u.starts_with('/')))
                 {
                     *url = format!("{base_url}{url}");
+                    cuts.spliceable = false;
                 }
                 serde_json::to_writer(&mut *out, &attestations).ok()?;
             }
@@ -467,6 +583,40 @@ pub fn gzip(plain: &[u8]) -> Result<Vec<u8>, RegistryError> {
     out.extend_from_slice(&(plain.len() as u32).to_le_bytes());
     out.shrink_to_fit();
     Ok(out)
+}
+
+thread_local! {
+    /// An inflate state per thread, reset for each document (as [`DEFLATE`]).
+    static INFLATE: RefCell<Option<Decompress>> = const { RefCell::new(None) };
+}
+
+/// The JSON of a body [`gzip`] made (its header and trailer, so no name or extra fields).
+fn gunzip(body: &[u8]) -> Result<Vec<u8>, RegistryError> {
+    let corrupt = || RegistryError::Internal("a cached packument's gzip is corrupt".into());
+    let (header, rest) = body
+        .split_at_checked(GZIP_HEADER.len())
+        .ok_or_else(corrupt)?;
+    let (deflated, trailer) = rest
+        .split_at_checked(rest.len().checked_sub(8).ok_or_else(corrupt)?)
+        .ok_or_else(corrupt)?;
+    if header != GZIP_HEADER {
+        return Err(corrupt());
+    }
+    let size = u32::from_le_bytes(trailer[4..].try_into().map_err(|_| corrupt())?);
+    let mut out = Vec::with_capacity(size as usize);
+    INFLATE.with(|cell| {
+        let mut state = cell.borrow_mut();
+        let inflate = state.get_or_insert_with(|| Decompress::new(false));
+        inflate.reset(false);
+        let status = inflate
+            .decompress_vec(deflated, &mut out, FlushDecompress::Finish)
+            .map_err(|_| corrupt())?;
+        if status == Status::StreamEnd && out.len() == size as usize {
+            Ok(out)
+        } else {
+            Err(corrupt())
+        }
+    })
 }
 
 /// The level of documents over [`FAST_GZIP_BYTES`] (a 3,000-version packument is a few MB).

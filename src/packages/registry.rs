@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::blob_claims::{BlobClaims, Claim, SharedClaim};
-use super::cache::{CacheStats, PackumentCache, Rendered, Variant};
+use super::cache::{CacheStats, PackumentCache, Rendered, Siblings, Variant};
 use super::tarball::TarballLimits;
 use super::tarball_cache::{CachedTarball, SMALL_TARBALL_BYTES, TarballCache};
 use super::{PackageName, RegistryError, packument};
@@ -219,22 +219,66 @@ impl Registry {
             Err(siblings) => siblings,
         };
         let epoch = self.cache.epoch(name.as_str());
-        let record = self.load(name).await?;
-        let stored: usize = record.versions.iter().map(|v| v.manifest.len()).sum();
-        let rendered = if stored <= INLINE_RENDER_BYTES {
-            // A few KB of JSON copied and one small document compressed: less than the
-            // handoff to a blocking thread and back would cost.
-            packument::render(&record, base_url, variant)?
-        } else {
-            let base = base_url.to_owned();
-            tokio::task::spawn_blocking(move || packument::render(&record, &base, variant))
-                .await
-                .map_err(|e| RegistryError::Internal(e.to_string()))??
+        let rendered = match self.rebased(&siblings, base_url, variant, epoch).await? {
+            Some(rendered) => rendered,
+            None => self.rendered(name, base_url, variant).await?,
         };
         let rendered = Arc::new(rendered);
         self.cache
             .insert(name.as_str(), base_url, epoch, siblings, variant, &rendered);
         Ok(rendered)
+    }
+
+    /// A miss made from a cached representation of the same document and data (another
+    /// encoding, or another base URL spliced in): no store read and no rendering.
+    async fn rebased(
+        &self,
+        siblings: &Siblings,
+        base_url: &str,
+        variant: Variant,
+        epoch: u64,
+    ) -> Result<Option<Rendered>, RegistryError> {
+        let Some(source) = siblings.source(variant.form, epoch) else {
+            return Ok(None);
+        };
+        // As for rendering: a few KB on this thread, more on a blocking one.
+        let small = source.rendered.body.len() <= INLINE_RENDER_BYTES;
+        let rebase = move |base_url: &str| {
+            packument::rebase(
+                &source.rendered,
+                source.gzip,
+                &source.base_url,
+                base_url,
+                variant.gzip,
+            )
+        };
+        if small {
+            return rebase(base_url);
+        }
+        let base = base_url.to_owned();
+        tokio::task::spawn_blocking(move || rebase(&base))
+            .await
+            .map_err(|e| RegistryError::Internal(e.to_string()))?
+    }
+
+    /// A miss rendered from the package's rows.
+    async fn rendered(
+        &self,
+        name: &PackageName,
+        base_url: &str,
+        variant: Variant,
+    ) -> Result<Rendered, RegistryError> {
+        let record = self.load(name).await?;
+        let stored: usize = record.versions.iter().map(|v| v.manifest.len()).sum();
+        if stored <= INLINE_RENDER_BYTES {
+            // A few KB of JSON copied and one small document compressed: less than the
+            // handoff to a blocking thread and back would cost.
+            return packument::render(&record, base_url, variant);
+        }
+        let base = base_url.to_owned();
+        tokio::task::spawn_blocking(move || packument::render(&record, &base, variant))
+            .await
+            .map_err(|e| RegistryError::Internal(e.to_string()))?
     }
 
     /// What the read cache holds, and its packument misses so far.
