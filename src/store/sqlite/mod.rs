@@ -1,4 +1,5 @@
-//! The SQLite metadata store: one writer connection, a pool of readers, all calls off the async threads.
+//! The SQLite metadata store: one writer connection, a pool of readers, all calls off the async threads
+//! except point reads ([`Sqlite::read_point`]).
 
 pub mod advisories;
 pub mod attestations;
