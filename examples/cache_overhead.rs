@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use packr::packages::cache::{ENTRY_OVERHEAD, PackumentCache, PackumentSet, Rendered};
+use packr::packages::cache::{ENTRY_OVERHEAD, Form, PackumentCache, Rendered, Variant};
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -42,24 +42,41 @@ fn grown(len: usize, seed: u64) -> Bytes {
     v.into()
 }
 
-fn rendered(plain: usize, gzip: usize, seed: u64) -> Rendered {
+fn rendered(len: usize, seed: u64) -> Rendered {
     let tag = format!("{seed:032x}");
     Rendered {
-        plain: grown(plain, seed),
-        gzip: grown(gzip, seed + 1),
+        body: grown(len, seed),
         etag: format!("\"{tag}\""),
         gzip_etag: format!("\"{tag}-gz\""),
+        last_modified: "Fri, 04 Dec 2026 19:00:00 GMT".into(),
+        base_cuts: Some(Box::new([0])),
     }
 }
 
-/// A packument of about `scale` bytes per rendering, with the proportions of a small package.
-fn set(i: u64, scale: usize) -> Arc<PackumentSet> {
+/// Stores the four representations of a packument of about `scale` bytes per document, with the
+/// proportions of a small package (each by the miss that asks for it, as the server does).
+fn fill(cache: &PackumentCache, name: &str, host: &str, i: u64, scale: usize) {
     let jitter = (i % 7) as usize * scale / 10;
-    Arc::new(PackumentSet {
-        full: rendered(scale + jitter, scale / 2 + jitter / 3, i * 4),
-        abbreviated: rendered(scale / 2 + jitter / 2, scale / 3 + jitter / 4, i * 4 + 2),
-        last_modified: "Fri, 04 Dec 2026 19:00:00 GMT".into(),
-    })
+    let sizes = [
+        (Form::Full, false, scale + jitter),
+        (Form::Full, true, scale / 2 + jitter / 3),
+        (Form::Abbreviated, false, scale / 2 + jitter / 2),
+        (Form::Abbreviated, true, scale / 3 + jitter / 4),
+    ];
+    let epoch = cache.epoch(name);
+    for (k, (form, gzip, len)) in sizes.into_iter().enumerate() {
+        let variant = Variant { form, gzip };
+        if let Err(siblings) = cache.get(name, host, variant) {
+            cache.insert(
+                name,
+                host,
+                epoch,
+                siblings,
+                variant,
+                &rendered(len, i * 4 + k as u64),
+            );
+        }
+    }
 }
 
 fn settle() -> u64 {
@@ -73,10 +90,14 @@ fn calibrate(n: u64) {
     let before = settle();
     for i in 0..n {
         let name = format!("pkg-{i:06}");
-        cache.insert(&name, "http://127.0.0.1:4873", 0, set(i, 900));
+        fill(&cache, &name, "http://127.0.0.1:4873", i, 900);
         if i % 3 == 0 {
             // Served once: what a hit allocates (nothing that stays) is part of the picture.
-            let _ = cache.get(&name, "http://127.0.0.1:4873");
+            let variant = Variant {
+                form: Form::Abbreviated,
+                gzip: true,
+            };
+            let _ = cache.get(&name, "http://127.0.0.1:4873", variant);
         }
     }
     let stats = cache.stats();
@@ -122,14 +143,12 @@ fn bound(mib: usize, n: u64) {
                 for i in (t..n).step_by(threads as usize) {
                     let name = format!("pkg-{:07}", i % (n / 4).max(1));
                     let host = format!("http://host-{}.example", i % hosts);
-                    if cache.get(&name, &host).is_none() {
-                        let scale = if big_every > 0 && i % big_every == 0 {
-                            60_000
-                        } else {
-                            900
-                        };
-                        cache.insert(&name, &host, cache.epoch(&name), set(i, scale));
-                    }
+                    let scale = if big_every > 0 && i % big_every == 0 {
+                        60_000
+                    } else {
+                        900
+                    };
+                    fill(&cache, &name, &host, i, scale);
                 }
             }));
         }

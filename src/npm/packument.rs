@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::extract::{BaseUrl, ReadAccess, package_name};
 use crate::error::ApiError;
-use crate::packages::cache::Rendered;
+use crate::packages::cache::{Form, Rendered, Variant};
 use crate::server::AppState;
 
 const ABBREVIATED: &str = "application/vnd.npm.install-v1+json";
@@ -56,19 +56,23 @@ pub async fn get_packument(
             format!("package not found: {name}")
         })
         .await?;
-    let set = app.registry.packuments(&name, &base).await?;
     let write = query.write.as_deref() == Some("true");
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     // `?write=true` always gets the full document with `_rev` (npm-protocol.md §3.2).
-    let (rendered, content_type) = if !write && accept.contains(ABBREVIATED) {
-        (&set.abbreviated, ABBREVIATED)
+    let (form, content_type) = if !write && accept.contains(ABBREVIATED) {
+        (Form::Abbreviated, ABBREVIATED)
     } else {
-        (&set.full, "application/json")
+        (Form::Full, "application/json")
     };
     let gzip = wants_gzip(&headers);
+    let rendered = app
+        .registry
+        .packument(&name, &base, Variant { form, gzip })
+        .await?;
+    let rendered = &*rendered;
     let etag = if gzip {
         &rendered.gzip_etag
     } else {
@@ -77,12 +81,7 @@ pub async fn get_packument(
     let mut response = if not_modified(&headers, rendered) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let body = if gzip {
-            rendered.gzip.clone()
-        } else {
-            rendered.plain.clone()
-        };
-        let mut response = body.into_response();
+        let mut response = rendered.body.clone().into_response();
         let out = response.headers_mut();
         out.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         if gzip {
@@ -94,7 +93,7 @@ pub async fn get_packument(
     if let Ok(etag) = HeaderValue::from_str(etag) {
         out.insert(header::ETAG, etag);
     }
-    if let Ok(date) = HeaderValue::from_str(&set.last_modified) {
+    if let Ok(date) = HeaderValue::from_str(&rendered.last_modified) {
         out.insert(header::LAST_MODIFIED, date);
     }
     // no-cache, not max-age: a cached packument would hide a version published a second ago.

@@ -1,6 +1,10 @@
 //! The read cache: rendered packuments (plain and gzip, with ETags) and served tarballs, in one
 //! `moka` cache bounded by `PACKR_CACHE_BYTES`, dropped per package on every write.
 //!
+//! A package's entry holds the representations (full or abbreviated, plain or gzip) rendered so
+//! far, each made by the first read that asks for it, so a miss renders and compresses one
+//! document, and the entry weighs only what was asked for.
+//!
 //! `moka` admits a new entry only when it is read more often than the one it would evict (TinyLFU),
 //! so a scan of cold packages does not push the hot ones out, and its reads take no global lock.
 //!
@@ -22,71 +26,69 @@ use moka::sync::Cache;
 
 use super::tarball_cache::CachedTarball;
 
+/// The two documents of a package (npm-protocol.md §3.3-3.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// The full document (`application/json`).
+    Full,
+    /// The abbreviated document (`application/vnd.npm.install-v1+json`).
+    Abbreviated,
+}
+
+/// One representation of a packument: a form in one encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Variant {
+    /// Which document.
+    pub form: Form,
+    /// Gzip-compressed, or plain JSON.
+    pub gzip: bool,
+}
+
+impl Variant {
+    /// Its slot in a cache entry.
+    fn index(self) -> usize {
+        usize::from(self.form == Form::Abbreviated) * 2 + usize::from(self.gzip)
+    }
+}
+
 /// One representation of a packument, ready to send.
 #[derive(Debug)]
 pub struct Rendered {
-    /// The JSON bytes.
-    pub plain: Bytes,
-    /// The same bytes, gzip-compressed.
-    pub gzip: Bytes,
-    /// Strong ETag of the plain bytes (quoted).
+    /// The bytes sent: JSON, or JSON gzip-compressed.
+    pub body: Bytes,
+    /// Strong ETag of the plain JSON (quoted).
     pub etag: String,
-    /// Strong ETag of the gzip bytes (quoted).
+    /// Strong ETag of the gzip encoding of that JSON (quoted).
     pub gzip_etag: String,
+    /// `time.modified` as an HTTP date, for `Last-Modified` (formatted once, not per request).
+    pub last_modified: String,
+    /// Where the plain JSON has its base URL (each tarball URL's start), so a read on another
+    /// base splices its own in instead of rendering again; `None`: not spliceable.
+    pub base_cuts: Option<Box<[u32]>>,
 }
 
 impl Rendered {
     /// A copy in allocations of exactly the needed size (a rendering's buffers grew by doubling),
-    /// with the bytes' shared headers already allocated, so its weight is what it holds.
+    /// with the bytes' shared header already allocated, so its weight is what it holds.
     fn compact(&self) -> Self {
         Self {
-            plain: exact_bytes(&self.plain),
-            gzip: exact_bytes(&self.gzip),
+            body: exact_bytes(&self.body),
             etag: self.etag.as_str().into(),
             gzip_etag: self.gzip_etag.as_str().into(),
+            last_modified: self.last_modified.as_str().into(),
+            base_cuts: self.base_cuts.clone(),
         }
     }
 
     fn heap_bytes(&self) -> usize {
-        bytes_cost(&self.plain)
-            + bytes_cost(&self.gzip)
+        bytes_cost(&self.body)
             + alloc_size(self.etag.capacity())
             + alloc_size(self.gzip_etag.capacity())
-    }
-}
-
-/// Both representations of a package's packument.
-#[derive(Debug)]
-pub struct PackumentSet {
-    /// The full document (`application/json`).
-    pub full: Rendered,
-    /// The abbreviated document (`application/vnd.npm.install-v1+json`).
-    pub abbreviated: Rendered,
-    /// `time.modified` as an HTTP date, for `Last-Modified` (formatted once, not per request).
-    pub last_modified: String,
-}
-
-impl PackumentSet {
-    /// Bytes of rendered documents in this set (plain and gzip, both forms).
-    pub fn size(&self) -> usize {
-        [&self.full, &self.abbreviated]
-            .iter()
-            .map(|r| r.plain.len() + r.gzip.len())
-            .sum()
-    }
-
-    fn compact(&self) -> Self {
-        Self {
-            full: self.full.compact(),
-            abbreviated: self.abbreviated.compact(),
-            last_modified: self.last_modified.as_str().into(),
-        }
-    }
-
-    fn heap_bytes(&self) -> usize {
-        self.full.heap_bytes()
-            + self.abbreviated.heap_bytes()
             + alloc_size(self.last_modified.capacity())
+            + self
+                .base_cuts
+                .as_ref()
+                .map_or(0, |cuts| alloc_size(size_of_val(&**cuts)))
     }
 }
 
@@ -184,10 +186,14 @@ impl Equivalent<Key> for KeyRef<'_> {
     }
 }
 
-/// A cached packument rendering and the base URL it was built on.
-pub(super) struct Packument {
+/// The representations of a package's packument rendered so far for one base URL, each made
+/// only when asked for (a cold install asks for one of the four: abbreviated and gzip).
+pub struct Packument {
     base_url: Box<str>,
-    set: Arc<PackumentSet>,
+    /// The invalidation count the representations were read at: another one is only added to
+    /// an entry of the same count, so an entry never mixes data from before and after a write.
+    epoch: u64,
+    variants: [Option<Arc<Rendered>>; 4],
 }
 
 /// Cached values.
@@ -208,8 +214,11 @@ fn weight(key: &Key, value: &Cached) -> u32 {
         Cached::Packument(p) => {
             alloc_size(ARC + size_of::<Packument>())
                 + alloc_size(p.base_url.len())
-                + alloc_size(ARC + size_of::<PackumentSet>())
-                + p.set.heap_bytes()
+                + p.variants
+                    .iter()
+                    .flatten()
+                    .map(|r| alloc_size(ARC + size_of::<Rendered>()) + r.heap_bytes())
+                    .sum::<usize>()
         }
         Cached::Tarball { tarball, .. } => {
             alloc_size(ARC + size_of::<CachedTarball>())
@@ -276,6 +285,36 @@ impl Shared {
     }
 }
 
+/// What a lookup found of a package besides the representation it missed: its entry, on the
+/// same base URL or another.
+pub struct Siblings(Option<Arc<Packument>>);
+
+/// A cached representation another can be made from (see [`Siblings::source`]).
+pub struct Source {
+    /// The representation.
+    pub rendered: Arc<Rendered>,
+    /// Whether its body is gzip.
+    pub gzip: bool,
+    /// The base URL it was rendered on.
+    pub base_url: Box<str>,
+}
+
+impl Siblings {
+    /// A cached representation of `form` read at `epoch` (so no write came since), plain if
+    /// there is one: the data a miss of another encoding or base URL needs, without the store.
+    pub fn source(&self, form: Form, epoch: u64) -> Option<Source> {
+        let held = self.0.as_ref().filter(|p| p.epoch == epoch)?;
+        [false, true].into_iter().find_map(|gzip| {
+            let rendered = held.variants[Variant { form, gzip }.index()].clone()?;
+            Some(Source {
+                rendered,
+                gzip,
+                base_url: held.base_url.clone(),
+            })
+        })
+    }
+}
+
 /// Rendered packuments by package name (each for one public base URL), bounded in bytes together
 /// with the tarball cache that shares it ([`PackumentCache::tarballs`]).
 pub struct PackumentCache {
@@ -305,15 +344,27 @@ impl PackumentCache {
         super::tarball_cache::TarballCache::on(Arc::clone(&self.shared))
     }
 
-    /// The cached set, if there is one for this base URL.
-    pub fn get(&self, name: &str, base_url: &str) -> Option<Arc<PackumentSet>> {
-        if let Some(Cached::Packument(p)) = self.shared.entries.get(&KeyRef::Packument(name))
-            && &*p.base_url == base_url
+    /// The cached representation for this base URL, or the package's entry (for this base URL
+    /// or another) to make it from and to give back to [`PackumentCache::insert`].
+    pub fn get(
+        &self,
+        name: &str,
+        base_url: &str,
+        variant: Variant,
+    ) -> Result<Arc<Rendered>, Siblings> {
+        let held = match self.shared.entries.get(&KeyRef::Packument(name)) {
+            Some(Cached::Packument(p)) => Some(p),
+            _ => None,
+        };
+        if let Some(rendered) = held
+            .as_ref()
+            .filter(|p| &*p.base_url == base_url)
+            .and_then(|p| p.variants[variant.index()].clone())
         {
-            return Some(Arc::clone(&p.set));
+            return Ok(rendered);
         }
         self.shared.packument_misses.fetch_add(1, Ordering::Relaxed);
-        None
+        Err(Siblings(held))
     }
 
     /// The invalidation count of a name; take it before reading the database.
@@ -321,15 +372,30 @@ impl PackumentCache {
         self.shared.epoch(name)
     }
 
-    /// Stores a set rendered from data read at `epoch`, unless a write came since. It replaces
-    /// the package's rendering for any other base URL.
-    pub fn insert(&self, name: &str, base_url: &str, epoch: u64, set: Arc<PackumentSet>) {
+    /// Stores a representation rendered from data read at `epoch`, unless a write came since,
+    /// beside the others its lookup found of the same data. It replaces the package's
+    /// representations for any other base URL.
+    pub fn insert(
+        &self,
+        name: &str,
+        base_url: &str,
+        epoch: u64,
+        siblings: Siblings,
+        variant: Variant,
+        rendered: &Rendered,
+    ) {
         if self.epoch(name) != epoch {
             return;
         }
+        let mut variants = match siblings.0 {
+            Some(p) if p.epoch == epoch && &*p.base_url == base_url => p.variants.clone(),
+            _ => Default::default(),
+        };
+        variants[variant.index()] = Some(Arc::new(rendered.compact()));
         let value = Cached::Packument(Arc::new(Packument {
             base_url: base_url.into(),
-            set: Arc::new(set.compact()),
+            epoch,
+            variants,
         }));
         self.shared.insert(Key::Packument(name.into()), value);
         // A write that bumped the epoch after the check above may have invalidated before this
@@ -369,24 +435,67 @@ impl PackumentCache {
 mod tests {
     use super::*;
 
-    fn set(bytes: usize) -> Arc<PackumentSet> {
-        let rendered = || Rendered {
-            plain: Bytes::from(vec![b'x'; bytes / 4]),
-            gzip: Bytes::from(vec![b'x'; bytes / 4]),
+    /// The representation the tests store: what a cold install asks for.
+    const V: Variant = Variant {
+        form: Form::Abbreviated,
+        gzip: true,
+    };
+
+    fn rendered(bytes: usize) -> Rendered {
+        Rendered {
+            body: Bytes::from(vec![b'x'; bytes]),
             etag: "\"0123456789abcdef0123456789abcdef\"".into(),
             gzip_etag: "\"0123456789abcdef0123456789abcdef-gz\"".into(),
-        };
-        Arc::new(PackumentSet {
-            full: rendered(),
-            abbreviated: rendered(),
             last_modified: "Fri, 04 Dec 2026 19:00:00 GMT".into(),
-        })
+            base_cuts: None,
+        }
     }
 
-    fn weight_of(name: &str, base_url: &str, set: &PackumentSet) -> u64 {
+    /// What a miss does: the lookup, then the insert of what was rendered at `epoch`.
+    fn put(cache: &PackumentCache, name: &str, base_url: &str, epoch: u64, bytes: usize) {
+        put_variant(cache, name, base_url, epoch, V, bytes);
+    }
+
+    fn put_variant(
+        cache: &PackumentCache,
+        name: &str,
+        base_url: &str,
+        epoch: u64,
+        variant: Variant,
+        bytes: usize,
+    ) {
+        let siblings = match cache.get(name, base_url, variant) {
+            Ok(_) => Siblings(None),
+            Err(siblings) => siblings,
+        };
+        cache.insert(name, base_url, epoch, siblings, variant, &rendered(bytes));
+    }
+
+    /// A read: a lookup, and a render stored on a miss.
+    fn read(cache: &PackumentCache, name: &str, bytes: usize) {
+        if let Err(siblings) = cache.get(name, "http://r", V) {
+            cache.insert(
+                name,
+                "http://r",
+                cache.epoch(name),
+                siblings,
+                V,
+                &rendered(bytes),
+            );
+        }
+    }
+
+    fn held(cache: &PackumentCache, name: &str, base_url: &str) -> Option<Arc<Rendered>> {
+        cache.get(name, base_url, V).ok()
+    }
+
+    fn weight_of(name: &str, base_url: &str, bytes: usize) -> u64 {
+        let mut variants: [Option<Arc<Rendered>>; 4] = Default::default();
+        variants[V.index()] = Some(Arc::new(rendered(bytes).compact()));
         let value = Cached::Packument(Arc::new(Packument {
             base_url: base_url.into(),
-            set: Arc::new(set.compact()),
+            epoch: 0,
+            variants,
         }));
         u64::from(weight(&Key::Packument(name.into()), &value))
     }
@@ -410,22 +519,85 @@ mod tests {
 
     #[test]
     fn weights_include_keys_headers_and_overhead() {
-        let s = set(400);
-        let weight = weight_of("a-package", "http://registry.example", &s);
-        // The documents, two ETags per form, Last-Modified, the name, the base URL, the structs
-        // and the cache's own bookkeeping all count.
-        let floor = s.size() + 4 * 34 + 29 + 9 + 23 + ENTRY_OVERHEAD;
+        let weight = weight_of("a-package", "http://registry.example", 400);
+        // The document, both ETags, Last-Modified, the name, the base URL, the structs and the
+        // cache's own bookkeeping all count.
+        let floor = 400 + 34 + 37 + 29 + 9 + 23 + ENTRY_OVERHEAD;
         assert!(weight as usize > floor, "{weight} <= {floor}");
         // A longer base URL weighs more.
-        assert!(weight_of("a-package", &format!("http://{}", "h".repeat(200)), &s) > weight);
+        assert!(weight_of("a-package", &format!("http://{}", "h".repeat(200)), 400) > weight);
+    }
+
+    #[test]
+    fn variants_share_one_entry_and_all_count() {
+        let cache = PackumentCache::new(1 << 20);
+        let forms = [Form::Full, Form::Abbreviated];
+        let variants = forms.map(|form| [false, true].map(|gzip| Variant { form, gzip }));
+        for (i, variant) in variants.iter().flatten().enumerate() {
+            put_variant(&cache, "a", "http://r", 0, *variant, 100 * (i + 1));
+        }
+        let stats = cache.stats();
+        assert_eq!(stats.entries, 1, "{stats:?}");
+        assert!(
+            stats.bytes > weight_of("a", "http://r", 100) + 900,
+            "{stats:?}"
+        );
+        for (i, variant) in variants.iter().flatten().enumerate() {
+            let body = cache
+                .get("a", "http://r", *variant)
+                .ok()
+                .unwrap()
+                .body
+                .len();
+            assert_eq!(body, 100 * (i + 1));
+        }
+        // Another base URL starts over; a variant read before a write does not join one read
+        // after it.
+        put(&cache, "a", "http://other", 0, 10);
+        assert!(cache.get("a", "http://r", V).is_err());
+        let stale = cache
+            .get("a", "http://other", variants[0][0])
+            .err()
+            .unwrap();
+        cache.invalidate("a");
+        put(&cache, "a", "http://other", cache.epoch("a"), 10);
+        let fresh = cache
+            .get("a", "http://other", variants[0][0])
+            .err()
+            .unwrap();
+        drop(stale);
+        cache.insert(
+            "a",
+            "http://other",
+            cache.epoch("a"),
+            fresh,
+            variants[0][0],
+            &rendered(5),
+        );
+        assert!(held(&cache, "a", "http://other").is_some());
+        // Siblings of an older epoch are dropped, not merged.
+        let old = Siblings(Some(Arc::new(Packument {
+            base_url: "http://other".into(),
+            epoch: cache.epoch("a").wrapping_sub(1),
+            variants: Default::default(),
+        })));
+        cache.insert(
+            "a",
+            "http://other",
+            cache.epoch("a"),
+            old,
+            variants[1][0],
+            &rendered(5),
+        );
+        assert!(held(&cache, "a", "http://other").is_none());
     }
 
     #[test]
     fn the_cache_stays_under_its_byte_bound() {
-        let one = weight_of("a", "http://r", &set(400));
+        let one = weight_of("a", "http://r", 400);
         let cache = PackumentCache::new(usize::try_from(3 * one).unwrap());
         for i in 0..100 {
-            cache.insert(&format!("p{i}"), "http://r", 0, set(400));
+            put(&cache, &format!("p{i}"), "http://r", 0, 400);
         }
         let stats = cache.stats();
         assert!(stats.bytes <= 3 * one, "{stats:?}");
@@ -435,10 +607,10 @@ mod tests {
     #[test]
     fn a_hit_allocates_nothing() {
         let cache = PackumentCache::new(1 << 20);
-        cache.insert("a", "http://r", cache.epoch("a"), set(400));
+        put(&cache, "a", "http://r", cache.epoch("a"), 400);
         // Warm: moka's housekeeping sets up what it keeps (once per cache) on the first batches.
         for _ in 0..10_000 {
-            assert!(cache.get("a", "http://r").is_some());
+            assert!(cache.get("a", "http://r", V).is_ok());
         }
         // Batches of hits, each enough for moka to apply its recorded reads on this thread. A hit
         // also pins crossbeam's epoch, and a pin may help free (and re-bag) garbage that other
@@ -449,7 +621,7 @@ mod tests {
             .map(|_| {
                 allocation_counter::measure(|| {
                     for _ in 0..500 {
-                        assert!(cache.get("a", "http://r").is_some());
+                        assert!(cache.get("a", "http://r", V).is_ok());
                     }
                 })
                 .count_total
@@ -465,15 +637,15 @@ mod tests {
     fn a_flood_of_base_urls_keeps_one_rendering_per_package() {
         let cache = PackumentCache::new(1 << 20);
         for host in 0..10_000 {
-            cache.insert("a", &format!("http://x{host}"), 0, set(400));
+            put(&cache, "a", &format!("http://x{host}"), 0, 400);
         }
         let stats = cache.stats();
         assert_eq!(stats.entries, 1);
-        assert!(stats.bytes < 2 * weight_of("a", "http://x9999", &set(400)));
-        assert!(cache.get("a", "http://x9999").is_some());
-        assert!(cache.get("a", "http://x0").is_none());
+        assert!(stats.bytes < 2 * weight_of("a", "http://x9999", 400));
+        assert!(held(&cache, "a", "http://x9999").is_some());
+        assert!(held(&cache, "a", "http://x0").is_none());
         cache.invalidate("a");
-        assert!(cache.get("a", "http://x9999").is_none());
+        assert!(held(&cache, "a", "http://x9999").is_none());
         assert_eq!(cache.stats().entries, 0);
     }
 
@@ -482,12 +654,12 @@ mod tests {
         let cache = PackumentCache::new(1 << 20);
         let epoch = cache.epoch("a");
         cache.invalidate("a");
-        cache.insert("a", "http://r", epoch, set(100));
-        assert!(cache.get("a", "http://r").is_none());
+        put(&cache, "a", "http://r", epoch, 100);
+        assert!(held(&cache, "a", "http://r").is_none());
         assert_eq!(cache.stats().entries, 0);
         // A render that started after the write is stored.
-        cache.insert("a", "http://r", cache.epoch("a"), set(100));
-        assert!(cache.get("a", "http://r").is_some());
+        put(&cache, "a", "http://r", cache.epoch("a"), 100);
+        assert!(held(&cache, "a", "http://r").is_some());
     }
 
     #[test]
@@ -502,7 +674,7 @@ mod tests {
             let reader = std::thread::spawn(move || {
                 let epoch = c.epoch("a");
                 let seen = v.load(Ordering::SeqCst);
-                c.insert("a", "http://r", epoch, set(4 * (seen as usize % 50 + 1)));
+                put(&c, "a", "http://r", epoch, seen as usize % 50 + 1);
             });
             let (c, v) = (Arc::clone(&cache), Arc::clone(&version));
             let writer = std::thread::spawn(move || {
@@ -512,27 +684,25 @@ mod tests {
             reader.join().unwrap();
             writer.join().unwrap();
             let latest = version.load(Ordering::SeqCst) as usize % 50 + 1;
-            if let Some(held) = cache.get("a", "http://r") {
-                assert_eq!(held.full.plain.len(), latest, "a stale rendering was kept");
+            if let Some(held) = held(&cache, "a", "http://r") {
+                assert_eq!(held.body.len(), latest, "a stale rendering was kept");
             }
         }
     }
 
     #[test]
     fn a_hot_set_survives_a_scan_of_many_cold_packages() {
-        let one = weight_of("hot-000", "http://r", &set(400));
+        let one = weight_of("hot-000", "http://r", 400);
         // Room for about 1,000 entries; 100 are hot.
         let cache = PackumentCache::new(usize::try_from(1_000 * one).unwrap());
         let hot: Vec<String> = (0..100).map(|i| format!("hot-{i:03}")).collect();
         let read = |name: &str| {
-            if cache.get(name, "http://r").is_none() {
-                cache.insert(name, "http://r", cache.epoch(name), set(400));
-            }
+            read(&cache, name, 400);
         };
         let kept = |cache: &PackumentCache| {
             cache.stats();
             hot.iter()
-                .filter(|name| cache.get(name, "http://r").is_some())
+                .filter(|name| held(cache, name, "http://r").is_some())
                 .count()
         };
         // A server that has run a while: the cache is full (moka counts frequencies from half
@@ -587,9 +757,7 @@ mod tests {
             cache.stats().packument_misses - before
         };
         let read = |name: &str| {
-            if cache.get(name, "http://r").is_none() {
-                cache.insert(name, "http://r", cache.epoch(name), set(2400));
-            }
+            read(&cache, name, 2400);
         };
         let mut x: u64 = 7;
         let mut rand = move |n: usize| {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::blob_claims::{BlobClaims, Claim, SharedClaim};
-use super::cache::{CacheStats, PackumentCache, PackumentSet};
+use super::cache::{CacheStats, PackumentCache, Rendered, Siblings, Variant};
 use super::tarball::TarballLimits;
 use super::tarball_cache::{CachedTarball, SMALL_TARBALL_BYTES, TarballCache};
 use super::{PackageName, RegistryError, packument};
@@ -17,6 +17,10 @@ use crate::orgs::{self, OrgDecision};
 use crate::store::blob::Blob;
 use crate::store::packages::{PackageRecord, PublishPlan, WriteFacts};
 use crate::store::{BlobKey, BlobStore, Store};
+
+/// Packages whose stored manifests add up to at most this many bytes are rendered on the async
+/// thread that missed them (tens of microseconds at most); bigger ones on a blocking thread.
+const INLINE_RENDER_BYTES: usize = 16 * 1024;
 
 /// Policy settings of the registry core.
 #[derive(Debug, Clone)]
@@ -202,25 +206,79 @@ impl Registry {
         self.signing.as_ref()
     }
 
-    /// The rendered packuments of a package for a public base URL, from the cache when fresh.
-    pub async fn packuments(
+    /// One rendered representation of a package's packument for a public base URL, from the
+    /// cache when fresh.
+    pub async fn packument(
         &self,
         name: &PackageName,
         base_url: &str,
-    ) -> Result<Arc<PackumentSet>, RegistryError> {
-        if let Some(set) = self.cache.get(name.as_str(), base_url) {
-            return Ok(set);
-        }
+        variant: Variant,
+    ) -> Result<Arc<Rendered>, RegistryError> {
+        let siblings = match self.cache.get(name.as_str(), base_url, variant) {
+            Ok(rendered) => return Ok(rendered),
+            Err(siblings) => siblings,
+        };
         let epoch = self.cache.epoch(name.as_str());
-        let record = self.load(name).await?;
-        let base = base_url.to_owned();
-        let set = tokio::task::spawn_blocking(move || packument::render(&record, &base))
-            .await
-            .map_err(|e| RegistryError::Internal(e.to_string()))??;
-        let set = Arc::new(set);
+        let rendered = match self.rebased(&siblings, base_url, variant, epoch).await? {
+            Some(rendered) => rendered,
+            None => self.rendered(name, base_url, variant).await?,
+        };
+        let rendered = Arc::new(rendered);
         self.cache
-            .insert(name.as_str(), base_url, epoch, Arc::clone(&set));
-        Ok(set)
+            .insert(name.as_str(), base_url, epoch, siblings, variant, &rendered);
+        Ok(rendered)
+    }
+
+    /// A miss made from a cached representation of the same document and data (another
+    /// encoding, or another base URL spliced in): no store read and no rendering.
+    async fn rebased(
+        &self,
+        siblings: &Siblings,
+        base_url: &str,
+        variant: Variant,
+        epoch: u64,
+    ) -> Result<Option<Rendered>, RegistryError> {
+        let Some(source) = siblings.source(variant.form, epoch) else {
+            return Ok(None);
+        };
+        // As for rendering: a few KB on this thread, more on a blocking one.
+        let small = source.rendered.body.len() <= INLINE_RENDER_BYTES;
+        let rebase = move |base_url: &str| {
+            packument::rebase(
+                &source.rendered,
+                source.gzip,
+                &source.base_url,
+                base_url,
+                variant.gzip,
+            )
+        };
+        if small {
+            return rebase(base_url);
+        }
+        let base = base_url.to_owned();
+        tokio::task::spawn_blocking(move || rebase(&base))
+            .await
+            .map_err(|e| RegistryError::Internal(e.to_string()))?
+    }
+
+    /// A miss rendered from the package's rows.
+    async fn rendered(
+        &self,
+        name: &PackageName,
+        base_url: &str,
+        variant: Variant,
+    ) -> Result<Rendered, RegistryError> {
+        let record = self.load(name).await?;
+        let stored: usize = record.versions.iter().map(|v| v.manifest.len()).sum();
+        if stored <= INLINE_RENDER_BYTES {
+            // A few KB of JSON copied and one small document compressed: less than the
+            // handoff to a blocking thread and back would cost.
+            return packument::render(&record, base_url, variant);
+        }
+        let base = base_url.to_owned();
+        tokio::task::spawn_blocking(move || packument::render(&record, &base, variant))
+            .await
+            .map_err(|e| RegistryError::Internal(e.to_string()))?
     }
 
     /// What the read cache holds, and its packument misses so far.

@@ -20,6 +20,7 @@ mod npm_client;
 mod oauth;
 mod orgs;
 mod packument_cache;
+mod packument_misses;
 mod pnpm_client;
 mod postgres_migrate;
 mod properties;

@@ -18,6 +18,8 @@ mod npm_client;
 mod oauth;
 #[path = "../it/orgs.rs"]
 mod orgs;
+#[path = "../it/packument_misses.rs"]
+mod packument_misses;
 #[path = "../it/pnpm_client.rs"]
 mod pnpm_client;
 #[path = "../it/properties.rs"]

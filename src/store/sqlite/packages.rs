@@ -4,7 +4,7 @@
 //! Every write bumps `packages.rev` and `modified_at`, which become `_rev` and `time.modified`.
 //! Statements on the publish path are `prepare_cached`: publishing is the hot write.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -14,7 +14,7 @@ use crate::clock;
 use crate::orgs::scope_slug;
 use crate::packages::RegistryError;
 use crate::store::StoreError;
-use crate::store::packages::parse_signatures;
+use crate::store::packages::Signature;
 pub use crate::store::packages::{
     Decide, NewNameFacts, NewVersion, PackageRecord, PublishOutcome, PublishPlan, Removal,
     TarballRow, UnpublishOutcome, VersionRow, Visibility, WriteFacts,
@@ -22,53 +22,134 @@ pub use crate::store::packages::{
 
 /// Loads everything about one package, or `None`.
 pub fn load(conn: &Connection, name: &str) -> Result<Option<PackageRecord>, StoreError> {
+    load_bounded(conn, name, usize::MAX).map(|loaded| match loaded {
+        Loaded::Record(record) => Some(record),
+        Loaded::Missing | Loaded::TooBig => None,
+    })
+}
+
+/// Packages of up to this many versions are read as a point read ([`super::Sqlite::read_point`]):
+/// a few pages, tens of microseconds.
+const POINT_READ_VERSIONS: usize = 64;
+
+/// A read transaction: one snapshot and one set of locks for several queries, begun and ended
+/// through the statement cache (rusqlite's `Transaction` prepares `BEGIN` anew every time).
+struct ReadTransaction<'a>(&'a Connection);
+
+impl<'a> ReadTransaction<'a> {
+    fn begin(conn: &'a Connection) -> Result<Self, StoreError> {
+        conn.prepare_cached("BEGIN")?.execute([])?;
+        Ok(Self(conn))
+    }
+}
+
+impl Drop for ReadTransaction<'_> {
+    /// Ends it however the reads went, so the pooled connection goes back outside a transaction
+    /// (a read-only transaction has nothing to commit: ending it cannot fail in a way that
+    /// loses anything).
+    fn drop(&mut self) {
+        let ended = self
+            .0
+            .prepare_cached("COMMIT")
+            .and_then(|mut stmt| stmt.execute([]));
+        if let Err(err) = ended {
+            tracing::warn!(error = %err, "could not end a read transaction");
+        }
+    }
+}
+
+/// What [`load_bounded`] found.
+pub enum Loaded {
+    /// The package.
+    Record(PackageRecord),
+    /// No package of that name.
+    Missing,
+    /// A package of more versions than asked for, not loaded.
+    TooBig,
+}
+
+/// Loads a package of at most `max_versions` versions. Cost: one lookup per table, the versions
+/// and their signatures each read as one range of their primary key (no per-version lookups).
+pub fn load_bounded(
+    conn: &Connection,
+    name: &str,
+    max_versions: usize,
+) -> Result<Loaded, StoreError> {
     let head = conn
         .prepare_cached(
-            "SELECT access, rev, created_at, modified_at FROM packages WHERE name = ?1",
+            "SELECT access, rev, created_at, modified_at,
+                    (SELECT count(*) FROM versions WHERE package = ?1)
+             FROM packages WHERE name = ?1",
         )?
         .query_row([name], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get::<_, i64>(4)?,
+            ))
         })
         .optional()?;
-    let Some((access, rev, created_at, modified_at)) = head else {
-        return Ok(None);
+    let Some((access, rev, created_at, modified_at, count)) = head else {
+        return Ok(Loaded::Missing);
     };
+    let count = usize::try_from(count).unwrap_or(usize::MAX);
+    if count > max_versions {
+        return Ok(Loaded::TooBig);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT version, manifest, integrity, shasum, blob_key, size, deprecated, readme, published_at
+         FROM versions WHERE package = ?1",
+    )?;
+    let mut versions = Vec::with_capacity(count);
+    let mut rows = stmt.query([name])?;
+    while let Some(row) = rows.next()? {
+        versions.push(VersionRow {
+            version: row.get(0)?,
+            manifest: row.get(1)?,
+            integrity: row.get(2)?,
+            shasum: row.get(3)?,
+            blob_key: row.get(4)?,
+            size: row.get(5)?,
+            deprecated: row.get(6)?,
+            readme: row.get(7)?,
+            published_at: row.get(8)?,
+            signatures: Vec::new(),
+        });
+    }
     // Versions of the same millisecond go by version in byte order (BINARY), as on PostgreSQL
     // (`COLLATE "C"`): an order both stores read from the rows themselves, so a database moved
-    // between them serves the same packument, byte for byte.
+    // between them serves the same packument, byte for byte. Sorted here rather than by SQLite,
+    // whose sorter would copy every row (manifests and READMEs) once more.
+    versions.sort_unstable_by(|a, b| {
+        (a.published_at, a.version.as_bytes()).cmp(&(b.published_at, b.version.as_bytes()))
+    });
     let mut stmt = conn.prepare_cached(
-        "SELECT version, manifest, integrity, shasum, blob_key, size, deprecated, readme, published_at,
-                (SELECT json_group_array(json_object('keyid', s.keyid, 'sig', s.sig))
-                 FROM version_signatures s
-                 WHERE s.package = versions.package AND s.version = versions.version)
-         FROM versions WHERE package = ?1 ORDER BY published_at, version",
+        "SELECT version, keyid, sig FROM version_signatures WHERE package = ?1 ORDER BY version, keyid",
     )?;
-    let rows = stmt
-        .query_map([name], |row| {
-            let signatures: Option<String> = row.get(9)?;
-            Ok((
-                signatures,
-                VersionRow {
-                    version: row.get(0)?,
-                    manifest: row.get(1)?,
-                    integrity: row.get(2)?,
-                    shasum: row.get(3)?,
-                    blob_key: row.get(4)?,
-                    size: row.get(5)?,
-                    deprecated: row.get(6)?,
-                    readme: row.get(7)?,
-                    published_at: row.get(8)?,
-                    signatures: Vec::new(),
-                },
-            ))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut versions = Vec::with_capacity(rows.len());
-    for (signatures, mut row) in rows {
-        row.signatures = parse_signatures(signatures.as_deref())?;
-        versions.push(row);
+    let mut signatures: Vec<(String, Signature)> = Vec::new();
+    let mut rows = stmt.query([name])?;
+    while let Some(row) = rows.next()? {
+        let signature = Signature {
+            keyid: row.get(1)?,
+            sig: row.get(2)?,
+        };
+        signatures.push((row.get(0)?, signature));
     }
-    Ok(Some(PackageRecord {
+    if !signatures.is_empty() {
+        let at: HashMap<String, usize> = versions
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.version.clone(), i))
+            .collect();
+        for (version, signature) in signatures {
+            if let Some(&i) = at.get(&version) {
+                versions[i].signatures.push(signature);
+            }
+        }
+    }
+    Ok(Loaded::Record(PackageRecord {
         name: name.to_owned(),
         access,
         rev,
@@ -514,7 +595,27 @@ pub fn collaborators(
 impl crate::store::PackageStore for super::Sqlite {
     async fn load_package(&self, name: &str) -> Result<Option<PackageRecord>, StoreError> {
         let name = name.to_owned();
-        self.read(move |conn| load(conn, &name)).await
+        let small = {
+            let name = name.clone();
+            // One read transaction: one snapshot and one set of locks for all the queries.
+            self.read_point(move |conn| {
+                let snapshot = ReadTransaction::begin(conn)?;
+                load_bounded(snapshot.0, &name, POINT_READ_VERSIONS)
+            })
+            .await?
+        };
+        match small {
+            Loaded::Record(record) => Ok(Some(record)),
+            Loaded::Missing => Ok(None),
+            // Milliseconds of reading: not on the async thread.
+            Loaded::TooBig => {
+                self.read(move |conn| {
+                    let snapshot = ReadTransaction::begin(conn)?;
+                    load(snapshot.0, &name)
+                })
+                .await
+            }
+        }
     }
 
     async fn dist_tags(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, StoreError> {
