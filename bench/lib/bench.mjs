@@ -746,7 +746,7 @@ if (withPg) {
   if (O.s3sFs) {
     log(`publish on one instance → visible on another: ${O.visibilityPublishes} publishes, instances A and B on one database and one s3s-fs bucket`);
     await settle(60);
-    visibility = await visibilityPhase({ bin: packrBin, s3sBin: O.s3sFs, pg, work, cpu: SERVER_CPU, count: O.visibilityPublishes, env: pgEnv, log });
+    visibility = await visibilityPhase({ bin: packrBin, s3sBin: O.s3sFs, pg, work, cpu: SERVER_CPU, count: O.visibilityPublishes, env: pgEnv, log, groups });
     row({
       section,
       figure: "acknowledged publish on instance A → the version in instance B's abbreviated packument, p99 (ms)",
@@ -756,6 +756,14 @@ if (withPg) {
       noRatio: true,
       target: pgBelow(50, 'ms'),
       note: `${visibility.count} versions published on A one at a time, B's packument read (cached) before each; from A's 201 to the end of B's first answer listing the version; B's first read after the 201 already listed it ${visibility.firstPollFresh} times of ${visibility.count} (mean ${fmt(visibility.meanPolls)} reads); ${visibility.timeouts} never listed within 5 s; B's abbreviated packument was ${(visibility.bytes / 1024).toFixed(0)} KiB at the end`,
+    });
+    const cluster = visibility.publish;
+    row({
+      section,
+      figure: 'publish corpus, concurrency 8, into instance A of a cluster of two (versions/s)',
+      values: { packr: publish[8].packr.perSec, pg: cluster.perSec },
+      others: { pg: cluster.othersPct },
+      note: `for comparison, no target: the same corpus into A while B listens, tarballs in s3s-fs, every process on the server's CPU; unlike the PostgreSQL column above (one instance, tarballs in its data directory), each publish claims its blob in the database and waits for B's acknowledgement of its change (README "Running more than one instance"); ${cluster.versions} versions accepted${cluster.errors.length ? `, refused: ${cluster.errors.slice(0, 3).join(' | ')}` : ''}`,
     });
   } else {
     log('  no --s3s-fs: the publish-to-visible figure is left out');

@@ -7,7 +7,7 @@
 // new version. The figure is the time from the 201 to the end of the first answer that lists it.
 
 import { join } from 'node:path';
-import { publishOne } from './load-corpus.mjs';
+import { publishOne, publishGroups } from './load-corpus.mjs';
 import { synthBodies } from './synth.mjs';
 import { agent as makeAgent, request, packagePath } from './http.mjs';
 import { Packr, S3sFs, freePort } from './servers.mjs';
@@ -24,10 +24,13 @@ export function quantile(sorted, q) {
 }
 
 /**
- * `{bin, s3sBin, pg, work, cpu, count, env, log}` → `{count, p50, p99, max, firstPollFresh, meanPolls,
- * timeouts, bytes, othersPct, times}`; `env` holds the shared secrets, `pg` the running PgCluster.
+ * `{bin, s3sBin, pg, work, cpu, count, env, log, groups}` → `{count, p50, p99, max, firstPollFresh,
+ * meanPolls, timeouts, bytes, othersPct, times, publish}`; `env` holds the shared secrets, `pg` the
+ * running PgCluster. With `groups` (the prepared corpus), the corpus is then published into A at
+ * concurrency 8 while B listens: the publishing rate of a cluster, blob claims and echoes included
+ * (`publish`: `{versions, ms, errors, perSec, othersPct}`).
  */
-export async function visibilityPhase({ bin, s3sBin, pg, work, cpu, count, env: secrets, log }) {
+export async function visibilityPhase({ bin, s3sBin, pg, work, cpu, count, env: secrets, log, groups }) {
   const s3 = new S3sFs({ bin: s3sBin, dir: join(work, 's3'), port: await freePort(), cpu, logFile: join(work, 's3s-fs.log') });
   await s3.start();
   const env = { ...secrets, PACKR_DATABASE_URL: pg.createDatabase('bench_cluster'), ...s3.env() };
@@ -82,6 +85,12 @@ export async function visibilityPhase({ bin, s3sBin, pg, work, cpu, count, env: 
       bytes = r.bytes;
     }
     const { othersPct } = w.stop();
+    let publish = null;
+    if (groups) {
+      const wp = cpuWindow(() => [a.pid, b.pid, s3.proc.pid, ...pg.pids()]);
+      const r = await publishGroups(a.url, token, groups, 8);
+      publish = { ...r, perSec: r.versions / (r.ms / 1000), othersPct: wp.stop().othersPct };
+    }
     const sorted = times.slice().sort((x, y) => x - y);
     return {
       count,
@@ -94,6 +103,7 @@ export async function visibilityPhase({ bin, s3sBin, pg, work, cpu, count, env: 
       bytes,
       othersPct,
       times,
+      publish,
     };
   } finally {
     agentA.destroy();
