@@ -408,53 +408,40 @@ pub(super) async fn insert_version<C: GenericClient>(
     new: &NewVersion,
 ) -> Result<PublishOutcome, StoreError> {
     let row = &new.row;
-    // One round trip: whether the version was retired, and the stage reserving it (a staged
-    // version is reserved until its stage is approved, which deletes it first, or rejected; both
-    // take the package's lock, as this publish does).
-    let blocked = one(
+    // One statement, one round trip: unless the version was retired or a stage reserves it (a
+    // staged version is reserved until its stage is approved, which deletes it first, or
+    // rejected; both take the package's lock, as this publish does), a new name gets its row,
+    // first maintainer and loses its retired record, and the version its row. The version's
+    // reference to a package created here is checked at the end of the statement.
+    let written = one(
         client,
-        "SELECT EXISTS (SELECT 1 FROM retired_versions WHERE package = $1 AND version = $2),
-                (SELECT id FROM stages WHERE package = $1 AND version = $2)",
-        &[&new.package, &row.version],
-    )
-    .await?;
-    if blocked.get::<_, bool>(0) {
-        return Ok(PublishOutcome::Retired);
-    }
-    if let Some(id) = blocked.get::<_, Option<String>>(1) {
-        return Ok(PublishOutcome::Staged { id });
-    }
-    // A new name also gets its first maintainer and loses its retired record, in one statement.
-    one(
-        client,
-        "WITH created AS (
+        "WITH blocked AS (
+             SELECT EXISTS (SELECT 1 FROM retired_versions WHERE package = $1 AND version = $2)
+                        AS retired,
+                    (SELECT id FROM stages WHERE package = $1 AND version = $2) AS stage),
+         created AS (
              INSERT INTO packages (name, access, rev, created_at, modified_at)
-             VALUES ($1, $2, COALESCE((SELECT last_rev FROM retired_packages WHERE name = $1), 0),
-                     $3, $3)
+             SELECT $1, $3, COALESCE((SELECT last_rev FROM retired_packages WHERE name = $1), 0),
+                    $11, $11
+             FROM blocked WHERE NOT retired AND stage IS NULL
              ON CONFLICT (name) DO NOTHING
              RETURNING name),
          maintainer AS (
-             INSERT INTO maintainers (package, user_id) SELECT name, $4 FROM created),
+             INSERT INTO maintainers (package, user_id) SELECT name, $10 FROM created),
          unretired AS (
-             DELETE FROM retired_packages WHERE name IN (SELECT name FROM created))
-         SELECT count(*) FROM created",
-        &[
-            &new.package,
-            &new.access,
-            &row.published_at,
-            &new.publisher_id,
-        ],
-    )
-    .await?;
-    let inserted = exec(
-        client,
-        "INSERT INTO versions (package, version, manifest, integrity, shasum, blob_key, size,
-                               deprecated, readme, publisher_id, published_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, $10)
-         ON CONFLICT (package, version) DO NOTHING",
+             DELETE FROM retired_packages WHERE name IN (SELECT name FROM created)),
+         inserted AS (
+             INSERT INTO versions (package, version, manifest, integrity, shasum, blob_key, size,
+                                   deprecated, readme, publisher_id, published_at)
+             SELECT $1, $2, $4, $5, $6, $7, $8, NULL, $9, $10, $11
+             FROM blocked WHERE NOT retired AND stage IS NULL
+             ON CONFLICT (package, version) DO NOTHING
+             RETURNING 1)
+         SELECT retired, stage, (SELECT count(*) FROM inserted) FROM blocked",
         &[
             &new.package,
             &row.version,
+            &new.access,
             &row.manifest,
             &row.integrity,
             &row.shasum,
@@ -466,6 +453,13 @@ pub(super) async fn insert_version<C: GenericClient>(
         ],
     )
     .await?;
+    if written.get::<_, bool>(0) {
+        return Ok(PublishOutcome::Retired);
+    }
+    if let Some(id) = written.get::<_, Option<String>>(1) {
+        return Ok(PublishOutcome::Staged { id });
+    }
+    let inserted: i64 = written.get(2);
     if inserted == 0 {
         let integrity = one(
             client,
