@@ -368,3 +368,16 @@ CREATE TABLE IF NOT EXISTS org_policies (
     require_trusted_publishing INTEGER NOT NULL DEFAULT 0,
     updated_at                 INTEGER NOT NULL
 );
+
+-- Packuments as a cache miss serves them (src/store/renderings.rs): each document made on no
+-- base URL, with where the base goes. Made after a change, off its path; served only while the
+-- package is at `rev`.
+CREATE TABLE IF NOT EXISTS renderings (
+    package       TEXT NOT NULL REFERENCES packages(name) ON DELETE CASCADE,
+    form          INTEGER NOT NULL,             -- 0 full, 1 abbreviated
+    rev           INTEGER NOT NULL,             -- the package's rev it was made from
+    last_modified TEXT NOT NULL,                -- time.modified as an HTTP date
+    cuts          BLOB NOT NULL,                -- where the base URL goes: little-endian u32s
+    plain         BLOB NOT NULL,                -- the JSON
+    PRIMARY KEY (package, form)
+);

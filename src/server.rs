@@ -247,7 +247,7 @@ impl Server {
         }));
         // Before serving: once keys exist, npm reports an unsigned version as a failure.
         for name in signing.backfill().await.context("signing older versions")? {
-            state.registry.forget_package(&name);
+            state.registry.wrote(&name);
         }
         let listener = TcpListener::bind(config.listen)
             .await
@@ -291,6 +291,8 @@ impl Server {
                 .await
         });
         tasks.spawn(clean_up_device_codes(self.device, worker_stop.clone()));
+        let (renderer, render_stop) = (self.registry.clone(), worker_stop.clone());
+        tasks.spawn(async move { renderer.keep_renderings(render_stop).await });
         if let Some(changes) = self.changes {
             tasks.spawn(follow_changes(
                 changes,

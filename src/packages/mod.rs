@@ -15,6 +15,7 @@ pub mod policy;
 pub mod provenance;
 pub mod publish;
 pub mod registry;
+pub mod renderer;
 pub mod stage;
 pub mod tarball;
 pub mod tarball_cache;

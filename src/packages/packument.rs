@@ -10,6 +10,7 @@
 //! the ones the `serde_json::Value` rendering made (tests below compare both). A manifest the
 //! split cannot take (not an object, an escaped key) goes through the `Value` rendering.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
@@ -23,6 +24,7 @@ use super::RegistryError;
 use super::cache::{Form, Rendered, Variant};
 use crate::clock;
 use crate::store::packages::{PackageRecord, VersionRow};
+use crate::store::renderings::StoredDocument;
 
 /// Version fields kept in the abbreviated document (npm's 2024 list, plus `libc` and
 /// `bundledDependencies`, which pnpm and npm read).
@@ -156,31 +158,76 @@ pub fn rebase(
         Some(cuts) if !needs_escaping(base_url) => Some(cuts),
         _ => return Ok(None),
     };
-    let plain: Vec<u8> = if from_gzip {
-        gunzip(&from.body)?
+    let plain: Cow<[u8]> = if from_gzip {
+        Cow::Owned(gunzip(&from.body)?)
     } else {
-        from.body.to_vec()
+        Cow::Borrowed(&from.body)
     };
     let Some(cuts) = cuts else {
         // Another encoding of the same bytes.
         return finish(
-            plain,
+            plain.into_owned(),
             from.base_cuts.clone(),
             gzip,
             from.last_modified.clone(),
         )
         .map(Some);
     };
+    let (out, offsets) = splice(&plain, cuts, from_base, base_url)?;
+    finish(out, offsets, gzip, from.last_modified.clone()).map(Some)
+}
+
+/// A document on no base URL, as stored: `None` when it cannot be spliced (see [`Cuts`]).
+pub fn stored_document(
+    record: &PackageRecord,
+    form: Form,
+) -> Result<Option<StoredDocument>, RegistryError> {
+    let mut cuts = Cuts::new("");
+    let plain = match form {
+        Form::Full => full_document(record, "", &mut cuts)?,
+        Form::Abbreviated => abbreviated_document(record, "", &mut cuts)?,
+    };
+    Ok(cuts.into_offsets().map(|cuts| StoredDocument {
+        plain,
+        cuts: cuts.into_vec(),
+        last_modified: clock::http_date(record.modified_at),
+    }))
+}
+
+/// The representation asked for, from a stored document with `base_url` spliced in; `None` when
+/// that base cannot be (it needs JSON escaping).
+pub fn from_stored(
+    document: &StoredDocument,
+    base_url: &str,
+    gzip: bool,
+) -> Result<Option<Rendered>, RegistryError> {
+    if needs_escaping(base_url) {
+        return Ok(None);
+    }
+    let (plain, cuts) = splice(&document.plain, &document.cuts, "", base_url)?;
+    finish(plain, cuts, gzip, document.last_modified.clone()).map(Some)
+}
+
+/// JSON bytes, and where their base URL is (`None`: not spliceable).
+type Spliced = (Vec<u8>, Option<Box<[u32]>>);
+
+/// `plain` with `base_url` written where `cuts` say `from_base` is, and where it now is.
+fn splice(
+    plain: &[u8],
+    cuts: &[u32],
+    from_base: &str,
+    base_url: &str,
+) -> Result<Spliced, RegistryError> {
     let mut out = Vec::with_capacity(plain.len() + cuts.len() * base_url.len());
     let mut offsets = Vec::with_capacity(cuts.len());
     let mut done = 0;
-    for &cut in cuts.iter() {
+    for &cut in cuts {
         let cut = cut as usize;
         let end = cut + from_base.len();
         // Only ever where the rendering wrote the base: anything else is a bug, not served.
         if cut < done || plain.get(cut..end) != Some(from_base.as_bytes()) {
             return Err(RegistryError::Internal(
-                "a cached packument's base URL is not where it was written".into(),
+                "a packument's base URL is not where it was written".into(),
             ));
         }
         out.extend_from_slice(&plain[done..cut]);
@@ -190,7 +237,7 @@ pub fn rebase(
     }
     out.extend_from_slice(&plain[done..]);
     let offsets: Result<Box<[u32]>, _> = offsets.into_iter().map(u32::try_from).collect();
-    finish(out, offsets.ok(), gzip, from.last_modified.clone()).map(Some)
+    Ok((out, offsets.ok()))
 }
 
 /// A representation from its plain JSON: ETags of the plain bytes, gzip-compressed if asked.

@@ -45,6 +45,8 @@ pub struct Registry {
     pub(super) cache: Arc<PackumentCache>,
     pub(super) tarballs: Arc<TarballCache>,
     pub(super) visibility: Arc<super::visibility::VisibilityCache>,
+    /// Packages whose stored rendering is to be made (see [`super::renderer`]).
+    pub(super) render_queue: Arc<super::renderer::RenderQueue>,
     pub(super) blob_claims: Arc<BlobClaims>,
     /// Claims other instances see too, when the store is shared.
     pub(super) shared_claims: Option<Arc<dyn crate::store::blob_claims::SharedBlobClaims>>,
@@ -189,6 +191,7 @@ impl Registry {
             tarballs: Arc::new(cache.tarballs()),
             cache: Arc::new(cache),
             visibility: Arc::default(),
+            render_queue: Arc::default(),
             blob_claims: Arc::new(BlobClaims::default()),
             settings: Arc::new(settings),
             signing: None,
@@ -221,7 +224,13 @@ impl Registry {
         let epoch = self.cache.epoch(name.as_str());
         let rendered = match self.rebased(&siblings, base_url, variant, epoch).await? {
             Some(rendered) => rendered,
-            None => self.rendered(name, base_url, variant).await?,
+            None => match self.stored(name, base_url, variant).await? {
+                Some(rendered) => rendered,
+                None => {
+                    self.render_queue.missed(name.as_str());
+                    self.rendered(name, base_url, variant).await?
+                }
+            },
         };
         let rendered = Arc::new(rendered);
         self.cache
@@ -257,6 +266,30 @@ impl Registry {
         }
         let base = base_url.to_owned();
         tokio::task::spawn_blocking(move || rebase(&base))
+            .await
+            .map_err(|e| RegistryError::Internal(e.to_string()))?
+    }
+
+    /// A miss served from the package's stored rendering, when one of its current rev is
+    /// stored: one keyed read, and the base URL spliced in.
+    async fn stored(
+        &self,
+        name: &PackageName,
+        base_url: &str,
+        variant: Variant,
+    ) -> Result<Option<Rendered>, RegistryError> {
+        let Some(document) = self
+            .store
+            .stored_document(name.as_str(), variant.form)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if document.plain.len() <= INLINE_RENDER_BYTES {
+            return packument::from_stored(&document, base_url, variant.gzip);
+        }
+        let base = base_url.to_owned();
+        tokio::task::spawn_blocking(move || packument::from_stored(&document, &base, variant.gzip))
             .await
             .map_err(|e| RegistryError::Internal(e.to_string()))?
     }
@@ -433,8 +466,15 @@ impl Registry {
         self.visibility.forget_all();
     }
 
+    /// After this instance's own write to a package: forgets what is cached of it and queues
+    /// its stored rendering to be made again.
+    pub fn wrote(&self, name: &str) {
+        self.forget_package(name);
+        self.render_queue.wanted(name);
+    }
+
     pub(super) fn invalidate(&self, name: &PackageName) {
-        self.forget_package(name.as_str());
+        self.wrote(name.as_str());
     }
 
     /// Deletes blobs no version references any more; failures only leave garbage, so they are logged.

@@ -258,7 +258,7 @@ impl Registry {
         {
             ApproveOutcome::Gone => Err(no_stage(id)),
             ApproveOutcome::Published(PublishOutcome::Committed) => {
-                self.forget_package(&stage.package);
+                self.wrote(&stage.package);
                 tracing::info!(package = %stage.package, version = %stage.version, approver = %caller.name, "staged version approved and published");
                 Ok(stage)
             }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::{
     AccountStore, AdvisoryStore, AttestationStore, AuditStore, KeyStore, LoginStore, OrgStore,
-    PackageStore, StageStore, StoreError, TokenStore, TrustStore, WebhookStore,
+    PackageStore, RenderingStore, StageStore, StoreError, TokenStore, TrustStore, WebhookStore,
 };
 
 /// Every domain's operations, plus what the server asks of the store as a whole.
@@ -18,6 +18,7 @@ pub trait MetadataStore:
     + TokenStore
     + LoginStore
     + PackageStore
+    + RenderingStore
     + OrgStore
     + WebhookStore
     + AuditStore

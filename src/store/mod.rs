@@ -14,6 +14,7 @@ pub mod metadata;
 pub mod orgs;
 pub mod packages;
 pub mod postgres;
+pub mod renderings;
 pub mod sqlite;
 pub mod stages;
 pub mod tokens;
@@ -32,6 +33,7 @@ pub use metadata::{Change, ChangeFeed, MetadataStore, Quota, ReplicaStatus, Shar
 pub use orgs::OrgStore;
 pub use packages::PackageStore;
 pub use postgres::Postgres;
+pub use renderings::RenderingStore;
 pub use sqlite::Sqlite;
 pub use stages::StageStore;
 pub use tokens::TokenStore;

@@ -92,7 +92,8 @@ async fn publish(server: &TestServer, token: &str, name: &str, version: &str) {
     );
 }
 
-/// Deprecates every version of `name` by SQL on the primary, telling no instance.
+/// Deprecates every version of `name` by SQL on the primary, telling no instance; the rev
+/// moves, as with a deprecation through the store (so a stored rendering is not served).
 async fn deprecate_on_the_primary_alone(server: &TestServer, name: &str) {
     let primary = connect(&primary_url(server)).await;
     let changed = primary
@@ -103,6 +104,13 @@ async fn deprecate_on_the_primary_alone(server: &TestServer, name: &str) {
         .await
         .unwrap();
     assert!(changed > 0, "no version of {name} to deprecate");
+    primary
+        .execute(
+            "UPDATE packages SET rev = rev + 1 WHERE name = $1",
+            &[&name],
+        )
+        .await
+        .unwrap();
 }
 
 /// Whether the packument's `version` carries the primary-only deprecation.

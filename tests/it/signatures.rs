@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::support::clients::{ClientEnv, npm_dependency};
 use crate::support::fixtures::{Package, assert_installed};
-use crate::support::server::{TestServer, packr, store_env};
+use crate::support::server::{TestServer, packr};
 
 /// The DER prefix of a P-256 SubjectPublicKeyInfo (id-ecPublicKey, prime256v1).
 const P256_SPKI_PREFIX: &[u8] = &[
@@ -102,28 +102,6 @@ impl Setup {
                 }
             })
             .collect()
-    }
-
-    /// Runs `sql` on the server's metadata store directly, as an attacker with database access.
-    async fn execute(&self, sql: &str) {
-        let url = store_env(&self.server.data_dir)
-            .into_iter()
-            .find(|(key, _)| key == "PACKR_DATABASE_URL")
-            .map(|(_, url)| url);
-        match url {
-            Some(url) => crate::support::postgres::connect(&url)
-                .await
-                .batch_execute(sql)
-                .await
-                .unwrap(),
-            None => {
-                let conn =
-                    rusqlite::Connection::open(self.server.data_dir.join("packr.db")).unwrap();
-                conn.busy_timeout(std::time::Duration::from_secs(10))
-                    .unwrap();
-                conn.execute_batch(sql).unwrap();
-            }
-        }
     }
 }
 
@@ -223,10 +201,13 @@ async fn installs_verify_as_npm_verifies_them_and_a_tampered_integrity_does_not(
         .as_str()
         .unwrap()
         .to_owned();
+    // Its stored rendering too, or misses would keep serving the real integrity.
     setup
-        .execute(&format!(
+        .server
+        .execute_sql(&format!(
             "UPDATE versions SET manifest = replace(manifest, '{real}', '{other}')
-             WHERE package = 'greeting' AND version = '1.0.0'"
+             WHERE package = 'greeting' AND version = '1.0.0';
+             DELETE FROM renderings WHERE package = 'greeting';"
         ))
         .await;
     setup.server.restart().await;
@@ -261,7 +242,8 @@ async fn versions_published_before_the_key_existed_are_signed_at_start_once() {
     setup.publish("older", "1.1.0").await;
     // As if published by a Packr that did not sign yet.
     setup
-        .execute("DELETE FROM version_signatures; DELETE FROM signing_keys;")
+        .server
+        .execute_sql("DELETE FROM version_signatures; DELETE FROM signing_keys;")
         .await;
     setup.server.restart().await;
     setup.npm.point_at(&setup.server);

@@ -44,7 +44,13 @@ pub async fn add_user(under: &StoreUnderTest, name: &str) -> i64 {
         .get(0)
 }
 
-fn version(package: &str, version: &str, tag: &str, publisher_id: i64, key: &str) -> NewVersion {
+pub fn version(
+    package: &str,
+    version: &str,
+    tag: &str,
+    publisher_id: i64,
+    key: &str,
+) -> NewVersion {
     NewVersion {
         attestations: Vec::new(),
         package: package.to_owned(),
@@ -88,7 +94,7 @@ fn maintainers_only(publisher: &str, claim: Option<&str>) -> Decide<PublishPlan>
     })
 }
 
-async fn publish(store: &Store, new: NewVersion, user: &str) -> PublishOutcome {
+pub async fn publish(store: &Store, new: NewVersion, user: &str) -> PublishOutcome {
     let event = published(&new.package, &new.row.version);
     store
         .commit_publish(new, vec![event], maintainers_only(user, None))

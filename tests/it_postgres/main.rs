@@ -46,6 +46,8 @@ mod security_webhooks;
 mod signatures;
 #[path = "../it/staging.rs"]
 mod staging;
+#[path = "../it/stored_renderings.rs"]
+mod stored_renderings;
 #[path = "../it/support/mod.rs"]
 // Shared with `tests/it`, which uses parts this binary does not.
 #[allow(dead_code, unused_macros, unused_imports)]

@@ -24,7 +24,28 @@ pub const BASELINE: i64 = 1;
 type Step = (i64, &'static str);
 
 /// Every change after [`BASELINE`], in version order.
-const STEPS: &[Step] = &[];
+const STEPS: &[Step] = &[(2, V2)];
+
+/// Version 2: stored packument renderings (as in `schema.sql`).
+const V2: &str = r#"
+CREATE TABLE renderings (
+    package       TEXT COLLATE "C" NOT NULL REFERENCES packages(name) ON DELETE CASCADE,
+    form          BIGINT NOT NULL,
+    rev           BIGINT NOT NULL,
+    last_modified TEXT NOT NULL,
+    cuts          BYTEA NOT NULL,
+    plain         BYTEA NOT NULL,
+    PRIMARY KEY (package, form)
+);
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_settings
+               WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)) THEN
+        ALTER TABLE renderings ALTER COLUMN plain SET COMPRESSION lz4;
+    END IF;
+END
+$$;
+"#;
 
 /// The whole current schema, for a new database.
 const SCHEMA: &str = include_str!("schema.sql");

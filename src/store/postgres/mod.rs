@@ -14,6 +14,7 @@ pub mod logins;
 pub mod migrate;
 pub mod orgs;
 pub mod packages;
+pub mod renderings;
 pub mod replicas;
 pub mod stages;
 pub mod tokens;

@@ -62,6 +62,7 @@ macro_rules! read_package {
         }
     }};
 }
+pub(super) use read_package;
 
 /// Runs `sql` (prepared once per connection) and returns its rows.
 pub(super) async fn rows<C: GenericClient>(

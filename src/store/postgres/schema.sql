@@ -386,6 +386,19 @@ CREATE TABLE org_policies (
     updated_at                 BIGINT NOT NULL
 );
 
+-- Packuments as a cache miss serves them (src/store/renderings.rs): each document made on no
+-- base URL, with where the base goes. Made after a change, off its path; served only while the
+-- package is at `rev`.
+CREATE TABLE renderings (
+    package       TEXT COLLATE "C" NOT NULL REFERENCES packages(name) ON DELETE CASCADE,
+    form          BIGINT NOT NULL,              -- 0 full, 1 abbreviated
+    rev           BIGINT NOT NULL,              -- the package's rev it was made from
+    last_modified TEXT NOT NULL,                -- time.modified as an HTTP date
+    cuts          BYTEA NOT NULL,               -- where the base URL goes: little-endian u32s
+    plain         BYTEA NOT NULL,               -- the JSON
+    PRIMARY KEY (package, form)
+);
+
 -- Manifests and readmes are compressed when stored out of line: with lz4 where the server was
 -- built with it (the usual packages are), several times faster than the default pglz on a
 -- publish's path.
@@ -396,6 +409,7 @@ BEGIN
         ALTER TABLE versions ALTER COLUMN manifest SET COMPRESSION lz4,
                              ALTER COLUMN readme SET COMPRESSION lz4;
         ALTER TABLE stages ALTER COLUMN manifest SET COMPRESSION lz4;
+        ALTER TABLE renderings ALTER COLUMN plain SET COMPRESSION lz4;
     END IF;
 END
 $$;

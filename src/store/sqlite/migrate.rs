@@ -19,7 +19,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 type Step = (i64, fn(&Transaction<'_>) -> rusqlite::Result<()>);
 
 /// Every schema change, in version order.
-const STEPS: &[Step] = &[(5, v5), (6, v6), (7, v7), (8, v8), (9, v9)];
+const STEPS: &[Step] = &[(5, v5), (6, v6), (7, v7), (8, v8), (9, v9), (10, v10)];
 
 /// Columns added to `tokens` in version 5: the CIDR allow-list, the display piece and usage data.
 const TOKEN_COLUMNS_V5: &[(&str, &str)] = &[
@@ -63,6 +63,15 @@ fn v9(tx: &Transaction<'_>) -> rusqlite::Result<()> {
         super::SCHEMA,
         "CREATE TABLE IF NOT EXISTS stages (",
         "    updated_at                 INTEGER NOT NULL\n);",
+    ))
+}
+
+/// Version 10: stored packument renderings, from `schema.sql` like version 8.
+fn v10(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(ddl_between(
+        super::SCHEMA,
+        "CREATE TABLE IF NOT EXISTS renderings (",
+        "    PRIMARY KEY (package, form)\n);",
     ))
 }
 

@@ -11,6 +11,7 @@ pub mod migrate;
 pub mod oauth;
 pub mod orgs;
 pub mod packages;
+pub mod renderings;
 pub mod stages;
 pub mod tokens;
 pub mod trust;

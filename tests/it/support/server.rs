@@ -153,6 +153,27 @@ impl TestServer {
         &self.running.registry
     }
 
+    /// Runs `sql` (statements valid on both stores) on the server's metadata store directly, as
+    /// someone with database access would.
+    pub async fn execute_sql(&self, sql: &str) {
+        let url = store_env(&self.data_dir)
+            .into_iter()
+            .find(|(key, _)| key == "PACKR_DATABASE_URL")
+            .map(|(_, url)| url);
+        match url {
+            Some(url) => super::postgres::connect(&url)
+                .await
+                .batch_execute(sql)
+                .await
+                .unwrap(),
+            None => {
+                let conn = rusqlite::Connection::open(self.data_dir.join("packr.db")).unwrap();
+                conn.busy_timeout(Duration::from_secs(10)).unwrap();
+                conn.execute_batch(sql).unwrap();
+            }
+        }
+    }
+
     /// `127.0.0.1:PORT`, as used in `.npmrc` credential keys.
     pub fn host(&self) -> String {
         self.running.addr.to_string()
