@@ -46,6 +46,7 @@ fn rendered(len: usize, seed: u64) -> Rendered {
     let tag = format!("{seed:032x}");
     Rendered {
         body: grown(len, seed),
+        gzip: false,
         etag: format!("\"{tag}\""),
         gzip_etag: format!("\"{tag}-gz\""),
         last_modified: "Fri, 04 Dec 2026 19:00:00 GMT".into(),

@@ -73,6 +73,8 @@ pub async fn get_packument(
         .packument(&name, &base, Variant { form, gzip })
         .await?;
     let rendered = &*rendered;
+    // A small document is sent plain even when gzip was accepted.
+    let gzip = rendered.gzip;
     let etag = if gzip {
         &rendered.gzip_etag
     } else {

@@ -56,6 +56,9 @@ impl Variant {
 pub struct Rendered {
     /// The bytes sent: JSON, or JSON gzip-compressed.
     pub body: Bytes,
+    /// Whether `body` is gzip-compressed: a gzip representation of a document that fits one
+    /// TCP segment is its plain JSON (see [`super::packument::SMALL_DOCUMENT_BYTES`]).
+    pub gzip: bool,
     /// Strong ETag of the plain JSON (quoted).
     pub etag: String,
     /// Strong ETag of the gzip encoding of that JSON (quoted).
@@ -73,6 +76,7 @@ impl Rendered {
     fn compact(&self) -> Self {
         Self {
             body: exact_bytes(&self.body),
+            gzip: self.gzip,
             etag: self.etag.as_str().into(),
             gzip_etag: self.gzip_etag.as_str().into(),
             last_modified: self.last_modified.as_str().into(),
@@ -293,8 +297,6 @@ pub struct Siblings(Option<Arc<Packument>>);
 pub struct Source {
     /// The representation.
     pub rendered: Arc<Rendered>,
-    /// Whether its body is gzip.
-    pub gzip: bool,
     /// The base URL it was rendered on.
     pub base_url: Box<str>,
 }
@@ -308,7 +310,6 @@ impl Siblings {
             let rendered = held.variants[Variant { form, gzip }.index()].clone()?;
             Some(Source {
                 rendered,
-                gzip,
                 base_url: held.base_url.clone(),
             })
         })
@@ -444,6 +445,7 @@ mod tests {
     fn rendered(bytes: usize) -> Rendered {
         Rendered {
             body: Bytes::from(vec![b'x'; bytes]),
+            gzip: false,
             etag: "\"0123456789abcdef0123456789abcdef\"".into(),
             gzip_etag: "\"0123456789abcdef0123456789abcdef-gz\"".into(),
             last_modified: "Fri, 04 Dec 2026 19:00:00 GMT".into(),

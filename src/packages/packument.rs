@@ -143,11 +143,10 @@ pub fn render(
 }
 
 /// The representation asked for, made from another of the same document and data: `from`
-/// (gzip or not) rendered on `from_base`, with `base_url` spliced in where `from_base` was written.
+/// (its body gzip or not) rendered on `from_base`, with `base_url` spliced in where `from_base` was written.
 /// `None` when `from` cannot be spliced (see [`Cuts`]).
 pub fn rebase(
     from: &Rendered,
-    from_gzip: bool,
     from_base: &str,
     base_url: &str,
     gzip: bool,
@@ -158,7 +157,7 @@ pub fn rebase(
         Some(cuts) if !needs_escaping(base_url) => Some(cuts),
         _ => return Ok(None),
     };
-    let plain: Cow<[u8]> = if from_gzip {
+    let plain: Cow<[u8]> = if from.gzip {
         Cow::Owned(gunzip(&from.body)?)
     } else {
         Cow::Borrowed(&from.body)
@@ -248,9 +247,11 @@ fn finish(
     last_modified: String,
 ) -> Result<Rendered, RegistryError> {
     let tag = hex::encode(&Sha256::digest(&plain)[..16]);
+    let gzip = gzip && plain.len() > SMALL_DOCUMENT_BYTES;
     let body = if gzip { self::gzip(&plain)? } else { plain };
     Ok(Rendered {
         body: body.into(),
+        gzip,
         etag: format!("\"{tag}\""),
         gzip_etag: format!("\"{tag}-gz\""),
         last_modified,
@@ -595,6 +596,11 @@ fn write_dist(
     out.push(b'}');
     Some(())
 }
+
+/// Documents up to this size are sent uncompressed even to a client that accepts gzip: with the
+/// response's headers they fit one TCP segment (an MSS of 1,460 bytes) plain or compressed, so
+/// compressing saves no packet, only CPU (as much as the rest of a cache miss).
+pub const SMALL_DOCUMENT_BYTES: usize = 1_024;
 
 /// Documents up to this size are compressed at the fastest level: for a few KB, setting up
 /// a better level's work costs more than the bytes it saves.

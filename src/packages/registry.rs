@@ -253,13 +253,7 @@ impl Registry {
         // As for rendering: a few KB on this thread, more on a blocking one.
         let small = source.rendered.body.len() <= INLINE_RENDER_BYTES;
         let rebase = move |base_url: &str| {
-            packument::rebase(
-                &source.rendered,
-                source.gzip,
-                &source.base_url,
-                base_url,
-                variant.gzip,
-            )
+            packument::rebase(&source.rendered, &source.base_url, base_url, variant.gzip)
         };
         if small {
             return rebase(base_url);

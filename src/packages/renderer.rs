@@ -2,12 +2,13 @@
 //!
 //! A change of a package, or a miss that found no current rendering, queues the package's name;
 //! a background task renders the queued packages in batches and stores their documents, each
-//! only if its package has not changed since it was loaded. Between batches it pauses, a few
-//! times as long as the batch took (at least [`IDLE_PAUSE`] when little is queued), so that a
-//! burst of publishes into one package renders it a few times, not once per publish, and the
-//! renderer never takes more than a fifth of a core from requests. After a start it also sweeps
-//! the registry once for packages without a current rendering (a crash, another instance's
-//! change it did not render, a database moved from elsewhere).
+//! only if its package has not changed since it was loaded. It waits for writes to pause
+//! ([`QUIET`]; at most [`MAX_DEFER`] under a steady stream of them), so that a burst of
+//! publishes renders each package once, after the burst, and takes no CPU from it; and after
+//! each batch it pauses a few times as long as the batch took, so that it never takes more than
+//! a fifth of a core from requests. After a start it also sweeps the registry once for packages
+//! without a current rendering (a crash, another instance's change it did not render, a
+//! database moved from elsewhere).
 //!
 //! Nothing waits for a rendering: until one is stored, a miss renders from the rows, as it
 //! always could.
@@ -32,9 +33,11 @@ const BATCH: usize = 256;
 /// MB at most).
 const MAX_QUEUED: usize = 65_536;
 
-/// The pause after a batch when no full batch is waiting: changes of one package in this window
-/// are rendered once.
-const IDLE_PAUSE: Duration = Duration::from_millis(200);
+/// Rendering starts once no package has been queued for this long...
+const QUIET: Duration = Duration::from_millis(100);
+
+/// ...or once the oldest queued package has waited this long.
+const MAX_DEFER: Duration = Duration::from_secs(2);
 
 /// After a batch, the renderer pauses this many times as long as the batch took.
 const PAUSE_FACTOR: u32 = 4;
@@ -45,12 +48,20 @@ const FLUSH_BYTES: usize = 8 * 1024 * 1024;
 /// The packages waiting for a rendering.
 #[derive(Default)]
 pub struct RenderQueue {
-    names: Mutex<HashSet<String>>,
+    queued: Mutex<Queued>,
     wake: Notify,
     /// Whether a renderer takes from the queue (not in CLI commands).
     running: AtomicBool,
     /// Misses that found no current stored rendering and rendered from the rows.
     from_rows: AtomicU64,
+}
+
+/// The queued names, and when the last one came and the oldest has waited since.
+#[derive(Default)]
+struct Queued {
+    names: HashSet<String>,
+    last: Option<Instant>,
+    oldest: Option<Instant>,
 }
 
 impl RenderQueue {
@@ -66,27 +77,44 @@ impl RenderQueue {
         if !self.running.load(Ordering::Relaxed) {
             return;
         }
-        let mut names = self.lock();
-        if names.len() < MAX_QUEUED && !names.contains(name) {
-            names.insert(name.to_owned());
-            drop(names);
+        let now = Instant::now();
+        let mut queued = self.lock();
+        queued.last = Some(now);
+        if queued.names.len() < MAX_QUEUED && !queued.names.contains(name) {
+            queued.names.insert(name.to_owned());
+            queued.oldest.get_or_insert(now);
+            drop(queued);
             self.wake.notify_one();
         }
     }
 
-    /// Up to `limit` queued names, and whether more are left.
-    fn take(&self, limit: usize) -> (Vec<String>, bool) {
-        let mut names = self.lock();
-        let taken: Vec<String> = names.iter().take(limit).cloned().collect();
-        for name in &taken {
-            names.remove(name);
-        }
-        (taken, !names.is_empty())
+    /// How long to wait before rendering what is queued (zero: now).
+    fn wait_before_rendering(&self) -> Duration {
+        let queued = self.lock();
+        let (Some(last), Some(oldest)) = (queued.last, queued.oldest) else {
+            return Duration::ZERO;
+        };
+        let quiet = QUIET.saturating_sub(last.elapsed());
+        let deferred = MAX_DEFER.saturating_sub(oldest.elapsed());
+        quiet.min(deferred)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        // Each update is one step: the set stays whole whatever panicked holding it.
-        self.names
+    /// Up to `limit` queued names.
+    fn take(&self, limit: usize) -> Vec<String> {
+        let mut queued = self.lock();
+        let taken: Vec<String> = queued.names.iter().take(limit).cloned().collect();
+        for name in &taken {
+            queued.names.remove(name);
+        }
+        if queued.names.is_empty() {
+            queued.oldest = None;
+        }
+        taken
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queued> {
+        // Each update is one step: the queue stays whole whatever panicked holding it.
+        self.queued
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -112,7 +140,14 @@ impl Registry {
         queue.running.store(true, Ordering::Relaxed);
         let mut sweep = Some(String::new());
         loop {
-            let (mut names, more) = queue.take(BATCH);
+            let wait = queue.wait_before_rendering();
+            if !wait.is_zero() {
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => continue,
+                    () = stop.cancelled() => return,
+                }
+            }
+            let mut names = queue.take(BATCH);
             if names.is_empty()
                 && let Some(after) = sweep.take()
             {
@@ -124,21 +159,15 @@ impl Registry {
                     Err(err) => tracing::warn!(error = %err, "could not list unrendered packages"),
                 }
             }
-            let pause = if names.is_empty() {
+            if names.is_empty() {
                 tokio::select! {
-                    () = queue.wake.notified() => IDLE_PAUSE,
+                    () = queue.wake.notified() => continue,
                     () = stop.cancelled() => return,
                 }
-            } else {
-                let started = Instant::now();
-                self.render_batch(names).await;
-                let busy = started.elapsed() * PAUSE_FACTOR;
-                if more || sweep.is_some() {
-                    busy
-                } else {
-                    busy.max(IDLE_PAUSE)
-                }
-            };
+            }
+            let started = Instant::now();
+            self.render_batch(names).await;
+            let pause = started.elapsed() * PAUSE_FACTOR;
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
                 () = stop.cancelled() => return,

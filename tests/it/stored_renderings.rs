@@ -7,51 +7,8 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::publish_body::PublishBody;
+use crate::support::packuments::{ABBREVIATED, Read, publish, read};
 use crate::support::server::TestServer;
-
-const ABBREVIATED: &str = "application/vnd.npm.install-v1+json";
-
-/// `(status, ETag, body bytes as sent)` of `GET /<name>`.
-async fn read(
-    server: &TestServer,
-    token: &str,
-    name: &str,
-    host: &str,
-    accept: &str,
-    gzip: bool,
-) -> (StatusCode, String, Vec<u8>) {
-    let mut request = reqwest::Client::new()
-        .get(format!("{}/{}", server.url, name.replace('/', "%2f")))
-        .bearer_auth(token)
-        .header("host", host)
-        .header("accept", accept);
-    if gzip {
-        request = request.header("accept-encoding", "gzip");
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let etag = response
-        .headers()
-        .get("etag")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (status, etag, response.bytes().await.unwrap().to_vec())
-}
-
-async fn publish(server: &TestServer, token: &str, name: &str, version: &str, padding: usize) {
-    let mut body = PublishBody::new(name, version).json();
-    body["versions"][version]["description"] = json!(format!("{name} at {version}"));
-    body["versions"][version]["padding"] = json!("x".repeat(padding));
-    let published = reqwest::Client::new()
-        .put(format!("{}/{}", server.url, name.replace('/', "%2f")))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(published.status(), StatusCode::CREATED, "{name}@{version}");
-}
 
 /// Waits until every package has both documents stored at its current rev.
 async fn until_rendered(server: &TestServer) {
@@ -69,24 +26,19 @@ async fn until_rendered(server: &TestServer) {
     }
 }
 
-/// Every representation of each package on two Hosts: `(what, status, ETag, bytes)`.
+/// Every representation of each package on two Hosts, with what was asked.
 async fn every_representation(
     server: &TestServer,
     token: &str,
     names: &[&str],
-) -> Vec<(String, StatusCode, String, Vec<u8>)> {
+) -> Vec<(String, Read)> {
     let mut out = Vec::new();
     for name in names {
         for host in ["registry.test", "mirror.test:8443"] {
             for accept in ["application/json", ABBREVIATED] {
                 for gzip in [true, false] {
-                    let (status, etag, body) = read(server, token, name, host, accept, gzip).await;
-                    out.push((
-                        format!("{name} {host} {accept} gzip={gzip}"),
-                        status,
-                        etag,
-                        body,
-                    ));
+                    let read = read(server, token, name, host, accept, gzip).await;
+                    out.push((format!("{name} {host} {accept} gzip={gzip}"), read));
                 }
             }
         }
@@ -115,8 +67,8 @@ async fn misses_serve_stored_renderings_byte_for_byte_as_rendering_from_rows_wou
     server.restart().await;
     let from_rows = every_representation(&server, &token, &names).await;
     assert!(server.registry().misses_from_rows() > 0);
-    for (what, status, _, _) in &from_rows {
-        assert_eq!(*status, StatusCode::OK, "{what}");
+    for (what, read) in &from_rows {
+        assert_eq!(read.status, StatusCode::OK, "{what}");
     }
 
     // Those misses queued their packages: once stored, a restarted server serves every miss
@@ -152,9 +104,9 @@ async fn a_stored_rendering_is_not_served_once_its_package_has_changed() {
         )
         .await;
     server.restart().await;
-    let (status, _, body) = read(&server, &token, "p", "r.test", "application/json", false).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(description(&body), "p at 1.0.0");
+    let full = read(&server, &token, "p", "r.test", "application/json", false).await;
+    assert_eq!(full.status, StatusCode::OK);
+    assert_eq!(description(&full.plain), "p at 1.0.0");
     assert_eq!(server.registry().misses_from_rows(), 0);
 
     // A write moves the rev: the next miss of either form reads the rows, never the stored
@@ -168,12 +120,12 @@ async fn a_stored_rendering_is_not_served_once_its_package_has_changed() {
         .unwrap();
     assert!(tagged.status().is_success(), "{}", tagged.status());
     for accept in ["application/json", ABBREVIATED] {
-        let (status, _, body) = read(&server, &token, "p", "other.test", accept, false).await;
-        assert_eq!(status, StatusCode::OK);
-        let doc: Value = serde_json::from_slice(&body).unwrap();
+        let read = read(&server, &token, "p", "other.test", accept, false).await;
+        assert_eq!(read.status, StatusCode::OK);
+        let doc: Value = serde_json::from_slice(&read.plain).unwrap();
         assert_eq!(doc["dist-tags"]["beta"], "1.0.0", "{accept}");
         if accept == "application/json" {
-            assert_eq!(description(&body), "changed in the rows");
+            assert_eq!(description(&read.plain), "changed in the rows");
         }
     }
     assert_eq!(server.registry().misses_from_rows(), 2);
@@ -181,7 +133,7 @@ async fn a_stored_rendering_is_not_served_once_its_package_has_changed() {
     // And the renderer stores the new rev's documents, which a restarted server then serves.
     until_rendered(&server).await;
     server.restart().await;
-    let (_, _, body) = read(&server, &token, "p", "r.test", "application/json", false).await;
-    assert_eq!(description(&body), "changed in the rows");
+    let full = read(&server, &token, "p", "r.test", "application/json", false).await;
+    assert_eq!(description(&full.plain), "changed in the rows");
     assert_eq!(server.registry().misses_from_rows(), 0);
 }

@@ -338,8 +338,8 @@ fn spliceable_record() -> PackageRecord {
     record
 }
 
-fn plain_of(rendered: &Rendered, gzip: bool) -> Vec<u8> {
-    if gzip {
+fn plain_of(rendered: &Rendered) -> Vec<u8> {
+    if rendered.gzip {
         let mut decoded = Vec::new();
         flate2::read::GzDecoder::new(&rendered.body[..])
             .read_to_end(&mut decoded)
@@ -374,25 +374,23 @@ fn a_rendering_rebased_onto_another_base_is_that_base_s_rendering() {
             );
             for gzip in [false, true] {
                 let fresh = render(&record, to_base, Variant { form, gzip }).unwrap();
-                let rebased = rebase(&from, from_gzip, from_base, to_base, gzip)
-                    .unwrap()
-                    .unwrap();
-                assert_eq!(plain_of(&rebased, gzip), plain_of(&fresh, gzip));
+                let rebased = rebase(&from, from_base, to_base, gzip).unwrap().unwrap();
+                assert_eq!(plain_of(&rebased), plain_of(&fresh));
                 assert_eq!(rebased.etag, fresh.etag);
                 assert_eq!(rebased.gzip_etag, fresh.gzip_etag);
                 assert_eq!(rebased.last_modified, fresh.last_modified);
                 assert_eq!(rebased.base_cuts, fresh.base_cuts);
                 // And back again.
-                let back = rebase(&rebased, gzip, to_base, from_base, from_gzip)
+                let back = rebase(&rebased, to_base, from_base, from_gzip)
                     .unwrap()
                     .unwrap();
-                assert_eq!(plain_of(&back, from_gzip), plain_of(&from, from_gzip));
+                assert_eq!(plain_of(&back), plain_of(&from));
             }
             // Another encoding on the same base.
-            let other = rebase(&from, from_gzip, from_base, from_base, !from_gzip)
+            let other = rebase(&from, from_base, from_base, !from_gzip)
                 .unwrap()
                 .unwrap();
-            assert_eq!(plain_of(&other, !from_gzip), plain_of(&from, from_gzip));
+            assert_eq!(plain_of(&other), plain_of(&from));
             assert_eq!(other.etag, from.etag);
         }
     }
@@ -413,7 +411,7 @@ fn renderings_with_a_base_written_elsewhere_are_not_spliced() {
     .unwrap();
     assert!(from.base_cuts.is_none());
     assert!(
-        rebase(&from, false, "http://a", "http://b", true)
+        rebase(&from, "http://a", "http://b", true)
             .unwrap()
             .is_none()
     );
@@ -429,7 +427,7 @@ fn renderings_with_a_base_written_elsewhere_are_not_spliced() {
     )
     .unwrap();
     assert!(
-        rebase(&from, false, "http://a", "http://b\"", false)
+        rebase(&from, "http://a", "http://b\"", false)
             .unwrap()
             .is_none()
     );
@@ -444,7 +442,7 @@ fn renderings_with_a_base_written_elsewhere_are_not_spliced() {
     )
     .unwrap();
     broken.body = bytes::Bytes::from(broken.body.to_vec().split_off(1));
-    assert!(rebase(&broken, false, "http://a", "http://b", false).is_err());
+    assert!(rebase(&broken, "http://a", "http://b", false).is_err());
 }
 
 #[test]
@@ -461,7 +459,7 @@ fn a_stored_document_serves_every_base_s_rendering_byte_for_byte() {
             for gzip in [false, true] {
                 let fresh = render(&record, base, Variant { form, gzip }).unwrap();
                 let served = from_stored(&document, base, gzip).unwrap().unwrap();
-                assert_eq!(plain_of(&served, gzip), plain_of(&fresh, gzip));
+                assert_eq!(plain_of(&served), plain_of(&fresh));
                 assert_eq!(served.etag, fresh.etag);
                 assert_eq!(served.gzip_etag, fresh.gzip_etag);
                 assert_eq!(served.last_modified, fresh.last_modified);
@@ -488,4 +486,33 @@ fn documents_with_a_base_written_elsewhere_are_not_stored() {
         .unwrap();
     document.cuts.reverse();
     assert!(from_stored(&document, "http://a", false).is_err());
+}
+
+#[test]
+fn documents_that_fit_one_segment_are_sent_plain_when_gzip_is_accepted() {
+    let small = record_of_one();
+    let rendered = render(
+        &small,
+        "http://a",
+        Variant {
+            form: Form::Abbreviated,
+            gzip: true,
+        },
+    )
+    .unwrap();
+    assert!(rendered.body.len() <= SMALL_DOCUMENT_BYTES);
+    assert!(!rendered.gzip);
+    assert_eq!(plain_of(&rendered), rendered.body.to_vec());
+    let big = varied_record();
+    let rendered = render(
+        &big,
+        "http://a",
+        Variant {
+            form: Form::Full,
+            gzip: true,
+        },
+    )
+    .unwrap();
+    assert!(rendered.gzip);
+    assert!(plain_of(&rendered).len() > SMALL_DOCUMENT_BYTES);
 }

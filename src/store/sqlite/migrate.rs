@@ -71,7 +71,7 @@ fn v10(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(ddl_between(
         super::SCHEMA,
         "CREATE TABLE IF NOT EXISTS renderings (",
-        "    PRIMARY KEY (package, form)\n);",
+        "    DELETE FROM renderings WHERE package = new.name;\nEND;",
     ))
 }
 

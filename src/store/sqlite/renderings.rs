@@ -21,13 +21,13 @@ enum Found {
 
 /// The current document of `name` in `form`; its bytes only up to `max_bytes`.
 fn read(conn: &Connection, name: &str, form: Form, max_bytes: i64) -> Result<Found, StoreError> {
-    // `length()` of a BLOB is read from the record header, without loading the bytes.
+    // `length()` of a BLOB is read from the record header, without loading the bytes. A row
+    // is of the package's current rev: a change of the rev deletes it (`renderings_stale`).
     let row = conn
         .prepare_cached(
-            "SELECT r.last_modified, r.cuts, length(r.plain),
-                    CASE WHEN length(r.plain) <= ?3 THEN r.plain END
-             FROM renderings r JOIN packages p ON p.name = r.package AND p.rev = r.rev
-             WHERE r.package = ?1 AND r.form = ?2",
+            "SELECT last_modified, cuts, length(plain),
+                    CASE WHEN length(plain) <= ?3 THEN plain END
+             FROM renderings WHERE package = ?1 AND form = ?2",
         )?
         .query_row(params![name, form_code(form), max_bytes], |row| {
             Ok((

@@ -7,6 +7,7 @@ pub mod fixtures;
 pub mod haproxy;
 pub mod install;
 pub mod oidc;
+pub mod packuments;
 pub mod postgres;
 pub mod publish_body;
 pub mod s3;
