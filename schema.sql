@@ -372,7 +372,8 @@ CREATE TABLE IF NOT EXISTS org_policies (
 -- Packuments as a cache miss serves them (src/store/renderings.rs): each document made on no
 -- base URL, with where the base goes. Made after a change, off its path, and stored only while
 -- the package is at `rev`; any change of the rev drops them (the trigger below), so a read needs
--- no other table. Clustered by key: a miss is one b-tree descent.
+-- no other table. A rowid table, not WITHOUT ROWID: searching a b-tree whose cells overflow
+-- reads every overflowing cell it compares with, whole.
 CREATE TABLE IF NOT EXISTS renderings (
     package       TEXT NOT NULL REFERENCES packages(name) ON DELETE CASCADE,
     form          INTEGER NOT NULL,             -- 0 full, 1 abbreviated
@@ -381,7 +382,7 @@ CREATE TABLE IF NOT EXISTS renderings (
     cuts          BLOB NOT NULL,                -- where the base URL goes: little-endian u32s
     plain         BLOB NOT NULL,                -- the JSON
     PRIMARY KEY (package, form)
-) WITHOUT ROWID;
+);
 CREATE TRIGGER IF NOT EXISTS renderings_stale AFTER UPDATE OF rev ON packages
 BEGIN
     DELETE FROM renderings WHERE package = new.name;

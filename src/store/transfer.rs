@@ -104,23 +104,16 @@ fn open_source(data_dir: &Path) -> Result<Connection, StoreError> {
     )?)
 }
 
-/// The tables to copy, in creation order, each with the order its rows are read in: insertion
-/// order (`rowid`), or the key's for a table clustered by its key (`WITHOUT ROWID`).
-fn tables(source: &Connection) -> Result<Vec<(String, &'static str)>, StoreError> {
+/// The tables to copy, in creation order.
+fn tables(source: &Connection) -> Result<Vec<String>, StoreError> {
     let mut stmt = source.prepare(
-        "SELECT s.name, t.wr FROM sqlite_schema s
-         JOIN pragma_table_list t ON t.schema = 'main' AND t.name = s.name
-         WHERE s.type = 'table' AND s.name NOT LIKE 'sqlite_%'
-         ORDER BY s.rowid",
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
+         ORDER BY rowid",
     )?;
-    let tables = stmt
-        .query_map([], |row| {
-            let without_rowid: bool = row.get(1)?;
-            let order = if without_rowid { "" } else { " ORDER BY rowid" };
-            Ok((row.get(0)?, order))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(tables)
+    let names = stmt
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(names)
 }
 
 /// Copies every table of the SQLite database in `data_dir` into `target`, whose schema must be
@@ -133,7 +126,7 @@ pub async fn copy_sqlite_to_postgres(
     let source = open_source(data_dir)?;
     let mut client = target.pool().get().await?;
     let mut report = Vec::new();
-    for (table, order) in tables(&source)? {
+    for table in tables(&source)? {
         let columns = client
             .query(
                 "SELECT column_name, data_type FROM information_schema.columns
@@ -157,7 +150,7 @@ pub async fn copy_sqlite_to_postgres(
             source.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| {
                 row.get(0)
             })?;
-        let mut stmt = source.prepare(&format!("SELECT {list} FROM {table}{order}"))?;
+        let mut stmt = source.prepare(&format!("SELECT {list} FROM {table} ORDER BY rowid"))?;
         let mut rows = stmt.query([])?;
         let per_batch = (PARAMETERS_PER_BATCH / names.len()).max(1);
         let mut copied = 0;
