@@ -46,7 +46,7 @@ pub struct Variant {
 
 impl Variant {
     /// Its slot in a cache entry.
-    fn index(self) -> usize {
+    pub fn index(self) -> usize {
         usize::from(self.form == Form::Abbreviated) * 2 + usize::from(self.gzip)
     }
 }

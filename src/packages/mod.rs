@@ -6,6 +6,7 @@ pub mod blob_claims;
 pub mod cache;
 pub mod deprecate;
 pub mod dist_tags;
+pub mod doorkeeper;
 pub mod integrity;
 pub mod manifest;
 pub mod name;

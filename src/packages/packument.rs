@@ -612,9 +612,14 @@ thread_local! {
     static DEFLATE: RefCell<[Option<Compress>; 2]> = const { RefCell::new([None, None]) };
 }
 
-/// `plain` gzipped: the fastest level for small documents, a middle one for bigger ones.
+/// Documents over this size are compressed at the fastest level again: a 3,000-version
+/// packument (about 2 MB) takes 13 ms at level 2 and 7 ms at level 1, most of a cold read, for
+/// about a quarter more bytes.
+const HUGE_GZIP_BYTES: usize = 512 * 1024;
+
+/// `plain` gzipped: the fastest level for small and huge documents, a middle one between.
 pub fn gzip(plain: &[u8]) -> Result<Vec<u8>, RegistryError> {
-    let (slot, level) = if plain.len() <= FAST_GZIP_BYTES {
+    let (slot, level) = if plain.len() <= FAST_GZIP_BYTES || plain.len() > HUGE_GZIP_BYTES {
         (0, Compression::fast())
     } else {
         (1, Compression::new(BIG_GZIP_LEVEL))

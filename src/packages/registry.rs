@@ -43,6 +43,8 @@ pub struct Registry {
     pub(super) store: Store,
     pub(super) blobs: Arc<dyn BlobStore>,
     pub(super) cache: Arc<PackumentCache>,
+    /// Which cheap representations missed lately (the cache takes them on a second miss).
+    doorkeeper: Arc<super::doorkeeper::Doorkeeper>,
     pub(super) tarballs: Arc<TarballCache>,
     pub(super) visibility: Arc<super::visibility::VisibilityCache>,
     /// Packages whose stored rendering is to be made (see [`super::renderer`]).
@@ -190,6 +192,7 @@ impl Registry {
             blobs,
             tarballs: Arc::new(cache.tarballs()),
             cache: Arc::new(cache),
+            doorkeeper: Arc::default(),
             visibility: Arc::default(),
             render_queue: Arc::default(),
             blob_claims: Arc::new(BlobClaims::default()),
@@ -222,32 +225,58 @@ impl Registry {
             Err(siblings) => siblings,
         };
         let epoch = self.cache.epoch(name.as_str());
-        let rendered = match self.rebased(&siblings, base_url, variant, epoch).await? {
-            Some(rendered) => rendered,
+        // Cheapest first: a cached plain sibling (a splice), the stored document (one read and a
+        // splice), a cached gzip sibling (which must be decompressed first), the rows.
+        let made = match self
+            .rebased(&siblings, base_url, variant, epoch, false)
+            .await?
+        {
+            Some(rendered) => Some(rendered),
             None => match self.stored(name, base_url, variant).await? {
-                Some(rendered) => rendered,
+                Some(rendered) => Some(rendered),
                 None => {
-                    self.render_queue.missed(name.as_str());
-                    self.rendered(name, base_url, variant).await?
+                    self.rebased(&siblings, base_url, variant, epoch, true)
+                        .await?
                 }
             },
         };
+        let (rendered, costly) = match made {
+            Some(rendered) => (rendered, false),
+            None => {
+                self.render_queue.missed(name.as_str());
+                (self.rendered(name, base_url, variant).await?, true)
+            }
+        };
         let rendered = Arc::new(rendered);
-        self.cache
-            .insert(name.as_str(), base_url, epoch, siblings, variant, &rendered);
+        // What was cheap to make is cached on its second miss (see `doorkeeper`); a rendering
+        // from the rows, or a big document, on its first.
+        let costly = costly || rendered.body.len() > INLINE_RENDER_BYTES;
+        if costly
+            || self
+                .doorkeeper
+                .missed_before((name.as_str(), base_url, variant.index()))
+        {
+            self.cache
+                .insert(name.as_str(), base_url, epoch, siblings, variant, &rendered);
+        }
         Ok(rendered)
     }
 
     /// A miss made from a cached representation of the same document and data (another
-    /// encoding, or another base URL spliced in): no store read and no rendering.
+    /// encoding, or another base URL spliced in): no store read and no rendering. A gzip one is
+    /// used only with `from_gzip`.
     async fn rebased(
         &self,
         siblings: &Siblings,
         base_url: &str,
         variant: Variant,
         epoch: u64,
+        from_gzip: bool,
     ) -> Result<Option<Rendered>, RegistryError> {
-        let Some(source) = siblings.source(variant.form, epoch) else {
+        let Some(source) = siblings
+            .source(variant.form, epoch)
+            .filter(|source| from_gzip || !source.rendered.gzip)
+        else {
             return Ok(None);
         };
         // As for rendering: a few KB on this thread, more on a blocking one.
