@@ -372,19 +372,17 @@ CREATE TABLE IF NOT EXISTS org_policies (
 -- Packuments as a cache miss serves them (src/store/renderings.rs): each document made on no
 -- base URL, with where the base goes. Made after a change, off its path, and stored only while
 -- the package is at `rev`; any change of the rev drops them (the trigger below), so a read needs
--- no other table. Keyed by a hash of (package, form), so a miss is one rowid lookup, no index
--- (a rowid table: searching a WITHOUT ROWID b-tree reads every overflowing cell it compares
--- with, whole).
+-- no other table. A rowid table, not WITHOUT ROWID: searching a b-tree whose cells overflow
+-- reads every overflowing cell it compares with, whole.
 CREATE TABLE IF NOT EXISTS renderings (
-    id            INTEGER PRIMARY KEY,          -- rendering_id(package, form)
     package       TEXT NOT NULL REFERENCES packages(name) ON DELETE CASCADE,
     form          INTEGER NOT NULL,             -- 0 full, 1 abbreviated
     rev           INTEGER NOT NULL,             -- the package's rev it was made from
     last_modified TEXT NOT NULL,                -- time.modified as an HTTP date
     cuts          BLOB NOT NULL,                -- where the base URL goes: little-endian u32s
-    plain         BLOB NOT NULL                 -- the JSON
+    plain         BLOB NOT NULL,                -- the JSON
+    PRIMARY KEY (package, form)
 );
-CREATE UNIQUE INDEX IF NOT EXISTS renderings_package_form ON renderings(package, form);
 CREATE TRIGGER IF NOT EXISTS renderings_stale AFTER UPDATE OF rev ON packages
 BEGIN
     DELETE FROM renderings WHERE package = new.name;

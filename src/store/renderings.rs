@@ -8,8 +8,6 @@
 //! package is at that rev. Every write bumps the rev, so a stale rendering is never served, and a
 //! change never waits for one to be made.
 
-use sha2::{Digest, Sha256};
-
 use super::StoreError;
 use crate::packages::cache::Form;
 
@@ -76,20 +74,6 @@ pub fn decode_cuts(bytes: &[u8]) -> Option<Vec<u32>> {
     )
 }
 
-/// The key of a package's document in `form`: the first 8 bytes of SHA-256 over the name, a zero
-/// byte and the form's code, so that a read finds the row by its key alone, with no index. Two
-/// documents with one key (odds of about 1 in 10^9 at 100,000 packages) only replace each
-/// other's stored rendering: a read checks the name and form it finds.
-pub fn rendering_id(package: &str, form: Form) -> i64 {
-    let mut hasher = Sha256::new();
-    hasher.update(package.as_bytes());
-    hasher.update([0, form_code(form) as u8]);
-    let digest = hasher.finalize();
-    let mut key = [0u8; 8];
-    key.copy_from_slice(&digest[..8]);
-    i64::from_le_bytes(key)
-}
-
 /// How a form is stored (the `form` column).
 pub fn form_code(form: Form) -> i64 {
     match form {
@@ -101,27 +85,6 @@ pub fn form_code(form: Form) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_are_stable_and_differ_by_name_and_form() {
-        // Stored: the value must never change between versions.
-        assert_eq!(
-            rendering_id("p", Form::Abbreviated),
-            rendering_id("p", Form::Abbreviated)
-        );
-        assert_ne!(
-            rendering_id("p", Form::Abbreviated),
-            rendering_id("p", Form::Full)
-        );
-        assert_ne!(rendering_id("p", Form::Full), rendering_id("q", Form::Full));
-        let digest = Sha256::digest(b"p\0\x01");
-        let mut key = [0u8; 8];
-        key.copy_from_slice(&digest[..8]);
-        assert_eq!(
-            rendering_id("p", Form::Abbreviated),
-            i64::from_le_bytes(key)
-        );
-    }
 
     #[test]
     fn cuts_round_trip() {

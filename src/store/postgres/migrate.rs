@@ -29,15 +29,14 @@ const STEPS: &[Step] = &[(2, V2)];
 /// Version 2: stored packument renderings (as in `schema.sql`).
 const V2: &str = r#"
 CREATE TABLE renderings (
-    id            BIGINT PRIMARY KEY,
     package       TEXT COLLATE "C" NOT NULL REFERENCES packages(name) ON DELETE CASCADE,
     form          BIGINT NOT NULL,
     rev           BIGINT NOT NULL,
     last_modified TEXT NOT NULL,
     cuts          BYTEA NOT NULL,
-    plain         BYTEA NOT NULL
+    plain         BYTEA NOT NULL,
+    PRIMARY KEY (package, form)
 );
-CREATE UNIQUE INDEX renderings_package_form ON renderings(package, form);
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_settings

@@ -3,7 +3,7 @@
 use crate::packages::cache::Form;
 use crate::store::StoreError;
 use crate::store::renderings::{
-    NewRendering, RenderingStore, StoredDocument, decode_cuts, encode_cuts, form_code, rendering_id,
+    NewRendering, RenderingStore, StoredDocument, decode_cuts, encode_cuts, form_code,
 };
 
 use super::packages::{exec, opt, read_package, rows};
@@ -40,10 +40,6 @@ impl RenderingStore for super::Postgres {
         if renderings.is_empty() {
             return Ok(0);
         }
-        let ids: Vec<i64> = renderings
-            .iter()
-            .map(|r| rendering_id(&r.package, r.form))
-            .collect();
         let packages: Vec<&str> = renderings.iter().map(|r| r.package.as_str()).collect();
         let forms: Vec<i64> = renderings.iter().map(|r| form_code(r.form)).collect();
         let revs: Vec<i64> = renderings.iter().map(|r| r.rev).collect();
@@ -62,17 +58,16 @@ impl RenderingStore for super::Postgres {
         let client = self.pool().get().await?;
         let stored = exec(
             &client,
-            "INSERT INTO renderings (id, package, form, rev, last_modified, cuts, plain)
-             SELECT r.id, p.name, r.form, r.rev, r.last_modified, r.cuts, r.plain
-             FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::bytea[], $6::bytea[],
-                         $7::int8[])
-                  AS r(package, form, rev, last_modified, cuts, plain, id)
+            "INSERT INTO renderings (package, form, rev, last_modified, cuts, plain)
+             SELECT p.name, r.form, r.rev, r.last_modified, r.cuts, r.plain
+             FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::bytea[], $6::bytea[])
+                  AS r(package, form, rev, last_modified, cuts, plain)
              JOIN packages p ON p.name = r.package AND p.rev = r.rev
-             ON CONFLICT (id) DO UPDATE SET
-                 package = excluded.package, form = excluded.form, rev = excluded.rev,
-                 last_modified = excluded.last_modified, cuts = excluded.cuts,
-                 plain = excluded.plain",
-            &[&packages, &forms, &revs, &dates, &cuts, &plain, &ids],
+             ON CONFLICT (package, form) DO UPDATE SET
+                 rev = excluded.rev, last_modified = excluded.last_modified,
+                 cuts = excluded.cuts, plain = excluded.plain
+             WHERE renderings.rev <= excluded.rev",
+            &[&packages, &forms, &revs, &dates, &cuts, &plain],
         )
         .await?;
         Ok(usize::try_from(stored).unwrap_or(usize::MAX))

@@ -390,15 +390,14 @@ CREATE TABLE org_policies (
 -- base URL, with where the base goes. Made after a change, off its path; served only while the
 -- package is at `rev`.
 CREATE TABLE renderings (
-    id            BIGINT PRIMARY KEY,           -- rendering_id(package, form)
     package       TEXT COLLATE "C" NOT NULL REFERENCES packages(name) ON DELETE CASCADE,
     form          BIGINT NOT NULL,              -- 0 full, 1 abbreviated
     rev           BIGINT NOT NULL,              -- the package's rev it was made from
     last_modified TEXT NOT NULL,                -- time.modified as an HTTP date
     cuts          BYTEA NOT NULL,               -- where the base URL goes: little-endian u32s
-    plain         BYTEA NOT NULL                -- the JSON
+    plain         BYTEA NOT NULL,               -- the JSON
+    PRIMARY KEY (package, form)
 );
-CREATE UNIQUE INDEX renderings_package_form ON renderings(package, form);
 
 -- Manifests and readmes are compressed when stored out of line: with lz4 where the server was
 -- built with it (the usual packages are), several times faster than the default pglz on a

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::packages::cache::Form;
 use crate::store::StoreError;
 use crate::store::renderings::{
-    NewRendering, RenderingStore, StoredDocument, decode_cuts, encode_cuts, form_code, rendering_id,
+    NewRendering, RenderingStore, StoredDocument, decode_cuts, encode_cuts, form_code,
 };
 
 /// Documents up to this size are read on the async thread that asked (one page or a few);
@@ -26,20 +26,17 @@ fn read(conn: &Connection, name: &str, form: Form, max_bytes: i64) -> Result<Fou
     let row = conn
         .prepare_cached(
             "SELECT last_modified, cuts, length(plain),
-                    CASE WHEN length(plain) <= ?4 THEN plain END
-             FROM renderings WHERE id = ?1 AND package = ?2 AND form = ?3",
+                    CASE WHEN length(plain) <= ?3 THEN plain END
+             FROM renderings WHERE package = ?1 AND form = ?2",
         )?
-        .query_row(
-            params![rendering_id(name, form), name, form_code(form), max_bytes],
-            |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, Vec<u8>>(1)?,
-                    row.get::<_, i64>(2)?,
-                    row.get::<_, Option<Vec<u8>>>(3)?,
-                ))
-            },
-        )
+        .query_row(params![name, form_code(form), max_bytes], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, Vec<u8>>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, Option<Vec<u8>>>(3)?,
+            ))
+        })
         .optional()?;
     let Some((last_modified, cuts, _, Some(plain))) = row else {
         return Ok(match row {
@@ -61,12 +58,11 @@ fn read(conn: &Connection, name: &str, form: Form, max_bytes: i64) -> Result<Fou
 fn store(conn: &Connection, rendering: &NewRendering) -> Result<bool, StoreError> {
     let stored = conn
         .prepare_cached(
-            "INSERT INTO renderings (id, package, form, rev, last_modified, cuts, plain)
-             SELECT ?7, name, ?2, rev, ?4, ?5, ?6 FROM packages WHERE name = ?1 AND rev = ?3
-             ON CONFLICT (id) DO UPDATE SET
-                 package = excluded.package, form = excluded.form, rev = excluded.rev,
-                 last_modified = excluded.last_modified, cuts = excluded.cuts,
-                 plain = excluded.plain",
+            "INSERT INTO renderings (package, form, rev, last_modified, cuts, plain)
+             SELECT name, ?2, rev, ?4, ?5, ?6 FROM packages WHERE name = ?1 AND rev = ?3
+             ON CONFLICT (package, form) DO UPDATE SET
+                 rev = excluded.rev, last_modified = excluded.last_modified,
+                 cuts = excluded.cuts, plain = excluded.plain",
         )?
         .execute(params![
             rendering.package,
@@ -75,7 +71,6 @@ fn store(conn: &Connection, rendering: &NewRendering) -> Result<bool, StoreError
             rendering.document.last_modified,
             encode_cuts(&rendering.document.cuts),
             rendering.document.plain,
-            rendering_id(&rendering.package, rendering.form),
         ])?;
     Ok(stored > 0)
 }
