@@ -267,7 +267,7 @@ fn gzip_with_reused_states_decodes_to_its_input() {
     }
     // The big one is compressed, not just wrapped.
     let compressed = gzip(&big).unwrap().len();
-    assert!(compressed < big.len() / 3, "{compressed} of {}", big.len());
+    assert!(compressed < big.len() / 2, "{compressed} of {}", big.len());
 }
 
 #[test]
