@@ -383,6 +383,13 @@ CREATE TABLE IF NOT EXISTS renderings (
     plain         BLOB NOT NULL,                -- the JSON
     PRIMARY KEY (package, form)
 );
+-- A maintainer's e-mail shows in their packages' documents: changing it drops their renderings.
+CREATE TRIGGER IF NOT EXISTS renderings_maintainer_email AFTER UPDATE OF email ON users
+WHEN old.email IS NOT new.email
+BEGIN
+    DELETE FROM renderings
+    WHERE package IN (SELECT package FROM maintainers WHERE user_id = new.id);
+END;
 CREATE TRIGGER IF NOT EXISTS renderings_stale AFTER UPDATE OF rev ON packages
 BEGIN
     DELETE FROM renderings WHERE package = new.name;

@@ -37,6 +37,17 @@ CREATE TABLE renderings (
     plain         BYTEA NOT NULL,
     PRIMARY KEY (package, form)
 );
+-- A maintainer's e-mail shows in their packages' documents: changing it drops their renderings.
+CREATE FUNCTION renderings_maintainer_email() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM renderings
+    WHERE package IN (SELECT package FROM maintainers WHERE user_id = NEW.id);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER renderings_maintainer_email AFTER UPDATE OF email ON users
+    FOR EACH ROW WHEN (OLD.email IS DISTINCT FROM NEW.email)
+    EXECUTE FUNCTION renderings_maintainer_email();
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_settings

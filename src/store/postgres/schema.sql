@@ -399,6 +399,18 @@ CREATE TABLE renderings (
     PRIMARY KEY (package, form)
 );
 
+-- A maintainer's e-mail shows in their packages' documents: changing it drops their renderings.
+CREATE FUNCTION renderings_maintainer_email() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM renderings
+    WHERE package IN (SELECT package FROM maintainers WHERE user_id = NEW.id);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER renderings_maintainer_email AFTER UPDATE OF email ON users
+    FOR EACH ROW WHEN (OLD.email IS DISTINCT FROM NEW.email)
+    EXECUTE FUNCTION renderings_maintainer_email();
+
 -- Manifests and readmes are compressed when stored out of line: with lz4 where the server was
 -- built with it (the usual packages are), several times faster than the default pglz on a
 -- publish's path.
