@@ -133,13 +133,20 @@ pub fn render(
     base_url: &str,
     variant: Variant,
 ) -> Result<Rendered, RegistryError> {
+    let (plain, cuts) = document(record, base_url, variant.form)?;
+    let last_modified = clock::http_date(record.modified_at);
+    finish(plain, cuts, variant.gzip, last_modified)
+}
+
+/// The plain JSON of one document on `base_url`, and where the base went (`None`: not
+/// spliceable, see [`Cuts`]).
+fn document(record: &PackageRecord, base_url: &str, form: Form) -> Result<Spliced, RegistryError> {
     let mut cuts = Cuts::new(base_url);
-    let plain = match variant.form {
+    let plain = match form {
         Form::Full => full_document(record, base_url, &mut cuts)?,
         Form::Abbreviated => abbreviated_document(record, base_url, &mut cuts)?,
     };
-    let last_modified = clock::http_date(record.modified_at);
-    finish(plain, cuts.into_offsets(), variant.gzip, last_modified)
+    Ok((plain, cuts.into_offsets()))
 }
 
 /// The representation asked for, made from another of the same document and data: `from`
@@ -181,12 +188,8 @@ pub fn stored_document(
     record: &PackageRecord,
     form: Form,
 ) -> Result<Option<StoredDocument>, RegistryError> {
-    let mut cuts = Cuts::new("");
-    let plain = match form {
-        Form::Full => full_document(record, "", &mut cuts)?,
-        Form::Abbreviated => abbreviated_document(record, "", &mut cuts)?,
-    };
-    Ok(cuts.into_offsets().map(|cuts| StoredDocument {
+    let (plain, cuts) = document(record, "", form)?;
+    Ok(cuts.map(|cuts| StoredDocument {
         plain,
         cuts: cuts.into_vec(),
         last_modified: clock::http_date(record.modified_at),

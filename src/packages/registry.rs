@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::blob_claims::{BlobClaims, Claim, SharedClaim};
-use super::cache::{CacheStats, PackumentCache, Rendered, Siblings, Variant};
+use super::cache::{CacheStats, PackumentCache, Rendered, Siblings, Source, Variant};
 use super::tarball::TarballLimits;
 use super::tarball_cache::{CachedTarball, SMALL_TARBALL_BYTES, TarballCache};
 use super::{PackageName, RegistryError, packument};
@@ -21,6 +21,20 @@ use crate::store::{BlobKey, BlobStore, Store};
 /// Packages whose stored manifests add up to at most this many bytes are rendered on the async
 /// thread that missed them (tens of microseconds at most); bigger ones on a blocking thread.
 const INLINE_RENDER_BYTES: usize = 16 * 1024;
+
+/// Runs `work` on this thread when `small` (a few KB of JSON copied and compressed cost less
+/// than the handoff to a blocking thread and back), else on a blocking thread.
+async fn inline_if<T: Send + 'static>(
+    small: bool,
+    work: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,
+) -> Result<T, RegistryError> {
+    if small {
+        return work();
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| RegistryError::Internal(e.to_string()))?
+}
 
 /// Policy settings of the registry core.
 #[derive(Debug, Clone)]
@@ -225,28 +239,7 @@ impl Registry {
             Err(siblings) => siblings,
         };
         let epoch = self.cache.epoch(name.as_str());
-        // Cheapest first: a cached plain sibling (a splice), the stored document (one read and a
-        // splice), a cached gzip sibling (which must be decompressed first), the rows.
-        let made = match self
-            .rebased(&siblings, base_url, variant, epoch, false)
-            .await?
-        {
-            Some(rendered) => Some(rendered),
-            None => match self.stored(name, base_url, variant).await? {
-                Some(rendered) => Some(rendered),
-                None => {
-                    self.rebased(&siblings, base_url, variant, epoch, true)
-                        .await?
-                }
-            },
-        };
-        let (rendered, costly) = match made {
-            Some(rendered) => (rendered, false),
-            None => {
-                self.render_queue.missed(name.as_str());
-                (self.rendered(name, base_url, variant).await?, true)
-            }
-        };
+        let (rendered, costly) = self.make(name, base_url, variant, &siblings, epoch).await?;
         let rendered = Arc::new(rendered);
         // What was cheap to make is cached on its second miss (see `doorkeeper`); a rendering
         // from the rows, or a big document, on its first.
@@ -262,35 +255,52 @@ impl Registry {
         Ok(rendered)
     }
 
-    /// A miss made from a cached representation of the same document and data (another
-    /// encoding, or another base URL spliced in): no store read and no rendering. A gzip one is
-    /// used only with `from_gzip`.
-    async fn rebased(
+    /// A missed representation, made the cheapest way there is: from a cached plain sibling (a
+    /// splice), from the stored document (one read and a splice), from a cached gzip sibling
+    /// (decompressed first), else from the rows (then the package is queued for rendering).
+    /// Answers whether it came from the rows.
+    async fn make(
         &self,
-        siblings: &Siblings,
+        name: &PackageName,
         base_url: &str,
         variant: Variant,
+        siblings: &Siblings,
         epoch: u64,
-        from_gzip: bool,
+    ) -> Result<(Rendered, bool), RegistryError> {
+        let (plain, gzip) = match siblings.source(variant.form, epoch) {
+            Some(source) if source.rendered.gzip => (None, Some(source)),
+            source => (source, None),
+        };
+        if let Some(rendered) = self.rebased(plain, base_url, variant).await? {
+            return Ok((rendered, false));
+        }
+        if let Some(rendered) = self.stored(name, base_url, variant).await? {
+            return Ok((rendered, false));
+        }
+        if let Some(rendered) = self.rebased(gzip, base_url, variant).await? {
+            return Ok((rendered, false));
+        }
+        self.render_queue.missed(name.as_str());
+        Ok((self.rendered(name, base_url, variant).await?, true))
+    }
+
+    /// A miss made from a cached representation of the same document and data (another
+    /// encoding, or another base URL spliced in): no store read and no rendering.
+    async fn rebased(
+        &self,
+        source: Option<Source>,
+        base_url: &str,
+        variant: Variant,
     ) -> Result<Option<Rendered>, RegistryError> {
-        let Some(source) = siblings
-            .source(variant.form, epoch)
-            .filter(|source| from_gzip || !source.rendered.gzip)
-        else {
+        let Some(source) = source else {
             return Ok(None);
         };
-        // As for rendering: a few KB on this thread, more on a blocking one.
         let small = source.rendered.body.len() <= INLINE_RENDER_BYTES;
-        let rebase = move |base_url: &str| {
-            packument::rebase(&source.rendered, &source.base_url, base_url, variant.gzip)
-        };
-        if small {
-            return rebase(base_url);
-        }
         let base = base_url.to_owned();
-        tokio::task::spawn_blocking(move || rebase(&base))
-            .await
-            .map_err(|e| RegistryError::Internal(e.to_string()))?
+        inline_if(small, move || {
+            packument::rebase(&source.rendered, &source.base_url, &base, variant.gzip)
+        })
+        .await
     }
 
     /// A miss served from the package's stored rendering, when one of its current rev is
@@ -308,13 +318,12 @@ impl Registry {
         else {
             return Ok(None);
         };
-        if document.plain.len() <= INLINE_RENDER_BYTES {
-            return packument::from_stored(&document, base_url, variant.gzip);
-        }
+        let small = document.plain.len() <= INLINE_RENDER_BYTES;
         let base = base_url.to_owned();
-        tokio::task::spawn_blocking(move || packument::from_stored(&document, &base, variant.gzip))
-            .await
-            .map_err(|e| RegistryError::Internal(e.to_string()))?
+        inline_if(small, move || {
+            packument::from_stored(&document, &base, variant.gzip)
+        })
+        .await
     }
 
     /// A miss rendered from the package's rows.
@@ -326,15 +335,11 @@ impl Registry {
     ) -> Result<Rendered, RegistryError> {
         let record = self.load(name).await?;
         let stored: usize = record.versions.iter().map(|v| v.manifest.len()).sum();
-        if stored <= INLINE_RENDER_BYTES {
-            // A few KB of JSON copied and one small document compressed: less than the
-            // handoff to a blocking thread and back would cost.
-            return packument::render(&record, base_url, variant);
-        }
         let base = base_url.to_owned();
-        tokio::task::spawn_blocking(move || packument::render(&record, &base, variant))
-            .await
-            .map_err(|e| RegistryError::Internal(e.to_string()))?
+        inline_if(stored <= INLINE_RENDER_BYTES, move || {
+            packument::render(&record, &base, variant)
+        })
+        .await
     }
 
     /// What the read cache holds, and its packument misses so far.

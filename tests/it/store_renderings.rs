@@ -30,6 +30,10 @@ fn rendering(package: &str, form: Form, rev: i64, text: &str) -> NewRendering {
     }
 }
 
+async fn stored_now(store: &Store, package: &str, form: Form) -> Option<StoredDocument> {
+    store.stored_document(package, form).await.unwrap()
+}
+
 async fn rev_of(store: &Store, package: &str) -> i64 {
     store.load_package(package).await.unwrap().unwrap().rev
 }
@@ -44,10 +48,7 @@ async fn a_rendering_is_served_only_at_the_rev_it_was_made_from(under: StoreUnde
     )
     .await;
     let rev = rev_of(&store, "p").await;
-    assert_eq!(
-        store.stored_document("p", Form::Abbreviated).await.unwrap(),
-        None
-    );
+    assert_eq!(stored_now(&store, "p", Form::Abbreviated).await, None);
     assert_eq!(store.unrendered("", 10).await.unwrap(), ["p"]);
 
     let stored = store
@@ -56,10 +57,10 @@ async fn a_rendering_is_served_only_at_the_rev_it_was_made_from(under: StoreUnde
         .unwrap();
     assert_eq!(stored, 1);
     assert_eq!(
-        store.stored_document("p", Form::Abbreviated).await.unwrap(),
+        stored_now(&store, "p", Form::Abbreviated).await,
         Some(document("one"))
     );
-    assert_eq!(store.stored_document("p", Form::Full).await.unwrap(), None);
+    assert_eq!(stored_now(&store, "p", Form::Full).await, None);
     // One form is not enough for the sweep.
     assert_eq!(store.unrendered("", 10).await.unwrap(), ["p"]);
     store
@@ -68,7 +69,7 @@ async fn a_rendering_is_served_only_at_the_rev_it_was_made_from(under: StoreUnde
         .unwrap();
     assert!(store.unrendered("", 10).await.unwrap().is_empty());
     assert_eq!(
-        store.stored_document("p", Form::Full).await.unwrap(),
+        stored_now(&store, "p", Form::Full).await,
         Some(document("full"))
     );
 
@@ -80,21 +81,15 @@ async fn a_rendering_is_served_only_at_the_rev_it_was_made_from(under: StoreUnde
         .unwrap();
     let moved = rev_of(&store, "p").await;
     assert!(moved > rev);
-    assert_eq!(
-        store.stored_document("p", Form::Abbreviated).await.unwrap(),
-        None
-    );
-    assert_eq!(store.stored_document("p", Form::Full).await.unwrap(), None);
+    assert_eq!(stored_now(&store, "p", Form::Abbreviated).await, None);
+    assert_eq!(stored_now(&store, "p", Form::Full).await, None);
     assert_eq!(store.unrendered("", 10).await.unwrap(), ["p"]);
     let late = store
         .store_renderings(vec![rendering("p", Form::Abbreviated, rev, "late")])
         .await
         .unwrap();
     assert_eq!(late, 0);
-    assert_eq!(
-        store.stored_document("p", Form::Abbreviated).await.unwrap(),
-        None
-    );
+    assert_eq!(stored_now(&store, "p", Form::Abbreviated).await, None);
     let current = store
         .store_renderings(vec![
             rendering("p", Form::Abbreviated, moved, "two"),
@@ -105,13 +100,10 @@ async fn a_rendering_is_served_only_at_the_rev_it_was_made_from(under: StoreUnde
         .unwrap();
     assert_eq!(current, 2);
     assert_eq!(
-        store.stored_document("p", Form::Abbreviated).await.unwrap(),
+        stored_now(&store, "p", Form::Abbreviated).await,
         Some(document("two"))
     );
-    assert_eq!(
-        store.stored_document("missing", Form::Full).await.unwrap(),
-        None
-    );
+    assert_eq!(stored_now(&store, "missing", Form::Full).await, None);
 }
 
 async fn renderings_go_with_their_package_and_the_sweep_pages_by_name(under: StoreUnderTest) {
@@ -146,14 +138,14 @@ async fn renderings_go_with_their_package_and_the_sweep_pages_by_name(under: Sto
         .await
         .unwrap();
     assert!(matches!(gone, UnpublishOutcome::Removed { .. }), "{gone:?}");
-    assert_eq!(store.stored_document("a", Form::Full).await.unwrap(), None);
+    assert_eq!(stored_now(&store, "a", Form::Full).await, None);
     publish(
         &store,
         version("a", "2.0.0", "latest", alice, "k4"),
         "alice",
     )
     .await;
-    assert_eq!(store.stored_document("a", Form::Full).await.unwrap(), None);
+    assert_eq!(stored_now(&store, "a", Form::Full).await, None);
     assert_eq!(store.unrendered("", 10).await.unwrap(), ["@s/c", "a", "b"]);
 }
 

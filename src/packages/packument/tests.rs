@@ -396,19 +396,20 @@ fn a_rendering_rebased_onto_another_base_is_that_base_s_rendering() {
     }
 }
 
+/// The full document, plain, on `http://a`.
+fn full_on_a(record: &PackageRecord) -> Rendered {
+    let variant = Variant {
+        form: Form::Full,
+        gzip: false,
+    };
+    render(record, "http://a", variant).unwrap()
+}
+
 #[test]
 fn renderings_with_a_base_written_elsewhere_are_not_spliced() {
     // An attestation path made absolute on the base, and a manifest of the `Value` rendering.
     let record = varied_record();
-    let from = render(
-        &record,
-        "http://a",
-        Variant {
-            form: Form::Full,
-            gzip: false,
-        },
-    )
-    .unwrap();
+    let from = full_on_a(&record);
     assert!(from.base_cuts.is_none());
     assert!(
         rebase(&from, "http://a", "http://b", true)
@@ -417,30 +418,14 @@ fn renderings_with_a_base_written_elsewhere_are_not_spliced() {
     );
     // A base that JSON escapes is not spliced in either.
     let record = spliceable_record();
-    let from = render(
-        &record,
-        "http://a",
-        Variant {
-            form: Form::Full,
-            gzip: false,
-        },
-    )
-    .unwrap();
+    let from = full_on_a(&record);
     assert!(
         rebase(&from, "http://a", "http://b\"", false)
             .unwrap()
             .is_none()
     );
     // Bytes that do not hold the base where the cuts say are refused, not served.
-    let mut broken = render(
-        &record,
-        "http://a",
-        Variant {
-            form: Form::Full,
-            gzip: false,
-        },
-    )
-    .unwrap();
+    let mut broken = full_on_a(&record);
     broken.body = bytes::Bytes::from(broken.body.to_vec().split_off(1));
     assert!(rebase(&broken, "http://a", "http://b", false).is_err());
 }

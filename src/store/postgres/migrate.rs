@@ -1,6 +1,7 @@
-//! PostgreSQL schema versions. `schema.sql` holds the whole current schema (version
-//! [`BASELINE`] plus every step in [`STEPS`]); [`STEPS`] holds the changes an existing database
-//! needs, each with the version it brings the database to. The versions applied are rows of
+//! PostgreSQL schema versions. `schema.sql` holds the schema of version [`BASELINE`]; [`STEPS`]
+//! holds each later version's changes (`schema_vN.sql`), with the version it brings the database
+//! to. A new database gets `schema.sql` and then every step, an existing one the steps it lacks,
+//! so both end up with the same schema by construction. The versions applied are rows of
 //! `schema_version`, one per version.
 //!
 //! Every run is one transaction that first takes a transaction-scoped advisory lock, so
@@ -9,9 +10,9 @@
 //! database as it was, and the next start tries again. A database whose version is newer than
 //! this binary knows is refused: an older Packr could misread or damage a newer schema.
 //!
-//! To change the schema: edit `schema.sql`, write the same change as a step (SQL that brings a
-//! database of the previous version there), and append `(N, "...")` to [`STEPS`], `N` one more
-//! than the last version.
+//! To change the schema: write the change as `schema_vN.sql` (SQL that brings a database of the
+//! previous version there) and append `(N, include_str!("schema_vN.sql"))` to [`STEPS`], `N` one
+//! more than the last version.
 
 use tokio_postgres::Client;
 
@@ -24,41 +25,9 @@ pub const BASELINE: i64 = 1;
 type Step = (i64, &'static str);
 
 /// Every change after [`BASELINE`], in version order.
-const STEPS: &[Step] = &[(2, V2)];
+const STEPS: &[Step] = &[(2, include_str!("schema_v2.sql"))];
 
-/// Version 2: stored packument renderings (as in `schema.sql`).
-const V2: &str = r#"
-CREATE TABLE renderings (
-    package       TEXT COLLATE "C" NOT NULL REFERENCES packages(name) ON DELETE CASCADE,
-    form          BIGINT NOT NULL,
-    rev           BIGINT NOT NULL,
-    last_modified TEXT NOT NULL,
-    cuts          BYTEA NOT NULL,
-    plain         BYTEA NOT NULL,
-    PRIMARY KEY (package, form)
-);
--- A maintainer's e-mail shows in their packages' documents: changing it drops their renderings.
-CREATE FUNCTION renderings_maintainer_email() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    DELETE FROM renderings
-    WHERE package IN (SELECT package FROM maintainers WHERE user_id = NEW.id);
-    RETURN NULL;
-END
-$$;
-CREATE TRIGGER renderings_maintainer_email AFTER UPDATE OF email ON users
-    FOR EACH ROW WHEN (OLD.email IS DISTINCT FROM NEW.email)
-    EXECUTE FUNCTION renderings_maintainer_email();
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_settings
-               WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)) THEN
-        ALTER TABLE renderings ALTER COLUMN plain SET COMPRESSION lz4;
-    END IF;
-END
-$$;
-"#;
-
-/// The whole current schema, for a new database.
+/// The schema of version [`BASELINE`], for a new database (which then gets every step).
 const SCHEMA: &str = include_str!("schema.sql");
 
 /// Key of the advisory lock migrations hold (`packrmig` in ASCII). Advisory locks are per
@@ -169,9 +138,10 @@ async fn run_steps(client: &mut Client, schema: &str, steps: &[Step]) -> Result<
     let outcome = match plan(current, steps)? {
         Plan::Create => {
             tx.batch_execute(schema).await?;
-            let versions = std::iter::once(BASELINE).chain(steps.iter().map(|(v, _)| *v));
-            for version in versions {
-                stamp(&tx, version).await?;
+            stamp(&tx, BASELINE).await?;
+            for (version, sql) in steps {
+                tx.batch_execute(sql).await?;
+                stamp(&tx, *version).await?;
             }
             Outcome::Created(latest_of(steps))
         }

@@ -386,31 +386,6 @@ CREATE TABLE org_policies (
     updated_at                 BIGINT NOT NULL
 );
 
--- Packuments as a cache miss serves them (src/store/renderings.rs): each document made on no
--- base URL, with where the base goes. Made after a change, off its path; served only while the
--- package is at `rev`.
-CREATE TABLE renderings (
-    package       TEXT COLLATE "C" NOT NULL REFERENCES packages(name) ON DELETE CASCADE,
-    form          BIGINT NOT NULL,              -- 0 full, 1 abbreviated
-    rev           BIGINT NOT NULL,              -- the package's rev it was made from
-    last_modified TEXT NOT NULL,                -- time.modified as an HTTP date
-    cuts          BYTEA NOT NULL,               -- where the base URL goes: little-endian u32s
-    plain         BYTEA NOT NULL,               -- the JSON
-    PRIMARY KEY (package, form)
-);
-
--- A maintainer's e-mail shows in their packages' documents: changing it drops their renderings.
-CREATE FUNCTION renderings_maintainer_email() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    DELETE FROM renderings
-    WHERE package IN (SELECT package FROM maintainers WHERE user_id = NEW.id);
-    RETURN NULL;
-END
-$$;
-CREATE TRIGGER renderings_maintainer_email AFTER UPDATE OF email ON users
-    FOR EACH ROW WHEN (OLD.email IS DISTINCT FROM NEW.email)
-    EXECUTE FUNCTION renderings_maintainer_email();
-
 -- Manifests and readmes are compressed when stored out of line: with lz4 where the server was
 -- built with it (the usual packages are), several times faster than the default pglz on a
 -- publish's path.
@@ -421,7 +396,6 @@ BEGIN
         ALTER TABLE versions ALTER COLUMN manifest SET COMPRESSION lz4,
                              ALTER COLUMN readme SET COMPRESSION lz4;
         ALTER TABLE stages ALTER COLUMN manifest SET COMPRESSION lz4;
-        ALTER TABLE renderings ALTER COLUMN plain SET COMPRESSION lz4;
     END IF;
 END
 $$;

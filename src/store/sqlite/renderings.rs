@@ -21,37 +21,34 @@ enum Found {
 
 /// The current document of `name` in `form`; its bytes only up to `max_bytes`.
 fn read(conn: &Connection, name: &str, form: Form, max_bytes: i64) -> Result<Found, StoreError> {
-    // `length()` of a BLOB is read from the record header, without loading the bytes. A row
-    // is of the package's current rev: a change of the rev deletes it (`renderings_stale`).
+    // `length()` of a BLOB is read from the record header, without loading the bytes; `plain`
+    // is never NULL, so NULL here means too big. A row is of the package's current rev: a
+    // change of the rev deletes it (`renderings_stale`).
     let row = conn
         .prepare_cached(
-            "SELECT last_modified, cuts, length(plain),
-                    CASE WHEN length(plain) <= ?3 THEN plain END
+            "SELECT last_modified, cuts, CASE WHEN length(plain) <= ?3 THEN plain END
              FROM renderings WHERE package = ?1 AND form = ?2",
         )?
         .query_row(params![name, form_code(form), max_bytes], |row| {
             Ok((
                 row.get::<_, String>(0)?,
                 row.get::<_, Vec<u8>>(1)?,
-                row.get::<_, i64>(2)?,
-                row.get::<_, Option<Vec<u8>>>(3)?,
+                row.get::<_, Option<Vec<u8>>>(2)?,
             ))
         })
         .optional()?;
-    let Some((last_modified, cuts, _, Some(plain))) = row else {
-        return Ok(match row {
-            Some(_) => Found::TooBig,
-            None => Found::Missing,
-        });
-    };
-    // A column that does not decode is served as no rendering: the miss renders from the rows.
-    Ok(match decode_cuts(&cuts) {
-        Some(cuts) => Found::Document(StoredDocument {
-            plain,
-            cuts,
-            last_modified,
-        }),
+    Ok(match row {
         None => Found::Missing,
+        Some((_, _, None)) => Found::TooBig,
+        // A column that does not decode is served as no rendering: the miss renders from rows.
+        Some((last_modified, cuts, Some(plain))) => match decode_cuts(&cuts) {
+            Some(cuts) => Found::Document(StoredDocument {
+                plain,
+                cuts,
+                last_modified,
+            }),
+            None => Found::Missing,
+        },
     })
 }
 
