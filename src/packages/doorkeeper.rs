@@ -6,7 +6,7 @@
 //! are set, so "seen" means "missed at least once in the last few hundred thousand misses". A
 //! collision only lets a representation in one miss early.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Bits in the set: 128 KiB.
@@ -33,10 +33,9 @@ impl Default for Doorkeeper {
 impl Doorkeeper {
     /// Whether `key` missed before (since the last reset); marks it as missed.
     pub fn missed_before(&self, key: impl Hash) -> bool {
-        let mut hasher = DefaultHasher::new();
-        key.hash(&mut hasher);
+        let hash = foldhash::fast::FixedState::default().hash_one(key);
         // The mask keeps the index below BITS, so the cast is exact.
-        let bit = (hasher.finish() as usize) & (BITS - 1);
+        let bit = (hash as usize) & (BITS - 1);
         let mask = 1u64 << (bit % 64);
         let word = &self.words[bit / 64];
         if word.fetch_or(mask, Ordering::Relaxed) & mask != 0 {

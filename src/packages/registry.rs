@@ -241,13 +241,15 @@ impl Registry {
         let epoch = self.cache.epoch(name.as_str());
         let (rendered, costly) = self.make(name, base_url, variant, &siblings, epoch).await?;
         let rendered = Arc::new(rendered);
-        // What was cheap to make is cached on its second miss (see `doorkeeper`); a rendering
-        // from the rows, or a big document, on its first.
+        // What was cheap to make is offered to the cache on its second miss (see `doorkeeper`),
+        // and sparingly once the cache is full; a rendering from the rows, or a big document,
+        // on its first.
         let costly = costly || rendered.body.len() > INLINE_RENDER_BYTES;
         if costly
             || self
                 .doorkeeper
                 .missed_before((name.as_str(), base_url, variant.index()))
+                && self.cache.takes_cheap()
         {
             self.cache
                 .insert(name.as_str(), base_url, epoch, siblings, variant, &rendered);
