@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{events, is_unique_violation, orgs as org_rows};
+use super::{ReadTransaction, events, is_unique_violation, orgs as org_rows};
 use crate::audit::AuditEvent;
 use crate::clock;
 use crate::orgs::scope_slug;
@@ -31,32 +31,6 @@ pub fn load(conn: &Connection, name: &str) -> Result<Option<PackageRecord>, Stor
 /// Packages of up to this many versions are read as a point read ([`super::Sqlite::read_point`]):
 /// a few pages, tens of microseconds.
 const POINT_READ_VERSIONS: usize = 64;
-
-/// A read transaction: one snapshot and one set of locks for several queries, begun and ended
-/// through the statement cache (rusqlite's `Transaction` prepares `BEGIN` anew every time).
-struct ReadTransaction<'a>(&'a Connection);
-
-impl<'a> ReadTransaction<'a> {
-    fn begin(conn: &'a Connection) -> Result<Self, StoreError> {
-        conn.prepare_cached("BEGIN")?.execute([])?;
-        Ok(Self(conn))
-    }
-}
-
-impl Drop for ReadTransaction<'_> {
-    /// Ends it however the reads went, so the pooled connection goes back outside a transaction
-    /// (a read-only transaction has nothing to commit: ending it cannot fail in a way that
-    /// loses anything).
-    fn drop(&mut self) {
-        let ended = self
-            .0
-            .prepare_cached("COMMIT")
-            .and_then(|mut stmt| stmt.execute([]));
-        if let Err(err) = ended {
-            tracing::warn!(error = %err, "could not end a read transaction");
-        }
-    }
-}
 
 /// What [`load_bounded`] found.
 pub enum Loaded {
@@ -597,12 +571,9 @@ impl crate::store::PackageStore for super::Sqlite {
         let name = name.to_owned();
         let small = {
             let name = name.clone();
-            // One read transaction: one snapshot and one set of locks for all the queries.
-            self.read_point(move |conn| {
-                let snapshot = ReadTransaction::begin(conn)?;
-                load_bounded(snapshot.0, &name, POINT_READ_VERSIONS)
-            })
-            .await?
+            // A point read is one read transaction: one snapshot for all the queries.
+            self.read_point(move |conn| load_bounded(conn, &name, POINT_READ_VERSIONS))
+                .await?
         };
         match small {
             Loaded::Record(record) => Ok(Some(record)),
