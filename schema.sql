@@ -381,6 +381,7 @@ CREATE TABLE IF NOT EXISTS renderings (
     last_modified TEXT NOT NULL,                -- time.modified as an HTTP date
     cuts          BLOB NOT NULL,                -- where the base URL goes: little-endian u32s
     plain         BLOB NOT NULL,                -- the JSON
+    digest        BLOB,                         -- what its ETags are made of (version 11)
     PRIMARY KEY (package, form)
 );
 -- A maintainer's e-mail shows in their packages' documents: changing it drops their renderings.

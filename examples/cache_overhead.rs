@@ -51,6 +51,7 @@ fn rendered(len: usize, seed: u64) -> Rendered {
         gzip_etag: format!("\"{tag}-gz\""),
         last_modified: "Fri, 04 Dec 2026 19:00:00 GMT".into(),
         base_cuts: Some(Box::new([0])),
+        template: Some([0; 16]),
     }
 }
 

@@ -8,7 +8,7 @@
 //   bench/run.sh --scale-only [--scale-packages 5000] ...
 //   node bench/lib/scale.mjs --packr target/release/packr [--scale-packages N] [--scale-big-versions N]
 //     [--scale-hot 500] [--scale-seconds 4] [--scale-random-seconds 8] [--scale-cold-seconds 15]
-//     [--scale-cache-bytes N]
+//     [--scale-cache-bytes N] [--scale-cold-samples 200]
 //     [--work DIR] [--keep-work]
 
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -40,7 +40,8 @@ export function scaleOptions(opt) {
     seconds: Number(opt('scale-seconds', '4')),
     randomSeconds: Number(opt('scale-random-seconds', '8')),
     publishConcurrency: Number(opt('scale-concurrency', '8')),
-    coldSamples: Number(opt('scale-cold-samples', '40')),
+    // 200: with fewer, the "p99" is the slowest read (of 40, the 40th), one hiccup of the machine.
+    coldSamples: Number(opt('scale-cold-samples', '200')),
     // Long enough to read all 50,000 once at today's cold rate; every read is a miss however long.
     coldSeconds: Number(opt('scale-cold-seconds', '15')),
     // Unset: Packr's default (32 MiB), which the RSS target is about.

@@ -68,6 +68,9 @@ pub struct Rendered {
     /// Where the plain JSON has its base URL (each tarball URL's start), so a read on another
     /// base splices its own in instead of rendering again; `None`: not spliceable.
     pub base_cuts: Option<Box<[u32]>>,
+    /// The digest of the document on no base URL, which the ETags are made of (`None`: not
+    /// spliceable, the ETags are of the bytes).
+    pub template: Option<super::packument::EtagDigest>,
 }
 
 impl Rendered {
@@ -81,6 +84,7 @@ impl Rendered {
             gzip_etag: self.gzip_etag.as_str().into(),
             last_modified: self.last_modified.as_str().into(),
             base_cuts: self.base_cuts.clone(),
+            template: self.template,
         }
     }
 
@@ -472,6 +476,7 @@ mod tests {
             gzip_etag: "\"0123456789abcdef0123456789abcdef-gz\"".into(),
             last_modified: "Fri, 04 Dec 2026 19:00:00 GMT".into(),
             base_cuts: None,
+            template: None,
         }
     }
 

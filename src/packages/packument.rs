@@ -135,7 +135,8 @@ pub fn render(
 ) -> Result<Rendered, RegistryError> {
     let (plain, cuts) = document(record, base_url, variant.form)?;
     let last_modified = clock::http_date(record.modified_at);
-    finish(plain, cuts, variant.gzip, last_modified)
+    let based = Based::on(cuts, base_url, None);
+    finish(plain, based, variant.gzip, last_modified)
 }
 
 /// The plain JSON of one document on `base_url`, and where the base went (`None`: not
@@ -171,16 +172,12 @@ pub fn rebase(
     };
     let Some(cuts) = cuts else {
         // Another encoding of the same bytes.
-        return finish(
-            plain.into_owned(),
-            from.base_cuts.clone(),
-            gzip,
-            from.last_modified.clone(),
-        )
-        .map(Some);
+        let based = Based::on(from.base_cuts.clone(), base_url, from.template);
+        return finish(plain.into_owned(), based, gzip, from.last_modified.clone()).map(Some);
     };
     let (out, offsets) = splice(&plain, cuts, from_base, base_url)?;
-    finish(out, offsets, gzip, from.last_modified.clone()).map(Some)
+    let based = Based::on(offsets, base_url, from.template);
+    finish(out, based, gzip, from.last_modified.clone()).map(Some)
 }
 
 /// A document on no base URL, as stored: `None` when it cannot be spliced (see [`Cuts`]).
@@ -190,6 +187,7 @@ pub fn stored_document(
 ) -> Result<Option<StoredDocument>, RegistryError> {
     let (plain, cuts) = document(record, "", form)?;
     Ok(cuts.map(|cuts| StoredDocument {
+        digest: Some(digest([&plain[..]])),
         plain,
         cuts: cuts.into_vec(),
         last_modified: clock::http_date(record.modified_at),
@@ -207,7 +205,8 @@ pub fn from_stored(
         return Ok(None);
     }
     let (plain, cuts) = splice(&document.plain, &document.cuts, "", base_url)?;
-    finish(plain, cuts, gzip, document.last_modified.clone()).map(Some)
+    let based = Based::on(cuts, base_url, document.digest);
+    finish(plain, based, gzip, document.last_modified.clone()).map(Some)
 }
 
 /// JSON bytes, and where their base URL is (`None`: not spliceable).
@@ -242,14 +241,70 @@ fn splice(
     Ok((out, offsets.ok()))
 }
 
-/// A representation from its plain JSON: ETags of the plain bytes, gzip-compressed if asked.
+/// The first half of a SHA-256, what ETags are made of.
+pub type EtagDigest = [u8; 16];
+
+/// The digest of the concatenation of `parts`.
+fn digest<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> EtagDigest {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    let mut out = EtagDigest::default();
+    out.copy_from_slice(&hasher.finalize()[..16]);
+    out
+}
+
+/// Where a document's base URL is, for its ETag: a spliceable document's ETag is made of its
+/// template (the document on no base URL) and the base, so a miss served from a stored or cached
+/// template hashes the base, not the whole document again (on a 3,000-version document, 2 ms).
+struct Based<'a> {
+    cuts: Option<Box<[u32]>>,
+    base_url: &'a str,
+    /// The template's digest when known; worked out from the document when not.
+    template: Option<EtagDigest>,
+}
+
+impl<'a> Based<'a> {
+    fn on(cuts: Option<Box<[u32]>>, base_url: &'a str, template: Option<EtagDigest>) -> Self {
+        Self {
+            cuts,
+            base_url,
+            template,
+        }
+    }
+
+    /// The ETag's hex tag of `plain`, and its template's digest when spliceable.
+    fn tag(&self, plain: &[u8]) -> (String, Option<EtagDigest>) {
+        let Some(cuts) = &self.cuts else {
+            return (hex::encode(digest([plain])), None);
+        };
+        let template = self.template.unwrap_or_else(|| {
+            // The document with the base left out at each cut: the stored template's bytes.
+            let mut parts = Vec::with_capacity(cuts.len() + 1);
+            let mut done = 0;
+            for &cut in cuts.iter() {
+                let cut = cut as usize;
+                parts.push(plain.get(done.min(cut)..cut).unwrap_or_default());
+                done = cut + self.base_url.len();
+            }
+            parts.push(plain.get(done..).unwrap_or_default());
+            digest(parts)
+        });
+        let tag = hex::encode(digest([&template[..], self.base_url.as_bytes()]));
+        (tag, Some(template))
+    }
+}
+
+/// A representation from its plain JSON: ETags of the plain JSON (see [`Based`]), gzip-compressed
+/// if asked.
 fn finish(
     plain: Vec<u8>,
-    base_cuts: Option<Box<[u32]>>,
+    based: Based<'_>,
     gzip: bool,
     last_modified: String,
 ) -> Result<Rendered, RegistryError> {
-    let tag = hex::encode(&Sha256::digest(&plain)[..16]);
+    let (tag, template) = based.tag(&plain);
     let gzip = gzip && plain.len() > SMALL_DOCUMENT_BYTES;
     let body = if gzip { self::gzip(&plain)? } else { plain };
     Ok(Rendered {
@@ -258,7 +313,8 @@ fn finish(
         etag: format!("\"{tag}\""),
         gzip_etag: format!("\"{tag}-gz\""),
         last_modified,
-        base_cuts,
+        base_cuts: based.cuts,
+        template,
     })
 }
 

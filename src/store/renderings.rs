@@ -20,6 +20,9 @@ pub struct StoredDocument {
     pub cuts: Vec<u32>,
     /// `time.modified` as an HTTP date.
     pub last_modified: String,
+    /// The digest of `plain` the ETags are made of (`None`: stored without it, worked out on
+    /// a read).
+    pub digest: Option<crate::packages::packument::EtagDigest>,
 }
 
 /// A rendering to store: one document of a package, as of one write.
@@ -59,6 +62,11 @@ pub trait RenderingStore: Send + Sync {
 /// `cuts` as stored: little-endian `u32`s.
 pub fn encode_cuts(cuts: &[u32]) -> Vec<u8> {
     cuts.iter().flat_map(|cut| cut.to_le_bytes()).collect()
+}
+
+/// The ETag digest of a stored column, `None` when it is missing or not one.
+pub fn decode_digest(bytes: Option<&[u8]>) -> Option<crate::packages::packument::EtagDigest> {
+    bytes.and_then(|bytes| bytes.try_into().ok())
 }
 
 /// The cuts of a stored column, or `None` when it is not a whole number of them.

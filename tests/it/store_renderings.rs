@@ -18,6 +18,7 @@ fn document(text: &str) -> StoredDocument {
         plain,
         cuts: vec![12],
         last_modified: "Sat, 05 Dec 2026 04:00:00 GMT".into(),
+        digest: Some(*b"0123456789abcdef"),
     }
 }
 

@@ -25,7 +25,10 @@ pub const BASELINE: i64 = 1;
 type Step = (i64, &'static str);
 
 /// Every change after [`BASELINE`], in version order.
-const STEPS: &[Step] = &[(2, include_str!("schema_v2.sql"))];
+const STEPS: &[Step] = &[
+    (2, include_str!("schema_v2.sql")),
+    (3, include_str!("schema_v3.sql")),
+];
 
 /// The schema of version [`BASELINE`], for a new database (which then gets every step).
 const SCHEMA: &str = include_str!("schema.sql");

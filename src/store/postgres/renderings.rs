@@ -3,7 +3,8 @@
 use crate::packages::cache::Form;
 use crate::store::StoreError;
 use crate::store::renderings::{
-    NewRendering, RenderingStore, StoredDocument, decode_cuts, encode_cuts, form_code,
+    NewRendering, RenderingStore, StoredDocument, decode_cuts, decode_digest, encode_cuts,
+    form_code,
 };
 
 use super::packages::{exec, opt, read_package, rows};
@@ -19,7 +20,7 @@ impl RenderingStore for super::Postgres {
         read_package!(self, name, |client| {
             let row = opt(
                 &client,
-                "SELECT r.last_modified, r.cuts, r.plain
+                "SELECT r.last_modified, r.cuts, r.plain, r.digest
                  FROM renderings r JOIN packages p ON p.name = r.package AND p.rev = r.rev
                  WHERE r.package = $1 AND r.form = $2",
                 &[&name, &code],
@@ -31,6 +32,7 @@ impl RenderingStore for super::Postgres {
                     cuts: decode_cuts(row.get::<_, &[u8]>(1))?,
                     last_modified: row.get(0),
                     plain: row.get(2),
+                    digest: decode_digest(row.get(3)),
                 })
             }))
         })
@@ -55,19 +57,24 @@ impl RenderingStore for super::Postgres {
             .iter()
             .map(|r| r.document.plain.as_slice())
             .collect();
+        let digests: Vec<Option<&[u8]>> = renderings
+            .iter()
+            .map(|r| r.document.digest.as_ref().map(|d| &d[..]))
+            .collect();
         let client = self.pool().get().await?;
         let stored = exec(
             &client,
-            "INSERT INTO renderings (package, form, rev, last_modified, cuts, plain)
-             SELECT p.name, r.form, r.rev, r.last_modified, r.cuts, r.plain
-             FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::bytea[], $6::bytea[])
-                  AS r(package, form, rev, last_modified, cuts, plain)
+            "INSERT INTO renderings (package, form, rev, last_modified, cuts, plain, digest)
+             SELECT p.name, r.form, r.rev, r.last_modified, r.cuts, r.plain, r.digest
+             FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::bytea[], $6::bytea[],
+                         $7::bytea[])
+                  AS r(package, form, rev, last_modified, cuts, plain, digest)
              JOIN packages p ON p.name = r.package AND p.rev = r.rev
              ON CONFLICT (package, form) DO UPDATE SET
                  rev = excluded.rev, last_modified = excluded.last_modified,
-                 cuts = excluded.cuts, plain = excluded.plain
+                 cuts = excluded.cuts, plain = excluded.plain, digest = excluded.digest
              WHERE renderings.rev <= excluded.rev",
-            &[&packages, &forms, &revs, &dates, &cuts, &plain],
+            &[&packages, &forms, &revs, &dates, &cuts, &plain, &digests],
         )
         .await?;
         Ok(usize::try_from(stored).unwrap_or(usize::MAX))

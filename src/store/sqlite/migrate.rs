@@ -19,7 +19,15 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 type Step = (i64, fn(&Transaction<'_>) -> rusqlite::Result<()>);
 
 /// Every schema change, in version order.
-const STEPS: &[Step] = &[(5, v5), (6, v6), (7, v7), (8, v8), (9, v9), (10, v10)];
+const STEPS: &[Step] = &[
+    (5, v5),
+    (6, v6),
+    (7, v7),
+    (8, v8),
+    (9, v9),
+    (10, v10),
+    (11, v11),
+];
 
 /// Columns added to `tokens` in version 5: the CIDR allow-list, the display piece and usage data.
 const TOKEN_COLUMNS_V5: &[(&str, &str)] = &[
@@ -73,6 +81,11 @@ fn v10(tx: &Transaction<'_>) -> rusqlite::Result<()> {
         "CREATE TABLE IF NOT EXISTS renderings (",
         "    DELETE FROM renderings WHERE package = new.name;\nEND;",
     ))
+}
+
+/// Version 11: the digest a stored rendering's ETags are made of (rows stored before have none).
+fn v11(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    add_missing_columns(tx, "renderings", &[("digest", "BLOB")])
 }
 
 /// The statements of `schema` from `start` to the end of `last` (empty when either is missing).

@@ -5,7 +5,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::packages::cache::Form;
 use crate::store::StoreError;
 use crate::store::renderings::{
-    NewRendering, RenderingStore, StoredDocument, decode_cuts, encode_cuts, form_code,
+    NewRendering, RenderingStore, StoredDocument, decode_cuts, decode_digest, encode_cuts,
+    form_code,
 };
 
 /// Documents up to this size are read on the async thread that asked (one page or a few);
@@ -26,7 +27,7 @@ fn read(conn: &Connection, name: &str, form: Form, max_bytes: i64) -> Result<Fou
     // change of the rev deletes it (`renderings_stale`).
     let row = conn
         .prepare_cached(
-            "SELECT last_modified, cuts, CASE WHEN length(plain) <= ?3 THEN plain END
+            "SELECT last_modified, cuts, CASE WHEN length(plain) <= ?3 THEN plain END, digest
              FROM renderings WHERE package = ?1 AND form = ?2",
         )?
         .query_row(params![name, form_code(form), max_bytes], |row| {
@@ -34,18 +35,20 @@ fn read(conn: &Connection, name: &str, form: Form, max_bytes: i64) -> Result<Fou
                 row.get::<_, String>(0)?,
                 row.get::<_, Vec<u8>>(1)?,
                 row.get::<_, Option<Vec<u8>>>(2)?,
+                decode_digest(row.get_ref(3)?.as_blob_or_null()?),
             ))
         })
         .optional()?;
     Ok(match row {
         None => Found::Missing,
-        Some((_, _, None)) => Found::TooBig,
+        Some((_, _, None, _)) => Found::TooBig,
         // A column that does not decode is served as no rendering: the miss renders from rows.
-        Some((last_modified, cuts, Some(plain))) => match decode_cuts(&cuts) {
+        Some((last_modified, cuts, Some(plain), digest)) => match decode_cuts(&cuts) {
             Some(cuts) => Found::Document(StoredDocument {
                 plain,
                 cuts,
                 last_modified,
+                digest,
             }),
             None => Found::Missing,
         },
@@ -55,11 +58,11 @@ fn read(conn: &Connection, name: &str, form: Form, max_bytes: i64) -> Result<Fou
 fn store(conn: &Connection, rendering: &NewRendering) -> Result<bool, StoreError> {
     let stored = conn
         .prepare_cached(
-            "INSERT INTO renderings (package, form, rev, last_modified, cuts, plain)
-             SELECT name, ?2, rev, ?4, ?5, ?6 FROM packages WHERE name = ?1 AND rev = ?3
+            "INSERT INTO renderings (package, form, rev, last_modified, cuts, plain, digest)
+             SELECT name, ?2, rev, ?4, ?5, ?6, ?7 FROM packages WHERE name = ?1 AND rev = ?3
              ON CONFLICT (package, form) DO UPDATE SET
                  rev = excluded.rev, last_modified = excluded.last_modified,
-                 cuts = excluded.cuts, plain = excluded.plain",
+                 cuts = excluded.cuts, plain = excluded.plain, digest = excluded.digest",
         )?
         .execute(params![
             rendering.package,
@@ -68,6 +71,7 @@ fn store(conn: &Connection, rendering: &NewRendering) -> Result<bool, StoreError
             rendering.document.last_modified,
             encode_cuts(&rendering.document.cuts),
             rendering.document.plain,
+            rendering.document.digest.as_ref().map(|d| &d[..]),
         ])?;
     Ok(stored > 0)
 }

@@ -42,9 +42,17 @@ pub struct Read {
     pub plain: Vec<u8>,
 }
 
-/// The strong ETag of plain JSON bytes, as the registry makes it.
-pub fn etag_of(plain: &[u8]) -> String {
-    format!("\"{}\"", hex::encode(&Sha256::digest(plain)[..16]))
+/// The strong ETag of a document's plain JSON read on `base_url`, as the registry makes it: of
+/// the digest of the document with the base left out of each tarball URL, and the base.
+pub fn etag_of(plain: &[u8], base_url: &str) -> String {
+    let json = std::str::from_utf8(plain).unwrap();
+    let template = json.replace(&format!("\"tarball\":\"{base_url}"), "\"tarball\":\"");
+    let digest = &Sha256::digest(template.as_bytes())[..16];
+    let tag = Sha256::new()
+        .chain_update(digest)
+        .chain_update(base_url.as_bytes())
+        .finalize();
+    format!("\"{}\"", hex::encode(&tag[..16]))
 }
 
 /// `GET /<name>` on `host` with `accept`, asking for gzip when `gzip`.
@@ -85,7 +93,7 @@ pub async fn read(
             "gzip sent for {name} ({} bytes)",
             plain.len()
         );
-        let plain_etag = etag_of(&plain);
+        let plain_etag = etag_of(&plain, &format!("http://{host}"));
         let expected = if sent_gzip {
             format!("{}-gz\"", plain_etag.trim_end_matches('"'))
         } else {
