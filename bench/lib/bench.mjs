@@ -225,7 +225,7 @@ process.on('SIGINT', async () => {
 });
 
 // The loader runs in this process; pin it to the client CPU, away from the servers.
-execFileSync('taskset', ['-p', '-c', String(CLIENT_CPU), String(process.pid)], { stdio: 'ignore' });
+execFileSync('taskset', ['-a', '-p', '-c', String(CLIENT_CPU), String(process.pid)], { stdio: 'ignore' });
 
 // ---------------------------------------------------------------- 1. publish throughput
 

@@ -381,7 +381,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const bin = join(work, 'packr_bench');
   copyFileSync(packr, bin);
   execFileSync('chmod', ['+x', bin]);
-  execFileSync('taskset', ['-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });
+  execFileSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });
   const T0 = Date.now();
   const log = (m) => process.stderr.write(`[${((Date.now() - T0) / 1000).toFixed(0).padStart(4)}s] ${m}\n`);
   const rows = await scalePhase({ bin, work, options: scaleOptions(opt), log });
