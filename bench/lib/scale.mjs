@@ -123,6 +123,7 @@ local paths = {}
 for line in io.lines(os.getenv("SCALE_PATHS")) do paths[#paths + 1] = line end
 local mode = os.getenv("SCALE_MODE")
 local cold = mode == "cold" or mode == "hosts"
+local default_host_reads = mode == "hosts" and 0 or #paths
 local n = #paths
 local i = 0
 local headers = nil
@@ -132,7 +133,7 @@ request = function()
     return wrk.format(nil, paths[math.random(n)])
   end
   i = i + 1
-  if i > (mode == "hosts" and 0 or n) and (i - 1) % n == 0 then
+  if i > default_host_reads and (i - 1) % n == 0 then
     headers = {}
     for k, v in pairs(wrk.headers) do headers[k] = v end
     headers["Host"] = "pass-" .. math.floor((i - 1) / n) .. ".scale.invalid"

@@ -46,7 +46,7 @@ pub struct Variant {
 
 impl Variant {
     /// Its slot in a cache entry.
-    pub fn index(self) -> usize {
+    fn index(self) -> usize {
         usize::from(self.form == Form::Abbreviated) * 2 + usize::from(self.gzip)
     }
 }
@@ -328,6 +328,8 @@ impl Siblings {
 /// with the tarball cache that shares it ([`PackumentCache::tarballs`]).
 pub struct PackumentCache {
     shared: Arc<Shared>,
+    /// Which cheap representations missed lately (see [`PackumentCache::keeps`]).
+    doorkeeper: super::doorkeeper::Doorkeeper,
 }
 
 impl PackumentCache {
@@ -346,6 +348,7 @@ impl PackumentCache {
                 packument_misses: AtomicU64::new(0),
                 full_misses: AtomicU64::new(0),
             }),
+            doorkeeper: super::doorkeeper::Doorkeeper::default(),
         }
     }
 
@@ -377,6 +380,17 @@ impl PackumentCache {
         Err(Siblings(held))
     }
 
+    /// Whether a representation a miss made is worth offering to the cache: one that was costly
+    /// to make (rendered from the rows, or big) always; a cheap one from its second miss on (see
+    /// [`super::doorkeeper`]), and sparingly once the cache is full ([`Self::takes_cheap`]).
+    pub fn keeps(&self, name: &str, base_url: &str, variant: Variant, costly: bool) -> bool {
+        costly
+            || (self
+                .doorkeeper
+                .missed_before((name, base_url, variant.index()))
+                && self.takes_cheap())
+    }
+
     /// Whether a representation that was cheap to make should be offered to the cache: always
     /// while it has room, one miss in [`FULL_OFFER_EVERY`] once it is full. A full cache's
     /// TinyLFU refuses most newcomers (they are read no more often than what they would evict),
@@ -384,7 +398,7 @@ impl PackumentCache {
     /// removals pile up, a rehash: on the bench's random reads over 50,000 packages, a miss cost
     /// 10 µs more than on the cold reads, with nearly every offer refused. A package read often
     /// misses often, so it is still offered within a few misses.
-    pub fn takes_cheap(&self) -> bool {
+    fn takes_cheap(&self) -> bool {
         let shared = &*self.shared;
         let full = shared.entries.weighted_size() + shared.max_bytes / 32 >= shared.max_bytes;
         !full

@@ -57,8 +57,6 @@ pub struct Registry {
     pub(super) store: Store,
     pub(super) blobs: Arc<dyn BlobStore>,
     pub(super) cache: Arc<PackumentCache>,
-    /// Which cheap representations missed lately (the cache takes them on a second miss).
-    doorkeeper: Arc<super::doorkeeper::Doorkeeper>,
     pub(super) tarballs: Arc<TarballCache>,
     pub(super) visibility: Arc<super::visibility::VisibilityCache>,
     /// Packages whose stored rendering is to be made (see [`super::renderer`]).
@@ -206,7 +204,6 @@ impl Registry {
             blobs,
             tarballs: Arc::new(cache.tarballs()),
             cache: Arc::new(cache),
-            doorkeeper: Arc::default(),
             visibility: Arc::default(),
             render_queue: Arc::default(),
             blob_claims: Arc::new(BlobClaims::default()),
@@ -241,16 +238,8 @@ impl Registry {
         let epoch = self.cache.epoch(name.as_str());
         let (rendered, costly) = self.make(name, base_url, variant, &siblings, epoch).await?;
         let rendered = Arc::new(rendered);
-        // What was cheap to make is offered to the cache on its second miss (see `doorkeeper`),
-        // and sparingly once the cache is full; a rendering from the rows, or a big document,
-        // on its first.
         let costly = costly || rendered.body.len() > INLINE_RENDER_BYTES;
-        if costly
-            || self
-                .doorkeeper
-                .missed_before((name.as_str(), base_url, variant.index()))
-                && self.cache.takes_cheap()
-        {
+        if self.cache.keeps(name.as_str(), base_url, variant, costly) {
             self.cache
                 .insert(name.as_str(), base_url, epoch, siblings, variant, &rendered);
         }

@@ -286,30 +286,30 @@ impl Sqlite {
         let writes = self.writes.load(Ordering::SeqCst);
         let current =
             |read: &HeldRead| read.writes == writes && read.began.elapsed() < HELD_READ_AGE;
-        if !held.as_ref().is_some_and(current) {
-            *held = None;
-            if writes % 2 == 1 {
-                return Err(work);
+        // A stale one is dropped (ended) here, before a new one takes a connection.
+        let read = match held.take().filter(current) {
+            Some(read) => read,
+            None => {
+                if writes % 2 == 1 {
+                    return Err(work);
+                }
+                let Some(conn) = self.readers.try_get() else {
+                    return Err(work);
+                };
+                if begin_read(&conn).is_err() {
+                    return Err(work);
+                }
+                HeldRead {
+                    conn,
+                    writes,
+                    began: Instant::now(),
+                }
             }
-            let Some(conn) = self.readers.try_get() else {
-                return Err(work);
-            };
-            if begin_read(&conn).is_err() {
-                return Err(work);
-            }
-            *held = Some(HeldRead {
-                conn,
-                writes,
-                began: Instant::now(),
-            });
-        }
-        let Some(read) = held.as_ref() else {
-            return Err(work);
         };
         let done = work(&read.conn);
-        if done.is_err() {
-            // Whatever failed, the next read starts on a fresh transaction.
-            *held = None;
+        // Whatever failed, the next read starts on a fresh transaction: this one ends here.
+        if done.is_ok() {
+            *held = Some(read);
         }
         Ok(done)
     }
