@@ -363,6 +363,11 @@ async fn unpublished_versions_and_names_are_retired_and_free_their_blobs(under: 
     )
     .await;
     assert_eq!(back, PublishOutcome::Retired);
+    assert_eq!(
+        count(&store, "package.published").await,
+        3,
+        "a version that does not land records no event"
+    );
 
     let rev = store.load_package("p").await.unwrap().unwrap().rev;
     let gone = store

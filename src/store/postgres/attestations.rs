@@ -1,31 +1,9 @@
 //! Attestations of versions on PostgreSQL.
 
-use deadpool_postgres::GenericClient;
-
 use super::Postgres;
-use super::packages::{exec, rows};
+use super::packages::rows;
 use crate::store::StoreError;
 use crate::store::attestations::{AttestationStore, StoredAttestation};
-use crate::store::packages::NewVersion;
-
-/// Inserts the bundles of a version being published, inside its transaction.
-pub async fn insert<C: GenericClient>(client: &C, new: &NewVersion) -> Result<(), StoreError> {
-    for attestation in &new.attestations {
-        exec(
-            client,
-            "INSERT INTO version_attestations (package, version, predicate_type, bundle)
-             VALUES ($1, $2, $3, $4)",
-            &[
-                &new.package,
-                &new.row.version,
-                &attestation.predicate_type,
-                &attestation.bundle,
-            ],
-        )
-        .await?;
-    }
-    Ok(())
-}
 
 #[async_trait::async_trait]
 impl AttestationStore for Postgres {

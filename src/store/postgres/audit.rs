@@ -8,36 +8,6 @@ use crate::clock;
 use crate::store::StoreError;
 use crate::store::audit::{AuditQuery, AuditRow};
 
-/// Adds an event to the log inside the caller's transaction; returns its id and time. Changes
-/// record their events through [`super::events::record`], which also queues the deliveries.
-/// Through the connection's statement cache: every change of every kind runs it.
-pub async fn insert<C: GenericClient>(
-    tx: &C,
-    event: &AuditEvent,
-) -> Result<(i64, i64), StoreError> {
-    let at = clock::now_ms();
-    let row = super::packages::one(
-        tx,
-        "INSERT INTO audit_log (at, action, actor_id, actor_name, token_id, ip, request_id,
-                                    package, org, details)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-        &[
-            &at,
-            &event.action,
-            &event.actor_id,
-            &event.actor_name,
-            &event.token_id,
-            &event.ip,
-            &event.request_id,
-            &event.package,
-            &event.org,
-            &event.details.to_string(),
-        ],
-    )
-    .await?;
-    Ok((row.get(0), at))
-}
-
 #[async_trait::async_trait]
 impl crate::store::AuditStore for super::Postgres {
     async fn record_events(&self, events: Vec<AuditEvent>) -> Result<(), StoreError> {

@@ -38,7 +38,7 @@ use super::replicas::Replicas;
 use crate::store::{Change, ChangeFeed, StoreError};
 
 /// The channel every instance listens on.
-const CHANNEL: &str = "packr_changes";
+pub(super) const CHANNEL: &str = "packr_changes";
 /// The payload of a change that concerns more than one package.
 const EVERYTHING: &str = "*";
 /// The payload of a token revocation (no package name starts with `~`).
@@ -211,13 +211,18 @@ fn acknowledge(echoes: &Echoes, tag: &str) {
 
 /// Announces `change` to every instance when `tx` commits.
 pub async fn announce<C: GenericClient>(tx: &C, change: &Change) -> Result<(), StoreError> {
-    let payload = match change {
+    let payload = payload(change);
+    super::packages::exec(tx, "SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]).await?;
+    Ok(())
+}
+
+/// The notification that announces `change` on [`CHANNEL`].
+pub(super) fn payload(change: &Change) -> &str {
+    match change {
         Change::Package(name) => name.as_str(),
         Change::Tokens => TOKENS,
         Change::Everything => EVERYTHING,
-    };
-    super::packages::exec(tx, "SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]).await?;
-    Ok(())
+    }
 }
 
 /// Starts listening; the feed ends when the receiver is dropped. Each change is fenced on

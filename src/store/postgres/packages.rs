@@ -104,29 +104,13 @@ pub(super) async fn exec<C: GenericClient>(
     Ok(client.execute(&statement, params).await?)
 }
 
-/// One statement of a transaction that [`together`] sends with others.
-pub(super) type Write<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send + 'a>>;
-
-/// Runs independent statements of one transaction as a pipeline: tokio-postgres sends the
-/// statements of futures polled together on one connection back to back, so they cost one
-/// round trip's wait rather than one each (the server still runs them in order). The first
-/// error wins; the transaction is then rolled back by its owner.
-pub(super) async fn together(writes: Vec<Write<'_>>) -> Result<(), StoreError> {
-    futures_util::future::try_join_all(writes).await?;
-    Ok(())
-}
-
 /// Waits for, then holds until the transaction ends, the advisory lock named `key`.
 pub(super) async fn lock<C: GenericClient>(client: &C, key: &str) -> Result<(), StoreError> {
-    exec(
-        client,
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-        &[&key],
-    )
-    .await?;
+    exec(client, LOCK, &[&key]).await?;
     Ok(())
 }
+
+const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
 
 /// As [`lock`], shared with other holders of the shared lock, exclusive of [`lock`]'s holders.
 async fn lock_shared<C: GenericClient>(client: &C, key: &str) -> Result<(), StoreError> {
@@ -279,49 +263,92 @@ async fn dist_tags<C: GenericClient>(
     .collect())
 }
 
-/// The facts deciding whether `user_id` may change (or create) `name`. With `lock_scope`,
-/// inside a publish, the name's scope is locked before its org and owner are looked at:
-/// exclusively when the publish may claim the scope (a new name in a scope nobody holds yet),
-/// else shared, so that first publishes into an existing org or owned scope run side by side.
+/// The facts deciding whether `user_id` may change (or create) `name`. With `locking`, inside a
+/// write's transaction, the package's lock is taken first (in the same round trip as the first
+/// look), then the name's scope is locked before its org and owner are looked at: exclusively
+/// when the publish may claim the scope (a new name in a scope nobody holds yet), else shared, so
+/// that first publishes into an existing org or owned scope run side by side.
 pub(super) async fn write_facts<C: GenericClient>(
     client: &C,
     name: &str,
     user_id: i64,
-    lock_scope: bool,
+    locking: bool,
 ) -> Result<WriteFacts, StoreError> {
     let slug = scope_slug(name);
-    let row = one(
-        client,
-        "SELECT EXISTS (SELECT 1 FROM packages WHERE name = $1),
-                EXISTS (SELECT 1 FROM maintainers WHERE package = $1 AND user_id = $2),
-                $3::text IS NOT NULL AND (EXISTS (SELECT 1 FROM scope_owners WHERE scope = $3)
-                                          OR EXISTS (SELECT 1 FROM orgs WHERE slug = $3))",
-        &[&name, &user_id, &slug],
-    )
-    .await?;
-    let (exists, is_maintainer, held): (bool, bool, bool) = (row.get(0), row.get(1), row.get(2));
-    if let (Some(slug), true) = (slug, lock_scope) {
+    let look = first_look(client, name, user_id, locking).await?;
+    if let (Some(slug), true) = (slug, locking) {
         // `exists` holds while the package's lock is held. A scope once held stays held (an org
         // or owner goes only with its account, rarely), and a lapse is caught below.
-        if exists || held {
+        if look.exists || look.held {
             lock_shared(client, &scope_lock(slug)).await?;
         } else {
             lock(client, &scope_lock(slug)).await?;
         }
     }
-    let facts = scope_facts(client, name, user_id, exists, is_maintainer).await?;
+    let facts = scope_facts(client, name, user_id, &look).await?;
     let lapsed = facts.org.is_none()
         && facts
             .new_name
             .as_ref()
             .is_some_and(|new| new.scope_owner.is_none());
-    if let (Some(slug), true, true) = (slug, lock_scope && held, lapsed) {
+    if let (Some(slug), true, true) = (slug, locking && look.held, lapsed) {
         // The scope's holder went between the look and the shared lock: this publish may claim
         // it, which takes the lock exclusively (and a fresh look).
         lock(client, &scope_lock(slug)).await?;
-        return scope_facts(client, name, user_id, exists, is_maintainer).await;
+        return scope_facts(client, name, user_id, &look).await;
     }
     Ok(facts)
+}
+
+/// What [`write_facts`] reads of a name before its scope's lock.
+struct FirstLook {
+    exists: bool,
+    is_maintainer: bool,
+    /// Whether the name's scope has an owner or an org.
+    held: bool,
+    /// As [`NewNameFacts::retired`].
+    retired: Option<bool>,
+}
+
+/// Reads [`FirstLook`] in one statement; with `lock_package`, behind the package's lock, in the
+/// same round trip.
+async fn first_look<C: GenericClient>(
+    client: &C,
+    name: &str,
+    user_id: i64,
+    lock_package: bool,
+) -> Result<FirstLook, StoreError> {
+    const LOOK: &str = "SELECT EXISTS (SELECT 1 FROM packages WHERE name = $1),
+            EXISTS (SELECT 1 FROM maintainers WHERE package = $1 AND user_id = $2),
+            $3::text IS NOT NULL AND (EXISTS (SELECT 1 FROM scope_owners WHERE scope = $3)
+                                      OR EXISTS (SELECT 1 FROM orgs WHERE slug = $3)),
+            EXISTS (SELECT 1 FROM retired_packages WHERE name = $1),
+            EXISTS (SELECT 1 FROM retired_package_maintainers WHERE package = $1 AND user_id = $2)";
+    let slug = scope_slug(name);
+    let params: [&(dyn ToSql + Sync); 3] = [&name, &user_id, &slug];
+    let row = if lock_package {
+        // Both statements are prepared before either runs, so the lock's execution goes out
+        // first: the server runs them in order, and the look (its own snapshot, read committed)
+        // sees every write committed before the lock was granted.
+        let (lock_statement, look) =
+            futures_util::try_join!(client.prepare_cached(LOCK), client.prepare_cached(LOOK))?;
+        let key = package_lock(name);
+        let key: [&(dyn ToSql + Sync); 1] = [&key];
+        futures_util::try_join!(
+            client.execute(&lock_statement, &key),
+            client.query_one(&look, &params)
+        )?
+        .1
+    } else {
+        one(client, LOOK, &params).await?
+    };
+    let (retired, former): (bool, bool) = (row.get(3), row.get(4));
+    Ok(FirstLook {
+        exists: row.get(0),
+        is_maintainer: row.get(1),
+        held: row.get(2),
+        retired: retired.then_some(former),
+    })
 }
 
 /// The org and new-name facts of [`write_facts`], read once the scope's lock is held.
@@ -329,52 +356,55 @@ async fn scope_facts<C: GenericClient>(
     client: &C,
     name: &str,
     user_id: i64,
-    exists: bool,
-    is_maintainer: bool,
+    look: &FirstLook,
 ) -> Result<WriteFacts, StoreError> {
     let slug = scope_slug(name);
     let org = match slug {
         Some(slug) => super::orgs::org_facts(client, slug, name, user_id).await?,
         None => None,
     };
-    let new_name = if exists {
+    let new_name = if look.exists {
         None
     } else {
-        let plain = slug.filter(|_| org.is_none());
-        // '0' follows '/' in byte order: the range holds exactly the names under `@scope/`.
-        let (from, to) = match plain {
-            Some(slug) => (Some(format!("@{slug}/")), Some(format!("@{slug}0"))),
-            None => (None, None),
+        // Who holds a scope matters only to a new name in a scope that is no org's.
+        let (scope_owner, scope_has_packages) = match slug.filter(|_| org.is_none()) {
+            Some(slug) => scope_holder(client, slug).await?,
+            None => (None, false),
         };
-        let row = one(
-            client,
-            "SELECT EXISTS (SELECT 1 FROM retired_packages WHERE name = $1),
-                    EXISTS (SELECT 1 FROM retired_package_maintainers
-                            WHERE package = $1 AND user_id = $2),
-                    s.user_id, u.name,
-                    $4::text IS NOT NULL AND EXISTS (
-                        SELECT 1 FROM packages
-                        WHERE name COLLATE \"C\" >= $4 AND name COLLATE \"C\" < $5)
-             FROM (SELECT 1) one
-             LEFT JOIN scope_owners s ON s.scope = $3
-             LEFT JOIN users u ON u.id = s.user_id",
-            &[&name, &user_id, &plain, &from, &to],
-        )
-        .await?;
-        let (retired, former): (bool, bool) = (row.get(0), row.get(1));
-        let owner: Option<i64> = row.get(2);
         Some(NewNameFacts {
-            retired: retired.then_some(former),
-            scope_owner: owner.map(|id| (id, row.get(3))),
-            scope_has_packages: row.get(4),
+            retired: look.retired,
+            scope_owner,
+            scope_has_packages,
         })
     };
     Ok(WriteFacts {
-        exists,
-        is_maintainer,
+        exists: look.exists,
+        is_maintainer: look.is_maintainer,
         org,
         new_name,
     })
+}
+
+/// The owner `(id, name)` of a scope that is no org's, and whether any package is under it.
+async fn scope_holder<C: GenericClient>(
+    client: &C,
+    slug: &str,
+) -> Result<(Option<(i64, String)>, bool), StoreError> {
+    // '0' follows '/' in byte order: the range holds exactly the names under `@scope/`.
+    let (from, to) = (format!("@{slug}/"), format!("@{slug}0"));
+    let row = one(
+        client,
+        "SELECT s.user_id, u.name,
+                EXISTS (SELECT 1 FROM packages
+                        WHERE name COLLATE \"C\" >= $2 AND name COLLATE \"C\" < $3)
+         FROM (SELECT 1) one
+         LEFT JOIN scope_owners s ON s.scope = $1
+         LEFT JOIN users u ON u.id = s.user_id",
+        &[&slug, &from, &to],
+    )
+    .await?;
+    let owner: Option<i64> = row.get(0);
+    Ok((owner.map(|id| (id, row.get(1))), row.get(2)))
 }
 
 async fn bump<C: GenericClient>(client: &C, name: &str, now: i64) -> Result<(), StoreError> {
@@ -403,17 +433,31 @@ async fn put_tag<C: GenericClient>(
     Ok(())
 }
 
-/// Inserts a version (see the SQLite twin, `store::sqlite::packages::commit_publish`).
+/// Inserts a version (see the SQLite twin, `store::sqlite::packages::commit_publish`) with
+/// everything that hangs on it, in one statement: one round trip, however many rows.
 pub(super) async fn insert_version<C: GenericClient>(
     client: &C,
     new: &NewVersion,
 ) -> Result<PublishOutcome, StoreError> {
     let row = &new.row;
-    // One statement, one round trip: unless the version was retired or a stage reserves it (a
-    // staged version is reserved until its stage is approved, which deletes it first, or
-    // rejected; both take the package's lock, as this publish does), a new name gets its row,
-    // first maintainer and loses its retired record, and the version its row. The version's
-    // reference to a package created here is checked at the end of the statement.
+    let (keyids, sigs): (Vec<&str>, Vec<&str>) = row
+        .signatures
+        .iter()
+        .map(|s| (s.keyid.as_str(), s.sig.as_str()))
+        .unzip();
+    let (kinds, bundles): (Vec<&str>, Vec<&str>) = new
+        .attestations
+        .iter()
+        .map(|a| (a.predicate_type.as_str(), a.bundle.as_str()))
+        .unzip();
+    // Unless the version was retired or a stage reserves it (a staged version is reserved until
+    // its stage is approved, which deletes it first, or rejected; both take the package's lock,
+    // as this publish does), a new name gets its row (its rev already counting this version),
+    // first maintainer and loses its retired record; the version gets its row, signatures and
+    // attestations, moves its tag (and `latest`, when the package has none) and bumps the
+    // package's rev. The sibling statements share one snapshot: the bump finds no row for a
+    // package created here. References to rows inserted here are checked at the end of the
+    // statement. When the version exists already, the last column is its stored integrity.
     let written = one(
         client,
         "WITH blocked AS (
@@ -422,7 +466,8 @@ pub(super) async fn insert_version<C: GenericClient>(
                     (SELECT id FROM stages WHERE package = $1 AND version = $2) AS stage),
          created AS (
              INSERT INTO packages (name, access, rev, created_at, modified_at)
-             SELECT $1, $3, COALESCE((SELECT last_rev FROM retired_packages WHERE name = $1), 0),
+             SELECT $1, $3,
+                    COALESCE((SELECT last_rev FROM retired_packages WHERE name = $1), 0) + 1,
                     $11, $11
              FROM blocked WHERE NOT retired AND stage IS NULL
              ON CONFLICT (name) DO NOTHING
@@ -437,8 +482,27 @@ pub(super) async fn insert_version<C: GenericClient>(
              SELECT $1, $2, $4, $5, $6, $7, $8, NULL, $9, $10, $11
              FROM blocked WHERE NOT retired AND stage IS NULL
              ON CONFLICT (package, version) DO NOTHING
-             RETURNING 1)
-         SELECT retired, stage, (SELECT count(*) FROM inserted) FROM blocked",
+             RETURNING 1),
+         signed AS (
+             INSERT INTO version_signatures (package, version, keyid, sig)
+             SELECT $1, $2, keyid, sig FROM inserted, unnest($13::text[], $14::text[]) s(keyid, sig)),
+         attested AS (
+             INSERT INTO version_attestations (package, version, predicate_type, bundle)
+             SELECT $1, $2, kind, bundle
+             FROM inserted, unnest($15::text[], $16::text[]) a(kind, bundle)),
+         tagged AS (
+             INSERT INTO dist_tags (package, tag, version) SELECT $1, $12, $2 FROM inserted
+             ON CONFLICT (package, tag) DO UPDATE SET version = excluded.version),
+         latest AS (
+             INSERT INTO dist_tags (package, tag, version)
+             SELECT $1, 'latest', $2 FROM inserted WHERE $12 <> 'latest'
+             ON CONFLICT (package, tag) DO NOTHING),
+         bumped AS (
+             UPDATE packages SET rev = rev + 1, modified_at = $11
+             WHERE name = $1 AND EXISTS (SELECT 1 FROM inserted))
+         SELECT retired, stage, EXISTS (SELECT 1 FROM inserted),
+                (SELECT integrity FROM versions WHERE package = $1 AND version = $2)
+         FROM blocked",
         &[
             &new.package,
             &row.version,
@@ -451,63 +515,50 @@ pub(super) async fn insert_version<C: GenericClient>(
             &row.readme,
             &new.publisher_id,
             &row.published_at,
+            &new.tag,
+            &keyids,
+            &sigs,
+            &kinds,
+            &bundles,
         ],
     )
     .await?;
-    if written.get::<_, bool>(0) {
-        return Ok(PublishOutcome::Retired);
-    }
-    if let Some(id) = written.get::<_, Option<String>>(1) {
-        return Ok(PublishOutcome::Staged { id });
-    }
-    let inserted: i64 = written.get(2);
-    if inserted == 0 {
-        let integrity = one(
-            client,
-            "SELECT integrity FROM versions WHERE package = $1 AND version = $2",
-            &[&new.package, &row.version],
-        )
-        .await?
-        .get(0);
-        return Ok(PublishOutcome::Exists { integrity });
-    }
-    // The rest depends on nothing but the version row: the statements go out together and wait
-    // for one round trip, not one each (see [`together`]).
-    let mut writes: Vec<Write<'_>> = row
-        .signatures
-        .iter()
-        .map(|signature| -> Write<'_> {
-            Box::pin(async move {
-                exec(
-                    client,
-                    "INSERT INTO version_signatures (package, version, keyid, sig)
-                     VALUES ($1, $2, $3, $4)",
-                    &[&new.package, &row.version, &signature.keyid, &signature.sig],
-                )
-                .await
-                .map(drop)
-            })
-        })
-        .collect();
-    writes.push(Box::pin(put_tag(
-        client,
-        &new.package,
-        &new.tag,
-        &row.version,
-    )));
-    writes.push(Box::pin(async move {
+    Ok(if written.get::<_, bool>(0) {
+        PublishOutcome::Retired
+    } else if let Some(id) = written.get::<_, Option<String>>(1) {
+        PublishOutcome::Staged { id }
+    } else if written.get::<_, bool>(2) {
+        PublishOutcome::Committed
+    } else {
+        PublishOutcome::Exists {
+            integrity: written.get(3),
+        }
+    })
+}
+
+/// Writes what a version that lands brings besides its own rows: the claim on its scope, if the
+/// core allowed one, and the change's events.
+pub(super) async fn record_landing<C: GenericClient>(
+    tx: &C,
+    new: &NewVersion,
+    claim_scope: Option<&str>,
+    events: &[AuditEvent],
+) -> Result<(), StoreError> {
+    let claim = async {
+        let Some(slug) = claim_scope else {
+            return Ok(());
+        };
         exec(
-            client,
-            "INSERT INTO dist_tags (package, tag, version) VALUES ($1, 'latest', $2)
-             ON CONFLICT (package, tag) DO NOTHING",
-            &[&new.package, &row.version],
+            tx,
+            "INSERT INTO scope_owners (scope, user_id, reserved_by, created_at)
+             VALUES ($1, $2, NULL, $3) ON CONFLICT (scope) DO NOTHING",
+            &[&slug, &new.publisher_id, &clock::now_ms()],
         )
         .await
         .map(drop)
-    }));
-    writes.push(Box::pin(bump(client, &new.package, row.published_at)));
-    together(writes).await?;
-    Ok(PublishOutcome::Committed)
+    };
+    futures_util::try_join!(claim, super::events::record_all(tx, events))?;
+    Ok(())
 }
 
 /// The keys among `keys` that no version references (duplicates kept).
@@ -649,32 +700,20 @@ impl crate::store::PackageStore for super::Postgres {
     ) -> Result<PublishOutcome, RegistryError> {
         let mut client = self.pool().get().await.map_err(StoreError::from)?;
         let tx = client.transaction().await.map_err(StoreError::from)?;
-        lock(&tx, &package_lock(&new.package)).await?;
         let facts = write_facts(&tx, &new.package, new.publisher_id, true).await?;
         // A refusal drops the transaction, which rolls back (nothing was written).
         let plan = decide(&facts)?;
-        let outcome = insert_version(&tx, &new).await?;
-        if outcome == PublishOutcome::Committed {
-            let tx = &tx;
-            let mut writes: Vec<Write<'_>> = vec![
-                Box::pin(super::attestations::insert(tx, &new)),
-                Box::pin(super::events::record_all(tx, &events)),
-            ];
-            if let Some(slug) = &plan.claim_scope {
-                let now = clock::now_ms();
-                writes.push(Box::pin(async move {
-                    exec(
-                        tx,
-                        "INSERT INTO scope_owners (scope, user_id, reserved_by, created_at)
-                         VALUES ($1, $2, NULL, $3) ON CONFLICT (scope) DO NOTHING",
-                        &[slug, &new.publisher_id, &now],
-                    )
-                    .await
-                    .map(drop)
-                }));
-            }
-            together(writes).await?;
+        // What the version brings goes out right behind it, before its answer: one round trip
+        // for both. It stands only if the version lands, for the transaction commits only then.
+        let (outcome, landed) = futures_util::join!(
+            insert_version(&tx, &new),
+            record_landing(&tx, &new, plan.claim_scope.as_deref(), &events)
+        );
+        let outcome = outcome?;
+        if outcome != PublishOutcome::Committed {
+            return Ok(outcome);
         }
+        landed?;
         tx.commit().await.map_err(StoreError::from)?;
         drop(client);
         self.wrote_package(&new.package).await;

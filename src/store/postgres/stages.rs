@@ -6,7 +6,9 @@
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use super::packages::{exec, insert_version, lock, opt, package_lock, rows, write_facts};
+use super::packages::{
+    exec, insert_version, lock, opt, package_lock, record_landing, rows, write_facts,
+};
 use crate::audit::AuditEvent;
 use crate::clock;
 use crate::packages::RegistryError;
@@ -119,7 +121,6 @@ impl crate::store::StageStore for super::Postgres {
     ) -> Result<StageOutcome, RegistryError> {
         let mut client = self.pool().get().await.map_err(StoreError::from)?;
         let tx = client.transaction().await.map_err(StoreError::from)?;
-        lock(&tx, &package_lock(&stage.package)).await?;
         let facts = write_facts(&tx, &stage.package, stage.actor_id, true).await?;
         decide(&facts)?;
         if let Some(outcome) = reserved(&tx, &stage.package, &stage.version).await? {
@@ -207,17 +208,7 @@ impl crate::store::StageStore for super::Postgres {
         }
         let outcome = insert_version(&tx, &new).await?;
         if outcome == PublishOutcome::Committed {
-            super::attestations::insert(&tx, &new).await?;
-            if let Some(slug) = &claim_scope {
-                exec(
-                    &tx,
-                    "INSERT INTO scope_owners (scope, user_id, reserved_by, created_at)
-                     VALUES ($1, $2, NULL, $3) ON CONFLICT (scope) DO NOTHING",
-                    &[slug, &new.publisher_id, &clock::now_ms()],
-                )
-                .await?;
-            }
-            super::events::record_all(&tx, &events).await?;
+            record_landing(&tx, &new, claim_scope.as_deref(), &events).await?;
         }
         tx.commit().await?;
         drop(client);

@@ -11,39 +11,10 @@ use crate::store::webhooks::{
     AfterAttempt, AttemptRow, DeliveryRow, DueDelivery, EventFor, HookCreated, NewWebhook, Requeue,
     WebhookRow,
 };
-use crate::webhooks::{self, EVENTS, Owner};
-
-/// The active hooks subscribed to `event`: hooks of the actor, of a maintainer of the package,
-/// or of the org the event or package belongs to. Maintainers are read as the transaction sees
-/// them, so a change that removes them records its event first.
-pub async fn subscribed<C: deadpool_postgres::GenericClient>(
-    tx: &C,
-    event: &AuditEvent,
-) -> Result<Vec<i64>, StoreError> {
-    if !EVENTS.contains(&event.action) {
-        return Ok(Vec::new());
-    }
-    // Through the connection's statement cache: every change of a package runs it.
-    let hooks = super::packages::rows(
-        tx,
-        "SELECT w.id FROM webhooks w
-             WHERE w.active
-               AND w.events::jsonb ? $1
-               AND ((w.owner_user_id IS NOT NULL
-                     AND (w.owner_user_id = $2
-                          OR EXISTS (SELECT 1 FROM maintainers m
-                                     WHERE m.package = $3 AND m.user_id = w.owner_user_id)))
-                 OR (w.owner_org_id IS NOT NULL
-                     AND EXISTS (SELECT 1 FROM orgs o WHERE o.id = w.owner_org_id
-                                 AND (o.slug = $4 OR starts_with($3, '@' || o.slug || '/')))))",
-        &[&event.action, &event.actor_id, &event.package, &event.org],
-    )
-    .await?;
-    Ok(hooks.iter().map(|row| row.get(0)).collect())
-}
+use crate::webhooks::{self, Owner};
 
 /// Queues one delivery of `event` (audit row `event_id`, recorded at `at`) per hook of `hooks`
-/// ([`subscribed`]).
+/// ([`super::events::record`] finds them).
 pub async fn enqueue<C: deadpool_postgres::GenericClient>(
     tx: &C,
     event: &AuditEvent,
