@@ -770,17 +770,19 @@ mod tests {
         );
         assert!(cache.stats().bytes <= 1_000 * one);
         // A scan long enough for the frequencies to age out (TinyLFU halves them every ten
-        // capacities of reads) may evict them, but a few reads bring them back.
+        // capacities of reads) may evict them, but a few reads bring them back: two or three
+        // passes over the hot set (each check reads them too; the sketch's hashes are randomly
+        // seeded, and after three passes with no check, 1 run in 30 still missed a few).
         for i in 0..50_000 {
             read(&format!("scan-{i:05}"));
         }
-        for _ in 0..3 {
+        let back = (0..10).any(|_| {
             for name in &hot {
                 read(name);
             }
-        }
-        let back = kept(&cache);
-        assert!(back >= 95, "only {back} of 100 hot packages back");
+            kept(&cache) >= 95
+        });
+        assert!(back, "the hot packages did not come back in 10 passes");
     }
 
     #[test]
