@@ -37,10 +37,21 @@ use tokio_postgres::config::Host;
 /// start-up probe gives up.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Connections one instance keeps at most.
-const POOL_SIZE: usize = 16;
+/// Connections one instance keeps at most, on a machine of four CPUs or more (see [`pool_size`]).
+const MAX_POOL_SIZE: usize = 16;
 /// Connections of [`PgPool::relaxed`]: its statements are short.
 const RELAXED_POOL_SIZE: usize = 4;
+
+/// Connections one instance keeps at most: four per CPU it may run on (its CPU affinity and
+/// cgroup quota count), from 4 to [`MAX_POOL_SIZE`]. Each connection is a PostgreSQL backend
+/// process, and more backends than the instance's work keeps busy only add context switches and
+/// cold caches: on one CPU, publishing at concurrency 8 ran 15-20% faster on 4 connections than
+/// on 16 (BENCHMARKS.md, session 9). Sixteen keeps three large instances, with their relaxed
+/// pools and listeners, within PostgreSQL's default 100 connections.
+fn pool_size() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    cpus.saturating_mul(4).clamp(4, MAX_POOL_SIZE)
+}
 
 /// A failure of the PostgreSQL store. No variant ever holds the URL's password.
 #[derive(Debug, thiserror::Error)]
@@ -255,7 +266,7 @@ impl PgPool {
     pub fn lazy(url: &str, var: &'static str) -> Result<Self, PgError> {
         let (config, timeout) =
             parse_url(url).map_err(|problem| PgError::InvalidUrl(var, problem))?;
-        Self::build(config, timeout, POOL_SIZE)
+        Self::build(config, timeout, pool_size())
     }
 
     fn build(
@@ -312,7 +323,8 @@ impl PgPool {
             target: self.target.clone(),
             cause: match err {
                 PoolError::Timeout(TimeoutType::Wait) => format!(
-                    "all {POOL_SIZE} connections stayed busy for {} s",
+                    "all {} connections stayed busy for {} s",
+                    self.pool.status().max_size,
                     self.timeout.as_secs_f32()
                 ),
                 PoolError::Timeout(_) => format!(
