@@ -327,9 +327,10 @@ async fn first_look<C: GenericClient>(
     let slug = scope_slug(name);
     let params: [&(dyn ToSql + Sync); 3] = [&name, &user_id, &slug];
     let row = if lock_package {
-        // Both statements are prepared before either runs, so the lock's execution goes out
-        // first: the server runs them in order, and the look (its own snapshot, read committed)
-        // sees every write committed before the lock was granted.
+        // Both are prepared first, then sent together: tokio-postgres runs requests in the order
+        // their futures are first polled, and `try_join!` polls the lock's first. The look (its
+        // own snapshot, read committed) then sees every write committed before the lock was
+        // granted.
         let (lock_statement, look) =
             futures_util::try_join!(client.prepare_cached(LOCK), client.prepare_cached(LOOK))?;
         let key = package_lock(name);
@@ -703,8 +704,10 @@ impl crate::store::PackageStore for super::Postgres {
         let facts = write_facts(&tx, &new.package, new.publisher_id, true).await?;
         // A refusal drops the transaction, which rolls back (nothing was written).
         let plan = decide(&facts)?;
-        // What the version brings goes out right behind it, before its answer: one round trip
-        // for both. It stands only if the version lands, for the transaction commits only then.
+        // What the version brings goes out with it, before its answer: one round trip for both.
+        // It needs none of the version's rows (a new package's one maintainer is its publisher,
+        // the events' actor, whose hooks they find as the actor's). It stands only if the version
+        // lands, for the transaction commits only then.
         let (outcome, landed) = futures_util::join!(
             insert_version(&tx, &new),
             record_landing(&tx, &new, plan.claim_scope.as_deref(), &events)
